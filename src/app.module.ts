@@ -1,0 +1,45 @@
+import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { LoggerModule } from 'nestjs-pino';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AppConfig } from './config/config.schema.js';
+import { Clock } from './common/clock.js';
+import { CoreModule } from './common/core.module.js';
+import { RequestContext } from './common/request-context.js';
+import { dataSourceOptions } from './database/data-source.js';
+import { AgentsModule } from './modules/agents/agents.module.js';
+import { AppsModule } from './modules/apps/apps.module.js';
+import { KeysModule } from './modules/keys/keys.module.js';
+import { OAuthModule } from './modules/oauth/oauth.module.js';
+import { OpsModule } from './modules/ops/ops.module.js';
+import { UsersModule } from './modules/users/users.module.js';
+import { loggerOptions } from './logger.js';
+
+/** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
+function requestContextMiddleware(req: IncomingMessage & { id?: unknown }, _res: ServerResponse, next: () => void): void {
+  RequestContext.run({ requestId: String(req.id ?? ''), ip: req.socket?.remoteAddress }, next);
+}
+
+@Module({})
+export class AppModule implements NestModule {
+  static forRoot(config: AppConfig, clock?: Clock): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        CoreModule.forRoot(config, clock),
+        LoggerModule.forRoot(loggerOptions(config)),
+        TypeOrmModule.forRoot(dataSourceOptions(config)),
+        OpsModule,
+        KeysModule,
+        AppsModule,
+        UsersModule,
+        AgentsModule,
+        OAuthModule,
+      ],
+    };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(requestContextMiddleware).forRoutes('*');
+  }
+}

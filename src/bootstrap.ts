@@ -1,0 +1,79 @@
+import 'reflect-metadata';
+import { ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { Logger } from 'nestjs-pino';
+import type { IncomingMessage } from 'node:http';
+import { DataSource } from 'typeorm';
+import { AppModule } from './app.module.js';
+import type { AppConfig } from './config/config.schema.js';
+import { Clock } from './common/clock.js';
+import { ProblemFilter } from './common/errors/problem.filter.js';
+import { runMigrations } from './database/data-source.js';
+import { requestIdOf } from './logger.js';
+import { MetricsService } from './modules/ops/metrics.service.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+export interface CreateAppOptions {
+  clock?: Clock;
+  /** Buffer Nest's own boot logs until the pino logger is attached. */
+  bufferLogs?: boolean;
+}
+
+/** Builds the whole service (used by main.ts and by the e2e tests): migrated, initialised, not listening. */
+export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: BODY_LIMIT,
+    genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
+    trustProxy: false,
+    return503OnClosing: true,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, options.clock), adapter, {
+    bufferLogs: options.bufferLogs ?? true,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  app.useGlobalFilters(new ProblemFilter());
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      // Do not coerce "5" into 5: wrong types are refused.
+      transformOptions: { enableImplicitConversion: false },
+      stopAtFirstError: false,
+    }),
+  );
+
+  const fastify = app.getHttpAdapter().getInstance();
+  const metrics = app.get(MetricsService);
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    reply.header('X-Request-Id', request.id);
+    reply.header('X-Content-Type-Options', 'nosniff');
+    return payload;
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    metrics.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('mfa-proxy')
+      .setDescription('Step-up authentication for AI agents: scoped agent tokens, human approval of one exact action, single-use MFA-proxy tokens.')
+      .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' }, 'adminToken')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'App API key (mpx_app_...)' }, 'appKey')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Agent access token (or DPoP scheme with a proof)' }, 'agentToken')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
+
+  await runMigrations(app.get(DataSource));
+  await app.init();
+  await fastify.ready();
+  return app;
+}

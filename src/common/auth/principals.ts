@@ -1,0 +1,52 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+
+/** An app authenticated by its API key. */
+export interface AppPrincipal {
+  appId: string;
+  keyId: string;
+}
+
+/** An agent authenticated by its access token. */
+export interface AgentPrincipal {
+  appId: string;
+  userId: string;
+  agentId: string;
+  model: string;
+  taskId: string | null;
+  scopes: string[];
+  jti: string;
+  exp: number;
+  /** JWK thumbprint the token is bound to (RFC 9449), if any. */
+  jkt: string | null;
+  /** Set on sudo tokens: the step-up that elevated this token. */
+  stepUpId: string | null;
+  acr: string | null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    appPrincipal?: AppPrincipal;
+    agentPrincipal?: AgentPrincipal;
+  }
+}
+
+export const CurrentApp = createParamDecorator((_: unknown, ctx: ExecutionContext): AppPrincipal => {
+  const principal = ctx.switchToHttp().getRequest().appPrincipal;
+  if (!principal) throw new Error('CurrentApp used without AppKeyGuard');
+  return principal;
+});
+
+export const CurrentAgent = createParamDecorator((_: unknown, ctx: ExecutionContext): AgentPrincipal => {
+  const principal = ctx.switchToHttp().getRequest().agentPrincipal;
+  if (!principal) throw new Error('CurrentAgent used without AgentGuard');
+  return principal;
+});
+
+/** The bearer credential of a request, or null. Scheme match is case-insensitive (RFC 9110 §11.1). */
+export function bearerToken(authorization: string | undefined, scheme = 'Bearer'): string | null {
+  if (!authorization) return null;
+  const space = authorization.indexOf(' ');
+  if (space < 0 || authorization.slice(0, space).toLowerCase() !== scheme.toLowerCase()) return null;
+  const token = authorization.slice(space + 1).trim();
+  return token.length > 0 && token.length <= 8192 ? token : null;
+}

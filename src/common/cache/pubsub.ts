@@ -1,0 +1,72 @@
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+
+export type PubSubHandler = (message: Record<string, unknown>) => void;
+
+/**
+ * Cross-instance notifications (agent revoked, step-up decided). In-process when embedded,
+ * Redis pub/sub when REDIS_URL is set. Messages are hints to drop caches or wake waiters:
+ * nothing correctness-critical depends on their delivery.
+ */
+export abstract class PubSub {
+  abstract publish(channel: string, message: Record<string, unknown>): Promise<void>;
+  abstract subscribe(channel: string, handler: PubSubHandler): void;
+  async close(): Promise<void> {}
+}
+
+export class MemoryPubSub extends PubSub {
+  private readonly emitter = new EventEmitter().setMaxListeners(0);
+
+  async publish(channel: string, message: Record<string, unknown>): Promise<void> {
+    this.emitter.emit(channel, message);
+  }
+
+  subscribe(channel: string, handler: PubSubHandler): void {
+    this.emitter.on(channel, handler);
+  }
+}
+
+export class RedisPubSub extends PubSub {
+  private readonly local = new MemoryPubSub();
+  private readonly channels = new Set<string>();
+
+  constructor(
+    private readonly publisher: Redis,
+    private readonly subscriber: Redis,
+    private readonly prefix: string,
+    onReconnect: () => void,
+  ) {
+    super();
+    subscriber.on('message', (channel: string, raw: string) => {
+      if (!channel.startsWith(prefix)) return;
+      try {
+        void this.local.publish(channel.slice(prefix.length), JSON.parse(raw));
+      } catch {
+        /* not ours */
+      }
+    });
+    // Messages sent while disconnected are lost: let subscribers drop what they cached.
+    subscriber.on('ready', onReconnect);
+  }
+
+  async publish(channel: string, message: Record<string, unknown>): Promise<void> {
+    await this.publisher.publish(this.prefix + channel, JSON.stringify(message));
+  }
+
+  subscribe(channel: string, handler: PubSubHandler): void {
+    this.local.subscribe(channel, handler);
+    if (!this.channels.has(channel)) {
+      this.channels.add(channel);
+      void this.subscriber.subscribe(this.prefix + channel).catch(() => undefined);
+    }
+  }
+
+  /** Delivers a message to this instance's subscribers only. */
+  publishLocal(channel: string, message: Record<string, unknown>): void {
+    void this.local.publish(channel, message);
+  }
+
+  override async close(): Promise<void> {
+    this.subscriber.disconnect();
+  }
+}

@@ -1,0 +1,135 @@
+import { ArgumentsHost, Catch, HttpException, Logger, type ExceptionFilter } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, OAuthError } from './app-error.js';
+import { ERROR_TITLE, type ErrorCode } from './error-codes.js';
+
+interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  [extension: string]: unknown;
+}
+
+/** Fastify's own errors (body parsing, limits) mapped to our codes. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'validation_failed',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+};
+
+const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  400: 'validation_failed',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'service_unavailable',
+};
+
+function detailOf(exception: HttpException): string {
+  const body = exception.getResponse();
+  if (typeof body === 'string') return body;
+  const message = (body as { message?: unknown }).message;
+  if (Array.isArray(message)) return message.join('; ');
+  if (typeof message === 'string') return message;
+  return exception.message;
+}
+
+/** Turns anything thrown into an AppError (or OAuthError), hiding what the client must not see. */
+export function toAppError(exception: unknown): AppError | OAuthError {
+  if (exception instanceof AppError || exception instanceof OAuthError) return exception;
+  if (exception instanceof HttpException) {
+    const status = exception.getStatus();
+    const code = STATUS_CODES[status] ?? (status >= 500 ? 'internal_error' : 'validation_failed');
+    const detail = status >= 500 ? ERROR_TITLE.internal_error : detailOf(exception);
+    return new AppError(code, code === 'not_found' && /^Cannot /.test(detail) ? 'no such endpoint' : detail);
+  }
+  const err = exception as { code?: string; statusCode?: number; message?: string } | undefined;
+  if (err?.code && FASTIFY_CODES[err.code]) {
+    const code = FASTIFY_CODES[err.code];
+    const detail =
+      code === 'payload_too_large' ? 'request body exceeds 64 KiB' :
+      code === 'malformed_json' ? 'request body is not valid JSON' :
+      code === 'unsupported_media_type' ? 'send application/json' : 'invalid request';
+    return new AppError(code, detail);
+  }
+  if (exception instanceof SyntaxError || (err?.statusCode === 400 && err?.message)) {
+    return new AppError('malformed_json', 'request body could not be parsed');
+  }
+  if (err?.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError(STATUS_CODES[err.statusCode] ?? 'validation_failed', 'invalid request');
+  }
+  return new AppError('internal_error', ERROR_TITLE.internal_error, { cause: exception });
+}
+
+function isOAuthPath(url: string): boolean {
+  return url.startsWith('/oauth/');
+}
+
+/** Writes RFC 9457 problem+json for /v1 and RFC 6749 §5.2 errors for /oauth. */
+@Catch()
+export class ProblemFilter implements ExceptionFilter {
+  private readonly logger = new Logger('http');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const reply = ctx.getResponse<FastifyReply>();
+    const request = ctx.getRequest<FastifyRequest>();
+    const error = toAppError(exception);
+
+    if (error.status >= 500) {
+      this.logger.error({ err: exception, url: request.url }, 'unhandled error');
+    } else if (error instanceof AppError && error.options.logDetail) {
+      this.logger.warn({ code: error.code, logDetail: error.options.logDetail }, error.detail);
+    }
+    if (reply.sent) return;
+
+    if (isOAuthPath(request.url) && !(error instanceof OAuthError)) {
+      return this.sendOAuth(reply, this.asOAuth(error));
+    }
+    if (error instanceof OAuthError) return this.sendOAuth(reply, error);
+
+    for (const [name, value] of Object.entries(error.options.headers ?? {})) reply.header(name, value);
+    if (error.status === 401 && !reply.hasHeader('www-authenticate')) {
+      reply.header('WWW-Authenticate', 'Bearer realm="mfa-proxy"');
+    }
+    const problem: Problem = {
+      ...(error.options.extensions ?? {}),
+      type: `https://mfa-proxy.dev/problems/${error.code.replace(/_/g, '-')}`,
+      title: error.title,
+      status: error.status,
+      detail: error.detail,
+      code: error.code,
+    };
+    void reply.status(error.status).header('Content-Type', 'application/problem+json').send(problem);
+  }
+
+  private asOAuth(error: AppError): OAuthError {
+    if (error.status === 401) return new OAuthError('invalid_client', error.detail);
+    if (error.status >= 500) return new OAuthError('server_error', error.detail);
+    const e = new OAuthError('invalid_request', error.detail);
+    // Keep 413/415/429 statuses meaningful even in the OAuth error format.
+    (e as { status: number }).status = error.status;
+    return e;
+  }
+
+  private sendOAuth(reply: FastifyReply, error: OAuthError): void {
+    for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+    if (error.status === 401 && !reply.hasHeader('www-authenticate')) {
+      reply.header('WWW-Authenticate', 'Basic realm="mfa-proxy"');
+    }
+    void reply
+      .status(error.status)
+      .header('Cache-Control', 'no-store')
+      .header('Content-Type', 'application/json')
+      .send({ error: error.error, error_description: error.description });
+  }
+}

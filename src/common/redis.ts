@@ -1,0 +1,18 @@
+import { Redis } from 'ioredis';
+import type { AppConfig } from '../config/config.schema.js';
+
+export const REDIS = Symbol('REDIS');
+
+/** A Redis connection when REDIS_URL is set, else null (everything then runs in-process). */
+export function createRedis(config: AppConfig, role: string): Redis | null {
+  if (!config.redis) return null;
+  const client = new Redis(config.redis.url, {
+    connectionName: `mfa-proxy:${role}`,
+    // Fail fast instead of queueing forever: callers decide whether to fail open or closed.
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+  });
+  client.on('error', () => undefined); // reported through readiness and by the callers that fail
+  return client;
+}

@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+/**
+ * Every environment variable the service reads, with its meaning and default.
+ * Only `src/config/` reads `process.env`; everything else receives a validated `AppConfig`.
+ * `secret: true` marks values that must never be printed.
+ */
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PUBLIC_URL: z
+    .url({ protocol: /^https?$/ })
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^(postgres(ql)?:\/\/.+|sqlite:.+)$/, 'must be postgres://... or sqlite:<path>')
+    .default('sqlite:./data/mfa-proxy.sqlite'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://... or rediss://...').optional(),
+  REDIS_KEY_PREFIX: z.string().max(64).default('mpx:'),
+  MASTER_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
+    .optional(),
+  ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  WEBHOOK_ALLOW_PRIVATE: bool.optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  AGENT_TOKEN_TTL_DEFAULT: int(60, 3600).default(300),
+  AGENT_RATE_LIMIT_DEFAULT: int(1, 1_000_000).default(600),
+  SIGNING_KEY_RELOAD_SECONDS: int(5, 3600).default(60),
+  PRINCIPAL_CACHE_SECONDS: int(0, 3600).default(30),
+  DPOP_IAT_WINDOW_SECONDS: int(5, 600).default(60),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export const SECRET_VARIABLES = new Set(['MASTER_KEY', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL']);
+
+export interface AppConfig {
+  env: Env['NODE_ENV'];
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** The OAuth issuer (`iss` of every token we sign): equal to `publicUrl`. */
+  issuer: string;
+  rpId: string;
+  database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
+  redis?: { url: string; keyPrefix: string };
+  masterKey: Buffer;
+  /** SHA-256 of the operator token; the token itself is not kept in memory longer than boot. */
+  adminTokenHash: string;
+  webhookAllowPrivate: boolean;
+  dataDir: string;
+  logLevel: Env['LOG_LEVEL'];
+  agentTokenTtlDefault: number;
+  agentRateLimitDefault: number;
+  signingKeyReloadSeconds: number;
+  principalCacheSeconds: number;
+  dpopIatWindowSeconds: number;
+}

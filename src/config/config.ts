@@ -1,0 +1,115 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { isAbsolute, join, resolve } from 'node:path';
+import { envSchema, type AppConfig, type Env } from './config.schema.js';
+import { hashSecret, randomToken, TOKEN_PREFIX } from '../common/crypto/tokens.js';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Something said once at boot (a generated dev secret, a warning); printed by main.ts. */
+export interface BootNotice {
+  level: 'warn' | 'info';
+  message: string;
+}
+
+function parseEnv(env: Record<string, string | undefined>): Env {
+  // Empty strings count as unset, as in most process managers.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = envSchema.safeParse(present);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+function readOrCreateFile(path: string, create: () => string): { value: string; created: boolean } {
+  if (existsSync(path)) return { value: readFileSync(path, 'utf8').trim(), created: false };
+  writeFileSync(path, create() + '\n', { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return { value: readFileSync(path, 'utf8').trim(), created: true };
+}
+
+/**
+ * Reads and validates the configuration once. In development every variable may be absent:
+ * the master key and admin token are generated into DATA_DIR (mode 0600) and announced.
+ */
+export function loadConfig(
+  rawEnv: Record<string, string | undefined> = process.env,
+  notices: BootNotice[] = [],
+): AppConfig {
+  const env = parseEnv(rawEnv);
+  const production = env.NODE_ENV === 'production';
+  if (production) {
+    const missing = (['MASTER_KEY', 'PUBLIC_URL'] as const).filter((k) => !env[k]);
+    if (missing.length) throw new ConfigError(`NODE_ENV=production requires ${missing.join(' and ')}`);
+    if (!env.ADMIN_TOKEN) throw new ConfigError('NODE_ENV=production requires ADMIN_TOKEN');
+  }
+  const dataDir = resolve(env.DATA_DIR);
+  const ensureDataDir = () => mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  let masterKey: Buffer;
+  if (env.MASTER_KEY) {
+    masterKey = Buffer.from(env.MASTER_KEY, 'base64');
+  } else {
+    ensureDataDir();
+    const file = join(dataDir, 'master.key');
+    const { value, created } = readOrCreateFile(file, () => randomBytes(32).toString('base64'));
+    masterKey = Buffer.from(value, 'base64');
+    if (masterKey.length !== 32) throw new ConfigError(`${file}: must hold base64 of exactly 32 bytes`);
+    notices.push({
+      level: 'warn',
+      message: `MASTER_KEY not set: using the development key in ${file}${created ? ' (just generated)' : ''}. Set MASTER_KEY in production.`,
+    });
+  }
+
+  let adminToken = env.ADMIN_TOKEN;
+  if (!adminToken) {
+    ensureDataDir();
+    const file = join(dataDir, 'admin.token');
+    const { value, created } = readOrCreateFile(file, () => randomToken(TOKEN_PREFIX.admin));
+    adminToken = value;
+    notices.push(
+      created
+        ? { level: 'warn', message: `ADMIN_TOKEN not set: generated an operator token (shown once, kept in ${file}): ${value}` }
+        : { level: 'info', message: `ADMIN_TOKEN not set: using the operator token in ${file}` },
+    );
+  }
+
+  const publicUrl = env.PUBLIC_URL ?? `http://localhost:${env.PORT}`;
+  const database: AppConfig['database'] = env.DATABASE_URL.startsWith('sqlite:')
+    ? (() => {
+        const p = env.DATABASE_URL.slice('sqlite:'.length);
+        if (p === ':memory:') return { type: 'sqlite' as const, path: p };
+        return { type: 'sqlite' as const, path: isAbsolute(p) ? p : resolve(p) };
+      })()
+    : { type: 'postgres' as const, url: env.DATABASE_URL };
+
+  return {
+    env: env.NODE_ENV,
+    port: env.PORT,
+    host: env.HOST,
+    publicUrl,
+    issuer: publicUrl,
+    rpId: new URL(publicUrl).hostname,
+    database,
+    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
+    masterKey,
+    adminTokenHash: hashSecret(adminToken),
+    webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE ?? !production,
+    dataDir,
+    logLevel: env.LOG_LEVEL,
+    agentTokenTtlDefault: env.AGENT_TOKEN_TTL_DEFAULT,
+    agentRateLimitDefault: env.AGENT_RATE_LIMIT_DEFAULT,
+    signingKeyReloadSeconds: env.SIGNING_KEY_RELOAD_SECONDS,
+    principalCacheSeconds: env.PRINCIPAL_CACHE_SECONDS,
+    dpopIatWindowSeconds: env.DPOP_IAT_WINDOW_SECONDS,
+  };
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');

@@ -1,0 +1,44 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { AppConfig } from '../config/config.schema.js';
+import { MIGRATIONS } from '../../migrations/index.js';
+import { ENTITIES } from './entities.js';
+
+export function dataSourceOptions(config: Pick<AppConfig, 'database'>): DataSourceOptions {
+  const common = { entities: ENTITIES, migrations: MIGRATIONS, synchronize: false, migrationsRun: false, logging: false } as const;
+  if (config.database.type === 'sqlite') {
+    if (config.database.path !== ':memory:') mkdirSync(dirname(config.database.path), { recursive: true });
+    return {
+      ...common,
+      type: 'better-sqlite3',
+      database: config.database.path,
+      // WAL lets readers proceed during a write; a busy writer waits instead of failing.
+      prepareDatabase: (db: { pragma(s: string): unknown }) => {
+        db.pragma('journal_mode = WAL');
+        db.pragma('busy_timeout = 5000');
+        db.pragma('foreign_keys = ON');
+      },
+    };
+  }
+  return { ...common, type: 'postgres', url: config.database.url, extra: { max: 20 } };
+}
+
+/** Arbitrary constant: the PostgreSQL advisory lock that serialises migrations of several instances. */
+const MIGRATION_LOCK = 727_001;
+
+/** Runs pending migrations; on PostgreSQL under an advisory lock so N instances can start at once. */
+export async function runMigrations(ds: DataSource): Promise<string[]> {
+  if (ds.options.type !== 'postgres') {
+    return (await ds.runMigrations({ transaction: 'all' })).map((m) => m.name);
+  }
+  const runner = ds.createQueryRunner();
+  await runner.connect();
+  try {
+    await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return (await ds.runMigrations({ transaction: 'all' })).map((m) => m.name);
+  } finally {
+    await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await runner.release();
+  }
+}

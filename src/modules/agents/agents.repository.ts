@@ -1,0 +1,36 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, Not } from 'typeorm';
+import { AgentEntity } from './agent.entity.js';
+
+@Injectable()
+export class AgentsRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  private get repo() {
+    return this.ds.getRepository(AgentEntity);
+  }
+
+  /** A live (not revoked) agent of this app. */
+  findLive(appId: string, id: string): Promise<AgentEntity | null> {
+    return this.repo.findOneBy({ appId, id, status: Not('revoked') });
+  }
+
+  /** Any agent by id, across apps: only for authenticating the agent itself. */
+  findById(id: string): Promise<AgentEntity | null> {
+    return this.repo.findOneBy({ id });
+  }
+
+  list(appId: string, userId?: string): Promise<AgentEntity[]> {
+    return this.repo.find({ where: { appId, status: Not('revoked'), ...(userId ? { userId } : {}) }, order: { createdAt: 'ASC' } });
+  }
+
+  insert(agent: AgentEntity): Promise<unknown> {
+    return this.repo.insert(agent);
+  }
+
+  /** Updates a live agent; false when it does not exist or is revoked. */
+  async updateLive(appId: string, id: string, patch: Partial<AgentEntity>): Promise<boolean> {
+    const res = await this.repo.update({ appId, id, status: Not('revoked') }, patch);
+    return (res.affected ?? 0) > 0;
+  }
+}

@@ -1,0 +1,130 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { isId, newId } from '../../common/ids.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { AGENT_CHANGED, UsersService } from '../users/users.service.js';
+import { AgentEntity } from './agent.entity.js';
+import { AgentsRepository } from './agents.repository.js';
+import type { AgentDto, AgentSecretDto, CreateAgentDto, CreatedAgentDto, UpdateAgentDto } from './dto/agent.dto.js';
+
+/** Algorithms an agent may sign its client assertions with (asymmetric only). */
+export const CLIENT_ASSERTION_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+
+@Injectable()
+export class AgentsService {
+  constructor(
+    private readonly repo: AgentsRepository,
+    private readonly users: UsersService,
+    private readonly clock: Clock,
+    private readonly pubsub: PubSub,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async create(appId: string, dto: CreateAgentDto): Promise<CreatedAgentDto> {
+    const user = await this.users.findOrThrow(appId, dto.userId);
+    const jwks = dto.jwks ? await this.validateJwks(dto.jwks as JSONWebKeySet) : null;
+    const clientSecret = jwks ? undefined : randomToken(TOKEN_PREFIX.agentSecret);
+    const now = this.clock.now();
+    const agent = Object.assign(new AgentEntity(), {
+      id: newId('agent'),
+      appId,
+      userId: user.id,
+      name: dto.name,
+      model: dto.model,
+      permissionBoundaries: [...new Set(dto.permissionBoundaries)],
+      tokenTtl: dto.tokenTtl ?? this.config.agentTokenTtlDefault,
+      rateLimitPerMinute: dto.rateLimitPerMinute ?? this.config.agentRateLimitDefault,
+      secretHash: clientSecret ? hashSecret(clientSecret) : null,
+      jwks,
+      status: 'active',
+      createdAt: now,
+      updatedAt: now,
+      revokedAt: null,
+    });
+    await this.repo.insert(agent);
+    return { ...this.toDto(agent), ...(clientSecret ? { clientSecret } : {}) };
+  }
+
+  async list(appId: string, userId?: string): Promise<AgentDto[]> {
+    if (userId !== undefined && !isId('user', userId)) return [];
+    return (await this.repo.list(appId, userId)).map((a) => this.toDto(a));
+  }
+
+  async get(appId: string, id: string): Promise<AgentDto> {
+    return this.toDto(await this.findOrThrow(appId, id));
+  }
+
+  async update(appId: string, id: string, dto: UpdateAgentDto): Promise<AgentDto> {
+    await this.findOrThrow(appId, id);
+    const patch: Partial<AgentEntity> = { updatedAt: this.clock.now() };
+    if (dto.name !== undefined) patch.name = dto.name;
+    if (dto.permissionBoundaries !== undefined) patch.permissionBoundaries = [...new Set(dto.permissionBoundaries)];
+    if (dto.status !== undefined) patch.status = dto.status;
+    if (!(await this.repo.updateLive(appId, id, patch))) throw notFound('agent');
+    // Suspension (and narrowed boundaries) take effect on the next request of every instance.
+    await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
+    return this.get(appId, id);
+  }
+
+  async rotateSecret(appId: string, id: string): Promise<AgentSecretDto> {
+    const agent = await this.findOrThrow(appId, id);
+    if (agent.jwks) throw new AppError('conflict', 'this agent authenticates with private_key_jwt; it has no client secret');
+    const clientSecret = randomToken(TOKEN_PREFIX.agentSecret);
+    if (!(await this.repo.updateLive(appId, id, { secretHash: hashSecret(clientSecret), updatedAt: this.clock.now() }))) throw notFound('agent');
+    return { clientSecret };
+  }
+
+  async revoke(appId: string, id: string): Promise<void> {
+    await this.findOrThrow(appId, id);
+    const now = this.clock.now();
+    if (!(await this.repo.updateLive(appId, id, { status: 'revoked', revokedAt: now, updatedAt: now }))) throw notFound('agent');
+    await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
+  }
+
+  async findOrThrow(appId: string, id: string): Promise<AgentEntity> {
+    const agent = isId('agent', id) ? await this.repo.findLive(appId, id) : null;
+    if (!agent) throw notFound('agent');
+    return agent;
+  }
+
+  /** Public keys only, asymmetric only, each importable: a bad key set is refused at the door. */
+  private async validateJwks(jwks: JSONWebKeySet): Promise<JSONWebKeySet> {
+    const keys: JWK[] = [];
+    for (const [i, key] of jwks.keys.entries()) {
+      if (typeof key.kty !== 'string' || !['EC', 'OKP', 'RSA'].includes(key.kty)) {
+        throw new AppError('validation_failed', `jwks.keys[${i}]: kty must be EC, OKP or RSA`);
+      }
+      if ('d' in key || 'p' in key || 'k' in key) throw new AppError('validation_failed', `jwks.keys[${i}] is a private key; send the public key only`);
+      const alg = key.alg ?? (key.kty === 'EC' ? 'ES256' : key.kty === 'OKP' ? 'EdDSA' : 'RS256');
+      if (!CLIENT_ASSERTION_ALGS.includes(alg)) throw new AppError('validation_failed', `jwks.keys[${i}]: alg must be one of ${CLIENT_ASSERTION_ALGS.join(', ')}`);
+      try {
+        await importJWK(key, alg);
+      } catch {
+        throw new AppError('validation_failed', `jwks.keys[${i}] is not a valid ${alg} public key`);
+      }
+      const { kty, crv, x, y, n, e, kid, use } = key;
+      keys.push(Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, use, alg }).filter(([, v]) => v !== undefined)) as JWK);
+    }
+    return { keys };
+  }
+
+  toDto(agent: AgentEntity): AgentDto {
+    return {
+      id: agent.id,
+      userId: agent.userId,
+      name: agent.name,
+      model: agent.model,
+      permissionBoundaries: agent.permissionBoundaries,
+      status: agent.status,
+      tokenTtl: agent.tokenTtl,
+      rateLimitPerMinute: agent.rateLimitPerMinute,
+      authMethod: agent.jwks ? 'private_key_jwt' : 'client_secret',
+      createdAt: new Date(agent.createdAt).toISOString(),
+    };
+  }
+}

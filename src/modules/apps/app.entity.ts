@@ -1,0 +1,26 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { JsonColumn, TimeColumn } from '../../database/columns.js';
+
+@Entity({ name: 'apps' })
+export class AppEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) id: string;
+  /** Equal to `id`: every table carries `app_id`. */
+  @Column({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  @Column({ type: 'varchar', length: 200 }) name: string;
+  @Column({ type: 'varchar', length: 2048, name: 'webhook_url', nullable: true }) webhookUrl: string | null;
+  @JsonColumn('origins') origins: string[];
+  /** AES-256-GCM, AAD apps.webhook_secret_enc.<id>. */
+  @Column({ type: 'text', name: 'webhook_secret_enc' }) webhookSecretEnc: string;
+  @TimeColumn('created_at') createdAt: number;
+  @TimeColumn('updated_at') updatedAt: number;
+}
+
+@Entity({ name: 'app_api_keys' })
+export class AppApiKeyEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) id: string;
+  @Column({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  /** SHA-256 (base64url) of the key; the key itself is shown once. */
+  @Column({ type: 'varchar', length: 64, name: 'key_hash' }) keyHash: string;
+  @TimeColumn('created_at') createdAt: number;
+  @TimeColumn('revoked_at', { nullable: true }) revokedAt: number | null;
+}

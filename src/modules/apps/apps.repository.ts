@@ -1,0 +1,41 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, IsNull } from 'typeorm';
+import { AppApiKeyEntity, AppEntity } from './app.entity.js';
+
+@Injectable()
+export class AppsRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  findApp(id: string): Promise<AppEntity | null> {
+    return this.ds.getRepository(AppEntity).findOneBy({ id });
+  }
+
+  async createWithKey(app: AppEntity, key: AppApiKeyEntity): Promise<void> {
+    await this.ds.transaction(async (m) => {
+      await m.insert(AppEntity, app);
+      await m.insert(AppApiKeyEntity, key);
+    });
+  }
+
+  async update(id: string, patch: Partial<AppEntity>): Promise<void> {
+    await this.ds.getRepository(AppEntity).update({ id }, patch);
+  }
+
+  activeKeys(appId: string): Promise<AppApiKeyEntity[]> {
+    return this.ds.getRepository(AppApiKeyEntity).find({ where: { appId, revokedAt: IsNull() }, order: { createdAt: 'ASC' } });
+  }
+
+  findActiveKeyByHash(keyHash: string): Promise<AppApiKeyEntity | null> {
+    return this.ds.getRepository(AppApiKeyEntity).findOneBy({ keyHash, revokedAt: IsNull() });
+  }
+
+  insertKey(key: AppApiKeyEntity): Promise<unknown> {
+    return this.ds.getRepository(AppApiKeyEntity).insert(key);
+  }
+
+  /** Revokes one key of one app; returns whether it existed and was active. */
+  async revokeKey(appId: string, keyId: string, now: number): Promise<boolean> {
+    const res = await this.ds.getRepository(AppApiKeyEntity).update({ id: keyId, appId, revokedAt: IsNull() }, { revokedAt: now });
+    return (res.affected ?? 0) > 0;
+  }
+}

@@ -1,0 +1,128 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { Cipher } from '../../common/crypto/cipher.js';
+import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
+import { notFound } from '../../common/errors/app-error.js';
+import { isId, newId } from '../../common/ids.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { TtlCache } from '../../common/cache/ttl-cache.js';
+import type { AppPrincipal } from '../../common/auth/principals.js';
+import { AppApiKeyEntity, AppEntity } from './app.entity.js';
+import { AppsRepository } from './apps.repository.js';
+import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
+
+const KEY_REVOKED = 'app-key.revoked';
+const iso = (ms: number) => new Date(ms).toISOString();
+
+@Injectable()
+export class AppsService implements OnModuleInit {
+  /** API-key hash → principal: the app-key check on the verify hot path costs no query when warm. */
+  private readonly keyCache: TtlCache<AppPrincipal>;
+
+  constructor(
+    private readonly repo: AppsRepository,
+    private readonly cipher: Cipher,
+    private readonly clock: Clock,
+    private readonly pubsub: PubSub,
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.keyCache = new TtlCache(config.principalCacheSeconds * 1000);
+  }
+
+  onModuleInit(): void {
+    this.pubsub.subscribe(KEY_REVOKED, (m) => this.keyCache.deleteWhere((p) => p.keyId === m.keyId));
+    this.pubsub.subscribe('cache.reset', () => this.keyCache.clear());
+  }
+
+  async create(dto: CreateAppDto): Promise<CreatedAppDto> {
+    const now = this.clock.now();
+    const id = newId('app');
+    const apiKey = randomToken(TOKEN_PREFIX.appKey);
+    const webhookSecret = randomToken(TOKEN_PREFIX.webhookSecret);
+    const app = Object.assign(new AppEntity(), {
+      id,
+      appId: id,
+      name: dto.name,
+      webhookUrl: dto.webhookUrl ?? null,
+      origins: dto.origins ?? [],
+      webhookSecretEnc: this.cipher.encrypt(webhookSecret, { table: 'apps', column: 'webhook_secret_enc', id }),
+      createdAt: now,
+      updatedAt: now,
+    });
+    const key = this.newKey(id, apiKey, now);
+    await this.repo.createWithKey(app, key);
+    return { id, name: app.name, webhookUrl: app.webhookUrl, origins: app.origins, apiKey, apiKeyId: key.id, webhookSecret, createdAt: iso(now) };
+  }
+
+  async get(id: string): Promise<AppDto> {
+    const app = await this.findOrThrow(id);
+    return this.toDto(app, await this.repo.activeKeys(app.id));
+  }
+
+  async update(id: string, dto: UpdateAppDto): Promise<AppDto> {
+    const app = await this.findOrThrow(id);
+    const patch: Partial<AppEntity> = { updatedAt: this.clock.now() };
+    if (dto.name !== undefined) patch.name = dto.name;
+    if (dto.webhookUrl !== undefined) patch.webhookUrl = dto.webhookUrl;
+    if (dto.origins !== undefined) patch.origins = dto.origins;
+    await this.repo.update(app.id, patch);
+    return this.get(app.id);
+  }
+
+  async createKey(appId: string): Promise<CreatedApiKeyDto> {
+    const app = await this.findOrThrow(appId);
+    const now = this.clock.now();
+    const apiKey = randomToken(TOKEN_PREFIX.appKey);
+    const key = this.newKey(app.id, apiKey, now);
+    await this.repo.insertKey(key);
+    return { id: key.id, apiKey, createdAt: iso(now) };
+  }
+
+  async deleteKey(appId: string, keyId: string): Promise<void> {
+    const app = await this.findOrThrow(appId);
+    if (!isId('apiKey', keyId) || !(await this.repo.revokeKey(app.id, keyId, this.clock.now()))) throw notFound('API key');
+    this.keyCache.deleteWhere((p) => p.keyId === keyId);
+    await this.pubsub.publish(KEY_REVOKED, { keyId });
+  }
+
+  /** The app behind an API key, or null. The key is looked up by its SHA-256 only. */
+  async authenticate(apiKey: string): Promise<AppPrincipal | null> {
+    if (!apiKey.startsWith(TOKEN_PREFIX.appKey)) return null;
+    const keyHash = hashSecret(apiKey);
+    const cached = this.keyCache.get(keyHash);
+    if (cached) return cached;
+    const key = await this.repo.findActiveKeyByHash(keyHash);
+    if (!key) return null;
+    const principal = { appId: key.appId, keyId: key.id };
+    this.keyCache.set(keyHash, principal);
+    return principal;
+  }
+
+  async findOrThrow(id: string): Promise<AppEntity> {
+    const app = isId('app', id) ? await this.repo.findApp(id) : null;
+    if (!app) throw notFound('app');
+    return app;
+  }
+
+  /** The app's display name (approval pages) — never its secrets. */
+  async name(id: string): Promise<string> {
+    return (await this.findOrThrow(id)).name;
+  }
+
+  private newKey(appId: string, apiKey: string, now: number): AppApiKeyEntity {
+    return Object.assign(new AppApiKeyEntity(), { id: newId('apiKey'), appId, keyHash: hashSecret(apiKey), createdAt: now, revokedAt: null });
+  }
+
+  private toDto(app: AppEntity, keys: AppApiKeyEntity[]): AppDto {
+    return {
+      id: app.id,
+      name: app.name,
+      webhookUrl: app.webhookUrl,
+      origins: app.origins,
+      apiKeys: keys.map((k) => ({ id: k.id, createdAt: iso(k.createdAt) })),
+      createdAt: iso(app.createdAt),
+    };
+  }
+}

@@ -1,0 +1,162 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { JWTPayload } from 'jose';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { TtlCache } from '../../common/cache/ttl-cache.js';
+import type { AgentPrincipal } from '../../common/auth/principals.js';
+import { withinBoundaries } from '../../common/scopes.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
+import type { AgentEntity } from '../agents/agent.entity.js';
+import { KeysService } from '../keys/keys.service.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { AGENT_CHANGED } from '../users/users.service.js';
+import { RevocationList } from './revocation-list.js';
+import { TokenInvalidError, verifyOwnJwt } from './token-verifier.js';
+
+export const AGENT_TOKEN_TYP = 'at+jwt';
+
+/** What the guard needs to know about an agent, cached per instance and dropped on change. */
+interface AgentState {
+  active: boolean;
+  appId: string;
+  userId: string;
+  model: string;
+  boundaries: string[];
+}
+
+export interface IssueAgentToken {
+  agent: AgentEntity;
+  scopes: string[];
+  ttlSeconds: number;
+  taskId?: string | null;
+  jkt?: string | null;
+  /** Sudo elevation (the step-up issue). */
+  extra?: { acr?: string; auth_time?: number; step_up_id?: string };
+}
+
+export interface AgentTokenClaims extends JWTPayload {
+  client_id: string;
+  scope: string;
+  model: string;
+  act: { sub: string };
+  task_id?: string;
+  cnf?: { jkt: string };
+  acr?: string;
+  auth_time?: number;
+  step_up_id?: string;
+}
+
+/** Issues RFC 9068 agent access tokens and turns a presented one into a principal. */
+@Injectable()
+export class AgentTokensService implements OnModuleInit {
+  private readonly states: TtlCache<AgentState>;
+  /** Bumped on every invalidation: a lookup that raced with one does not fill the cache. */
+  private epoch = 0;
+
+  constructor(
+    private readonly keys: KeysService,
+    private readonly agents: AgentsRepository,
+    private readonly users: UsersRepository,
+    private readonly revocations: RevocationList,
+    private readonly pubsub: PubSub,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {
+    this.states = new TtlCache(config.principalCacheSeconds * 1000, 50_000, () => clock.now());
+  }
+
+  onModuleInit(): void {
+    this.pubsub.subscribe(AGENT_CHANGED, (m) => this.forget(String(m.agentId)));
+    this.pubsub.subscribe('cache.reset', () => {
+      this.epoch++;
+      this.states.clear();
+    });
+  }
+
+  /** Drops an agent from this instance's cache (done on every instance through pub/sub). */
+  forget(agentId: string): void {
+    this.epoch++;
+    this.states.delete(agentId);
+  }
+
+  async issue(input: IssueAgentToken): Promise<{ token: string; expiresIn: number; jti: string }> {
+    const now = this.clock.nowSeconds();
+    const jti = randomUUID();
+    const claims: AgentTokenClaims = {
+      iss: this.config.issuer,
+      sub: input.agent.userId,
+      aud: [this.config.issuer, input.agent.appId],
+      client_id: input.agent.id,
+      act: { sub: input.agent.id },
+      scope: input.scopes.join(' '),
+      jti,
+      iat: now,
+      exp: now + input.ttlSeconds,
+      model: input.agent.model,
+      ...(input.taskId ? { task_id: input.taskId } : {}),
+      ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
+      ...(input.extra ?? {}),
+    };
+    return { token: await this.keys.sign(claims, AGENT_TOKEN_TYP), expiresIn: input.ttlSeconds, jti };
+  }
+
+  /** Verifies signature and claims of an agent token; throws TokenInvalidError. No state checks. */
+  async verify(token: string): Promise<AgentTokenClaims> {
+    const { payload } = await verifyOwnJwt(this.keys, token, {
+      typ: AGENT_TOKEN_TYP,
+      issuer: this.config.issuer,
+      audience: this.config.issuer,
+      nowSeconds: this.clock.nowSeconds(),
+    });
+    const claims = payload as AgentTokenClaims;
+    if (typeof claims.client_id !== 'string' || typeof claims.scope !== 'string' || claims.act?.sub !== claims.client_id) {
+      throw new TokenInvalidError('malformed', 'missing agent claims');
+    }
+    return claims;
+  }
+
+  /**
+   * The principal behind verified claims, or null when the token must not work any more:
+   * revoked token, agent suspended or revoked, parent user deleted. Cached per agent.
+   */
+  async principal(claims: AgentTokenClaims): Promise<AgentPrincipal | null> {
+    if (this.revocations.isRevoked(claims.jti!)) return null;
+    const state = await this.state(claims.client_id);
+    if (!state?.active || state.userId !== claims.sub) return null;
+    return {
+      appId: state.appId,
+      userId: state.userId,
+      agentId: claims.client_id,
+      model: state.model,
+      taskId: claims.task_id ?? null,
+      // Boundaries narrowed after issue take effect at once.
+      scopes: claims.scope.split(' ').filter((s) => s && withinBoundaries(state.boundaries, s)),
+      jti: claims.jti!,
+      exp: claims.exp!,
+      jkt: claims.cnf?.jkt ?? null,
+      stepUpId: claims.step_up_id ?? null,
+      acr: claims.acr ?? null,
+    };
+  }
+
+  private async state(agentId: string): Promise<AgentState | null> {
+    const cached = this.states.get(agentId);
+    if (cached) return cached;
+    const epoch = this.epoch;
+    const agent = await this.agents.findById(agentId);
+    if (!agent) return null;
+    const user = await this.users.find(agent.appId, agent.userId);
+    const state: AgentState = {
+      active: agent.status === 'active' && user !== null,
+      appId: agent.appId,
+      userId: agent.userId,
+      model: agent.model,
+      boundaries: agent.permissionBoundaries,
+    };
+    if (epoch === this.epoch) this.states.set(agentId, state);
+    return state;
+  }
+}

@@ -1,0 +1,94 @@
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { ReplayCache } from '../../common/cache/replay-cache.js';
+import { AppError } from '../../common/errors/app-error.js';
+import { RequestContext } from '../../common/request-context.js';
+import { AgentTokensService } from './agent-tokens.service.js';
+import { DpopError, verifyDpopProof } from './dpop.js';
+import { TokenInvalidError } from './token-verifier.js';
+
+const CHALLENGE = 'Bearer realm="mfa-proxy", error="invalid_token", DPoP algs="ES256 EdDSA"';
+
+function unauthorized(detail: string, dpop = false): AppError {
+  return new AppError(dpop ? 'invalid_dpop_proof' : 'unauthorized', detail, { headers: { 'WWW-Authenticate': CHALLENGE } });
+}
+
+/**
+ * The one guard of agent endpoints: `Authorization: Bearer <token>`, or `DPoP <token>` with a
+ * proof for DPoP-bound tokens. Puts the principal on the request and in the log context.
+ */
+@Injectable()
+export class AgentGuard implements CanActivate {
+  constructor(
+    private readonly tokens: AgentTokensService,
+    private readonly replay: ReplayCache,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const req = ctx.switchToHttp().getRequest<FastifyRequest>();
+    const [scheme, token] = splitAuthorization(req.headers.authorization);
+    if (!token || (scheme !== 'bearer' && scheme !== 'dpop')) throw unauthorized('an agent access token is required');
+
+    let claims;
+    try {
+      claims = await this.tokens.verify(token);
+    } catch (err) {
+      if (err instanceof TokenInvalidError) throw unauthorized('the access token is invalid or expired');
+      throw err;
+    }
+    if (claims.cnf?.jkt) {
+      // RFC 9449 §7.1: a DPoP-bound token is only accepted with the DPoP scheme and a fresh proof.
+      if (scheme !== 'dpop') throw unauthorized('this token is DPoP-bound: use the DPoP scheme with a proof');
+      await this.checkProof(req, token, claims.cnf.jkt);
+    } else if (scheme !== 'bearer') {
+      throw unauthorized('this token is not DPoP-bound: use the Bearer scheme');
+    }
+
+    const principal = await this.tokens.principal(claims);
+    if (!principal) throw unauthorized('the token was revoked, or its agent is suspended or revoked');
+    req.agentPrincipal = principal;
+    RequestContext.assign({
+      appId: principal.appId,
+      actorType: 'agent',
+      actorId: principal.agentId,
+      agentId: principal.agentId,
+      userId: principal.userId,
+      model: principal.model,
+      taskId: principal.taskId,
+    });
+    return true;
+  }
+
+  private async checkProof(req: FastifyRequest, token: string, jkt: string): Promise<void> {
+    const path = req.url.split('?')[0];
+    try {
+      const proof = await verifyDpopProof(req.headers.dpop, {
+        htm: req.method,
+        htu: this.config.publicUrl + path,
+        nowSeconds: this.clock.nowSeconds(),
+        iatWindowSeconds: this.config.dpopIatWindowSeconds,
+        replay: this.replay,
+        accessToken: token,
+      });
+      // §4.3 check 12: the proof is signed by the key the token is bound to.
+      if (proof.jkt !== jkt) throw new DpopError('DPoP proof key does not match the token binding');
+    } catch (err) {
+      if (err instanceof DpopError) throw unauthorized(err.message, true);
+      // The replay cache could not be reached: fail closed.
+      throw new AppError('service_unavailable', 'replay protection unavailable', { cause: err });
+    }
+  }
+}
+
+export function splitAuthorization(header: string | undefined): [string, string | null] {
+  if (!header) return ['', null];
+  const space = header.indexOf(' ');
+  if (space < 0) return [header.toLowerCase(), null];
+  const token = header.slice(space + 1).trim();
+  return [header.slice(0, space).toLowerCase(), token.length > 0 && token.length <= 8192 ? token : null];
+}

@@ -1,0 +1,121 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { ReplayCache } from '../../common/cache/replay-cache.js';
+import { secretMatchesHash } from '../../common/crypto/tokens.js';
+import { OAuthError } from '../../common/errors/app-error.js';
+import { isId } from '../../common/ids.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
+import type { AgentEntity } from '../agents/agent.entity.js';
+import { CLIENT_ASSERTION_ALGS } from '../agents/agents.service.js';
+import { UsersRepository } from '../users/users.repository.js';
+
+export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Client assertions older or longer-lived than this are refused. */
+const MAX_ASSERTION_LIFETIME_S = 300;
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+const invalidClient = (description = 'client authentication failed') =>
+  new OAuthError('invalid_client', description, { 'WWW-Authenticate': 'Basic realm="mfa-proxy"' });
+
+/** RFC 6749 §2.3.1 (form-encoded id and secret inside Basic). */
+function parseBasic(header: string | undefined): { id: string; secret: string } | null {
+  if (!header || !/^basic /i.test(header)) return null;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) throw invalidClient('malformed Basic credentials');
+  try {
+    return { id: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')), secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')) };
+  } catch {
+    throw invalidClient('malformed Basic credentials');
+  }
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Authenticates an agent as an OAuth client (token and revocation endpoints). */
+@Injectable()
+export class ClientAuthService {
+  constructor(
+    private readonly agents: AgentsRepository,
+    private readonly users: UsersRepository,
+    private readonly replay: ReplayCache,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async authenticate(authorization: string | undefined, body: Record<string, unknown>): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
+    const basic = parseBasic(authorization);
+    const postSecret = str(body.client_secret);
+    const assertion = str(body.client_assertion);
+    // RFC 6749 §2.3: a client uses exactly one authentication method per request.
+    const methods = [basic, postSecret, assertion].filter((m) => m !== undefined && m !== null).length;
+    if (methods === 0) throw invalidClient('client authentication required');
+    if (methods > 1) throw new OAuthError('invalid_request', 'use exactly one client authentication method');
+
+    if (assertion !== undefined) {
+      if (body.client_assertion_type !== JWT_BEARER_ASSERTION) throw new OAuthError('invalid_request', `client_assertion_type must be ${JWT_BEARER_ASSERTION}`);
+      return { agent: await this.byAssertion(assertion, str(body.client_id)), method: 'private_key_jwt' };
+    }
+    const id = basic ? basic.id : str(body.client_id);
+    const secret = basic ? basic.secret : postSecret!;
+    if (!basic && body.client_id !== undefined && id === undefined) throw new OAuthError('invalid_request', 'client_id must be a string');
+    if (basic && body.client_id !== undefined && body.client_id !== basic.id) throw new OAuthError('invalid_request', 'client_id does not match the Basic credentials');
+    const agent = await this.activeAgent(id);
+    // Compare against a hash even when there is none, so timing does not tell which failed.
+    const ok = secretMatchesHash(secret, agent?.secretHash ?? 'no-secret-configured');
+    if (!agent || !agent.secretHash || !ok) throw invalidClient();
+    return { agent, method: basic ? 'client_secret_basic' : 'client_secret_post' };
+  }
+
+  private async activeAgent(id: string | undefined): Promise<AgentEntity | null> {
+    if (!isId('agent', id)) return null;
+    const agent = await this.agents.findById(id);
+    if (!agent || agent.status !== 'active') return null;
+    // An agent whose parent user was deleted cannot authenticate.
+    return (await this.users.find(agent.appId, agent.userId)) ? agent : null;
+  }
+
+  /** RFC 7523 §3 client assertion, signed by one of the agent's registered keys. */
+  private async byAssertion(assertion: string, clientId: string | undefined): Promise<AgentEntity> {
+    if (assertion.length > 8192) throw invalidClient('client assertion too large');
+    let iss: unknown;
+    try {
+      iss = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')).iss;
+    } catch {
+      throw invalidClient('malformed client assertion');
+    }
+    if (typeof iss !== 'string' || (clientId !== undefined && clientId !== iss)) throw invalidClient('client assertion iss must be the client_id');
+    const agent = await this.activeAgent(iss);
+    if (!agent?.jwks) throw invalidClient();
+    const now = this.clock.nowSeconds();
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(assertion, createLocalJWKSet(agent.jwks), {
+        algorithms: CLIENT_ASSERTION_ALGS,
+        issuer: agent.id,
+        subject: agent.id, // §3 item 2: sub is the client_id
+        audience: [this.config.issuer, `${this.config.issuer}/oauth/token`], // §3 item 3
+        currentDate: new Date(now * 1000),
+        clockTolerance: 5,
+        requiredClaims: ['exp', 'jti'], // §3 items 4 and 7
+      }));
+    } catch {
+      throw invalidClient('client assertion invalid');
+    }
+    if (payload.exp! - now > MAX_ASSERTION_LIFETIME_S) throw invalidClient('client assertion lives too long');
+    if (typeof payload.jti !== 'string' || payload.jti.length > 256) throw invalidClient('client assertion jti invalid');
+    // §3 item 7: a jti is accepted once; remembered until the assertion expires.
+    let fresh: boolean;
+    try {
+      fresh = await this.replay.claim(`assertion:${agent.id}:${payload.jti}`, payload.exp! - now + 10);
+    } catch {
+      throw new OAuthError('server_error', 'replay protection unavailable');
+    }
+    if (!fresh) throw invalidClient('client assertion already used');
+    return agent;
+  }
+}

@@ -1,0 +1,115 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { Clock } from '../../common/clock.js';
+import { ReplayCache } from '../../common/cache/replay-cache.js';
+import { OAuthError } from '../../common/errors/app-error.js';
+import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes.js';
+import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
+import { ClientAuthService } from './client-auth.service.js';
+import { DpopError, verifyDpopProof } from './dpop.js';
+import { RevocationList } from './revocation-list.js';
+import { TokenInvalidError } from './token-verifier.js';
+
+export const TASK_ID_PATTERN = /^[A-Za-z0-9._:/-]{1,128}$/;
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer' | 'DPoP';
+  expires_in: number;
+  scope: string;
+}
+
+export type IntrospectionResponse = { active: false } | ({ active: true; token_type: 'Bearer' | 'DPoP' } & AgentTokenClaims);
+
+const optionalString = (body: Record<string, unknown>, name: string): string | undefined => {
+  const v = body[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new OAuthError('invalid_request', `${name} must be a string`);
+  return v;
+};
+
+@Injectable()
+export class OAuthService {
+  constructor(
+    private readonly clients: ClientAuthService,
+    private readonly tokens: AgentTokensService,
+    private readonly revocations: RevocationList,
+    private readonly replay: ReplayCache,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** RFC 6749 §4.4 client credentials grant, with RFC 9449 binding when a DPoP proof is sent. */
+  async token(authorization: string | undefined, dpop: string | string[] | undefined, body: Record<string, unknown>): Promise<TokenResponse> {
+    const grantType = optionalString(body, 'grant_type');
+    if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
+    if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'only client_credentials is supported');
+    const scopeParam = optionalString(body, 'scope');
+    const taskId = optionalString(body, 'task_id');
+    if (taskId !== undefined && !TASK_ID_PATTERN.test(taskId)) throw new OAuthError('invalid_request', 'task_id must match [A-Za-z0-9._:/-]{1,128}');
+
+    const { agent } = await this.clients.authenticate(authorization, body);
+
+    // RFC 6749 §3.3: the requested scope must lie within the agent's boundaries.
+    let scopes: string[];
+    if (scopeParam === undefined || scopeParam.trim() === '') {
+      scopes = agent.permissionBoundaries.filter((b) => !b.endsWith('*'));
+    } else {
+      scopes = parseScope(scopeParam);
+      const bad = scopes.find((s) => !SCOPE_PATTERN.test(s) || !withinBoundaries(agent.permissionBoundaries, s));
+      if (bad) throw new OAuthError('invalid_scope', `scope "${bad.slice(0, 64)}" is outside the agent's permission boundaries`);
+    }
+
+    let jkt: string | null = null;
+    if (dpop !== undefined) {
+      try {
+        ({ jkt } = await verifyDpopProof(dpop, {
+          htm: 'POST',
+          htu: `${this.config.publicUrl}/oauth/token`,
+          nowSeconds: this.clock.nowSeconds(),
+          iatWindowSeconds: this.config.dpopIatWindowSeconds,
+          replay: this.replay,
+        }));
+      } catch (err) {
+        if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
+        throw new OAuthError('server_error', 'replay protection unavailable');
+      }
+    }
+
+    const issued = await this.tokens.issue({ agent, scopes, ttlSeconds: agent.tokenTtl, taskId, jkt });
+    return { access_token: issued.token, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: issued.expiresIn, scope: scopes.join(' ') };
+  }
+
+  /** RFC 7662: active only for a live token of one of the calling app's agents. Never consumes. */
+  async introspect(appId: string, body: Record<string, unknown>): Promise<IntrospectionResponse> {
+    const token = optionalString(body, 'token');
+    if (!token) throw new OAuthError('invalid_request', 'token is required');
+    let claims: AgentTokenClaims;
+    try {
+      claims = await this.tokens.verify(token);
+    } catch (err) {
+      if (err instanceof TokenInvalidError) return { active: false };
+      throw err;
+    }
+    const principal = await this.tokens.principal(claims);
+    if (!principal || principal.appId !== appId) return { active: false };
+    return { active: true, token_type: claims.cnf ? 'DPoP' : 'Bearer', ...claims, scope: principal.scopes.join(' ') };
+  }
+
+  /** RFC 7009: the agent revokes one of its own tokens. Unknown or foreign tokens: 200, nothing done. */
+  async revoke(authorization: string | undefined, body: Record<string, unknown>): Promise<void> {
+    const token = optionalString(body, 'token');
+    if (!token) throw new OAuthError('invalid_request', 'token is required');
+    const { agent } = await this.clients.authenticate(authorization, body);
+    let claims: AgentTokenClaims;
+    try {
+      claims = await this.tokens.verify(token);
+    } catch (err) {
+      if (err instanceof TokenInvalidError) return; // §2.2: invalid tokens do not cause an error
+      throw err;
+    }
+    if (claims.client_id !== agent.id) return;
+    await this.revocations.revoke({ jti: claims.jti!, appId: agent.appId, agentId: agent.id, expiresAt: claims.exp! * 1000 });
+  }
+}

@@ -1,0 +1,56 @@
+import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { DataSource, MoreThan } from 'typeorm';
+import { Clock } from '../../common/clock.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { isUniqueViolation } from '../../database/errors.js';
+import { RevokedTokenEntity } from './revoked-token.entity.js';
+
+const TOKEN_REVOKED = 'token.revoked';
+
+/**
+ * Agent tokens revoked before expiry, held in memory on every instance so the guard checks
+ * revocation without a query. The database is the source of truth: loaded at boot and after a
+ * pub/sub reconnect; every instance adds a revocation when it is published.
+ */
+@Injectable()
+export class RevocationList implements OnApplicationBootstrap {
+  private readonly revoked = new Map<string, number>();
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly clock: Clock,
+    private readonly pubsub: PubSub,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.pubsub.subscribe(TOKEN_REVOKED, (m) => this.remember(String(m.jti), Number(m.exp)));
+    this.pubsub.subscribe('cache.reset', () => void this.load().catch(() => undefined));
+    await this.load();
+  }
+
+  isRevoked(jti: string): boolean {
+    const exp = this.revoked.get(jti);
+    return exp !== undefined && exp > this.clock.now();
+  }
+
+  async revoke(entry: { jti: string; appId: string; agentId: string; expiresAt: number }): Promise<void> {
+    try {
+      await this.ds.getRepository(RevokedTokenEntity).insert({ ...entry, revokedAt: this.clock.now() });
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err; // revoking twice is fine (RFC 7009 §2.2)
+    }
+    this.remember(entry.jti, entry.expiresAt);
+    await this.pubsub.publish(TOKEN_REVOKED, { jti: entry.jti, exp: entry.expiresAt });
+  }
+
+  private remember(jti: string, exp: number): void {
+    const now = this.clock.now();
+    if (exp > now) this.revoked.set(jti, exp);
+    if (this.revoked.size % 1000 === 0) for (const [k, v] of this.revoked) if (v <= now) this.revoked.delete(k);
+  }
+
+  private async load(): Promise<void> {
+    const rows = await this.ds.getRepository(RevokedTokenEntity).find({ where: { expiresAt: MoreThan(this.clock.now()) } });
+    for (const row of rows) this.remember(row.jti, row.expiresAt);
+  }
+}

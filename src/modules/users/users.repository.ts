@@ -1,0 +1,40 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { AgentEntity } from '../agents/agent.entity.js';
+import { UserEntity } from './user.entity.js';
+
+@Injectable()
+export class UsersRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  find(appId: string, id: string): Promise<UserEntity | null> {
+    return this.ds.getRepository(UserEntity).findOneBy({ appId, id });
+  }
+
+  findByExternalId(appId: string, externalId: string): Promise<UserEntity | null> {
+    return this.ds.getRepository(UserEntity).findOneBy({ appId, externalId });
+  }
+
+  insert(user: UserEntity): Promise<unknown> {
+    return this.ds.getRepository(UserEntity).insert(user);
+  }
+
+  /**
+   * Deletes the user and revokes its agents in one transaction.
+   * Returns the ids of the agents revoked, or null when the user did not exist.
+   */
+  async deleteCascade(appId: string, id: string, now: number): Promise<string[] | null> {
+    return this.ds.transaction(async (m) => {
+      const deleted = await m.delete(UserEntity, { appId, id });
+      if (!deleted.affected) return null;
+      const agents = await m.find(AgentEntity, { select: { id: true }, where: { appId, userId: id } });
+      await m
+        .createQueryBuilder()
+        .update(AgentEntity)
+        .set({ status: 'revoked', revokedAt: now, updatedAt: now })
+        .where('app_id = :appId AND user_id = :id AND status <> :revoked', { appId, id, revoked: 'revoked' })
+        .execute();
+      return agents.map((a) => a.id);
+    });
+  }
+}
