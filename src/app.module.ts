@@ -1,6 +1,5 @@
 import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { LoggerModule } from 'nestjs-pino';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
@@ -13,7 +12,6 @@ import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
 import { UsersModule } from './modules/users/users.module.js';
-import { loggerOptions } from './logger.js';
 
 /** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
 function requestContextMiddleware(req: IncomingMessage & { id?: unknown }, _res: ServerResponse, next: () => void): void {
@@ -27,7 +25,6 @@ export class AppModule implements NestModule {
       module: AppModule,
       imports: [
         CoreModule.forRoot(config, clock),
-        LoggerModule.forRoot(loggerOptions(config)),
         TypeOrmModule.forRoot(dataSourceOptions(config)),
         OpsModule,
         KeysModule,

@@ -3,7 +3,6 @@ import { ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { Logger } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
 import { DataSource } from 'typeorm';
 import { AppModule } from './app.module.js';
@@ -11,19 +10,20 @@ import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
 import { ProblemFilter } from './common/errors/problem.filter.js';
 import { runMigrations } from './database/data-source.js';
-import { requestIdOf } from './logger.js';
+import { createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
 export interface CreateAppOptions {
   clock?: Clock;
-  /** Buffer Nest's own boot logs until the pino logger is attached. */
-  bufferLogs?: boolean;
+  /** Where log lines go (tests capture them); stdout by default. */
+  logDestination?: import('pino').DestinationStream;
 }
 
 /** Builds the whole service (used by main.ts and by the e2e tests): migrated, initialised, not listening. */
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
+  const root = createRootLogger(config, options.logDestination);
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT,
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
@@ -31,10 +31,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     return503OnClosing: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, options.clock), adapter, {
-    bufferLogs: options.bufferLogs ?? true,
+    logger: new PinoNestLogger(root),
     abortOnError: false,
   });
-  app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(
@@ -56,7 +55,26 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     return payload;
   });
   fastify.addHook('onResponse', async (request, reply) => {
-    metrics.observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    // One line per request, with who called (never the credential itself).
+    const agent = request.agentPrincipal;
+    const level = reply.statusCode >= 500 ? 'error' : reply.statusCode >= 400 ? 'warn' : 'info';
+    root[level](
+      {
+        requestId: request.id,
+        method: request.method,
+        route,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        appId: agent?.appId ?? request.appPrincipal?.appId,
+        agentId: agent?.agentId,
+        userId: agent?.userId,
+        model: agent?.model,
+        taskId: agent?.taskId ?? undefined,
+      },
+      'request completed',
+    );
   });
 
   const document = SwaggerModule.createDocument(

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { ConfigError, loadConfig, type BootNotice } from './config/config.js';
 import { createApp } from './bootstrap.js';
 
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await createApp(config);
-  const logger = app.get((await import('nestjs-pino')).Logger);
+  const logger = new Logger('main');
   for (const n of notices) (n.level === 'warn' ? logger.warn(n.message) : logger.log(n.message));
   await app.listen({ port: config.port, host: config.host });
   logger.log(`mfa-proxy listening on ${config.publicUrl} (port ${config.port}, ${config.database.type}${config.redis ? ' + redis' : ''})`);

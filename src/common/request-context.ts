@@ -1,5 +1,4 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { PinoLogger } from 'nestjs-pino';
 
 /** What we know about the caller of the current request: for logs and the audit trail. */
 export interface RequestFields {
@@ -15,12 +14,9 @@ export interface RequestFields {
 }
 
 const storage = new AsyncLocalStorage<RequestFields>();
-// PinoLogger.assign acts on nestjs-pino's own per-request store; any instance reaches it.
-const pino = new PinoLogger({});
-
-const LOGGED: (keyof RequestFields)[] = ['appId', 'actorType', 'agentId', 'userId', 'model', 'taskId'];
 
 export const RequestContext = {
+
   run<T>(fields: RequestFields, fn: () => T): T {
     return storage.run(fields, fn);
   },
@@ -29,15 +25,9 @@ export const RequestContext = {
     return storage.getStore() ?? {};
   },
 
-  /** Adds fields to the request's context and to every later log line of the request. */
+  /** Adds fields to the request's context: every later log line and audit event of the request carries them. */
   assign(fields: RequestFields): void {
     const store = storage.getStore();
     if (store) Object.assign(store, fields);
-    const logged = Object.fromEntries(LOGGED.filter((k) => fields[k] !== undefined).map((k) => [k, fields[k]]));
-    try {
-      pino.assign(logged);
-    } catch {
-      /* outside a request (CLI, background job): nothing to bind */
-    }
   },
 };

@@ -1,0 +1,52 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import supertest from 'supertest';
+import { createApp } from '../../src/bootstrap.js';
+import { Clock } from '../../src/common/clock.js';
+import { loadConfig } from '../../src/config/config.js';
+import type { AppConfig } from '../../src/config/config.schema.js';
+
+/** One fixed test master key: on PostgreSQL every test file shares the signing_keys table. */
+export const TEST_MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
+export const PUBLIC_URL = 'http://localhost:3000';
+
+export interface TestApp {
+  app: NestFastifyApplication;
+  http: ReturnType<typeof supertest>;
+  config: AppConfig;
+  clock: Clock;
+  adminToken: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole service in-process, on the database the run chose: TEST_DATABASE_URL (PostgreSQL in
+ * CI's second pass) or a fresh SQLite file; Redis when TEST_REDIS_URL is set.
+ */
+export async function startApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const adminToken = `mpx_adm_${randomBytes(24).toString('base64url')}`;
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    MASTER_KEY: TEST_MASTER_KEY,
+    ADMIN_TOKEN: adminToken,
+    PUBLIC_URL,
+    DATABASE_URL: process.env.TEST_DATABASE_URL || `sqlite:${join(tmpdir(), `mfa-proxy-test-${randomBytes(6).toString('hex')}.sqlite`)}`,
+    ...(process.env.TEST_REDIS_URL ? { REDIS_URL: process.env.TEST_REDIS_URL, REDIS_KEY_PREFIX: `mpx-test-${randomBytes(4).toString('hex')}:` } : {}),
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL || 'silent',
+    ...env,
+  });
+  const clock = new Clock();
+  const app = await createApp(config, { clock });
+  return {
+    app,
+    http: supertest(app.getHttpServer()),
+    config,
+    clock,
+    adminToken,
+    close: () => app.close(),
+  };
+}
+
+export const usingPostgres = () => (process.env.TEST_DATABASE_URL ?? '').startsWith('postgres');
