@@ -28,6 +28,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     bodyLimit: BODY_LIMIT,
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
     trustProxy: false,
+    // Long ids are answered 404 by the handlers, not 414 by the router.
+    maxParamLength: 1000,
     return503OnClosing: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, options.clock), adapter, {
@@ -48,6 +50,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   );
 
   const fastify = app.getHttpAdapter().getInstance();
+  // JSON (and forms on /oauth) only: anything else is 415, not a string handed to validation.
+  fastify.removeContentTypeParser('text/plain');
   const metrics = app.get(MetricsService);
   fastify.addHook('onSend', async (request, reply, payload) => {
     reply.header('X-Request-Id', request.id);

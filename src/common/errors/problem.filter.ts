@@ -50,6 +50,7 @@ export function toAppError(exception: unknown): AppError | OAuthError {
     const status = exception.getStatus();
     const code = STATUS_CODES[status] ?? (status >= 500 ? 'internal_error' : 'validation_failed');
     const detail = status >= 500 ? ERROR_TITLE.internal_error : detailOf(exception);
+    if (status === 400 && /JSON/.test(detail)) return new AppError('malformed_json', 'request body is not valid JSON');
     return new AppError(code, code === 'not_found' && /^Cannot /.test(detail) ? 'no such endpoint' : detail);
   }
   const err = exception as { code?: string; statusCode?: number; message?: string } | undefined;
