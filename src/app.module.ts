@@ -8,6 +8,8 @@ import { RequestContext } from './common/request-context.js';
 import { dataSourceOptions } from './database/data-source.js';
 import { AgentsModule } from './modules/agents/agents.module.js';
 import { AppsModule } from './modules/apps/apps.module.js';
+import { FactorsModule } from './modules/factors/factors.module.js';
+import { WebModule } from './web/web.module.js';
 import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
@@ -32,6 +34,8 @@ export class AppModule implements NestModule {
         UsersModule,
         AgentsModule,
         OAuthModule,
+        FactorsModule,
+        WebModule,
       ],
     };
   }

@@ -30,7 +30,7 @@ const endpoints: Endpoint[] = [
   {
     method: 'post', path: () => '/v1/agents', auth: 'app',
     wrongTypes: [
-      { userId: w?.userId, name: 'a', model: 'm', permissionBoundaries: 'files:*' },
+      { userId: 'usr_x', name: 'a', model: 'm', permissionBoundaries: 'files:*' },
       { userId: 'usr_x', name: 'a', model: 'm', permissionBoundaries: [1] },
       { userId: 'usr_x', name: 'a', model: 'm', permissionBoundaries: ['Files:Delete'] },
       { userId: 'usr_x', name: 'a', model: 'm', permissionBoundaries: ['*'] },

@@ -38,6 +38,7 @@ export const envSchema = z.object({
   SIGNING_KEY_RELOAD_SECONDS: int(5, 3600).default(60),
   PRINCIPAL_CACHE_SECONDS: int(0, 3600).default(30),
   DPOP_IAT_WINDOW_SECONDS: int(5, 600).default(60),
+  WEBAUTHN_ALLOW_CROSS_ORIGIN: bool.default(false),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -65,4 +66,5 @@ export interface AppConfig {
   signingKeyReloadSeconds: number;
   principalCacheSeconds: number;
   dpopIatWindowSeconds: number;
+  webauthnAllowCrossOrigin: boolean;
 }

@@ -109,6 +109,7 @@ export function loadConfig(
     signingKeyReloadSeconds: env.SIGNING_KEY_RELOAD_SECONDS,
     principalCacheSeconds: env.PRINCIPAL_CACHE_SECONDS,
     dpopIatWindowSeconds: env.DPOP_IAT_WINDOW_SECONDS,
+    webauthnAllowCrossOrigin: env.WEBAUTHN_ALLOW_CROSS_ORIGIN,
   };
 }
 

@@ -1,6 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AgentEntity } from '../agents/agent.entity.js';
+import { EnrollmentLinkEntity } from '../factors/enrollment/enrollment-link.entity.js';
+import { FactorEntity } from '../factors/factor.entity.js';
+import { TotpSecretEntity } from '../factors/totp/totp-secret.entity.js';
+import { WebauthnCredentialEntity } from '../factors/webauthn/webauthn-credential.entity.js';
 import { UserEntity } from './user.entity.js';
 
 @Injectable()
@@ -19,14 +23,21 @@ export class UsersRepository {
     return this.ds.getRepository(UserEntity).insert(user);
   }
 
+  activeFactors(appId: string, userId: string): Promise<FactorEntity[]> {
+    return this.ds.getRepository(FactorEntity).find({ where: { appId, userId, status: 'active' }, order: { createdAt: 'ASC' } });
+  }
+
   /**
-   * Deletes the user and revokes its agents in one transaction.
+   * Deletes the user, its factors and enrollment links, and revokes its agents, in one transaction.
    * Returns the ids of the agents revoked, or null when the user did not exist.
    */
   async deleteCascade(appId: string, id: string, now: number): Promise<string[] | null> {
     return this.ds.transaction(async (m) => {
       const deleted = await m.delete(UserEntity, { appId, id });
       if (!deleted.affected) return null;
+      for (const entity of [WebauthnCredentialEntity, TotpSecretEntity, FactorEntity, EnrollmentLinkEntity]) {
+        await m.delete(entity, { appId, userId: id });
+      }
       const agents = await m.find(AgentEntity, { select: { id: true }, where: { appId, userId: id } });
       await m
         .createQueryBuilder()

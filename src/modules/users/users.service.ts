@@ -39,7 +39,12 @@ export class UsersService {
 
   async get(appId: string, id: string): Promise<UserWithFactorsDto> {
     const user = await this.findOrThrow(appId, id);
-    return { ...this.toDto(user), factors: [] };
+    const factors = await this.repo.activeFactors(appId, user.id);
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    return {
+      ...this.toDto(user),
+      factors: factors.map((f) => ({ id: f.id, type: f.type, name: f.name, createdAt: iso(f.createdAt)!, lastUsedAt: iso(f.lastUsedAt) })),
+    };
   }
 
   async delete(appId: string, id: string): Promise<void> {

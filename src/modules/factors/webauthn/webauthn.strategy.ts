@@ -1,0 +1,134 @@
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  generateRegistrationOptions, verifyRegistrationResponse,
+  type AuthenticatorTransport, type PublicKeyCredentialCreationOptionsJSON, type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { DataSource, type EntityManager } from 'typeorm';
+import { APP_CONFIG } from '../../../config/config.js';
+import type { AppConfig } from '../../../config/config.schema.js';
+import { Clock } from '../../../common/clock.js';
+import { AppError } from '../../../common/errors/app-error.js';
+import { newId } from '../../../common/ids.js';
+import { isUniqueViolation } from '../../../database/errors.js';
+import type { UserEntity } from '../../users/user.entity.js';
+import { FactorEntity } from '../factor.entity.js';
+import type { FactorStrategy } from '../factor-strategy.js';
+import { WebauthnCredentialEntity } from './webauthn-credential.entity.js';
+
+/** ES256, EdDSA, RS256 (COSE algorithm ids). */
+export const SUPPORTED_ALGS = [-7, -8, -257];
+
+const failed = (logDetail: string) =>
+  // The verifier's own message (expected challenge, origin) goes to the log only.
+  new AppError('webauthn_verification_failed', 'the passkey response could not be verified', { logDetail });
+
+/** Reads clientDataJSON without trusting it: for checks the library leaves to us. */
+export function clientData(response: { response?: { clientDataJSON?: unknown } }): Record<string, unknown> {
+  const raw = response.response?.clientDataJSON;
+  if (typeof raw !== 'string' || raw.length > 4096) throw failed('clientDataJSON missing or too large');
+  try {
+    const parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
+    if (!parsed || typeof parsed !== 'object') throw new Error('not an object');
+    return parsed;
+  } catch {
+    throw failed('clientDataJSON unreadable');
+  }
+}
+
+@Injectable()
+export class WebauthnStrategy implements FactorStrategy {
+  readonly type = 'webauthn' as const;
+  /** A passkey with user verification: hardware-bound key plus user presence/verification (RFC 8176). */
+  readonly amr = ['hwk', 'user'] as const;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly clock: Clock,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** The origins a ceremony may come from: PUBLIC_URL's and the app's extra ones. */
+  origins(appOrigins: string[]): string[] {
+    return [new URL(this.config.publicUrl).origin, ...appOrigins];
+  }
+
+  credentials(appId: string, userId: string): Promise<WebauthnCredentialEntity[]> {
+    return this.ds.getRepository(WebauthnCredentialEntity)
+      .createQueryBuilder('c')
+      .innerJoin(FactorEntity, 'f', 'f.id = c.factor_id AND f.app_id = c.app_id')
+      .where('c.app_id = :appId AND c.user_id = :userId AND f.status = :active', { appId, userId, active: 'active' })
+      .getMany();
+  }
+
+  async registrationOptions(user: UserEntity, rpName: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const existing = await this.credentials(user.appId, user.id);
+    return generateRegistrationOptions({
+      rpName,
+      rpID: this.config.rpId,
+      userName: user.email ?? user.externalId,
+      userDisplayName: user.displayName,
+      // The user handle is our opaque user id: no personal data in the authenticator.
+      userID: new TextEncoder().encode(user.id),
+      attestationType: 'none',
+      excludeCredentials: existing.map((c) => ({ id: c.credentialId, transports: c.transports as AuthenticatorTransport[] })),
+      authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
+      supportedAlgorithmIDs: SUPPORTED_ALGS,
+      timeout: 300_000,
+    });
+  }
+
+  /** Verifies a registration against the challenge we issued and stores the credential. */
+  async verifyRegistration(input: {
+    user: UserEntity;
+    response: RegistrationResponseJSON;
+    expectedChallenge: string;
+    appOrigins: string[];
+    name: string;
+  }): Promise<string> {
+    // WebAuthn §13.4.9: refuse ceremonies run inside a cross-origin iframe unless allowed.
+    if (clientData(input.response).crossOrigin === true && !this.config.webauthnAllowCrossOrigin) throw failed('crossOrigin ceremony');
+    let verification;
+    try {
+      verification = await verifyRegistrationResponse({
+        response: input.response,
+        expectedChallenge: input.expectedChallenge,
+        expectedOrigin: this.origins(input.appOrigins),
+        expectedRPID: this.config.rpId,
+        expectedType: 'webauthn.create',
+        requireUserVerification: true,
+        supportedAlgorithmIDs: SUPPORTED_ALGS,
+      });
+    } catch (err) {
+      throw failed(err instanceof Error ? err.message : 'verification threw');
+    }
+    if (!verification.verified || !verification.registrationInfo) throw failed('not verified');
+    const { credential, credentialDeviceType, credentialBackedUp, aaguid } = verification.registrationInfo;
+    const now = this.clock.now();
+    const factorId = newId('factor');
+    try {
+      await this.ds.transaction(async (m) => {
+        await m.insert(FactorEntity, { id: factorId, appId: input.user.appId, userId: input.user.id, type: 'webauthn', name: input.name, status: 'active', createdAt: now, lastUsedAt: null });
+        await m.insert(WebauthnCredentialEntity, {
+          factorId,
+          appId: input.user.appId,
+          userId: input.user.id,
+          credentialId: credential.id,
+          publicKey: Buffer.from(credential.publicKey).toString('base64url'),
+          counter: credential.counter,
+          transports: credential.transports ?? [],
+          deviceType: credentialDeviceType,
+          backedUp: credentialBackedUp,
+          aaguid,
+        });
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw failed('credential id already registered');
+      throw err;
+    }
+    return factorId;
+  }
+
+  async removeData(m: EntityManager, factor: FactorEntity): Promise<void> {
+    await m.delete(WebauthnCredentialEntity, { appId: factor.appId, factorId: factor.id });
+  }
+}
