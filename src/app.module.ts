@@ -10,6 +10,11 @@ import { AgentsModule } from './modules/agents/agents.module.js';
 import { AppsModule } from './modules/apps/apps.module.js';
 import { FactorsModule } from './modules/factors/factors.module.js';
 import { WebModule } from './web/web.module.js';
+import { ApprovalsModule } from './modules/approvals/approvals.module.js';
+import { AuditModule } from './modules/audit/audit.service.js';
+import { EventsModule } from './modules/events/outbox.service.js';
+import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
+import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
 import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
@@ -34,7 +39,12 @@ export class AppModule implements NestModule {
         UsersModule,
         AgentsModule,
         OAuthModule,
+        AuditModule,
+        EventsModule,
         FactorsModule,
+        MfaProxyTokensModule,
+        StepUpsModule,
+        ApprovalsModule,
         WebModule,
       ],
     };

@@ -61,15 +61,15 @@ describe.runIf(browserAvailable)('enrollment page in Chromium', () => {
     // Tab until the TOTP button has focus, then activate it with Enter.
     for (let i = 0; i < 20; i++) {
       await page.keyboard.press('Tab');
-      if ((await page.evaluate(() => document.activeElement?.id)) === 'totp-start') break;
+      if ((await page.evaluate('document.activeElement?.id')) === 'totp-start') break;
     }
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('totp-start');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('totp-start');
     await page.keyboard.press('Enter');
     await expect.poll(() => page.isVisible('#totp-setup')).toBe(true);
     const secret = (await page.textContent('#totp-secret'))!.trim();
     expect(await page.getAttribute('#totp-qr', 'src')).toMatch(/^data:image\/svg\+xml;base64,/);
     // Focus moved to the code field: type and submit with Enter.
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('totp-code');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('totp-code');
     await page.keyboard.type(await totpCode(secret));
     await page.keyboard.press('Enter');
     await expect.poll(() => page.textContent('#status')).toContain('Authenticator app added.');

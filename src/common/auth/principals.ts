@@ -14,6 +14,8 @@ export interface AgentPrincipal {
   model: string;
   taskId: string | null;
   scopes: string[];
+  /** The agent's current permission boundaries. */
+  boundaries: string[];
   jti: string;
   exp: number;
   /** JWK thumbprint the token is bound to (RFC 9449), if any. */

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Not } from 'typeorm';
+import { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { AgentEntity } from './agent.entity.js';
 
 @Injectable()
@@ -26,6 +27,16 @@ export class AgentsRepository {
 
   insert(agent: AgentEntity): Promise<unknown> {
     return this.repo.insert(agent);
+  }
+
+  /** Revokes a live agent and cancels its pending step-ups, in one transaction. */
+  async revoke(appId: string, id: string, now: number): Promise<boolean> {
+    return this.ds.transaction(async (m) => {
+      const res = await m.update(AgentEntity, { appId, id, status: Not('revoked') }, { status: 'revoked', revokedAt: now, updatedAt: now });
+      if (!res.affected) return false;
+      await m.update(StepUpEntity, { appId, agentId: id, status: 'pending' }, { status: 'cancelled', reason: 'agent_revoked', decidedAt: now });
+      return true;
+    });
   }
 
   /** Updates a live agent; false when it does not exist or is revoked. */

@@ -82,7 +82,7 @@ export class AgentsService {
   async revoke(appId: string, id: string): Promise<void> {
     await this.findOrThrow(appId, id);
     const now = this.clock.now();
-    if (!(await this.repo.updateLive(appId, id, { status: 'revoked', revokedAt: now, updatedAt: now }))) throw notFound('agent');
+    if (!(await this.repo.revoke(appId, id, now))) throw notFound('agent');
     await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
   }
 

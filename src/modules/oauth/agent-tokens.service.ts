@@ -76,6 +76,12 @@ export class AgentTokensService implements OnModuleInit {
     });
   }
 
+  /** Whether the agent may still act (not suspended or revoked, user not deleted); cached like the guard's check. */
+  async isActive(agentId: string, userId: string): Promise<boolean> {
+    const state = await this.state(agentId);
+    return !!state?.active && state.userId === userId;
+  }
+
   /** Drops an agent from this instance's cache (done on every instance through pub/sub). */
   forget(agentId: string): void {
     this.epoch++;
@@ -134,6 +140,7 @@ export class AgentTokensService implements OnModuleInit {
       taskId: claims.task_id ?? null,
       // Boundaries narrowed after issue take effect at once.
       scopes: claims.scope.split(' ').filter((s) => s && withinBoundaries(state.boundaries, s)),
+      boundaries: state.boundaries,
       jti: claims.jti!,
       exp: claims.exp!,
       jkt: claims.cnf?.jkt ?? null,

@@ -84,8 +84,8 @@ export class WhoamiController {
   @UseGuards(AgentGuard)
   @ApiOperation({ summary: 'The calling agent as the service sees it (user, agent, model, task, scopes)' })
   @ApiOkResponse({ schema: { type: 'object' } })
-  whoami(@CurrentAgent() agent: AgentPrincipal): Omit<AgentPrincipal, 'jti'> {
-    const { jti: _jti, ...rest } = agent;
+  whoami(@CurrentAgent() agent: AgentPrincipal): Omit<AgentPrincipal, 'jti' | 'boundaries'> {
+    const { jti: _jti, boundaries: _b, ...rest } = agent;
     return rest;
   }
 }

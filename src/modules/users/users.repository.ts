@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AgentEntity } from '../agents/agent.entity.js';
+import { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { EnrollmentLinkEntity } from '../factors/enrollment/enrollment-link.entity.js';
 import { FactorEntity } from '../factors/factor.entity.js';
 import { TotpSecretEntity } from '../factors/totp/totp-secret.entity.js';
@@ -45,6 +46,8 @@ export class UsersRepository {
         .set({ status: 'revoked', revokedAt: now, updatedAt: now })
         .where('app_id = :appId AND user_id = :id AND status <> :revoked', { appId, id, revoked: 'revoked' })
         .execute();
+      // Their pending step-ups can no longer be approved by anyone.
+      await m.update(StepUpEntity, { appId, userId: id, status: 'pending' }, { status: 'cancelled', reason: 'user_deleted', decidedAt: now });
       return agents.map((a) => a.id);
     });
   }

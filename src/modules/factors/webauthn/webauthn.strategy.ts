@@ -1,7 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import {
-  generateRegistrationOptions, verifyRegistrationResponse,
-  type AuthenticatorTransport, type PublicKeyCredentialCreationOptionsJSON, type RegistrationResponseJSON,
+  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
+  type AuthenticationResponseJSON, type AuthenticatorTransport, type PublicKeyCredentialCreationOptionsJSON,
+  type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { DataSource, type EntityManager } from 'typeorm';
 import { APP_CONFIG } from '../../../config/config.js';
@@ -126,6 +127,70 @@ export class WebauthnStrategy implements FactorStrategy {
       throw err;
     }
     return factorId;
+  }
+
+  /** Request options whose challenge the caller derived (for approvals: nonce ‖ hash of the request). */
+  authenticationOptions(credentials: WebauthnCredentialEntity[], challenge: Uint8Array, timeoutMs: number): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return generateAuthenticationOptions({
+      rpID: this.config.rpId,
+      allowCredentials: credentials.map((c) => ({ id: c.credentialId, transports: c.transports as AuthenticatorTransport[] })),
+      userVerification: 'required',
+      challenge: new Uint8Array(challenge),
+      timeout: timeoutMs,
+    });
+  }
+
+  /**
+   * Verifies an assertion by one of `credentials` (the step-up user's own) against the expected
+   * challenge. Returns the credential and its new sign counter; throws webauthn_verification_failed.
+   */
+  async verifyAssertion(input: {
+    response: AuthenticationResponseJSON;
+    expectedChallenge: string;
+    appOrigins: string[];
+    credentials: WebauthnCredentialEntity[];
+  }): Promise<{ credential: WebauthnCredentialEntity; newCounter: number }> {
+    if (typeof input.response?.id !== 'string') throw failed('no credential id');
+    // The credential must belong to the step-up's user: another user's passkey cannot approve.
+    const credential = input.credentials.find((c) => c.credentialId === input.response.id);
+    if (!credential) throw failed('credential not registered to this user');
+    if (clientData(input.response).crossOrigin === true && !this.config.webauthnAllowCrossOrigin) throw failed('crossOrigin ceremony');
+    let verification;
+    try {
+      verification = await verifyAuthenticationResponse({
+        response: input.response,
+        expectedChallenge: input.expectedChallenge,
+        expectedOrigin: this.origins(input.appOrigins),
+        expectedRPID: this.config.rpId,
+        expectedType: 'webauthn.get',
+        requireUserVerification: true,
+        credential: {
+          id: credential.credentialId,
+          publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),
+          counter: credential.counter,
+          transports: credential.transports as AuthenticatorTransport[],
+        },
+      });
+    } catch (err) {
+      // Includes a sign counter that did not advance (WebAuthn §6.1.1: possible cloned authenticator).
+      throw failed(err instanceof Error ? err.message : 'verification threw');
+    }
+    if (!verification.verified) throw failed('not verified');
+    return { credential, newCounter: verification.authenticationInfo.newCounter };
+  }
+
+  /**
+   * Advances the stored counter in one conditional write, so two assertions with the same counter
+   * cannot both count. Authenticators that always report 0 stay at 0.
+   */
+  async advanceCounter(m: EntityManager, credential: WebauthnCredentialEntity, newCounter: number): Promise<boolean> {
+    const res = await m
+      .createQueryBuilder()
+      .update(WebauthnCredentialEntity)
+      .set({ counter: newCounter })
+      .where('factor_id = :id AND app_id = :appId AND (counter < :n OR (counter = 0 AND :n = 0))', { id: credential.factorId, appId: credential.appId, n: newCounter })
+      .execute();
+    return (res.affected ?? 0) === 1;
   }
 
   async removeData(m: EntityManager, factor: FactorEntity): Promise<void> {

@@ -1,0 +1,64 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { FastifyReply } from 'fastify';
+import { AppError } from '../../common/errors/app-error.js';
+import { PAGE_HEADERS } from '../../web/html.js';
+import { notFoundPage } from '../factors/enrollment/enrollment-page.js';
+import { approvalPage } from './approval-page.js';
+import { ApprovalsService } from './approvals.service.js';
+import { ApprovalCodeDto, ApprovalDto, AssertionDto, DenyDto } from './dto/approval.dto.js';
+
+@ApiTags('human: approvals')
+@ApiNotFoundResponse({ description: 'unknown approval token' })
+@Controller()
+export class ApprovalsController {
+  constructor(private readonly approvals: ApprovalsService) {}
+
+  @Get('approve/:token')
+  @ApiExcludeEndpoint()
+  async page(@Param('token') token: string, @Res() reply: FastifyReply): Promise<void> {
+    reply.headers(PAGE_HEADERS);
+    try {
+      reply.status(200).send(approvalPage(token, await this.approvals.lookup(token)));
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'not_found') return void reply.status(404).send(notFoundPage());
+      throw err;
+    }
+  }
+
+  @Get('v1/approvals/:token')
+  @ApiOperation({ summary: 'What the human is asked to approve, and its status' })
+  @ApiOkResponse({ type: ApprovalDto })
+  lookup(@Param('token') token: string): Promise<ApprovalDto> {
+    return this.approvals.lookup(token);
+  }
+
+  @Post('v1/approvals/:token/webauthn/options')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'PublicKeyCredentialRequestOptionsJSON whose challenge commits to this exact request' })
+  webauthnOptions(@Param('token') token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.approvals.webauthnOptions(token);
+  }
+
+  @Post('v1/approvals/:token/webauthn/verify')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Approve with a passkey assertion' })
+  webauthnVerify(@Param('token') token: string, @Body() dto: AssertionDto): Promise<{ status: 'approved' | 'denied' }> {
+    return this.approvals.webauthnVerify(token, dto.response);
+  }
+
+  @Post('v1/approvals/:token/totp')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Approve with an authenticator-app code (5 wrong codes deny the request)' })
+  totp(@Param('token') token: string, @Body() dto: ApprovalCodeDto): Promise<{ status: 'approved' | 'denied' }> {
+    return this.approvals.totpApprove(token, dto.code);
+  }
+
+  @Post('v1/approvals/:token/deny')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Deny the request' })
+  deny(@Param('token') token: string, @Body() dto: DenyDto): Promise<{ status: 'approved' | 'denied' }> {
+    return this.approvals.deny(token, dto.reason);
+  }
+}

@@ -1,0 +1,158 @@
+import { Injectable } from '@nestjs/common';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { randomBytes } from 'node:crypto';
+import { Clock } from '../../common/clock.js';
+import { hashSecret, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { RequestContext } from '../../common/request-context.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
+import { AppsService } from '../apps/apps.service.js';
+import { FactorsRepository } from '../factors/factors.repository.js';
+import { TotpStrategy } from '../factors/totp/totp.strategy.js';
+import { WebauthnStrategy } from '../factors/webauthn/webauthn.strategy.js';
+import { StepUpDecisions } from '../step-ups/step-up-decisions.js';
+import type { StepUpEntity } from '../step-ups/step-up.entity.js';
+import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
+import { approvalChallenge } from '../step-ups/transaction.js';
+import { UsersRepository } from '../users/users.repository.js';
+import type { ApprovalDto } from './dto/approval.dto.js';
+
+/** API.md: after 5 failed codes the step-up is denied. */
+export const MAX_TOTP_ATTEMPTS = 5;
+const NONCE_TTL_MS = 5 * 60_000;
+
+type Decided = { status: 'approved' | 'denied' };
+
+/** The human side of a step-up: the approval token is the credential, the factor is the proof. */
+@Injectable()
+export class ApprovalsService {
+  constructor(
+    private readonly stepUps: StepUpsRepository,
+    private readonly decisions: StepUpDecisions,
+    private readonly factors: FactorsRepository,
+    private readonly webauthn: WebauthnStrategy,
+    private readonly totp: TotpStrategy,
+    private readonly apps: AppsService,
+    private readonly agents: AgentsRepository,
+    private readonly users: UsersRepository,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The step-up behind an approval token (lazily expired); unknown: 404. */
+  async resolve(token: string): Promise<StepUpEntity> {
+    const s = typeof token === 'string' && token.startsWith(TOKEN_PREFIX.approval) && token.length < 200
+      ? await this.stepUps.findByApprovalHash(hashSecret(token))
+      : null;
+    if (!s) throw notFound('approval');
+    RequestContext.assign({ appId: s.appId, actorType: 'human', actorId: s.userId, userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId });
+    return this.decisions.expireIfDue(s);
+  }
+
+  async lookup(token: string): Promise<ApprovalDto> {
+    const s = await this.resolve(token);
+    const [appName, agent, user] = await Promise.all([this.apps.name(s.appId), this.agents.findById(s.agentId), this.users.find(s.appId, s.userId)]);
+    return {
+      id: s.id,
+      status: s.status,
+      app: { name: appName },
+      agent: { id: s.agentId, name: agent?.name ?? s.agentId, model: s.model },
+      user: { displayName: user?.displayName ?? '' },
+      action: s.action,
+      resource: s.resource,
+      details: s.details,
+      detailsHash: s.detailsHash,
+      bindingMessage: s.bindingMessage,
+      bindingCode: s.bindingCode,
+      taskId: s.taskId,
+      methods: s.methods,
+      expiresAt: new Date(s.expiresAt).toISOString(),
+      grant: s.grantType === 'sudo' ? { type: 'sudo', scopes: s.grantScopes, duration: s.grantDuration } : { type: 'token' },
+      ...(s.reason ? { reason: s.reason } : {}),
+    };
+  }
+
+  async webauthnOptions(token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const s = this.pendingOrThrow(await this.resolve(token), 'webauthn');
+    const credentials = await this.webauthn.credentials(s.appId, s.userId);
+    if (credentials.length === 0) throw new AppError('no_enrolled_factor', 'the user has no passkey');
+    const nonce = randomBytes(16);
+    const timeout = Math.min(NONCE_TTL_MS, s.expiresAt - this.clock.now());
+    const options = await this.webauthn.authenticationOptions(credentials, approvalChallenge(nonce, s), timeout);
+    await this.stepUps.setNonce(s, nonce.toString('base64url'), this.clock.now() + timeout);
+    return options;
+  }
+
+  async webauthnVerify(token: string, response: Record<string, unknown>): Promise<Decided> {
+    const s = this.pendingOrThrow(await this.resolve(token), 'webauthn');
+    // One verify attempt per options call: the nonce is cleared whatever the outcome.
+    const nonce = await this.stepUps.takeNonce(s, this.clock.now());
+    if (!nonce) throw new AppError('webauthn_verification_failed', 'the passkey response could not be verified', { logDetail: 'no or reused challenge' });
+    // The expected challenge is recomputed from the stored row: an edited row cannot be approved.
+    const expectedChallenge = approvalChallenge(Buffer.from(nonce, 'base64url'), s).toString('base64url');
+    const { credential, newCounter } = await this.webauthn.verifyAssertion({
+      response: response as unknown as AuthenticationResponseJSON,
+      expectedChallenge,
+      appOrigins: (await this.apps.findOrThrow(s.appId)).origins,
+      credentials: await this.webauthn.credentials(s.appId, s.userId),
+    });
+    const outcome = await this.stepUps.ds.transaction(async (m) => {
+      if (!(await this.webauthn.advanceCounter(m, credential, newCounter))) return 'replayed' as const;
+      if (!(await this.decisions.decideIn(m, s, 'approved', { method: 'webauthn', amr: [...this.webauthn.amr] }))) return 'not_pending' as const;
+      await this.factors.touch(m, s.appId, credential.factorId, this.clock.now());
+      return 'approved' as const;
+    });
+    if (outcome === 'replayed') throw new AppError('webauthn_verification_failed', 'the passkey response could not be verified', { logDetail: 'counter did not advance' });
+    if (outcome === 'not_pending') throw await this.notPendingError(s);
+    await this.decisions.changed(s.id);
+    return { status: 'approved' };
+  }
+
+  async totpApprove(token: string, code: string): Promise<Decided> {
+    const s = this.pendingOrThrow(await this.resolve(token), 'totp');
+    const totps = (await this.factors.active(s.appId, s.userId)).filter((f) => f.type === 'totp');
+    if (totps.length === 0) throw new AppError('no_enrolled_factor', 'the user has no authenticator app');
+    // Consuming the code's time step and deciding happen in one transaction: a racing request
+    // either finds the step used or the step-up decided.
+    const outcome = await this.stepUps.ds.transaction(async (m) => {
+      for (const factor of totps) {
+        if ((await this.totp.consumeCode(m, s.appId, factor.id, code)) === null) continue;
+        if (!(await this.decisions.decideIn(m, s, 'approved', { method: 'totp', amr: [...this.totp.amr] }))) return 'not_pending' as const;
+        await this.factors.touch(m, s.appId, factor.id, this.clock.now());
+        return 'approved' as const;
+      }
+      return 'invalid' as const;
+    });
+    if (outcome === 'approved') {
+      await this.decisions.changed(s.id);
+      return { status: 'approved' };
+    }
+    if (outcome === 'not_pending') throw await this.notPendingError(s);
+    return this.countFailure(s);
+  }
+
+  async deny(token: string, reason?: string): Promise<Decided> {
+    const s = this.pendingOrThrow(await this.resolve(token));
+    if (!(await this.decisions.decide(s, 'denied', { reason: reason ? `denied_by_user: ${reason}`.slice(0, 64) : 'denied_by_user' }))) throw await this.notPendingError(s);
+    return { status: 'denied' };
+  }
+
+  private async countFailure(s: StepUpEntity): Promise<never> {
+    const failures = await this.stepUps.ds.transaction((m) => this.stepUps.addTotpFailure(m, s));
+    if (failures === null) throw await this.notPendingError(s);
+    const remaining = Math.max(0, MAX_TOTP_ATTEMPTS - failures);
+    if (remaining === 0) await this.decisions.decide(s, 'denied', { reason: 'too_many_attempts' });
+    throw new AppError('invalid_code', remaining === 0 ? 'too many wrong codes: the request was denied' : 'the code is not valid', { extensions: { attemptsRemaining: remaining } });
+  }
+
+  private pendingOrThrow(s: StepUpEntity, method?: 'webauthn' | 'totp'): StepUpEntity {
+    if (s.status === 'expired') throw new AppError('expired', 'the request expired');
+    if (s.status !== 'pending') throw new AppError('not_pending', `the request is already ${s.status}`);
+    if (method && !s.methods.includes(method)) throw new AppError('validation_failed', `this request cannot be approved with ${method}`);
+    return s;
+  }
+
+  private async notPendingError(s: StepUpEntity): Promise<AppError> {
+    const fresh = await this.decisions.expireIfDue((await this.stepUps.find(s.appId, s.id)) ?? s);
+    return fresh.status === 'expired' ? new AppError('expired', 'the request expired') : new AppError('not_pending', `the request is already ${fresh.status}`);
+  }
+}

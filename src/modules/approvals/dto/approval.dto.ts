@@ -1,0 +1,37 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsObject, IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+
+export class AssertionDto {
+  @ApiProperty({ description: 'AuthenticationResponseJSON from navigator.credentials.get()', type: 'object', additionalProperties: true })
+  @IsObject()
+  response: Record<string, unknown>;
+}
+
+export class ApprovalCodeDto {
+  @ApiProperty({ example: '123456' }) @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' })
+  code: string;
+}
+
+export class DenyDto {
+  @ApiPropertyOptional({ maxLength: 200 }) @IsOptional() @IsString() @MinLength(1) @MaxLength(200)
+  reason?: string;
+}
+
+export class ApprovalDto {
+  @ApiProperty() id: string;
+  @ApiProperty({ enum: ['pending', 'approved', 'denied', 'expired', 'cancelled'] }) status: string;
+  @ApiProperty() app: { name: string };
+  @ApiProperty() agent: { id: string; name: string; model: string };
+  @ApiProperty() user: { displayName: string };
+  @ApiProperty() action: string;
+  @ApiProperty({ nullable: true, type: String }) resource: string | null;
+  @ApiProperty({ type: 'object', additionalProperties: true }) details: Record<string, unknown>;
+  @ApiProperty() detailsHash: string;
+  @ApiProperty({ nullable: true, type: String, description: 'Written by the agent' }) bindingMessage: string | null;
+  @ApiProperty() bindingCode: string;
+  @ApiProperty({ nullable: true, type: String }) taskId: string | null;
+  @ApiProperty({ type: [String] }) methods: string[];
+  @ApiProperty() expiresAt: string;
+  @ApiPropertyOptional() grant?: { type: string; scopes?: string[]; duration?: number };
+  @ApiPropertyOptional() reason?: string;
+}

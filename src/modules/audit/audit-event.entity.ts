@@ -1,0 +1,23 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { TimeColumn } from '../../database/columns.js';
+
+/** One audit event (the hash chain and queries come with the audit issue). */
+@Entity({ name: 'audit_events' })
+export class AuditEventEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) id: string;
+  @Column({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  @TimeColumn('at') at: number;
+  @Column({ type: 'varchar', length: 128, name: 'request_id', nullable: true }) requestId: string | null;
+  @Column({ type: 'varchar', length: 16, name: 'actor_type' }) actorType: string;
+  @Column({ type: 'varchar', length: 64, name: 'actor_id', nullable: true }) actorId: string | null;
+  @Column({ type: 'varchar', length: 40, name: 'user_id', nullable: true }) userId: string | null;
+  @Column({ type: 'varchar', length: 40, name: 'agent_id', nullable: true }) agentId: string | null;
+  @Column({ type: 'varchar', length: 200, nullable: true }) model: string | null;
+  @Column({ type: 'varchar', length: 128, name: 'task_id', nullable: true }) taskId: string | null;
+  @Column({ type: 'varchar', length: 64 }) type: string;
+  @Column({ type: 'varchar', length: 64, nullable: true }) action: string | null;
+  @Column({ type: 'varchar', length: 512, nullable: true }) resource: string | null;
+  @Column({ type: 'varchar', length: 32 }) outcome: string;
+  @Column({ type: 'integer', nullable: true }) status: number | null;
+  @Column({ type: 'varchar', length: 64, nullable: true }) ip: string | null;
+}

@@ -1,0 +1,32 @@
+import { Global, Injectable, Module } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { Clock } from '../../common/clock.js';
+import { newId } from '../../common/ids.js';
+import { OutboxEntity } from './outbox.entity.js';
+
+export type EventType =
+  | 'step_up.created'
+  | 'step_up.approved'
+  | 'step_up.denied'
+  | 'step_up.expired'
+  | 'step_up.cancelled'
+  | 'mfa_proxy_token.consumed'
+  | 'agent.revoked'
+  | 'task.ended';
+
+/** The transactional outbox: an event is written with the change that causes it, or not at all. */
+@Injectable()
+export class OutboxService {
+  constructor(private readonly clock: Clock) {}
+
+  async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
+    const id = newId('event');
+    const createdAt = this.clock.now();
+    await m.insert(OutboxEntity, { id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data }, createdAt, deliveredAt: null });
+    return id;
+  }
+}
+
+@Global()
+@Module({ providers: [OutboxService], exports: [OutboxService] })
+export class EventsModule {}

@@ -1,0 +1,44 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsObject, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+
+export class VerifyMfaProxyTokenDto {
+  @ApiProperty({ description: 'The MFA-proxy token the agent presented' })
+  @IsString() @MinLength(1) @MaxLength(8192)
+  token: string;
+
+  @ApiProperty({ description: 'The action the agent is about to perform', example: 'files:delete' })
+  @IsString() @MinLength(1) @MaxLength(64)
+  action: string;
+
+  @ApiPropertyOptional({ description: 'The resource, when the step-up named one' })
+  @IsOptional() @IsString() @MaxLength(512)
+  resource?: string;
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'The details the human approved; compared by RFC 8785 hash' })
+  @IsOptional() @IsObject()
+  details?: Record<string, unknown>;
+
+  @ApiPropertyOptional({ description: 'The agent that presented the token' })
+  @IsOptional() @IsString() @MaxLength(64)
+  agentId?: string;
+}
+
+export type VerifyReason =
+  | 'malformed' | 'invalid_signature' | 'expired' | 'wrong_audience' | 'action_mismatch'
+  | 'resource_mismatch' | 'details_mismatch' | 'agent_mismatch' | 'already_used' | 'revoked';
+
+export class VerifyResultDto {
+  @ApiProperty() valid: boolean;
+  @ApiPropertyOptional({ enum: ['malformed', 'invalid_signature', 'expired', 'wrong_audience', 'action_mismatch', 'resource_mismatch', 'details_mismatch', 'agent_mismatch', 'already_used', 'revoked'] })
+  reason?: VerifyReason;
+  @ApiPropertyOptional() stepUpId?: string;
+  @ApiPropertyOptional() userId?: string;
+  @ApiPropertyOptional() agentId?: string;
+  @ApiPropertyOptional() model?: string;
+  @ApiPropertyOptional({ nullable: true, type: String }) taskId?: string | null;
+  @ApiPropertyOptional() action?: string;
+  @ApiPropertyOptional({ nullable: true, type: String }) resource?: string | null;
+  @ApiPropertyOptional() detailsHash?: string;
+  @ApiPropertyOptional({ enum: ['webauthn', 'totp'] }) method?: string;
+  @ApiPropertyOptional() approvedAt?: string;
+}

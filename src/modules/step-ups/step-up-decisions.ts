@@ -1,0 +1,79 @@
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { EventEmitter } from 'node:events';
+import type { EntityManager } from 'typeorm';
+import { Clock } from '../../common/clock.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { AuditService } from '../audit/audit.service.js';
+import { OutboxService } from '../events/outbox.service.js';
+import type { StepUpEntity, StepUpStatus } from './step-up.entity.js';
+import { StepUpsRepository } from './step-ups.repository.js';
+
+const CHANGED = 'step-up.changed';
+
+export function eventData(s: StepUpEntity, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { stepUpId: s.id, agentId: s.agentId, userId: s.userId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, detailsHash: s.detailsHash, ...extra };
+}
+
+/**
+ * Every decision of a step-up: one conditional write, and — only for its winner — the audit
+ * event and the outbox event in the same transaction; then every waiter (on every instance) wakes.
+ */
+@Injectable()
+export class StepUpDecisions implements OnModuleInit {
+  private readonly waiters = new EventEmitter().setMaxListeners(0);
+
+  constructor(
+    private readonly repo: StepUpsRepository,
+    private readonly audit: AuditService,
+    private readonly outbox: OutboxService,
+    private readonly pubsub: PubSub,
+    private readonly clock: Clock,
+  ) {}
+
+  onModuleInit(): void {
+    this.pubsub.subscribe(CHANGED, (m) => this.waiters.emit(String(m.id)));
+  }
+
+  /** Inside the caller's transaction. True when this call decided. */
+  async decideIn(m: EntityManager, s: StepUpEntity, to: Exclude<StepUpStatus, 'pending'>, fields: Partial<StepUpEntity> = {}): Promise<boolean> {
+    const now = this.clock.now();
+    if (!(await this.repo.decide(m, s, to, now, fields))) return false;
+    await this.audit.record(m, {
+      appId: s.appId, type: `step_up.${to}`, outcome: to === 'approved' ? 'success' : 'denied',
+      userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource,
+    });
+    await this.outbox.add(m, s.appId, `step_up.${to}`, eventData(s, { status: to, ...(fields.reason ? { reason: fields.reason } : {}), ...(fields.method ? { method: fields.method } : {}) }));
+    return true;
+  }
+
+  async decide(s: StepUpEntity, to: Exclude<StepUpStatus, 'pending'>, fields: Partial<StepUpEntity> = {}): Promise<boolean> {
+    const decided = await this.repo.ds.transaction((m) => this.decideIn(m, s, to, fields));
+    if (decided) await this.changed(s.id);
+    return decided;
+  }
+
+  /** Wakes long-polls and live pages of this step-up, on every instance. */
+  async changed(id: string): Promise<void> {
+    await this.pubsub.publish(CHANGED, { id });
+  }
+
+  /** Resolves when the step-up changes or after `ms`. */
+  waitForChange(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.off(id, done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.once(id, done);
+    });
+  }
+
+  /** Applies expiry lazily: a pending step-up past its time becomes `expired` (with its events). */
+  async expireIfDue(s: StepUpEntity): Promise<StepUpEntity> {
+    if (s.status !== 'pending' || s.expiresAt > this.clock.now()) return s;
+    await this.decide(s, 'expired', { reason: 'expired' });
+    return (await this.repo.find(s.appId, s.id)) ?? s;
+  }
+}

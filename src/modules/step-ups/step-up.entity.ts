@@ -1,0 +1,49 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { JsonColumn, TimeColumn } from '../../database/columns.js';
+import type { FactorType } from '../factors/factor.entity.js';
+
+export type StepUpStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+export type GrantType = 'token' | 'sudo';
+
+@Entity({ name: 'step_ups' })
+export class StepUpEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) id: string;
+  @Column({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  @Column({ type: 'varchar', length: 40, name: 'agent_id' }) agentId: string;
+  @Column({ type: 'varchar', length: 40, name: 'user_id' }) userId: string;
+  @Column({ type: 'varchar', length: 200 }) model: string;
+  @Column({ type: 'varchar', length: 128, name: 'task_id', nullable: true }) taskId: string | null;
+  @Column({ type: 'varchar', length: 64 }) action: string;
+  @Column({ type: 'varchar', length: 512, nullable: true }) resource: string | null;
+  @JsonColumn('details') details: Record<string, unknown>;
+  @Column({ type: 'varchar', length: 64, name: 'details_hash' }) detailsHash: string;
+  @Column({ type: 'varchar', length: 256, name: 'binding_message', nullable: true }) bindingMessage: string | null;
+  @Column({ type: 'varchar', length: 16, name: 'binding_code' }) bindingCode: string;
+  @JsonColumn('methods') methods: FactorType[];
+  @Column({ type: 'varchar', length: 16, name: 'grant_type' }) grantType: GrantType;
+  @JsonColumn('grant_scopes') grantScopes: string[];
+  @Column({ type: 'integer', name: 'grant_duration' }) grantDuration: number;
+  /** The DPoP key of the requesting token: a sudo token is bound to it too. */
+  @Column({ type: 'varchar', length: 128, name: 'agent_jkt', nullable: true }) agentJkt: string | null;
+  /** Scopes of the requesting token; a sudo token adds the granted ones to these. */
+  @JsonColumn('agent_scopes') agentScopes: string[];
+  @Column({ type: 'varchar', length: 16 }) status: StepUpStatus;
+  @Column({ type: 'varchar', length: 64, nullable: true }) reason: string | null;
+  @Column({ type: 'varchar', length: 16, nullable: true }) method: FactorType | null;
+  @JsonColumn('amr', { nullable: true }) amr: string[] | null;
+  @Column({ type: 'varchar', length: 64, name: 'approval_token_hash' }) approvalTokenHash: string;
+  /** The approval token, encrypted, so an idempotent replay can return the same approvalUrl. */
+  @Column({ type: 'text', name: 'approval_token_enc' }) approvalTokenEnc: string;
+  @Column({ type: 'varchar', length: 255, name: 'idempotency_key', nullable: true }) idempotencyKey: string | null;
+  @Column({ type: 'varchar', length: 64, name: 'request_hash' }) requestHash: string;
+  @Column({ type: 'varchar', length: 64, name: 'webauthn_nonce', nullable: true }) webauthnNonce: string | null;
+  @TimeColumn('webauthn_nonce_expires_at', { nullable: true }) webauthnNonceExpiresAt: number | null;
+  @Column({ type: 'integer', name: 'totp_failures' }) totpFailures: number;
+  @Column({ type: 'varchar', length: 64, name: 'token_jti', nullable: true }) tokenJti: string | null;
+  @TimeColumn('token_delivered_at', { nullable: true }) tokenDeliveredAt: number | null;
+  @TimeColumn('token_expires_at', { nullable: true }) tokenExpiresAt: number | null;
+  @TimeColumn('consumed_at', { nullable: true }) consumedAt: number | null;
+  @TimeColumn('created_at') createdAt: number;
+  @TimeColumn('expires_at') expiresAt: number;
+  @TimeColumn('decided_at', { nullable: true }) decidedAt: number | null;
+}

@@ -1,0 +1,16 @@
+import { Module } from '@nestjs/common';
+import { FactorsModule } from '../factors/factors.module.js';
+import { MfaProxyTokensModule } from '../mfa-proxy-tokens/mfa-proxy-tokens.module.js';
+import { OAuthModule } from '../oauth/oauth.module.js';
+import { StepUpDecisions } from './step-up-decisions.js';
+import { StepUpsController } from './step-ups.controller.js';
+import { StepUpsRepository } from './step-ups.repository.js';
+import { StepUpsService } from './step-ups.service.js';
+
+@Module({
+  imports: [OAuthModule, FactorsModule, MfaProxyTokensModule],
+  controllers: [StepUpsController],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService],
+  exports: [StepUpsRepository, StepUpDecisions, StepUpsService],
+})
+export class StepUpsModule {}
