@@ -382,3 +382,55 @@ describe('boundaries, factors, caps, idempotency, dedupe', () => {
     }
   });
 });
+
+describe('approval tokens and the records of a decision', () => {
+  it('an unknown approval token is 404 on every approval endpoint', async () => {
+    for (const token of ['mpx_apr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'nope']) {
+      for (const res of [
+        await t.http.get(`/v1/approvals/${token}`),
+        await t.http.post(`/v1/approvals/${token}/webauthn/options`).send({}),
+        await t.http.post(`/v1/approvals/${token}/webauthn/verify`).send({ response: {} }),
+        await t.http.post(`/v1/approvals/${token}/totp`).send({ code: '123456' }),
+        await t.http.post(`/v1/approvals/${token}/deny`).send({}),
+      ]) {
+        expect(res.status).toBe(404);
+        expect(res.body.code).toBe('not_found');
+      }
+      expect((await t.http.get(`/approve/${token}`)).status).toBe(404);
+    }
+  });
+
+  it('another app’s agent cannot read, cancel or verify anything of this step-up', async () => {
+    const h = await human(t);
+    const other = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(other.token)).expect(404);
+    await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(other.token)).expect(404);
+    expect((await get(h, created.body.id).expect(200)).body.status).toBe('pending');
+  });
+
+  it('the decision, its audit event and its outbox event are written together, once', async () => {
+    const h = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    const { DataSource } = await import('typeorm');
+    const ds = t.app.get(DataSource);
+    const outbox = await ds.createQueryBuilder().select(['o.type AS type', 'o.payload AS payload']).from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).orderBy('o.created_at').getRawMany();
+    expect(outbox.map((o) => o.type)).toEqual(['step_up.created', 'step_up.approved']);
+    expect(JSON.parse(outbox[0].payload).data.approvalUrl).toBe(created.body.approvalUrl);
+    const audit = await ds.createQueryBuilder().select(['e.type AS type', 'e.model AS model', 'e.agent_id AS agent_id']).from('audit_events', 'e').where('e.app_id = :a', { a: h.tenant.appId }).getRawMany();
+    expect(audit.filter((e) => e.type === 'step_up.approved')).toEqual([{ type: 'step_up.approved', model: 'claude-test-1', agent_id: h.agent.id }]);
+    // A second approval attempt changes nothing.
+    await t.http.post(`/v1/approvals/${approvalToken(created.body.approvalUrl)}/deny`).send({}).expect(409);
+    const after = await ds.createQueryBuilder().select('COUNT(*)', 'n').from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).getRawOne();
+    expect(Number(after.n)).toBe(2);
+  });
+
+  it('revoking the agent cancels its pending step-ups', async () => {
+    const h = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    await t.http.delete(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
+    const res = await t.http.post(`/v1/approvals/${approvalToken(created.body.approvalUrl)}/deny`).send({}).expect(409);
+    expect(res.body.code).toBe('not_pending');
+  });
+});
