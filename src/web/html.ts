@@ -58,3 +58,14 @@ export function projectRoot(): string {
 export function readAsset(relative: string): string {
   return readFileSync(join(projectRoot(), relative), 'utf8');
 }
+
+/** Sends a page with PAGE_HEADERS; a `not_found` while rendering becomes the "link not valid" page. */
+export async function sendPage(reply: { headers(h: Record<string, string>): unknown; status(n: number): { send(body: string): unknown } }, render: () => Promise<string>): Promise<void> {
+  reply.headers(PAGE_HEADERS);
+  try {
+    reply.status(200).send(await render());
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'not_found') throw err;
+    reply.status(404).send(layout('Link not valid', `<h1>This link is not valid</h1><p>It may have expired or been used up. Ask the app that sent it for a new one.</p>`));
+  }
+}

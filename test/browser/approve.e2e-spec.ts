@@ -1,23 +1,20 @@
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from '../support/app.js';
-import { addVirtualAuthenticator, browserAvailable, freePort, launchBrowser } from '../support/browser.js';
+import type { TestApp } from '../support/app.js';
+import { addVirtualAuthenticator, browserAvailable, startBrowserApp } from '../support/browser.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from '../support/fixtures.js';
 
 describe.runIf(browserAvailable)('approval page in Chromium', () => {
   let t: TestApp;
   let browser: BrowserContext;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    const port = await freePort();
-    t = await startApp({ PUBLIC_URL: `http://localhost:${port}` });
-    await t.app.listen({ port, host: '127.0.0.1' });
-    browser = await launchBrowser();
+    ({ t, browser, close } = await startBrowserApp());
   }, 60_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await t?.close();
+    await close?.();
   });
 
   it('a passkey enrolled on the enrollment page approves a step-up by clicking; the agent’s long-poll returns the token', async () => {

@@ -1,26 +1,21 @@
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from '../support/app.js';
-import { addVirtualAuthenticator, browserAvailable, freePort, launchBrowser } from '../support/browser.js';
+import type { TestApp } from '../support/app.js';
+import { addVirtualAuthenticator, browserAvailable, startBrowserApp } from '../support/browser.js';
 import { bearer, createTenant, createUser } from '../support/fixtures.js';
 import { totpCode } from '../support/totp.js';
 
 describe.runIf(browserAvailable)('enrollment page in Chromium', () => {
   let t: TestApp;
   let browser: BrowserContext;
-  let base: string;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    const port = await freePort();
-    base = `http://localhost:${port}`;
-    t = await startApp({ PUBLIC_URL: base });
-    await t.app.listen({ port, host: '127.0.0.1' });
-    browser = await launchBrowser();
+    ({ t, browser, close } = await startBrowserApp());
   }, 60_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await t?.close();
+    await close?.();
   });
 
   it('registers a passkey by clicking, and the factor appears in the API', async () => {

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { startApp, type TestApp } from './app.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** CI sets REQUIRE_BROWSER=1 (after installing Chromium): there a missing browser is a failure, not a skip. */
@@ -34,4 +35,13 @@ export async function addVirtualAuthenticator(page: Page): Promise<{ cdp: CDPSes
     options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
   });
   return { cdp, authenticatorId };
+}
+
+/** The service listening on a real port (PUBLIC_URL = that origin, so WebAuthn works) and a browser. */
+export async function startBrowserApp(): Promise<{ t: TestApp; browser: BrowserContext; close(): Promise<void> }> {
+  const port = await freePort();
+  const t = await startApp({ PUBLIC_URL: `http://localhost:${port}` });
+  await t.app.listen({ port, host: '127.0.0.1' });
+  const browser = await launchBrowser();
+  return { t, browser, close: async () => { await browser.close(); await t.close(); } };
 }

@@ -2,9 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/commo
 import { ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
-import { AppError } from '../../common/errors/app-error.js';
-import { PAGE_HEADERS } from '../../web/html.js';
-import { notFoundPage } from '../factors/enrollment/enrollment-page.js';
+import { sendPage } from '../../web/html.js';
 import { approvalPage } from './approval-page.js';
 import { ApprovalsService } from './approvals.service.js';
 import { ApprovalCodeDto, ApprovalDto, AssertionDto, DenyDto } from './dto/approval.dto.js';
@@ -18,13 +16,7 @@ export class ApprovalsController {
   @Get('approve/:token')
   @ApiExcludeEndpoint()
   async page(@Param('token') token: string, @Res() reply: FastifyReply): Promise<void> {
-    reply.headers(PAGE_HEADERS);
-    try {
-      reply.status(200).send(approvalPage(token, await this.approvals.lookup(token)));
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'not_found') return void reply.status(404).send(notFoundPage());
-      throw err;
-    }
+    await sendPage(reply, async () => approvalPage(token, await this.approvals.lookup(token)));
   }
 
   @Get('v1/approvals/:token')

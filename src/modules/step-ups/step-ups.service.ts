@@ -232,27 +232,17 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private createdDto(s: StepUpEntity): CreatedStepUpDto {
-    return {
-      id: s.id,
-      status: s.status,
-      action: s.action,
-      resource: s.resource,
-      detailsHash: s.detailsHash,
-      bindingCode: s.bindingCode,
-      approvalUrl: this.approvalUrl(s),
-      expiresAt: iso(s.expiresAt),
-      interval: POLL_INTERVAL_S,
-    };
+    const { expiresAt, ...common } = this.commonDto(s);
+    return { ...common, bindingCode: s.bindingCode, approvalUrl: this.approvalUrl(s), expiresAt, interval: POLL_INTERVAL_S };
+  }
+
+  private commonDto(s: StepUpEntity) {
+    return { id: s.id, status: s.status, action: s.action, resource: s.resource, detailsHash: s.detailsHash, expiresAt: iso(s.expiresAt) };
   }
 
   private toDto(s: StepUpEntity, token: Partial<StepUpDto>): StepUpDto {
     return {
-      id: s.id,
-      status: s.status,
-      action: s.action,
-      resource: s.resource,
-      detailsHash: s.detailsHash,
-      expiresAt: iso(s.expiresAt),
+      ...this.commonDto(s),
       ...(s.decidedAt !== null ? { decidedAt: iso(s.decidedAt) } : {}),
       ...(s.method ? { method: s.method } : {}),
       ...(s.reason ? { reason: s.reason } : {}),

@@ -50,7 +50,3 @@ ${factors}
     ` data-token="${escapeHtml(token)}"`,
   );
 }
-
-export function notFoundPage(): string {
-  return layout('Link not valid', `<h1>This link is not valid</h1><p>It may have expired or been used up. Ask the app that sent it for a new one.</p>`);
-}

@@ -2,12 +2,11 @@ import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/commo
 import { ApiCreatedResponse, ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
-import { AppError } from '../../../common/errors/app-error.js';
-import { PAGE_HEADERS } from '../../../web/html.js';
+import { sendPage } from '../../../web/html.js';
 import {
   CreatedTotpDto, EnrollmentInfoDto, FactorIdDto, FactorNameDto, TotpConfirmDto, TotpConfirmedDto, WebauthnRegistrationDto,
 } from '../dto/factor.dto.js';
-import { enrollmentPage, notFoundPage } from './enrollment-page.js';
+import { enrollmentPage } from './enrollment-page.js';
 import { EnrollmentService } from './enrollment.service.js';
 
 /** The human side of enrollment: the secret in the link is the credential. */
@@ -20,13 +19,7 @@ export class EnrollmentController {
   @Get('enroll/:token')
   @ApiExcludeEndpoint()
   async page(@Param('token') token: string, @Res() reply: FastifyReply): Promise<void> {
-    reply.headers(PAGE_HEADERS);
-    try {
-      reply.status(200).send(enrollmentPage(token, await this.enrollment.info(token)));
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'not_found') return void reply.status(404).send(notFoundPage());
-      throw err;
-    }
+    await sendPage(reply, async () => enrollmentPage(token, await this.enrollment.info(token)));
   }
 
   @Get('v1/enrollment/:token')
