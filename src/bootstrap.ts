@@ -29,7 +29,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
     trustProxy: false,
     // Long ids are answered 404 by the handlers, not 414 by the router.
-    maxParamLength: 1000,
+    routerOptions: { maxParamLength: 1000 },
     return503OnClosing: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, options.clock), adapter, {

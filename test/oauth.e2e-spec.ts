@@ -278,6 +278,22 @@ describe('POST /oauth/revoke and /oauth/introspect', () => {
     }
   });
 
+  it('an agent may also revoke with one of its access tokens as Bearer; another agent’s token is left alone', async () => {
+    const tenant = await createTenant(t);
+    const userId = await createUser(t, tenant);
+    const agent = await createAgent(t, tenant, userId);
+    const other = await createAgent(t, tenant, userId);
+    const caller = await agentToken(t, agent);
+    const victim = await agentToken(t, agent);
+    const foreign = await agentToken(t, other);
+    await t.http.post('/oauth/revoke').set(bearer(caller)).type('form').send({ token: victim }).expect(200);
+    await t.http.get('/v1/whoami').set(bearer(victim)).expect(401);
+    await t.http.post('/oauth/revoke').set(bearer(caller)).type('form').send({ token: foreign }).expect(200);
+    await t.http.get('/v1/whoami').set(bearer(foreign)).expect(200);
+    const bad = await t.http.post('/oauth/revoke').set(bearer('garbage')).type('form').send({ token: foreign }).expect(401);
+    expect(bad.body.error).toBe('invalid_client');
+  });
+
   it('introspection requires an app key', async () => {
     const res = await t.http.post('/oauth/introspect').type('form').send({ token: 'x' }).expect(401);
     expect(res.body.error).toBe('invalid_client');

@@ -97,11 +97,14 @@ export class OAuthService {
     return { active: true, token_type: claims.cnf ? 'DPoP' : 'Bearer', ...claims, scope: principal.scopes.join(' ') };
   }
 
-  /** RFC 7009: the agent revokes one of its own tokens. Unknown or foreign tokens: 200, nothing done. */
+  /**
+   * RFC 7009: the agent revokes one of its own tokens. The agent authenticates as at the token
+   * endpoint, or with one of its live access tokens (Bearer). Unknown or foreign tokens: 200, nothing done.
+   */
   async revoke(authorization: string | undefined, body: Record<string, unknown>): Promise<void> {
     const token = optionalString(body, 'token');
     if (!token) throw new OAuthError('invalid_request', 'token is required');
-    const { agent } = await this.clients.authenticate(authorization, body);
+    const agent = /^bearer /i.test(authorization ?? '') ? await this.bearerAgent(authorization!.slice(7).trim()) : (await this.clients.authenticate(authorization, body)).agent;
     let claims: AgentTokenClaims;
     try {
       claims = await this.tokens.verify(token);
@@ -111,5 +114,20 @@ export class OAuthService {
     }
     if (claims.client_id !== agent.id) return;
     await this.revocations.revoke({ jti: claims.jti!, appId: agent.appId, agentId: agent.id, expiresAt: claims.exp! * 1000 });
+  }
+
+  /** The agent behind a live Bearer access token (DPoP-bound tokens must use client authentication here). */
+  private async bearerAgent(accessToken: string): Promise<{ id: string; appId: string }> {
+    const invalid = new OAuthError('invalid_client', 'a valid agent access token or client authentication is required');
+    let claims: AgentTokenClaims;
+    try {
+      claims = await this.tokens.verify(accessToken);
+    } catch (err) {
+      if (err instanceof TokenInvalidError) throw invalid;
+      throw err;
+    }
+    const principal = claims.cnf ? null : await this.tokens.principal(claims);
+    if (!principal) throw invalid;
+    return { id: principal.agentId, appId: principal.appId };
   }
 }
