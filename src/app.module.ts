@@ -15,6 +15,7 @@ import { AuditModule } from './modules/audit/audit.service.js';
 import { EventsModule } from './modules/events/outbox.service.js';
 import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
+import { RateLimitModule } from './modules/rate-limit/rate-limit.service.js';
 import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
@@ -39,6 +40,7 @@ export class AppModule implements NestModule {
         UsersModule,
         AgentsModule,
         OAuthModule,
+        RateLimitModule,
         AuditModule,
         EventsModule,
         FactorsModule,

@@ -65,3 +65,26 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
 describe.skipIf(shared)('two instances (skipped)', () => {
   it.skip('needs TEST_DATABASE_URL=postgres://… and TEST_REDIS_URL', () => {});
 });
+
+describe.runIf(shared)('rate limits shared by two instances', () => {
+  let a: TestApp;
+  let b: TestApp;
+  beforeAll(async () => {
+    const prefix = `mpx-test-${randomBytes(4).toString('hex')}:`;
+    a = await startApp({ REDIS_KEY_PREFIX: prefix });
+    b = await startApp({ REDIS_KEY_PREFIX: prefix });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+
+  it('an agent limited to 5 per minute gets at most 5 successes across A and B, not 10', async () => {
+    const tenant = await createTenant(a);
+    const agent = await createAgent(a, tenant, await createUser(a, tenant), { rateLimitPerMinute: 5 });
+    const token = await agentToken(a, agent);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).http.get('/v1/whoami').set(bearer(token))));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(5);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(5);
+  });
+});

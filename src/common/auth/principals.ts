@@ -16,6 +16,8 @@ export interface AgentPrincipal {
   scopes: string[];
   /** The agent's current permission boundaries. */
   boundaries: string[];
+  /** The agent's request budget per minute. */
+  rateLimitPerMinute: number;
   jti: string;
   exp: number;
   /** JWK thumbprint the token is bound to (RFC 9449), if any. */

@@ -116,7 +116,7 @@ export class ProblemFilter implements ExceptionFilter {
   private asOAuth(error: AppError): OAuthError {
     if (error.status === 401) return new OAuthError('invalid_client', error.detail);
     if (error.status >= 500) return new OAuthError('server_error', error.detail);
-    const e = new OAuthError('invalid_request', error.detail);
+    const e = new OAuthError('invalid_request', error.detail, error.options.headers ?? {});
     // Keep 413/415/429 statuses meaningful even in the OAuth error format.
     (e as { status: number }).status = error.status;
     return e;

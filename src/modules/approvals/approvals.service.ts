@@ -10,6 +10,8 @@ import { AppsService } from '../apps/apps.service.js';
 import { FactorsRepository } from '../factors/factors.repository.js';
 import { TotpStrategy } from '../factors/totp/totp.strategy.js';
 import { WebauthnStrategy } from '../factors/webauthn/webauthn.strategy.js';
+import { approvalAttemptsKey, userTotpKey } from '../rate-limit/buckets.js';
+import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { StepUpDecisions } from '../step-ups/step-up-decisions.js';
 import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
@@ -36,6 +38,7 @@ export class ApprovalsService {
     private readonly agents: AgentsRepository,
     private readonly users: UsersRepository,
     private readonly clock: Clock,
+    private readonly limits: RateLimitService,
   ) {}
 
   /** The step-up behind an approval token (lazily expired); unknown: 404. */
@@ -84,6 +87,7 @@ export class ApprovalsService {
 
   async webauthnVerify(token: string, response: Record<string, unknown>): Promise<Decided> {
     const s = this.pendingOrThrow(await this.resolve(token), 'webauthn');
+    await this.limits.consume('approvalAttempts', approvalAttemptsKey(s.id));
     // One verify attempt per options call: the nonce is cleared whatever the outcome.
     const nonce = await this.stepUps.takeNonce(s, this.clock.now());
     if (!nonce) throw new AppError('webauthn_verification_failed', 'the passkey response could not be verified', { logDetail: 'no or reused challenge' });
@@ -109,6 +113,9 @@ export class ApprovalsService {
 
   async totpApprove(token: string, code: string): Promise<Decided> {
     const s = this.pendingOrThrow(await this.resolve(token), 'totp');
+    // Rate-limit before verifying: per approval and account-wide for the user.
+    await this.limits.consume('approvalAttempts', approvalAttemptsKey(s.id));
+    await this.limits.consume('userTotp', userTotpKey(s.appId, s.userId));
     const totps = (await this.factors.active(s.appId, s.userId)).filter((f) => f.type === 'totp');
     if (totps.length === 0) throw new AppError('no_enrolled_factor', 'the user has no authenticator app');
     // Consuming the code's time step and deciding happen in one transaction: a racing request

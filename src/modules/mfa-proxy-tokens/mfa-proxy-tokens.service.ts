@@ -6,6 +6,8 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
+import { appVerifyKey } from '../rate-limit/buckets.js';
+import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { KeysService } from '../keys/keys.service.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
@@ -35,6 +37,7 @@ export class MfaProxyTokensService {
     private readonly audit: AuditService,
     private readonly outbox: OutboxService,
     private readonly clock: Clock,
+    private readonly limits: RateLimitService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -65,6 +68,7 @@ export class MfaProxyTokensService {
 
   /** Checks in order: form, signature, audience, expiry, the bound request, the agent; then consumes once. */
   async verify(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
+    await this.limits.consume('appVerify', appVerifyKey(appId));
     let claims: MfaProxyClaims;
     try {
       // Audience is checked below so a foreign token reads `wrong_audience`, not a generic failure.

@@ -25,6 +25,7 @@ interface AgentState {
   userId: string;
   model: string;
   boundaries: string[];
+  rateLimitPerMinute: number;
 }
 
 export interface IssueAgentToken {
@@ -141,6 +142,7 @@ export class AgentTokensService implements OnModuleInit {
       // Boundaries narrowed after issue take effect at once.
       scopes: claims.scope.split(' ').filter((s) => s && withinBoundaries(state.boundaries, s)),
       boundaries: state.boundaries,
+      rateLimitPerMinute: state.rateLimitPerMinute,
       jti: claims.jti!,
       exp: claims.exp!,
       jkt: claims.cnf?.jkt ?? null,
@@ -162,6 +164,7 @@ export class AgentTokensService implements OnModuleInit {
       userId: agent.userId,
       model: agent.model,
       boundaries: agent.permissionBoundaries,
+      rateLimitPerMinute: agent.rateLimitPerMinute,
     };
     if (epoch === this.epoch) this.states.set(agentId, state);
     return state;

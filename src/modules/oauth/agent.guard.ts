@@ -1,11 +1,13 @@
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { ReplayCache } from '../../common/cache/replay-cache.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { RequestContext } from '../../common/request-context.js';
+import { agentRequestsKey } from '../rate-limit/buckets.js';
+import { RateLimitService, rateLimitHeaders } from '../rate-limit/rate-limit.service.js';
 import { AgentTokensService } from './agent-tokens.service.js';
 import { DpopError, verifyDpopProof } from './dpop.js';
 import { TokenInvalidError } from './token-verifier.js';
@@ -26,6 +28,7 @@ export class AgentGuard implements CanActivate {
     private readonly tokens: AgentTokensService,
     private readonly replay: ReplayCache,
     private readonly clock: Clock,
+    private readonly limits: RateLimitService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -52,6 +55,9 @@ export class AgentGuard implements CanActivate {
     const principal = await this.tokens.principal(claims);
     if (!principal) throw unauthorized('the token was revoked, or its agent is suspended or revoked');
     req.agentPrincipal = principal;
+    // Every agent-authenticated request spends from the agent's own per-minute budget.
+    const spent = await this.limits.consume('agentRequests', agentRequestsKey(principal.agentId), principal.rateLimitPerMinute);
+    if (spent) ctx.switchToHttp().getResponse<FastifyReply>().headers(rateLimitHeaders(spent));
     RequestContext.assign({
       appId: principal.appId,
       actorType: 'agent',

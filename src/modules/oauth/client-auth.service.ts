@@ -47,6 +47,25 @@ export class ClientAuthService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
+  /** The client id a request claims (before authentication), for the per-client rate limit. */
+  clientIdHint(authorization: string | undefined, body: Record<string, unknown>): string {
+    try {
+      const basic = parseBasic(authorization);
+      if (basic) return basic.id;
+    } catch {
+      /* malformed Basic: counted under "unknown" */
+    }
+    const assertion = str(body.client_assertion);
+    if (assertion) {
+      try {
+        return String(JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')).iss ?? 'unknown');
+      } catch {
+        return 'unknown';
+      }
+    }
+    return str(body.client_id) ?? 'unknown';
+  }
+
   async authenticate(authorization: string | undefined, body: Record<string, unknown>): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
     const basic = parseBasic(authorization);
     const postSecret = str(body.client_secret);

@@ -10,6 +10,8 @@ import { ClientAuthService } from './client-auth.service.js';
 import { DpopError, verifyDpopProof } from './dpop.js';
 import { RevocationList } from './revocation-list.js';
 import { TokenInvalidError } from './token-verifier.js';
+import { oauthTokenKey } from '../rate-limit/buckets.js';
+import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 
 export const TASK_ID_PATTERN = /^[A-Za-z0-9._:/-]{1,128}$/;
 
@@ -37,6 +39,7 @@ export class OAuthService {
     private readonly revocations: RevocationList,
     private readonly replay: ReplayCache,
     private readonly clock: Clock,
+    private readonly limits: RateLimitService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -49,6 +52,7 @@ export class OAuthService {
     const taskId = optionalString(body, 'task_id');
     if (taskId !== undefined && !TASK_ID_PATTERN.test(taskId)) throw new OAuthError('invalid_request', 'task_id must match [A-Za-z0-9._:/-]{1,128}');
 
+    await this.limits.consume('oauthToken', oauthTokenKey(this.clients.clientIdHint(authorization, body)));
     const { agent } = await this.clients.authenticate(authorization, body);
 
     // RFC 6749 §3.3: the requested scope must lie within the agent's boundaries.

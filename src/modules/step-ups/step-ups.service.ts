@@ -16,6 +16,8 @@ import type { FactorType } from '../factors/factor.entity.js';
 import { FactorsRepository } from '../factors/factors.repository.js';
 import { MfaProxyTokensService } from '../mfa-proxy-tokens/mfa-proxy-tokens.service.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
+import { stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
+import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import type { CreatedStepUpDto, CreateStepUpDto, StepUpDto } from './dto/step-up.dto.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
@@ -52,6 +54,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly outbox: OutboxService,
     private readonly cipher: Cipher,
     private readonly clock: Clock,
+    private readonly limits: RateLimitService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -73,6 +76,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
 
   async create(agent: AgentPrincipal, dto: CreateStepUpDto, idempotencyKey?: string): Promise<{ status: 200 | 201; body: CreatedStepUpDto }> {
     if (idempotencyKey !== undefined && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) throw new AppError('validation_failed', 'Idempotency-Key must be 1..255 characters');
+    await this.limits.consume('stepUpCreate', stepUpCreateKey(agent.agentId));
     // The action must lie within the agent's boundaries; nothing is pushed otherwise.
     if (!withinBoundaries(agent.boundaries, dto.action)) throw new AppError('action_not_permitted', `the action "${dto.action}" is outside this agent's permission boundaries`);
     const details = dto.details ?? {};
@@ -110,6 +114,8 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       throw new AppError('too_many_pending', `the user already has ${PENDING_CAP_PER_USER} pending step-ups`, { headers: { 'Retry-After': String(POLL_INTERVAL_S * 6) } });
     }
 
+    // A new push to the human (dedupe and idempotent replays above push nothing).
+    await this.limits.consume('userPushes', userPushesKey(agent.appId, agent.userId));
     const id = newId('stepUp');
     const approvalToken = randomToken(TOKEN_PREFIX.approval);
     const s = Object.assign(new StepUpEntity(), {

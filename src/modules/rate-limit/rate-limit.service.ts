@@ -1,0 +1,70 @@
+import { Global, Inject, Injectable, Logger, Module } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { AppError } from '../../common/errors/app-error.js';
+import { REDIS } from '../../common/redis.js';
+import { MetricsService } from '../ops/metrics.service.js';
+import { BUCKETS, type Bucket } from './buckets.js';
+
+/** Effectively unlimited store-side: the budget of `agentRequests` varies per agent and is compared here. */
+const VARIABLE_POINTS = 1_000_000_000;
+
+export interface Spent {
+  limit: number;
+  remaining: number;
+  resetSeconds: number;
+}
+
+export function rateLimitHeaders(s: Spent): Record<string, string> {
+  return { 'RateLimit-Limit': String(s.limit), 'RateLimit-Remaining': String(Math.max(0, s.remaining)), 'RateLimit-Reset': String(s.resetSeconds) };
+}
+
+/** Buckets behind one interface: in memory, or in Redis when REDIS_URL is set (shared by all instances). */
+@Injectable()
+export class RateLimitService {
+  private readonly logger = new Logger(RateLimitService.name);
+  private readonly limiters = new Map<Bucket, RateLimiterAbstract>();
+
+  constructor(
+    @Inject(REDIS) redis: Redis | null,
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly metrics: MetricsService,
+  ) {
+    for (const [name, b] of Object.entries(BUCKETS) as [Bucket, (typeof BUCKETS)[Bucket]][]) {
+      const opts = { keyPrefix: `${config.redis?.keyPrefix ?? ''}rl:${name}`, points: b.points || VARIABLE_POINTS, duration: b.duration };
+      this.limiters.set(name, redis ? new RateLimiterRedis({ ...opts, storeClient: redis }) : new RateLimiterMemory(opts));
+    }
+  }
+
+  /** Spends one point; throws 429 (with Retry-After and RateLimit-*) when the budget is gone. */
+  async consume(bucket: Bucket, key: string, limit: number = BUCKETS[bucket].points): Promise<Spent | null> {
+    const spec = BUCKETS[bucket];
+    let res: RateLimiterRes;
+    try {
+      res = await this.limiters.get(bucket)!.consume(key, 1);
+    } catch (err) {
+      if (err instanceof RateLimiterRes) {
+        res = err;
+      } else if (spec.failClosed) {
+        throw new AppError('service_unavailable', 'rate limiting is unavailable; try again shortly', { cause: err, headers: { 'Retry-After': '5' } });
+      } else {
+        this.metrics.failOpen.labels(`rate-limit:${bucket}`).inc();
+        this.logger.warn({ bucket }, 'rate-limit store unreachable: failing open');
+        return null;
+      }
+    }
+    const spent: Spent = { limit, remaining: limit - res.consumedPoints, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
+    if (res.consumedPoints > limit) {
+      throw new AppError(spec.code, `rate limit of ${limit} per ${spec.duration} s exceeded`, {
+        headers: { 'Retry-After': String(spent.resetSeconds), ...rateLimitHeaders(spent) },
+      });
+    }
+    return spent;
+  }
+}
+
+@Global()
+@Module({ providers: [RateLimitService], exports: [RateLimitService] })
+export class RateLimitModule {}

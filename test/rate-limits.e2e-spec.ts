@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './support/app.js';
+import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
+import { approveWithCode, createStepUp, human } from './support/step-up.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('rate limits', () => {
+  it('an agent with rateLimitPerMinute 5: the 6th request in a minute → 429 with Retry-After and RateLimit-*', async () => {
+    const tenant = await createTenant(t);
+    const agent = await createAgent(t, tenant, await createUser(t, tenant), { rateLimitPerMinute: 5 });
+    const token = await agentToken(t, agent);
+    for (let i = 0; i < 5; i++) {
+      const ok = await t.http.get('/v1/whoami').set(bearer(token)).expect(200);
+      expect(ok.headers['ratelimit-limit']).toBe('5');
+      expect(ok.headers['ratelimit-remaining']).toBe(String(4 - i));
+    }
+    const res = await t.http.get('/v1/whoami').set(bearer(token)).expect(429);
+    expect(res.body).toMatchObject({ status: 429, code: 'rate_limited' });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60);
+    expect(res.headers['ratelimit-limit']).toBe('5');
+    expect(res.headers['ratelimit-remaining']).toBe('0');
+    expect(Number(res.headers['ratelimit-reset'])).toBeGreaterThan(0);
+    // Another agent of the same user is not affected.
+    const other = await agentToken(t, await createAgent(t, tenant, agent.userId, { rateLimitPerMinute: 5 }));
+    await t.http.get('/v1/whoami').set(bearer(other)).expect(200);
+  });
+
+  it('/oauth/token is limited per client (60 per minute) in RFC 6749 form with Retry-After', async () => {
+    const tenant = await createTenant(t);
+    const agent = await createAgent(t, tenant, await createUser(t, tenant));
+    const results = [];
+    for (let i = 0; i < 61; i++) results.push((await t.http.post('/oauth/token').auth(agent.id, 'wrong-secret').type('form').send({ grant_type: 'client_credentials' })).status);
+    expect(results.slice(0, 60).every((s) => s === 401)).toBe(true);
+    const res = await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(429);
+    expect(res.body.error).toBe('invalid_request');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('TOTP attempts are capped per user across step-ups (20 per 15 min)', async () => {
+    const h = await human(t);
+    let wrongSent = 0;
+    for (let i = 0; i < 4; i++) {
+      const s = await createStepUp(t, h, { resource: `r${i}` }).expect(201);
+      for (let j = 0; j < 5; j++) {
+        const res = await approveWithCode(t, h, s.body.approvalUrl, '000000');
+        expect(res.status).toBe(400);
+        wrongSent++;
+      }
+    }
+    expect(wrongSent).toBe(20);
+    const s = await createStepUp(t, h, { resource: 'last' }).expect(201);
+    const res = await approveWithCode(t, h, s.body.approvalUrl);
+    expect(res.status).toBe(429);
+    expect(res.body.code).toBe('rate_limited');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+  });
+});
