@@ -37,15 +37,28 @@ async function main(): Promise<void> {
   };
   const tenant = await post('/v1/apps', `Bearer ${admin}`, { name: 'bench' });
   const user = await post('/v1/users', `Bearer ${tenant.apiKey}`, { externalId: 'bench', displayName: 'Bench' });
-  const agent = await post('/v1/agents', `Bearer ${tenant.apiKey}`, { userId: user.id, name: 'bench', model: 'bench-model', permissionBoundaries: ['files:*'] });
-  const basic = `Basic ${Buffer.from(`${agent.id}:${agent.clientSecret}`).toString('base64')}`;
+  // /oauth/token is limited to 60 per minute per client: spread issuance over enough agents.
+  const basics: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    const agent = await post('/v1/agents', `Bearer ${tenant.apiKey}`, { userId: user.id, name: `bench-${i}`, model: 'bench-model', permissionBoundaries: ['files:*'], rateLimitPerMinute: 1_000_000 });
+    basics.push(`Basic ${Buffer.from(`${agent.id}:${agent.clientSecret}`).toString('base64')}`);
+  }
+  const basic = basics[0];
   const token = (await post('/oauth/token', basic, { grant_type: 'client_credentials', scope: 'files:read' })).access_token;
+  let next = 0;
 
   const runs: { name: string; opts: autocannon.Options }[] = [
     { name: 'agent-token auth (GET /v1/whoami)', opts: { url: `${base}/v1/whoami`, headers: { authorization: `Bearer ${token}` } } },
     {
       name: 'token issuance (POST /oauth/token)',
-      opts: { url: `${base}/oauth/token`, method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=files%3Aread' },
+      opts: {
+        url: `${base}/oauth/token`,
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'grant_type=client_credentials&scope=files%3Aread',
+        // Each request authenticates as the next agent, round robin.
+        requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: basics[next++ % basics.length] } }) }],
+      },
     },
     {
       name: 'verify (POST /v1/mfa-proxy-tokens/verify, already used)',
