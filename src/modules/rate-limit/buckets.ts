@@ -8,9 +8,9 @@ export const BUCKETS = {
   /** Every agent-authenticated request; the budget is the agent's own `rateLimitPerMinute`. */
   agentRequests: { points: 0, duration: 60, failClosed: false, code: 'rate_limited' },
   /** Step-up creation per agent: stricter than plain requests. */
-  stepUpCreate: { points: 10, duration: 60, failClosed: false, code: 'rate_limited' },
+  stepUpCreate: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
   /** New pushes to one human per hour, whatever agent asks (anti push-fatigue). */
-  userPushes: { points: 20, duration: 3600, failClosed: false, code: 'rate_limited' },
+  userPushes: { points: 60, duration: 3600, failClosed: false, code: 'rate_limited' },
   /** /oauth/token per client id. */
   oauthToken: { points: 60, duration: 60, failClosed: false, code: 'rate_limited' },
   /** Verify per app. */
