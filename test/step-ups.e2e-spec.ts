@@ -255,14 +255,15 @@ describe('verify', () => {
 
   it('each mismatch reason, and a mismatch does not consume', async () => {
     const h = await human(t);
-    const token = await approvedToken(h);
-    const base = { token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } };
+    const token = await approvedToken(h, { details: { size: 42, path: '/q3.pdf' } });
+    const base = { token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42, path: '/q3.pdf' } };
     expect((await verify(h, { ...base, action: 'files:share' })).body).toEqual({ valid: false, reason: 'action_mismatch' });
     expect((await verify(h, { ...base, resource: 'drive://other.pdf' })).body).toEqual({ valid: false, reason: 'resource_mismatch' });
-    expect((await verify(h, { ...base, details: { size: 43 } })).body).toEqual({ valid: false, reason: 'details_mismatch' });
+    expect((await verify(h, { ...base, details: { size: 43, path: '/q3.pdf' } })).body).toEqual({ valid: false, reason: 'details_mismatch' });
+    expect((await verify(h, { ...base, details: undefined })).body).toEqual({ valid: false, reason: 'details_mismatch' });
     expect((await verify(h, { ...base, agentId: 'agt_AAAAAAAAAAAAAAAAAAAAAA' })).body).toEqual({ valid: false, reason: 'agent_mismatch' });
-    // Canonical JSON: key order does not matter.
-    expect((await verify(h, { ...base, details: { size: 42 } })).body.valid).toBe(true);
+    // RFC 8785 canonical JSON: the same details in another key order match, and consume the token.
+    expect((await verify(h, { ...base, details: { path: '/q3.pdf', size: 42 } })).body.valid).toBe(true);
   });
 
   it('app B verifying app A’s token → wrong_audience; an agent token → not valid; expired → expired', async () => {
