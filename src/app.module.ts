@@ -4,14 +4,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
 import { CoreModule } from './common/core.module.js';
-import { RequestContext } from './common/request-context.js';
+import { RequestContext, type RequestFields } from './common/request-context.js';
 import { dataSourceOptions } from './database/data-source.js';
 import { AgentsModule } from './modules/agents/agents.module.js';
 import { AppsModule } from './modules/apps/apps.module.js';
 import { FactorsModule } from './modules/factors/factors.module.js';
 import { WebModule } from './web/web.module.js';
 import { ApprovalsModule } from './modules/approvals/approvals.module.js';
-import { AuditModule } from './modules/audit/audit.service.js';
+import { AuditModule } from './modules/audit/audit.module.js';
 import { EventsModule } from './modules/events/outbox.service.js';
 import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
@@ -22,8 +22,10 @@ import { OpsModule } from './modules/ops/ops.module.js';
 import { UsersModule } from './modules/users/users.module.js';
 
 /** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
-function requestContextMiddleware(req: IncomingMessage & { id?: unknown }, _res: ServerResponse, next: () => void): void {
-  RequestContext.run({ requestId: String(req.id ?? ''), ip: req.socket?.remoteAddress }, next);
+function requestContextMiddleware(req: IncomingMessage & { id?: unknown; context?: RequestFields }, _res: ServerResponse, next: () => void): void {
+  // Kept on the request too, so the response hook (outside this async context) can audit it.
+  req.context = { requestId: String(req.id ?? ''), ip: req.socket?.remoteAddress };
+  RequestContext.run(req.context, next);
 }
 
 @Module({})

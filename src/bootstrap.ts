@@ -12,6 +12,8 @@ import { ProblemFilter } from './common/errors/problem.filter.js';
 import { runMigrations } from './database/data-source.js';
 import { createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
+import { AuditService } from './modules/audit/audit.service.js';
+import type { RequestFields } from './common/request-context.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -53,6 +55,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   // JSON (and forms on /oauth) only: anything else is 415, not a string handed to validation.
   fastify.removeContentTypeParser('text/plain');
   const metrics = app.get(MetricsService);
+  const audit = app.get(AuditService);
   fastify.addHook('onSend', async (request, reply, payload) => {
     reply.header('X-Request-Id', request.id);
     reply.header('X-Content-Type-Options', 'nosniff');
@@ -61,6 +64,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    // Every authenticated request (app, agent or human link) leaves an audit event, failures and 429s included.
+    const ctx = (request.raw as { context?: RequestFields }).context;
+    if (ctx?.appId) void audit.recordRequest(ctx, route, request.method, reply.statusCode);
     // One line per request, with who called (never the credential itself).
     const agent = request.agentPrincipal;
     const level = reply.statusCode >= 500 ? 'error' : reply.statusCode >= 400 ? 'warn' : 'info';

@@ -7,6 +7,7 @@ import { dataSourceOptions, runMigrations } from './database/data-source.js';
  * Operator commands on the same modules as the service:
  *   migrate       run pending migrations
  *   rotate-keys   create a new signing key; the previous one stays published until its tokens expire
+ *   audit-verify  recompute every app's audit hash chain; exit 1 and name the first bad seq if one breaks
  */
 async function main(command: string | undefined): Promise<void> {
   const config = loadConfig(process.env);
@@ -32,7 +33,28 @@ async function main(command: string | undefined): Promise<void> {
     }
     return;
   }
-  console.error('usage: node dist/src/cli.js <migrate|rotate-keys>');
+  if (command === 'audit-verify') {
+    const { createApp } = await import('./bootstrap.js');
+    const { AuditService } = await import('./modules/audit/audit.service.js');
+    const app = await createApp({ ...config, logLevel: 'warn' });
+    let broken = 0;
+    try {
+      const results = await app.get(AuditService).verifyAll();
+      for (const { appId, check } of results) {
+        if (check.valid) console.log(`${appId}: ok, ${check.count} events, head ${check.headHash}`);
+        else {
+          broken++;
+          console.log(`${appId}: BROKEN at seq ${check.firstBadSeq} (${check.count} events chained before it)`);
+        }
+      }
+      console.log(`${results.length} app(s) checked, ${broken} broken`);
+    } finally {
+      await app.close();
+    }
+    if (broken) process.exit(1);
+    return;
+  }
+  console.error('usage: node dist/src/cli.js <migrate|rotate-keys|audit-verify>');
   process.exit(64);
 }
 

@@ -39,6 +39,10 @@ export const envSchema = z.object({
   PRINCIPAL_CACHE_SECONDS: int(0, 3600).default(30),
   DPOP_IAT_WINDOW_SECONDS: int(5, 600).default(60),
   WEBAUTHN_ALLOW_CROSS_ORIGIN: bool.default(false),
+  COOLDOWN_AFTER_DENIALS: int(1, 1000).default(3),
+  COOLDOWN_WINDOW_SECONDS: int(60, 86400).default(900),
+  COOLDOWN_SECONDS: int(1, 86400).default(900),
+  AUTO_SUSPEND_AFTER_DENIALS: int(1, 10000).default(10),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -67,4 +71,6 @@ export interface AppConfig {
   principalCacheSeconds: number;
   dpopIatWindowSeconds: number;
   webauthnAllowCrossOrigin: boolean;
+  /** Anti push-fatigue: human denials of one agent before it is cooled down, and before it is suspended (24 h). */
+  fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number };
 }

@@ -110,6 +110,12 @@ export function loadConfig(
     principalCacheSeconds: env.PRINCIPAL_CACHE_SECONDS,
     dpopIatWindowSeconds: env.DPOP_IAT_WINDOW_SECONDS,
     webauthnAllowCrossOrigin: env.WEBAUTHN_ALLOW_CROSS_ORIGIN,
+    fatigue: {
+      cooldownAfterDenials: env.COOLDOWN_AFTER_DENIALS,
+      windowSeconds: env.COOLDOWN_WINDOW_SECONDS,
+      cooldownSeconds: env.COOLDOWN_SECONDS,
+      autoSuspendAfterDenials: env.AUTO_SUSPEND_AFTER_DENIALS,
+    },
   };
 }
 

@@ -3,7 +3,7 @@ import { AppApiKeyEntity, AppEntity } from '../modules/apps/app.entity.js';
 import { SigningKeyEntity } from '../modules/keys/signing-key.entity.js';
 import { RevokedTokenEntity } from '../modules/oauth/revoked-token.entity.js';
 import { UserEntity } from '../modules/users/user.entity.js';
-import { AuditEventEntity } from '../modules/audit/audit-event.entity.js';
+import { AuditEventEntity, AuditHeadEntity } from '../modules/audit/audit-event.entity.js';
 import { OutboxEntity } from '../modules/events/outbox.entity.js';
 import { StepUpEntity } from '../modules/step-ups/step-up.entity.js';
 import { EnrollmentLinkEntity } from '../modules/factors/enrollment/enrollment-link.entity.js';
@@ -11,4 +11,4 @@ import { FactorEntity } from '../modules/factors/factor.entity.js';
 import { TotpSecretEntity } from '../modules/factors/totp/totp-secret.entity.js';
 import { WebauthnCredentialEntity } from '../modules/factors/webauthn/webauthn-credential.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, OutboxEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity];

@@ -25,7 +25,7 @@ export interface TestApp {
  * The whole service in-process, on the database the run chose: TEST_DATABASE_URL (PostgreSQL in
  * CI's second pass) or a fresh SQLite file; Redis when TEST_REDIS_URL is set.
  */
-export async function startApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function startApp(env: Record<string, string> = {}, options: { logs?: string[] } = {}): Promise<TestApp> {
   const adminToken = `mpx_adm_${randomBytes(24).toString('base64url')}`;
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -38,7 +38,8 @@ export async function startApp(env: Record<string, string> = {}): Promise<TestAp
     ...env,
   });
   const clock = new Clock();
-  const app = await createApp(config, { clock });
+  const logs = options.logs;
+  const app = await createApp(config, { clock, ...(logs ? { logDestination: { write: (line: string) => void logs.push(line) } } : {}) });
   return {
     app,
     http: supertest(app.getHttpServer()),

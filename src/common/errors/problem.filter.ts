@@ -87,7 +87,8 @@ export class ProblemFilter implements ExceptionFilter {
     const error = toAppError(exception);
 
     if (error.status >= 500) {
-      this.logger.error({ err: exception, url: request.url }, 'unhandled error');
+      // The route pattern, not the URL: a URL may carry an enrollment or approval secret.
+      this.logger.error({ err: exception, route: request.routeOptions?.url }, 'unhandled error');
     } else if (error instanceof AppError && error.options.logDetail) {
       this.logger.warn({ code: error.code, logDetail: error.options.logDetail }, error.detail);
     }

@@ -12,6 +12,7 @@ import { TotpStrategy } from '../factors/totp/totp.strategy.js';
 import { WebauthnStrategy } from '../factors/webauthn/webauthn.strategy.js';
 import { approvalAttemptsKey, userTotpKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
+import { FatigueService } from '../step-ups/fatigue.service.js';
 import { StepUpDecisions } from '../step-ups/step-up-decisions.js';
 import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
@@ -39,6 +40,7 @@ export class ApprovalsService {
     private readonly users: UsersRepository,
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
+    private readonly fatigue: FatigueService,
   ) {}
 
   /** The step-up behind an approval token (lazily expired); unknown: 404. */
@@ -140,6 +142,7 @@ export class ApprovalsService {
   async deny(token: string, reason?: string): Promise<Decided> {
     const s = this.pendingOrThrow(await this.resolve(token));
     if (!(await this.decisions.decide(s, 'denied', { reason: reason ? `denied_by_user: ${reason}`.slice(0, 64) : 'denied_by_user' }))) throw await this.notPendingError(s);
+    await this.fatigue.afterDenial(s);
     return { status: 'denied' };
   }
 

@@ -1,7 +1,10 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { TimeColumn } from '../../database/columns.js';
 
-/** One audit event (the hash chain and queries come with the audit issue). */
+/**
+ * One audit event. Appended with `seq` null; the sealer then assigns `seq` per app in order and
+ * chains `hash = SHA-256(prevHash ‖ canonical event)`, so editing, deleting or reordering shows.
+ */
 @Entity({ name: 'audit_events' })
 export class AuditEventEntity {
   @PrimaryColumn({ type: 'varchar', length: 40 }) id: string;
@@ -20,4 +23,15 @@ export class AuditEventEntity {
   @Column({ type: 'varchar', length: 32 }) outcome: string;
   @Column({ type: 'integer', nullable: true }) status: number | null;
   @Column({ type: 'varchar', length: 64, nullable: true }) ip: string | null;
+  @TimeColumn('seq', { nullable: true }) seq: number | null;
+  @Column({ type: 'varchar', length: 64, name: 'prev_hash', nullable: true }) prevHash: string | null;
+  @Column({ type: 'varchar', length: 64, nullable: true }) hash: string | null;
+}
+
+/** The head of one app's chain: the last sealed sequence number and hash. */
+@Entity({ name: 'audit_heads' })
+export class AuditHeadEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  @TimeColumn('last_seq') lastSeq: number;
+  @Column({ type: 'varchar', length: 64, name: 'last_hash' }) lastHash: string;
 }

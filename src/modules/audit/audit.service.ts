@@ -1,9 +1,13 @@
-import { Global, Injectable, Module } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
+import { AppError } from '../../common/errors/app-error.js';
 import { newId } from '../../common/ids.js';
-import { RequestContext } from '../../common/request-context.js';
-import { AuditEventEntity } from './audit-event.entity.js';
+import { RequestContext, type RequestFields } from '../../common/request-context.js';
+import type { AuditEventEntity } from './audit-event.entity.js';
+import { AuditRepository, type AuditFilter } from './audit.repository.js';
+import { ChainWalker, type ChainCheck } from './chain.js';
+import type { AuditEventDto, AuditPageDto, AuditQuery } from './dto/audit.dto.js';
 
 export interface AuditInput {
   appId: string;
@@ -18,20 +22,54 @@ export interface AuditInput {
   status?: number | null;
 }
 
-/** Strips control characters and caps length: agent-written text is stored bounded and safe. */
+/** Strips control and bidi characters and caps length: agent-written text is stored bounded and safe. */
 export function safeText(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
   return value.replace(/[\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g, ' ').slice(0, max);
 }
 
-/** Appends audit events; called inside the transaction of the state change it records. */
-@Injectable()
-export class AuditService {
-  constructor(private readonly clock: Clock) {}
+const SEAL_EVERY_MS = 1_000;
 
+/**
+ * The audit trail. Appending is a plain insert (in the state change's own transaction, or alone
+ * for a request); a background sealer chains each app's new events in order, so no request
+ * waits on a global lock. Queries and verification seal first, so they see everything.
+ */
+@Injectable()
+export class AuditService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(AuditService.name);
+  private timer: NodeJS.Timeout | null = null;
+  private sealing: Promise<void> | null = null;
+
+  constructor(
+    private readonly repo: AuditRepository,
+    private readonly clock: Clock,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.timer = setInterval(() => void this.sealAll().catch((err) => this.logger.warn({ err }, 'audit sealing failed')), SEAL_EVERY_MS);
+    this.timer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.sealing?.catch(() => undefined);
+  }
+
+  /** Appends an event inside the caller's transaction; the request's context fills in the actor. */
   async record(m: EntityManager, input: AuditInput): Promise<void> {
-    const ctx = RequestContext.get();
-    await m.insert(AuditEventEntity, {
+    await this.repo.insert(m, this.build(input, RequestContext.get()));
+  }
+
+  /** Appends the event of one authenticated request (after the response; never fails the request). */
+  async recordRequest(ctx: RequestFields, route: string, method: string, status: number): Promise<void> {
+    if (!ctx.appId) return;
+    const event = this.build({ appId: ctx.appId, type: 'http.request', outcome: status < 400 ? 'success' : 'failure', action: `${method} ${route}`.slice(0, 64), status }, ctx);
+    await this.repo.insert(this.repo.ds.manager, event).catch((err) => this.logger.warn({ err }, 'audit append failed'));
+  }
+
+  private build(input: AuditInput, ctx: RequestFields): Partial<AuditEventEntity> {
+    return {
       id: newId('event'),
       appId: input.appId,
       at: this.clock.now(),
@@ -48,10 +86,64 @@ export class AuditService {
       outcome: input.outcome,
       status: input.status ?? null,
       ip: ctx.ip ?? null,
-    });
+      seq: null,
+      prevHash: null,
+      hash: null,
+    };
+  }
+
+  /** Seals every app with new events (one pass at a time per instance). */
+  sealAll(): Promise<void> {
+    this.sealing ??= (async () => {
+      try {
+        for (const appId of await this.repo.appsWithUnsealed(100)) while ((await this.repo.seal(appId)) > 0);
+      } finally {
+        this.sealing = null;
+      }
+    })();
+    return this.sealing;
+  }
+
+  async seal(appId: string): Promise<void> {
+    while ((await this.repo.seal(appId)) > 0);
+  }
+
+  async list(appId: string, q: AuditQuery): Promise<AuditPageDto> {
+    const after = q.after === undefined ? 0 : Number(q.after);
+    if (!Number.isSafeInteger(after) || after < 0) throw new AppError('validation_failed', 'after must be a cursor returned as nextCursor');
+    await this.seal(appId);
+    const limit = q.limit ?? 50;
+    const filter: AuditFilter = { userId: q.userId, agentId: q.agentId, taskId: q.taskId, type: q.type };
+    const rows = await this.repo.page(appId, after, limit + 1, filter);
+    const events = rows.slice(0, limit).map((e) => this.toDto(e));
+    return { events, nextCursor: rows.length > limit ? String(events[events.length - 1].seq) : null };
+  }
+
+  async verify(appId: string): Promise<ChainCheck> {
+    await this.seal(appId);
+    const walker = new ChainWalker();
+    for (let after = 0; ; ) {
+      const page = await this.repo.page(appId, after, 1000);
+      if (page.length === 0) break;
+      for (const e of page) walker.add(e);
+      after = page[page.length - 1].seq!;
+    }
+    return walker.finish(await this.repo.head(appId));
+  }
+
+  /** Every app's chain (the CLI's `audit-verify`). */
+  async verifyAll(): Promise<{ appId: string; check: ChainCheck }[]> {
+    await this.sealAll();
+    const out = [];
+    for (const appId of await this.repo.allAppIds()) out.push({ appId, check: await this.verify(appId) });
+    return out;
+  }
+
+  private toDto(e: AuditEventEntity): AuditEventDto {
+    return {
+      id: e.id, seq: e.seq!, at: new Date(e.at).toISOString(), requestId: e.requestId, actorType: e.actorType, actorId: e.actorId,
+      userId: e.userId, agentId: e.agentId, model: e.model, taskId: e.taskId, type: e.type, action: e.action, resource: e.resource,
+      outcome: e.outcome, status: e.status, ip: e.ip, prevHash: e.prevHash!, hash: e.hash!,
+    };
   }
 }
-
-@Global()
-@Module({ providers: [AuditService], exports: [AuditService] })
-export class AuditModule {}

@@ -12,6 +12,8 @@ export type EventType =
   | 'step_up.cancelled'
   | 'mfa_proxy_token.consumed'
   | 'agent.revoked'
+  | 'agent.cooldown'
+  | 'agent.suspended'
   | 'task.ended';
 
 /** The transactional outbox: an event is written with the change that causes it, or not at all. */

@@ -55,9 +55,6 @@ export class AgentGuard implements CanActivate {
     const principal = await this.tokens.principal(claims);
     if (!principal) throw unauthorized('the token was revoked, or its agent is suspended or revoked');
     req.agentPrincipal = principal;
-    // Every agent-authenticated request spends from the agent's own per-minute budget.
-    const spent = await this.limits.consume('agentRequests', agentRequestsKey(principal.agentId), principal.rateLimitPerMinute);
-    if (spent) ctx.switchToHttp().getResponse<FastifyReply>().headers(rateLimitHeaders(spent));
     RequestContext.assign({
       appId: principal.appId,
       actorType: 'agent',
@@ -67,6 +64,9 @@ export class AgentGuard implements CanActivate {
       model: principal.model,
       taskId: principal.taskId,
     });
+    // Every agent-authenticated request spends from the agent's own per-minute budget.
+    const spent = await this.limits.consume('agentRequests', agentRequestsKey(principal.agentId), principal.rateLimitPerMinute);
+    if (spent) ctx.switchToHttp().getResponse<FastifyReply>().headers(rateLimitHeaders(spent));
     return true;
   }
 

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { FactorsModule } from '../factors/factors.module.js';
 import { MfaProxyTokensModule } from '../mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
+import { FatigueService } from './fatigue.service.js';
 import { StepUpDecisions } from './step-up-decisions.js';
 import { StepUpsController } from './step-ups.controller.js';
 import { StepUpsRepository } from './step-ups.repository.js';
@@ -10,7 +11,7 @@ import { StepUpsService } from './step-ups.service.js';
 @Module({
   imports: [OAuthModule, FactorsModule, MfaProxyTokensModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService],
-  exports: [StepUpsRepository, StepUpDecisions, StepUpsService],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
+  exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
 })
 export class StepUpsModule {}

@@ -94,6 +94,17 @@ export class StepUpsRepository {
     return (await m.findOneBy(Entity, { id: s.id }))?.totpFailures ?? null;
   }
 
+  /** When the agent's human denials since `since` happened, newest first. */
+  async humanDenials(appId: string, agentId: string, since: number): Promise<number[]> {
+    const rows = await this.repo()
+      .createQueryBuilder('s')
+      .select('s.decided_at', 'decided_at')
+      .where("s.app_id = :appId AND s.agent_id = :agentId AND s.status = 'denied' AND s.reason LIKE 'denied_by_user%' AND s.decided_at > :since", { appId, agentId, since })
+      .orderBy('s.decided_at', 'DESC')
+      .getRawMany<{ decided_at: string | number }>();
+    return rows.map((r) => Number(r.decided_at));
+  }
+
   expiredPending(now: number, limit: number): Promise<StepUpEntity[]> {
     return this.repo().find({ where: { status: 'pending', expiresAt: LessThanOrEqual(now) }, take: limit });
   }

@@ -20,6 +20,7 @@ import { stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import type { CreatedStepUpDto, CreateStepUpDto, StepUpDto } from './dto/step-up.dto.js';
+import { FatigueService } from './fatigue.service.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
 import { StepUpEntity } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
@@ -55,6 +56,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly cipher: Cipher,
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
+    private readonly fatigue: FatigueService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -79,6 +81,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     await this.limits.consume('stepUpCreate', stepUpCreateKey(agent.agentId));
     // The action must lie within the agent's boundaries; nothing is pushed otherwise.
     if (!withinBoundaries(agent.boundaries, dto.action)) throw new AppError('action_not_permitted', `the action "${dto.action}" is outside this agent's permission boundaries`);
+    await this.fatigue.assertNotCoolingDown(agent);
     const details = dto.details ?? {};
     if (Buffer.byteLength(canonicalJson(details)) > DETAILS_MAX_BYTES) throw new AppError('validation_failed', 'details must be at most 8 KiB as JSON');
     const grantType = dto.grant?.type ?? 'token';

@@ -6,6 +6,7 @@ import { Clock } from '../../../common/clock.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../../common/errors/app-error.js';
 import { isId, newId } from '../../../common/ids.js';
+import { RequestContext } from '../../../common/request-context.js';
 import { AppsService } from '../../apps/apps.service.js';
 import type { UserEntity } from '../../users/user.entity.js';
 import { UsersRepository } from '../../users/users.repository.js';
@@ -66,6 +67,7 @@ export class EnrollmentService {
       : null;
     const user = link ? await this.usersRepo.find(link.appId, link.userId) : null;
     if (!link || !user) throw notFound('enrollment link');
+    RequestContext.assign({ appId: user.appId, actorType: 'human', actorId: user.id, userId: user.id });
     return { link, user };
   }
 

@@ -1,0 +1,205 @@
+import { DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './support/app.js';
+import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
+import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
+
+let t: TestApp;
+const logs: string[] = [];
+beforeAll(async () => {
+  t = await startApp({ LOG_LEVEL: 'debug' }, { logs });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const events = async (h: { tenant: { apiKey: string } }, query: Record<string, string | number> = {}) =>
+  (await t.http.get('/v1/audit-events').query({ limit: 200, ...query }).set(bearer(h.tenant.apiKey)).expect(200)).body;
+
+describe('audit trail', () => {
+  it('each audited event type appears with model and task id after the flow that causes it', async () => {
+    const h = await human(t);
+    const token = await agentToken(t, h.agent, { task_id: 'task-audit-1', scope: 'files:delete' });
+    const asAgent = { ...h, token };
+    const approved = await t.http.post('/v1/step-ups').set(bearer(token)).send({ action: 'files:delete', resource: 'a' }).expect(201);
+    await expectStatus(approveWithPasskey(t, asAgent, approved.body.approvalUrl), 200);
+    const fetched = await t.http.get(`/v1/step-ups/${approved.body.id}`).set(bearer(token)).expect(200);
+    await t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token: fetched.body.mfaProxyToken, action: 'files:delete', resource: 'a' }).expect(200);
+    await t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token: fetched.body.mfaProxyToken, action: 'files:delete', resource: 'a' }).expect(200);
+    const denied = await t.http.post('/v1/step-ups').set(bearer(token)).send({ action: 'files:delete', resource: 'b' }).expect(201);
+    await t.http.post(`/v1/approvals/${approvalToken(denied.body.approvalUrl)}/deny`).send({}).expect(200);
+    const cancelled = await t.http.post('/v1/step-ups').set(bearer(token)).send({ action: 'files:delete', resource: 'c' }).expect(201);
+    await t.http.delete(`/v1/step-ups/${cancelled.body.id}`).set(bearer(token)).expect(200);
+    const expired = await t.http.post('/v1/step-ups').set(bearer(token)).send({ action: 'files:delete', resource: 'd', expiresIn: 60 }).expect(201);
+    t.clock.advance(61_000);
+    try {
+      await t.http.get(`/v1/step-ups/${expired.body.id}`).set(bearer(token)).expect(200);
+    } finally {
+      t.clock.reset();
+    }
+
+    await expect.poll(async () => (await events(h, { type: 'http.request', agentId: h.agent.id })).events.length).toBeGreaterThan(5);
+    const all = (await events(h)).events as Record<string, unknown>[];
+    for (const type of ['step_up.created', 'step_up.approved', 'step_up.denied', 'step_up.cancelled', 'step_up.expired', 'mfa_proxy_token.consumed']) {
+      const e = all.find((x) => x.type === type);
+      expect(e, type).toMatchObject({ agentId: h.agent.id, userId: h.userId, model: 'claude-test-1', taskId: 'task-audit-1', action: 'files:delete' });
+    }
+    expect(all.find((x) => x.type === 'mfa_proxy_token.verify_failed')).toMatchObject({ outcome: 'failure', actorType: 'app' });
+    const agentRequest = all.find((x) => x.type === 'http.request' && x.actorType === 'agent');
+    expect(agentRequest).toMatchObject({ agentId: h.agent.id, model: 'claude-test-1', taskId: 'task-audit-1', requestId: expect.any(String), status: expect.any(Number) });
+    const humanRequest = all.find((x) => x.type === 'http.request' && x.actorType === 'human');
+    expect(humanRequest).toMatchObject({ userId: h.userId });
+    // Sequence numbers count up and each event links to the one before.
+    const seqs = all.map((e) => e.seq as number);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    for (let i = 1; i < all.length; i++) expect(all[i].prevHash).toBe(all[i - 1].hash);
+  });
+
+  it('429s are audited', async () => {
+    const tenant = await createTenant(t);
+    const agent = await createAgent(t, tenant, await createUser(t, tenant), { rateLimitPerMinute: 1 });
+    const token = await agentToken(t, agent);
+    await t.http.get('/v1/whoami').set(bearer(token)).expect(200);
+    await t.http.get('/v1/whoami').set(bearer(token)).expect(429);
+    await expect.poll(async () => (await events({ tenant }, { agentId: agent.id })).events.map((e: { status: number }) => e.status)).toContain(429);
+  });
+
+  it('filters and paginates with a cursor', async () => {
+    const h = await human(t);
+    for (const r of ['p1', 'p2', 'p3']) await createStepUp(t, h, { resource: r }).expect(201);
+    const first = await events(h, { type: 'step_up.created', limit: 2 });
+    expect(first.events).toHaveLength(2);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const second = await events(h, { type: 'step_up.created', limit: 2, after: first.nextCursor });
+    expect(second.events).toHaveLength(1);
+    expect(second.nextCursor).toBeNull();
+    expect([...first.events, ...second.events].map((e: { resource: string }) => e.resource)).toEqual(['p1', 'p2', 'p3']);
+    await t.http.get('/v1/audit-events').query({ limit: 500 }).set(bearer(h.tenant.apiKey)).expect(400);
+    await t.http.get('/v1/audit-events').query({ after: 'x' }).set(bearer(h.tenant.apiKey)).expect(400);
+    // Another app sees none of these.
+    const other = await createTenant(t);
+    expect((await events({ tenant: other }, { type: 'step_up.created' })).events).toEqual([]);
+  });
+
+  describe('tamper evidence', () => {
+    async function chainOf(): Promise<Human> {
+      const h = await human(t);
+      for (const r of ['t1', 't2', 't3', 't4']) await createStepUp(t, h, { resource: r }).expect(201);
+      const check = (await t.http.get('/v1/audit-events/verify').set(bearer(h.tenant.apiKey)).expect(200)).body;
+      expect(check).toMatchObject({ valid: true, count: expect.any(Number), headHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+      expect(check.firstBadSeq).toBeUndefined();
+      return h;
+    }
+    const verify = async (h: Human) => (await t.http.get('/v1/audit-events/verify').set(bearer(h.tenant.apiKey)).expect(200)).body;
+    const ds = () => t.app.get(DataSource);
+
+    it('an edited row is reported', async () => {
+      const h = await chainOf();
+      await ds().createQueryBuilder().update('audit_events').set({ resource: 'edited' }).where('app_id = :a AND seq = 3', { a: h.tenant.appId }).execute();
+      expect(await verify(h)).toMatchObject({ valid: false, firstBadSeq: 3 });
+    });
+
+    it('a deleted row is reported', async () => {
+      const h = await chainOf();
+      await ds().createQueryBuilder().delete().from('audit_events').where('app_id = :a AND seq = 2', { a: h.tenant.appId }).execute();
+      expect(await verify(h)).toMatchObject({ valid: false, firstBadSeq: 2 });
+    });
+
+    it('reordered rows are reported', async () => {
+      const h = await chainOf();
+      const q = (from: number, to: number) => ds().createQueryBuilder().update('audit_events').set({ seq: to }).where('app_id = :a AND seq = :from', { a: h.tenant.appId, from }).execute();
+      await q(2, -1);
+      await q(3, 2);
+      await q(-1, 3);
+      expect(await verify(h)).toMatchObject({ valid: false, firstBadSeq: 2 });
+    });
+
+    it('the CLI check reports the first bad sequence number of every app', async () => {
+      const h = await chainOf();
+      await ds().createQueryBuilder().update('audit_events').set({ outcome: 'denied' }).where('app_id = :a AND seq = 4', { a: h.tenant.appId }).execute();
+      const { AuditService } = await import('../src/modules/audit/audit.service.js');
+      const results = await t.app.get(AuditService).verifyAll();
+      expect(results.find((r) => r.appId === h.tenant.appId)?.check).toMatchObject({ valid: false, firstBadSeq: 4 });
+    });
+  });
+});
+
+describe('anti push-fatigue', () => {
+  it('after 3 denials within the window the agent is cooled down (429 agent_cooldown) and the app gets an event', async () => {
+    const h = await human(t);
+    for (const r of ['x1', 'x2', 'x3']) {
+      const s = await createStepUp(t, h, { resource: r }).expect(201);
+      await t.http.post(`/v1/approvals/${approvalToken(s.body.approvalUrl)}/deny`).send({}).expect(200);
+    }
+    const res = await createStepUp(t, h, { resource: 'x4' }).expect(429);
+    expect(res.body.code).toBe('agent_cooldown');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(800);
+    const outbox = await t.app.get(DataSource).createQueryBuilder().select('o.type', 'type').from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).getRawMany();
+    expect(outbox.map((o) => o.type)).toContain('agent.cooldown');
+    // After the cooldown the agent may ask again.
+    t.clock.advance(901_000);
+    try {
+      // (the old access token expired meanwhile: a fresh one)
+      await createStepUp(t, { ...h, token: await agentToken(t, h.agent) }, { resource: 'x5' }).expect(201);
+    } finally {
+      t.clock.reset();
+    }
+  });
+
+  it('the identical pending request pushes nothing new, and the pending cap holds', async () => {
+    const h = await human(t);
+    await createStepUp(t, h, { resource: 'same' }).expect(201);
+    for (let i = 0; i < 3; i++) await createStepUp(t, h, { resource: 'same' }).expect(200);
+    const created = (await events(h, { type: 'step_up.created' })).events;
+    expect(created).toHaveLength(1);
+  });
+});
+
+describe('auto-suspend', () => {
+  it('suspends an agent denied past the threshold', async () => {
+    const t2 = await startApp({ COOLDOWN_AFTER_DENIALS: '10', AUTO_SUSPEND_AFTER_DENIALS: '2' });
+    try {
+      const h = await human(t2);
+      for (const r of ['s1', 's2']) {
+        const s = await createStepUp(t2, h, { resource: r }).expect(201);
+        await t2.http.post(`/v1/approvals/${approvalToken(s.body.approvalUrl)}/deny`).send({}).expect(200);
+      }
+      expect((await t2.http.get(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body.status).toBe('suspended');
+      await t2.http.get('/v1/whoami').set(bearer(h.token)).expect(401);
+    } finally {
+      await t2.close();
+    }
+  });
+});
+
+describe('no secret in the audit trail or the logs', () => {
+  it('none of the secrets this run used appears in any audit event or captured log line', async () => {
+    const tenant = await createTenant(t);
+    const h = await human(t);
+    const created = await createStepUp(t, h, { resource: 'secret-check' }).expect(201);
+    const code = (await import('./support/totp.js')).totpCode;
+    const usedCode = await code(h.totpSecret);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl, usedCode), 200);
+    const fetched = await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200);
+    await t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token: fetched.body.mfaProxyToken, action: 'files:delete', resource: 'secret-check' }).expect(200);
+    // Failures too: a wrong secret and a bad token.
+    await t.http.post('/oauth/token').auth(h.agent.id, `${h.agent.clientSecret}x`).type('form').send({ grant_type: 'client_credentials' }).expect(401);
+    await t.http.get('/v1/whoami').set(bearer(`${h.token}x`)).expect(401);
+    await new Promise((r) => setTimeout(r, 200));
+
+    const secrets = [
+      tenant.apiKey, tenant.webhookSecret, h.tenant.apiKey, h.tenant.webhookSecret, h.agent.clientSecret, h.token, h.totpSecret,
+      approvalToken(created.body.approvalUrl), fetched.body.mfaProxyToken, t.adminToken, `"${usedCode}"`,
+    ];
+    const { AuditService } = await import('../src/modules/audit/audit.service.js');
+    await t.app.get(AuditService).sealAll();
+    const rows = JSON.stringify(await t.app.get(DataSource).createQueryBuilder().select('*').from('audit_events', 'e').getRawMany());
+    const logText = logs.join('');
+    expect(logs.length).toBeGreaterThan(20);
+    expect(logText).toContain('request completed');
+    for (const secret of secrets) {
+      expect(rows.includes(secret), `audit contains ${secret.slice(0, 12)}…`).toBe(false);
+      expect(logText.includes(secret), `logs contain ${secret.slice(0, 12)}…`).toBe(false);
+    }
+  });
+});
