@@ -63,3 +63,38 @@ describe('rate limits', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
   });
 });
+
+describe('push cap and a store that cannot be reached', () => {
+  it('the per-user push cap holds across agents; dedupe does not count', async () => {
+    const t2 = await startApp({ PUSHES_PER_USER_PER_HOUR: '3' });
+    try {
+      const h = await human(t2);
+      const second = await agentToken(t2, await createAgent(t2, h.tenant, h.userId, { permissionBoundaries: ['files:*'] }));
+      await createStepUp(t2, h, { resource: 'p1' }).expect(201);
+      await createStepUp(t2, h, { resource: 'p1' }).expect(200); // identical pending: no new push
+      await createStepUp(t2, h, { resource: 'p2' }).expect(201);
+      await t2.http.post('/v1/step-ups').set(bearer(second)).send({ action: 'files:delete', resource: 'p3' }).expect(201);
+      const res = await t2.http.post('/v1/step-ups').set(bearer(second)).send({ action: 'files:delete', resource: 'p4' }).expect(429);
+      expect(res.body.code).toBe('rate_limited');
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    } finally {
+      await t2.close();
+    }
+  });
+
+  it('Redis unreachable: plain throttles fail open (and count it), code attempts fail closed', async () => {
+    const t3 = await startApp({ REDIS_URL: 'redis://127.0.0.1:1', DATABASE_URL: `sqlite:${(await import('node:os')).tmpdir()}/mpx-noredis-${Date.now()}.sqlite` });
+    try {
+      const h = await human(t3);
+      await t3.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+      const metrics = await t3.http.get('/metrics').expect(200);
+      expect(metrics.text).toMatch(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} [1-9]/);
+      const s = await createStepUp(t3, h).expect(201);
+      const code = await approveWithCode(t3, h, s.body.approvalUrl);
+      expect(code.status).toBe(503);
+      expect(code.body.code).toBe('service_unavailable');
+    } finally {
+      await t3.close();
+    }
+  }, 60_000);
+});

@@ -43,6 +43,7 @@ export const envSchema = z.object({
   COOLDOWN_WINDOW_SECONDS: int(60, 86400).default(900),
   COOLDOWN_SECONDS: int(1, 86400).default(900),
   AUTO_SUSPEND_AFTER_DENIALS: int(1, 10000).default(10),
+  PUSHES_PER_USER_PER_HOUR: int(1, 100000).default(60),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -72,5 +73,5 @@ export interface AppConfig {
   dpopIatWindowSeconds: number;
   webauthnAllowCrossOrigin: boolean;
   /** Anti push-fatigue: human denials of one agent before it is cooled down, and before it is suspended (24 h). */
-  fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number };
+  fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number; pushesPerUserPerHour: number };
 }

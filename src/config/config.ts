@@ -115,6 +115,7 @@ export function loadConfig(
       windowSeconds: env.COOLDOWN_WINDOW_SECONDS,
       cooldownSeconds: env.COOLDOWN_SECONDS,
       autoSuspendAfterDenials: env.AUTO_SUSPEND_AFTER_DENIALS,
+      pushesPerUserPerHour: env.PUSHES_PER_USER_PER_HOUR,
     },
   };
 }

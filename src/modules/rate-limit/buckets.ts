@@ -9,7 +9,7 @@ export const BUCKETS = {
   agentRequests: { points: 0, duration: 60, failClosed: false, code: 'rate_limited' },
   /** Step-up creation per agent: stricter than plain requests. */
   stepUpCreate: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
-  /** New pushes to one human per hour, whatever agent asks (anti push-fatigue). */
+  /** New pushes to one human per hour, whatever agent asks (anti push-fatigue); PUSHES_PER_USER_PER_HOUR. */
   userPushes: { points: 60, duration: 3600, failClosed: false, code: 'rate_limited' },
   /** /oauth/token per client id. */
   oauthToken: { points: 60, duration: 60, failClosed: false, code: 'rate_limited' },

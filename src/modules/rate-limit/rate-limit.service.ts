@@ -26,20 +26,23 @@ export function rateLimitHeaders(s: Spent): Record<string, string> {
 export class RateLimitService {
   private readonly logger = new Logger(RateLimitService.name);
   private readonly limiters = new Map<Bucket, RateLimiterAbstract>();
+  /** Budgets the configuration may change. */
+  private readonly points: Partial<Record<Bucket, number>>;
 
   constructor(
     @Inject(REDIS) redis: Redis | null,
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly metrics: MetricsService,
   ) {
+    this.points = { userPushes: config.fatigue.pushesPerUserPerHour };
     for (const [name, b] of Object.entries(BUCKETS) as [Bucket, (typeof BUCKETS)[Bucket]][]) {
-      const opts = { keyPrefix: `${config.redis?.keyPrefix ?? ''}rl:${name}`, points: b.points || VARIABLE_POINTS, duration: b.duration };
+      const opts = { keyPrefix: `${config.redis?.keyPrefix ?? ''}rl:${name}`, points: this.points[name] ?? (b.points || VARIABLE_POINTS), duration: b.duration };
       this.limiters.set(name, redis ? new RateLimiterRedis({ ...opts, storeClient: redis }) : new RateLimiterMemory(opts));
     }
   }
 
   /** Spends one point; throws 429 (with Retry-After and RateLimit-*) when the budget is gone. */
-  async consume(bucket: Bucket, key: string, limit: number = BUCKETS[bucket].points): Promise<Spent | null> {
+  async consume(bucket: Bucket, key: string, limit: number = this.points[bucket] ?? BUCKETS[bucket].points): Promise<Spent | null> {
     const spec = BUCKETS[bucket];
     let res: RateLimiterRes;
     try {
