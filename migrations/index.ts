@@ -2,6 +2,7 @@ import { Foundation1764340000000 } from './1764340000000-Foundation.js';
 import { Factors1764350000000 } from './1764350000000-Factors.js';
 import { StepUps1764360000000 } from './1764360000000-StepUps.js';
 import { AuditChain1764370000000 } from './1764370000000-AuditChain.js';
+import { Webhooks1764380000000 } from './1764380000000-Webhooks.js';
 
 /** Every migration, in order. Listed explicitly: ESM has no reliable glob import. */
-export const MIGRATIONS = [Foundation1764340000000, Factors1764350000000, StepUps1764360000000, AuditChain1764370000000];
+export const MIGRATIONS = [Foundation1764340000000, Factors1764350000000, StepUps1764360000000, AuditChain1764370000000, Webhooks1764380000000];

@@ -12,7 +12,7 @@ import { FactorsModule } from './modules/factors/factors.module.js';
 import { WebModule } from './web/web.module.js';
 import { ApprovalsModule } from './modules/approvals/approvals.module.js';
 import { AuditModule } from './modules/audit/audit.module.js';
-import { EventsModule } from './modules/events/outbox.service.js';
+import { EventsModule } from './modules/events/events.module.js';
 import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
 import { RateLimitModule } from './modules/rate-limit/rate-limit.service.js';

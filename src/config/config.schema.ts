@@ -44,6 +44,9 @@ export const envSchema = z.object({
   COOLDOWN_SECONDS: int(1, 86400).default(900),
   AUTO_SUSPEND_AFTER_DENIALS: int(1, 10000).default(10),
   PUSHES_PER_USER_PER_HOUR: int(1, 100000).default(60),
+  WEBHOOK_TIMEOUT_MS: int(100, 60000).default(10000),
+  WEBHOOK_RETRY_BASE_MS: int(10, 3600000).default(5000),
+  WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(10),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -73,5 +76,6 @@ export interface AppConfig {
   dpopIatWindowSeconds: number;
   webauthnAllowCrossOrigin: boolean;
   /** Anti push-fatigue: human denials of one agent before it is cooled down, and before it is suspended (24 h). */
+  webhooks: { timeoutMs: number; retryBaseMs: number; maxAttempts: number };
   fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number; pushesPerUserPerHour: number };
 }

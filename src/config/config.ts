@@ -110,6 +110,7 @@ export function loadConfig(
     principalCacheSeconds: env.PRINCIPAL_CACHE_SECONDS,
     dpopIatWindowSeconds: env.DPOP_IAT_WINDOW_SECONDS,
     webauthnAllowCrossOrigin: env.WEBAUTHN_ALLOW_CROSS_ORIGIN,
+    webhooks: { timeoutMs: env.WEBHOOK_TIMEOUT_MS, retryBaseMs: env.WEBHOOK_RETRY_BASE_MS, maxAttempts: env.WEBHOOK_MAX_ATTEMPTS },
     fatigue: {
       cooldownAfterDenials: env.COOLDOWN_AFTER_DENIALS,
       windowSeconds: env.COOLDOWN_WINDOW_SECONDS,

@@ -10,7 +10,8 @@ export type PubSubHandler = (message: Record<string, unknown>) => void;
  */
 export abstract class PubSub {
   abstract publish(channel: string, message: Record<string, unknown>): Promise<void>;
-  abstract subscribe(channel: string, handler: PubSubHandler): void;
+  /** Returns a function that removes this handler. */
+  abstract subscribe(channel: string, handler: PubSubHandler): () => void;
   async close(): Promise<void> {}
 }
 
@@ -21,8 +22,9 @@ export class MemoryPubSub extends PubSub {
     this.emitter.emit(channel, message);
   }
 
-  subscribe(channel: string, handler: PubSubHandler): void {
+  subscribe(channel: string, handler: PubSubHandler): () => void {
     this.emitter.on(channel, handler);
+    return () => this.emitter.off(channel, handler);
   }
 }
 
@@ -53,12 +55,13 @@ export class RedisPubSub extends PubSub {
     await this.publisher.publish(this.prefix + channel, JSON.stringify(message));
   }
 
-  subscribe(channel: string, handler: PubSubHandler): void {
-    this.local.subscribe(channel, handler);
+  subscribe(channel: string, handler: PubSubHandler): () => void {
+    const off = this.local.subscribe(channel, handler);
     if (!this.channels.has(channel)) {
       this.channels.add(channel);
       void this.subscriber.subscribe(this.prefix + channel).catch(() => undefined);
     }
+    return off;
   }
 
   /** Delivers a message to this instance's subscribers only. */

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, Not } from 'typeorm';
+import { DataSource, Not, type EntityManager } from 'typeorm';
 import { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { AgentEntity } from './agent.entity.js';
 
@@ -30,11 +30,12 @@ export class AgentsRepository {
   }
 
   /** Revokes a live agent and cancels its pending step-ups, in one transaction. */
-  async revoke(appId: string, id: string, now: number): Promise<boolean> {
+  async revoke(appId: string, id: string, now: number, alsoInTransaction: (m: EntityManager) => Promise<void>): Promise<boolean> {
     return this.ds.transaction(async (m) => {
       const res = await m.update(AgentEntity, { appId, id, status: Not('revoked') }, { status: 'revoked', revokedAt: now, updatedAt: now });
       if (!res.affected) return false;
       await m.update(StepUpEntity, { appId, agentId: id, status: 'pending' }, { status: 'cancelled', reason: 'agent_revoked', decidedAt: now });
+      await alsoInTransaction(m);
       return true;
     });
   }

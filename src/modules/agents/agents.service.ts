@@ -7,6 +7,8 @@ import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/token
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
+import { AuditService } from '../audit/audit.service.js';
+import { OutboxService } from '../events/outbox.service.js';
 import { AGENT_CHANGED, UsersService } from '../users/users.service.js';
 import { AgentEntity } from './agent.entity.js';
 import { AgentsRepository } from './agents.repository.js';
@@ -22,6 +24,8 @@ export class AgentsService {
     private readonly users: UsersService,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
+    private readonly audit: AuditService,
+    private readonly outbox: OutboxService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -80,9 +84,13 @@ export class AgentsService {
   }
 
   async revoke(appId: string, id: string): Promise<void> {
-    await this.findOrThrow(appId, id);
+    const agent = await this.findOrThrow(appId, id);
     const now = this.clock.now();
-    if (!(await this.repo.revoke(appId, id, now))) throw notFound('agent');
+    const recorded = await this.repo.revoke(appId, id, now, async (m) => {
+      await this.audit.record(m, { appId, type: 'agent.revoked', outcome: 'success', agentId: id, userId: agent.userId, model: agent.model });
+      await this.outbox.add(m, appId, 'agent.revoked', { agentId: id, userId: agent.userId, reason: 'deleted_by_app' });
+    });
+    if (!recorded) throw notFound('agent');
     await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
   }
 

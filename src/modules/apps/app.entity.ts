@@ -13,6 +13,9 @@ export class AppEntity {
   @Column({ type: 'text', name: 'webhook_secret_enc' }) webhookSecretEnc: string;
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('updated_at') updatedAt: number;
+  /** After a rotation the previous secret keeps signing (a second signature) until this time. */
+  @Column({ type: 'text', name: 'webhook_secret_prev_enc', nullable: true }) webhookSecretPrevEnc: string | null;
+  @TimeColumn('webhook_secret_prev_until', { nullable: true }) webhookSecretPrevUntil: number | null;
 }
 
 @Entity({ name: 'app_api_keys' })

@@ -37,6 +37,13 @@ export class AppsController {
     return this.apps.createKey(id);
   }
 
+  @Post(':id/webhook-secret')
+  @ApiOperation({ summary: 'Rotate the webhook secret; the previous one keeps signing (second signature) for 24 h' })
+  @ApiCreatedResponse({ schema: { example: { webhookSecret: 'whsec_...', previousValidUntil: '2026-01-01T00:00:00.000Z' } } })
+  rotateWebhookSecret(@Param('id') id: string): Promise<{ webhookSecret: string; previousValidUntil: string }> {
+    return this.apps.rotateWebhookSecret(id);
+  }
+
   @Delete(':id/api-keys/:keyId')
   @HttpCode(204)
   @ApiNoContentResponse()

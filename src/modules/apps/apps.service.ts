@@ -1,10 +1,12 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
-import { notFound } from '../../common/errors/app-error.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { webhookUrlProblem } from '../events/ssrf.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
@@ -13,7 +15,11 @@ import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
 import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
 
-const KEY_REVOKED = 'app-key.revoked';
+export const KEY_REVOKED = 'app-key.revoked';
+const WEBHOOK_SECRET_GRACE_MS = 24 * 3600_000;
+
+/** Standard Webhooks secret: `whsec_` + base64 of 32 random bytes (the HMAC key). */
+const newWebhookSecret = () => TOKEN_PREFIX.webhookSecret + randomBytes(32).toString('base64');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 @Injectable()
@@ -26,7 +32,7 @@ export class AppsService implements OnModuleInit {
     private readonly cipher: Cipher,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
-    @Inject(APP_CONFIG) config: AppConfig,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.keyCache = new TtlCache(config.principalCacheSeconds * 1000);
   }
@@ -40,7 +46,8 @@ export class AppsService implements OnModuleInit {
     const now = this.clock.now();
     const id = newId('app');
     const apiKey = randomToken(TOKEN_PREFIX.appKey);
-    const webhookSecret = randomToken(TOKEN_PREFIX.webhookSecret);
+    this.checkWebhookUrl(dto.webhookUrl);
+    const webhookSecret = newWebhookSecret();
     const app = Object.assign(new AppEntity(), {
       id,
       appId: id,
@@ -65,7 +72,10 @@ export class AppsService implements OnModuleInit {
     const app = await this.findOrThrow(id);
     const patch: Partial<AppEntity> = { updatedAt: this.clock.now() };
     if (dto.name !== undefined) patch.name = dto.name;
-    if (dto.webhookUrl !== undefined) patch.webhookUrl = dto.webhookUrl;
+    if (dto.webhookUrl !== undefined) {
+      if (dto.webhookUrl !== null) this.checkWebhookUrl(dto.webhookUrl);
+      patch.webhookUrl = dto.webhookUrl;
+    }
     if (dto.origins !== undefined) patch.origins = dto.origins;
     await this.repo.update(app.id, patch);
     return this.get(app.id);
@@ -104,6 +114,41 @@ export class AppsService implements OnModuleInit {
     const app = isId('app', id) ? await this.repo.findApp(id) : null;
     if (!app) throw notFound('app');
     return app;
+  }
+
+  /**
+   * A new webhook secret; the previous one keeps signing too (a second signature) for the grace
+   * period, so the app can deploy the new one without dropping deliveries.
+   */
+  async rotateWebhookSecret(appId: string): Promise<{ webhookSecret: string; previousValidUntil: string }> {
+    const app = await this.findOrThrow(appId);
+    const now = this.clock.now();
+    const webhookSecret = newWebhookSecret();
+    const until = now + WEBHOOK_SECRET_GRACE_MS;
+    await this.repo.update(app.id, {
+      webhookSecretEnc: this.cipher.encrypt(webhookSecret, { table: 'apps', column: 'webhook_secret_enc', id: app.id }),
+      // Re-encrypted under its new column: a ciphertext is bound to its column.
+      webhookSecretPrevEnc: this.cipher.encrypt(this.cipher.decryptString(app.webhookSecretEnc, { table: 'apps', column: 'webhook_secret_enc', id: app.id }), { table: 'apps', column: 'webhook_secret_prev_enc', id: app.id }),
+      webhookSecretPrevUntil: until,
+      updatedAt: now,
+    });
+    return { webhookSecret, previousValidUntil: iso(until) };
+  }
+
+  /** Where and with which secrets (current first) to sign the app's webhooks; null without a webhookUrl. */
+  async webhookTarget(appId: string): Promise<{ url: string; secrets: string[] } | null> {
+    const app = await this.repo.findApp(appId);
+    if (!app?.webhookUrl) return null;
+    const secrets = [this.cipher.decryptString(app.webhookSecretEnc, { table: 'apps', column: 'webhook_secret_enc', id: app.id })];
+    if (app.webhookSecretPrevEnc && (app.webhookSecretPrevUntil ?? 0) > this.clock.now()) {
+      secrets.push(this.cipher.decryptString(app.webhookSecretPrevEnc, { table: 'apps', column: 'webhook_secret_prev_enc', id: app.id }));
+    }
+    return { url: app.webhookUrl, secrets };
+  }
+
+  private checkWebhookUrl(url: string | undefined): void {
+    const problem = url === undefined ? null : webhookUrlProblem(url, this.config.webhookAllowPrivate);
+    if (problem) throw new AppError('validation_failed', problem);
   }
 
   /** The app's display name (approval pages) — never its secrets. */

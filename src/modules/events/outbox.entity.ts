@@ -11,4 +11,12 @@ export class OutboxEntity {
   @JsonColumn('payload') payload: Record<string, unknown>;
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('delivered_at', { nullable: true }) deliveredAt: number | null;
+  /** pending → delivered | failed (retries exhausted) | no_endpoint (the app has no webhookUrl). */
+  @Column({ type: 'varchar', length: 16, name: 'delivery_status', default: 'pending' }) deliveryStatus: 'pending' | 'delivered' | 'failed' | 'no_endpoint';
+  @Column({ type: 'integer', default: 0 }) attempts: number;
+  @TimeColumn('next_attempt_at', { nullable: true }) nextAttemptAt: number | null;
+  /** A dispatcher's claim; a crashed dispatcher's claim lapses at this time. */
+  @TimeColumn('claimed_until', { nullable: true }) claimedUntil: number | null;
+  @Column({ type: 'varchar', length: 64, name: 'claimed_by', nullable: true }) claimedBy: string | null;
+  @Column({ type: 'text', name: 'last_error', nullable: true }) lastError: string | null;
 }

@@ -1,4 +1,4 @@
-import { Global, Injectable, Module } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { newId } from '../../common/ids.js';
@@ -24,11 +24,10 @@ export class OutboxService {
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const id = newId('event');
     const createdAt = this.clock.now();
-    await m.insert(OutboxEntity, { id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data }, createdAt, deliveredAt: null });
+    await m.insert(OutboxEntity, {
+      id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data }, createdAt, deliveredAt: null,
+      deliveryStatus: 'pending', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null,
+    });
     return id;
   }
 }
-
-@Global()
-@Module({ providers: [OutboxService], exports: [OutboxService] })
-export class EventsModule {}

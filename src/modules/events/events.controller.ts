@@ -1,0 +1,77 @@
+import { Controller, Get, Headers, HttpCode, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import type { FastifyReply } from 'fastify';
+import { DataSource, LessThan } from 'typeorm';
+import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { isId } from '../../common/ids.js';
+import { AppKeyGuard } from '../apps/app-key.guard.js';
+import { EventStreamService } from './event-stream.service.js';
+import { OutboxEntity } from './outbox.entity.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+
+export class DeliveriesQuery {
+  @IsOptional() @IsIn(['pending', 'delivered', 'failed', 'no_endpoint']) status?: OutboxEntity['deliveryStatus'];
+  @IsOptional() @IsString() @MaxLength(64) before?: string;
+  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(200) limit?: number;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+@ApiTags('app: events')
+@ApiBearerAuth('appKey')
+@UseGuards(AppKeyGuard)
+@Controller('v1')
+export class EventsController {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly dispatcher: WebhookDispatcher,
+    private readonly streams: EventStreamService,
+  ) {}
+
+  @Get('events/stream')
+  @ApiOperation({ summary: "The app's events as Server-Sent Events (Last-Event-ID resumes); heartbeats every 15 s" })
+  @ApiProduces('text/event-stream')
+  async stream(@CurrentApp() app: AppPrincipal, @Headers('last-event-id') lastEventId: string | undefined, @Res() reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no', 'X-Request-Id': String(reply.request.id) });
+    await this.streams.open(app.appId, app.keyId, isId('event', lastEventId) ? lastEventId : undefined, {
+      write: (chunk) => raw.write(chunk),
+      end: () => raw.end(),
+      onClose: (fn) => raw.on('close', fn),
+    });
+  }
+
+  @Get('webhook-deliveries')
+  @ApiOperation({ summary: 'Delivery state of the app’s events, newest first' })
+  @ApiOkResponse({ schema: { example: { deliveries: [{ eventId: 'evt_...', type: 'step_up.created', status: 'delivered', attempts: 1 }], nextCursor: null } } })
+  async deliveries(@CurrentApp() app: AppPrincipal, @Query() q: DeliveriesQuery) {
+    const limit = q.limit ?? 50;
+    const before = q.before ? await this.ds.getRepository(OutboxEntity).findOneBy({ appId: app.appId, id: q.before }) : null;
+    if (q.before && !before) throw new AppError('validation_failed', 'before must be a nextCursor of this list');
+    const rows = await this.ds.getRepository(OutboxEntity).find({
+      where: { appId: app.appId, ...(q.status ? { deliveryStatus: q.status } : {}), ...(before ? { createdAt: LessThan(before.createdAt) } : {}) },
+      order: { createdAt: 'DESC', id: 'DESC' },
+      take: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    return {
+      deliveries: page.map((r) => ({
+        eventId: r.id, type: r.type, status: r.deliveryStatus, attempts: r.attempts, lastError: r.lastError,
+        nextAttemptAt: r.deliveryStatus === 'pending' ? iso(r.nextAttemptAt) : null, deliveredAt: iso(r.deliveredAt), createdAt: iso(r.createdAt),
+      })),
+      nextCursor: rows.length > limit ? page[page.length - 1].id : null,
+    };
+  }
+
+  @Post('webhook-deliveries/:eventId/retry')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Deliver an event again (e.g. after fixing the endpoint)' })
+  async retry(@CurrentApp() app: AppPrincipal, @Param('eventId') eventId: string): Promise<{ status: 'pending' }> {
+    if (!isId('event', eventId) || !(await this.dispatcher.retry(app.appId, eventId))) throw notFound('delivery');
+    return { status: 'pending' };
+  }
+}

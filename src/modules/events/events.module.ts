@@ -1,0 +1,15 @@
+import { Global, Module } from '@nestjs/common';
+import { AppsModule } from '../apps/apps.module.js';
+import { EventStreamService } from './event-stream.service.js';
+import { EventsController } from './events.controller.js';
+import { OutboxService } from './outbox.service.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+
+@Global()
+@Module({
+  imports: [AppsModule],
+  controllers: [EventsController],
+  providers: [OutboxService, WebhookDispatcher, EventStreamService],
+  exports: [OutboxService, WebhookDispatcher],
+})
+export class EventsModule {}

@@ -1,0 +1,54 @@
+import { lookup } from 'node:dns/promises';
+import { BlockList, isIP } from 'node:net';
+
+/** Addresses a webhook must not reach unless WEBHOOK_ALLOW_PRIVATE: loopback, private, link-local (cloud metadata), CGNAT, multicast, reserved. */
+const blocked = new BlockList();
+for (const [net, prefix] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
+  ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) blocked.addSubnet(net, prefix, 'ipv4');
+for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32]] as const) blocked.addSubnet(net, prefix, 'ipv6');
+
+export function isPrivateAddress(ip: string): boolean {
+  const family = isIP(ip);
+  if (family === 4) return blocked.check(ip, 'ipv4');
+  if (family === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+    if (mapped) return blocked.check(mapped[1], 'ipv4');
+    return blocked.check(ip, 'ipv6');
+  }
+  return true; // not an address: refuse
+}
+
+const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, '');
+
+/** Why a webhook URL is refused at configuration time (a literal private address or localhost), or null. */
+export function webhookUrlProblem(raw: string, allowPrivate: boolean): string | null {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'webhookUrl is not a URL';
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'webhookUrl must be http(s)';
+  if (url.username || url.password) return 'webhookUrl must not carry credentials';
+  if (allowPrivate) return null;
+  const host = hostOf(url).toLowerCase();
+  if (host === 'localhost' || host.endsWith('.localhost')) return 'webhookUrl must not point to localhost';
+  if (isIP(host) && isPrivateAddress(host)) return 'webhookUrl must not point to a private, loopback or link-local address';
+  return null;
+}
+
+/**
+ * Resolves the webhook host at delivery time and returns the address to connect to. Every address
+ * the name resolves to must be public (unless allowed), and the connection goes to the checked
+ * address, so a rebinding DNS answer cannot switch it afterwards.
+ */
+export async function resolveDeliveryAddress(url: URL, allowPrivate: boolean): Promise<{ address: string; family: number }> {
+  const host = hostOf(url);
+  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true, verbatim: true });
+  if (addresses.length === 0) throw new Error('host does not resolve');
+  if (!allowPrivate && addresses.some((a) => isPrivateAddress(a.address))) throw new Error('host resolves to a private address');
+  return addresses[0];
+}

@@ -1,0 +1,176 @@
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './support/app.js';
+import { bearer, createAgent, createUser, agentToken } from './support/fixtures.js';
+import { approveWithCode, createStepUp, expectStatus, human } from './support/step-up.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
+import { freePort } from './support/browser.js';
+
+let t: TestApp;
+let base: string;
+beforeAll(async () => {
+  const port = await freePort();
+  t = await startApp({ WEBHOOK_RETRY_BASE_MS: '50', WEBHOOK_TIMEOUT_MS: '2000' });
+  await t.app.listen({ port, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${port}`;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function humanWithHook(url: string) {
+  const h = await human(t);
+  await t.http.patch(`/v1/apps/${h.tenant.appId}`).set(bearer(t.adminToken)).send({ webhookUrl: url }).expect(200);
+  return h;
+}
+
+describe('webhooks', () => {
+  it('step_up.created carries approvalUrl, signed so that a Standard Webhooks verifier accepts it', async () => {
+    const rx = await webhookReceiver();
+    try {
+      const h = await humanWithHook(rx.url);
+      const created = await createStepUp(t, h).expect(201);
+      await expect.poll(() => rx.received.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      const hook = rx.received.find((r) => r.json.type === 'step_up.created')!;
+      expect(hook.json.data).toMatchObject({ stepUpId: created.body.id, approvalUrl: created.body.approvalUrl, bindingCode: created.body.bindingCode, agentId: h.agent.id });
+      expect(hook.headers['webhook-id']).toBe(hook.json.id);
+      expect(hook.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]+=*$/);
+      const verified = new Webhook(h.tenant.webhookSecret).verify(hook.body, hook.headers) as { type: string };
+      expect(verified.type).toBe('step_up.created');
+      expect(() => new Webhook(`whsec_${Buffer.alloc(32, 1).toString('base64')}`).verify(hook.body, hook.headers)).toThrow();
+      // The approval follows as its own event.
+      await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+      await expect.poll(() => rx.received.map((r) => r.json.type), { timeout: 10_000 }).toContain('step_up.approved');
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('a receiver that answers 500 twice gets the same webhook-id a third time; nothing is delivered twice once acknowledged', async () => {
+    const rx = await webhookReceiver({ failFirst: 2 });
+    try {
+      const h = await humanWithHook(rx.url);
+      await createStepUp(t, h).expect(201);
+      await expect.poll(() => rx.received.length, { timeout: 10_000 }).toBe(1);
+      expect(rx.attempts).toHaveLength(3);
+      expect(new Set(rx.attempts).size).toBe(1);
+      const deliveries = (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
+      expect(deliveries[0]).toMatchObject({ eventId: rx.attempts[0], type: 'step_up.created', status: 'delivered', attempts: 3, deliveredAt: expect.any(String) });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(rx.attempts).toHaveLength(3);
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('rotating the webhook secret signs with both secrets during the grace period', async () => {
+    const rx = await webhookReceiver();
+    try {
+      const h = await humanWithHook(rx.url);
+      const rotated = await t.http.post(`/v1/apps/${h.tenant.appId}/webhook-secret`).set(bearer(t.adminToken)).expect(201);
+      await createStepUp(t, h).expect(201);
+      await expect.poll(() => rx.received.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      const hook = rx.received[0];
+      expect(hook.headers['webhook-signature'].split(' ')).toHaveLength(2);
+      expect(() => new Webhook(rotated.body.webhookSecret).verify(hook.body, hook.headers)).not.toThrow();
+      expect(() => new Webhook(h.tenant.webhookSecret).verify(hook.body, hook.headers)).not.toThrow();
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('a failed delivery is visible and can be retried', async () => {
+    const t2 = await startApp({ WEBHOOK_RETRY_BASE_MS: '50', WEBHOOK_MAX_ATTEMPTS: '1' });
+    const rx = await webhookReceiver({ failFirst: 1 });
+    try {
+      const h = await human(t2);
+      await t2.http.patch(`/v1/apps/${h.tenant.appId}`).set(bearer(t2.adminToken)).send({ webhookUrl: rx.url }).expect(200);
+      await createStepUp(t2, h).expect(201);
+      const list = async () => (await t2.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
+      await expect.poll(async () => (await list())[0]?.status, { timeout: 10_000 }).toBe('failed');
+      expect((await list())[0].lastError).toBe('HTTP 500');
+      const eventId = (await list())[0].eventId;
+      await t2.http.post(`/v1/webhook-deliveries/${eventId}/retry`).set(bearer(h.tenant.apiKey)).expect(200);
+      await expect.poll(async () => (await list())[0]?.status, { timeout: 10_000 }).toBe('delivered');
+      expect(rx.received).toHaveLength(1);
+      await t2.http.post('/v1/webhook-deliveries/evt_AAAAAAAAAAAAAAAAAAAAAA/retry').set(bearer(h.tenant.apiKey)).expect(404);
+    } finally {
+      await rx.close();
+      await t2.close();
+    }
+  });
+
+  it('refuses webhook URLs to loopback, private, link-local and metadata addresses when private addresses are not allowed', async () => {
+    const t3 = await startApp({ WEBHOOK_ALLOW_PRIVATE: 'false' });
+    try {
+      for (const webhookUrl of ['http://127.0.0.1/hook', 'http://10.0.0.1/hook', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/hook', 'http://localhost:8080/hook']) {
+        const res = await t3.http.post('/v1/apps').set(bearer(t3.adminToken)).send({ name: 'ssrf', webhookUrl }).expect(400);
+        expect(res.body.code).toBe('validation_failed');
+      }
+      const app = await t3.http.post('/v1/apps').set(bearer(t3.adminToken)).send({ name: 'ok', webhookUrl: 'https://hooks.example.com/x' }).expect(201);
+      await t3.http.patch(`/v1/apps/${app.body.id}`).set(bearer(t3.adminToken)).send({ webhookUrl: 'http://10.0.0.1/hook' }).expect(400);
+    } finally {
+      await t3.close();
+    }
+  });
+});
+
+describe('SSE', () => {
+  it('streams the app’s own events, resumes from Last-Event-ID, and ends when the API key is revoked', async () => {
+    const h = await human(t);
+    const other = await human(t);
+    const keyRes = await t.http.post(`/v1/apps/${h.tenant.appId}/api-keys`).set(bearer(t.adminToken)).expect(201);
+    const controller = new AbortController();
+    const res = await fetch(`${base}/v1/events/stream`, { headers: { authorization: `Bearer ${keyRes.body.apiKey}` }, signal: controller.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    let ended = false;
+    const reading = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString();
+      }
+      ended = true;
+    })().catch(() => undefined);
+
+    const created = await createStepUp(t, h).expect(201);
+    await createStepUp(t, other).expect(201);
+    await expect.poll(() => text, { timeout: 10_000 }).toContain('event: step_up.created');
+    expect(text).toContain(created.body.id);
+    expect(text).not.toContain(other.agent.id);
+    const firstId = /id: (evt_[A-Za-z0-9_-]+)/.exec(text)![1];
+
+    // Resume: everything after the given id.
+    await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200);
+    const resumed = await fetch(`${base}/v1/events/stream`, { headers: { authorization: `Bearer ${h.tenant.apiKey}`, 'last-event-id': firstId } });
+    const r2 = resumed.body!.getReader();
+    let text2 = '';
+    while (!text2.includes('step_up.cancelled')) text2 += Buffer.from((await r2.read()).value!).toString();
+    expect(text2).not.toContain(`id: ${firstId}`);
+    await r2.cancel();
+
+    // Revoking the key the stream was opened with ends it.
+    await t.http.delete(`/v1/apps/${h.tenant.appId}/api-keys/${keyRes.body.id}`).set(bearer(t.adminToken)).expect(204);
+    await expect.poll(() => ended, { timeout: 5_000 }).toBe(true);
+    controller.abort();
+    await reading;
+  });
+
+  it('needs an app key', async () => {
+    expect((await fetch(`${base}/v1/events/stream`)).status).toBe(401);
+  });
+});
+
+describe('agent.revoked', () => {
+  it('is emitted when the app deletes an agent', async () => {
+    const h = await human(t);
+    const agent = await createAgent(t, h.tenant, await createUser(t, h.tenant));
+    await agentToken(t, agent);
+    await t.http.delete(`/v1/agents/${agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
+    const deliveries = (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
+    expect(deliveries.map((d: { type: string }) => d.type)).toContain('agent.revoked');
+  });
+});
