@@ -14,6 +14,7 @@ import { createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import type { RequestFields } from './common/request-context.js';
+import { ShutdownState } from './common/shutdown.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -56,9 +57,11 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   fastify.removeContentTypeParser('text/plain');
   const metrics = app.get(MetricsService);
   const audit = app.get(AuditService);
+  const shutdown = app.get(ShutdownState);
   fastify.addHook('onSend', async (request, reply, payload) => {
     reply.header('X-Request-Id', request.id);
     reply.header('X-Content-Type-Options', 'nosniff');
+    if (shutdown.closing) reply.header('Connection', 'close');
     return payload;
   });
   fastify.addHook('onResponse', async (request, reply) => {

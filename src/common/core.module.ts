@@ -7,6 +7,7 @@ import { MemoryReplayCache, RedisReplayCache, ReplayCache } from './cache/replay
 import { Clock } from './clock.js';
 import { Cipher } from './crypto/cipher.js';
 import { createRedis, REDIS } from './redis.js';
+import { ShutdownState } from './shutdown.js';
 
 const REDIS_SUBSCRIBER = Symbol('REDIS_SUBSCRIBER');
 
@@ -26,6 +27,7 @@ export class CoreModule implements OnApplicationShutdown {
         { provide: APP_CONFIG, useValue: config },
         { provide: Clock, useValue: clock },
         { provide: Cipher, useFactory: () => new Cipher(config.masterKey) },
+        ShutdownState,
         { provide: REDIS, useFactory: () => createRedis(config, 'commands') },
         { provide: REDIS_SUBSCRIBER, useFactory: () => createRedis(config, 'subscriber') },
         {
@@ -44,7 +46,7 @@ export class CoreModule implements OnApplicationShutdown {
           useFactory: (redis: Redis | null) => (redis ? new RedisReplayCache(redis, config.redis!.keyPrefix) : new MemoryReplayCache(() => clock.now())),
         },
       ],
-      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache],
+      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache, ShutdownState],
     };
   }
 

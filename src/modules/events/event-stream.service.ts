@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { PubSub } from '../../common/cache/pubsub.js';
+import { ShutdownState } from '../../common/shutdown.js';
 import { KEY_REVOKED } from '../apps/apps.service.js';
 import { OutboxEntity } from './outbox.entity.js';
 
@@ -23,6 +24,7 @@ export class EventStreamService {
   constructor(
     private readonly ds: DataSource,
     private readonly pubsub: PubSub,
+    private readonly shutdown: ShutdownState,
   ) {}
 
   async open(appId: string, keyId: string, lastEventId: string | undefined, sink: StreamSink): Promise<void> {
@@ -55,12 +57,14 @@ export class EventStreamService {
       clearInterval(heartbeat);
       offChanged();
       offRevoked();
+      offShutdown();
       sink.end();
     };
     const poll = setInterval(() => void pump(), POLL_MS);
     const heartbeat = setInterval(() => !closed && sink.write(': heartbeat\n\n'), HEARTBEAT_MS);
     const offChanged = this.pubsub.subscribe('step-up.changed', () => void pump());
     const offRevoked = this.pubsub.subscribe(KEY_REVOKED, (m) => m.keyId === keyId && close());
+    const offShutdown = this.shutdown.onClosing(close);
     sink.onClose(close);
     sink.write(': connected\n\n');
     await pump();

@@ -1,4 +1,4 @@
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
@@ -19,8 +19,9 @@ export function eventData(s: StepUpEntity, extra: Record<string, unknown> = {}):
  * event and the outbox event in the same transaction; then every waiter (on every instance) wakes.
  */
 @Injectable()
-export class StepUpDecisions implements OnModuleInit {
+export class StepUpDecisions implements OnModuleInit, BeforeApplicationShutdown {
   private readonly waiters = new EventEmitter().setMaxListeners(0);
+  private closing = false;
 
   constructor(
     private readonly repo: StepUpsRepository,
@@ -32,6 +33,12 @@ export class StepUpDecisions implements OnModuleInit {
 
   onModuleInit(): void {
     this.pubsub.subscribe(CHANGED, (m) => this.waiters.emit(String(m.id)));
+  }
+
+  /** Graceful shutdown: long-polls answer now with the current status instead of holding the close. */
+  beforeApplicationShutdown(): void {
+    this.closing = true;
+    this.waiters.emit('*shutdown*');
   }
 
   /** Inside the caller's transaction. True when this call decided. */
@@ -59,14 +66,17 @@ export class StepUpDecisions implements OnModuleInit {
 
   /** Resolves when the step-up changes or after `ms`. */
   waitForChange(id: string, ms: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.waiters.off(id, done);
+        this.waiters.off('*shutdown*', done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       this.waiters.once(id, done);
+      this.waiters.once('*shutdown*', done);
     });
   }
 
