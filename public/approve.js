@@ -103,5 +103,16 @@
   tick();
   setInterval(tick, 1000);
   // Live status: the decision may be taken elsewhere (another device, expiry, the agent cancelling).
-  setInterval(function () { if (!done) refresh(); }, 2000);
+  // Server-Sent Events scoped to this approval; polling only where EventSource is missing.
+  if (window.EventSource) {
+    const events = new EventSource(base + '/events');
+    events.addEventListener('status', function (event) {
+      const data = JSON.parse(event.data);
+      show(data.status);
+      if (data.status !== 'pending') events.close();
+    });
+    events.onerror = function () { if (done) events.close(); };
+  } else {
+    setInterval(function () { if (!done) refresh(); }, 2000);
+  }
 })();

@@ -159,6 +159,25 @@ describe('SSE', () => {
     await reading;
   });
 
+  it('the approval page’s stream is scoped to one approval token and ends with the decision', async () => {
+    const h = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    const token = created.body.approvalUrl.split('/approve/')[1];
+    const res = await fetch(`${base}/v1/approvals/${token}/events`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    while (!text.includes('"pending"')) text += Buffer.from((await reader.read()).value!).toString();
+    await t.http.post(`/v1/approvals/${token}/deny`).send({}).expect(200);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    expect(text).toMatch(/event: status\ndata: \{"status":"denied"/);
+    expect((await fetch(`${base}/v1/approvals/mpx_apr_unknown/events`)).status).toBe(404);
+  });
+
   it('needs an app key', async () => {
     expect((await fetch(`${base}/v1/events/stream`)).status).toBe(401);
   });

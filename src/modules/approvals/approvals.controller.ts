@@ -26,6 +26,20 @@ export class ApprovalsController {
     return this.approvals.lookup(token);
   }
 
+  @Get('v1/approvals/:token/events')
+  @ApiOperation({ summary: 'Live status of this one step-up as Server-Sent Events (event "status"); ends once decided' })
+  async events(@Param('token') token: string, @Res() reply: FastifyReply): Promise<void> {
+    const s = await this.approvals.resolve(token); // 404 before the stream opens
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+    await this.approvals.watch(s, {
+      write: (chunk) => raw.write(chunk),
+      end: () => raw.end(),
+      onClose: (fn) => raw.on('close', fn),
+    });
+  }
+
   @Post('v1/approvals/:token/webauthn/options')
   @HttpCode(200)
   @ApiOperation({ summary: 'PublicKeyCredentialRequestOptionsJSON whose challenge commits to this exact request' })

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { randomBytes } from 'node:crypto';
 import { Clock } from '../../common/clock.js';
+import { ShutdownState } from '../../common/shutdown.js';
 import { hashSecret, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { RequestContext } from '../../common/request-context.js';
@@ -41,6 +42,7 @@ export class ApprovalsService {
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
     private readonly fatigue: FatigueService,
+    private readonly shutdown: ShutdownState,
   ) {}
 
   /** The step-up behind an approval token (lazily expired); unknown: 404. */
@@ -74,6 +76,29 @@ export class ApprovalsService {
       grant: s.grantType === 'sudo' ? { type: 'sudo', scopes: s.grantScopes, duration: s.grantDuration } : { type: 'token' },
       ...(s.reason ? { reason: s.reason } : {}),
     };
+  }
+
+  /** Streams this step-up's status: now, on every change (any instance), and on expiry; ends once decided. */
+  async watch(start: StepUpEntity, sink: { write(c: string): void; end(): void; onClose(fn: () => void): void }): Promise<void> {
+    let closed = false;
+    let last = '';
+    sink.onClose(() => (closed = true));
+    const offShutdown = this.shutdown.onClosing(() => (closed = true));
+    try {
+      while (!closed) {
+        const s = await this.decisions.expireIfDue((await this.stepUps.find(start.appId, start.id)) ?? start);
+        if (s.status !== last) {
+          last = s.status;
+          sink.write(`event: status\ndata: ${JSON.stringify({ status: s.status, ...(s.reason ? { reason: s.reason } : {}) })}\n\n`);
+        }
+        if (s.status !== 'pending') break;
+        await this.decisions.waitForChange(s.id, Math.min(15_000, Math.max(50, s.expiresAt - this.clock.now() + 50)));
+        if (!closed) sink.write(': heartbeat\n\n');
+      }
+    } finally {
+      offShutdown();
+      sink.end();
+    }
   }
 
   async webauthnOptions(token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
