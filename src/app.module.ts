@@ -15,6 +15,7 @@ import { AuditModule } from './modules/audit/audit.module.js';
 import { EventsModule } from './modules/events/events.module.js';
 import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
+import { TasksModule } from './modules/tasks/tasks.module.js';
 import { RateLimitModule } from './modules/rate-limit/rate-limit.service.js';
 import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
@@ -49,6 +50,7 @@ export class AppModule implements NestModule {
         MfaProxyTokensModule,
         StepUpsModule,
         ApprovalsModule,
+        TasksModule,
         WebModule,
       ],
     };

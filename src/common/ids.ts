@@ -11,6 +11,7 @@ export const ID_PREFIX = {
   event: 'evt_',
   connection: 'con_',
   enrollment: 'enr_',
+  userConnection: 'ucn_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

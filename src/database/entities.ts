@@ -6,9 +6,10 @@ import { UserEntity } from '../modules/users/user.entity.js';
 import { AuditEventEntity, AuditHeadEntity } from '../modules/audit/audit-event.entity.js';
 import { OutboxEntity } from '../modules/events/outbox.entity.js';
 import { StepUpEntity } from '../modules/step-ups/step-up.entity.js';
+import { ConnectionEntity, TaskEntity, UserConnectionEntity } from '../modules/tasks/task.entity.js';
 import { EnrollmentLinkEntity } from '../modules/factors/enrollment/enrollment-link.entity.js';
 import { FactorEntity } from '../modules/factors/factor.entity.js';
 import { TotpSecretEntity } from '../modules/factors/totp/totp-secret.entity.js';
 import { WebauthnCredentialEntity } from '../modules/factors/webauthn/webauthn-credential.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity];

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Not, type EntityManager } from 'typeorm';
 import { StepUpEntity } from '../step-ups/step-up.entity.js';
+import { TaskEntity } from '../tasks/task.entity.js';
 import { AgentEntity } from './agent.entity.js';
 
 @Injectable()
@@ -35,6 +36,7 @@ export class AgentsRepository {
       const res = await m.update(AgentEntity, { appId, id, status: Not('revoked') }, { status: 'revoked', revokedAt: now, updatedAt: now });
       if (!res.affected) return false;
       await m.update(StepUpEntity, { appId, agentId: id, status: 'pending' }, { status: 'cancelled', reason: 'agent_revoked', decidedAt: now });
+      await m.update(TaskEntity, { appId, agentId: id, status: 'active' }, { status: 'ended', endReason: 'agent_revoked', endedAt: now });
       await alsoInTransaction(m);
       return true;
     });

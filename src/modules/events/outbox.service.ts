@@ -14,7 +14,8 @@ export type EventType =
   | 'agent.revoked'
   | 'agent.cooldown'
   | 'agent.suspended'
-  | 'task.ended';
+  | 'task.ended'
+  | 'connection.reauth_required';
 
 /** The transactional outbox: an event is written with the change that causes it, or not at all. */
 @Injectable()

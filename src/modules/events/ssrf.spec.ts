@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isPrivateAddress, resolveDeliveryAddress, webhookUrlProblem } from './ssrf.js';
+import { isPrivateAddress, resolvePublicAddress, webhookUrlProblem } from './ssrf.js';
 
 describe('webhook SSRF guard', () => {
   it('classifies addresses', () => {
@@ -18,8 +18,8 @@ describe('webhook SSRF guard', () => {
   });
 
   it('refuses at delivery time a name that resolves to a private address', async () => {
-    await expect(resolveDeliveryAddress(new URL('http://localhost:9/x'), false)).rejects.toThrow(/private/);
-    await expect(resolveDeliveryAddress(new URL('http://127.0.0.1:9/x'), false)).rejects.toThrow(/private/);
-    await expect(resolveDeliveryAddress(new URL('http://127.0.0.1:9/x'), true)).resolves.toEqual({ address: '127.0.0.1', family: 4 });
+    await expect(resolvePublicAddress(new URL('http://localhost:9/x'), false)).rejects.toThrow(/private/);
+    await expect(resolvePublicAddress(new URL('http://127.0.0.1:9/x'), false)).rejects.toThrow(/private/);
+    await expect(resolvePublicAddress(new URL('http://127.0.0.1:9/x'), true)).resolves.toEqual({ address: '127.0.0.1', family: 4 });
   });
 });

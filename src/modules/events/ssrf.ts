@@ -41,11 +41,11 @@ export function webhookUrlProblem(raw: string, allowPrivate: boolean): string | 
 }
 
 /**
- * Resolves the webhook host at delivery time and returns the address to connect to. Every address
+ * Resolves an outbound host (webhook, upstream token endpoint) at call time and returns the address to connect to. Every address
  * the name resolves to must be public (unless allowed), and the connection goes to the checked
  * address, so a rebinding DNS answer cannot switch it afterwards.
  */
-export async function resolveDeliveryAddress(url: URL, allowPrivate: boolean): Promise<{ address: string; family: number }> {
+export async function resolvePublicAddress(url: URL, allowPrivate: boolean): Promise<{ address: string; family: number }> {
   const host = hostOf(url);
   const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true, verbatim: true });
   if (addresses.length === 0) throw new Error('host does not resolve');

@@ -1,14 +1,12 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { DataSource, In } from 'typeorm';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { AppsService } from '../apps/apps.service.js';
 import { OutboxEntity } from './outbox.entity.js';
-import { resolveDeliveryAddress } from './ssrf.js';
+import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
 
 const TICK_MS = 250;
@@ -113,30 +111,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     await this.ds.getRepository(OutboxEntity).update({ id: row.id, claimedBy: this.instanceId }, { ...patch, claimedBy: null, claimedUntil: null });
   }
 
-  /** POSTs to the checked address (no redirects followed, bounded time, response body discarded). */
   private async post(url: URL, body: string, headers: Record<string, string>): Promise<number> {
-    const { address, family } = await resolveDeliveryAddress(url, this.config.webhookAllowPrivate);
-    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    return new Promise<number>((resolve, reject) => {
-      const req = request(
-        url,
-        {
-          method: 'POST',
-          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-          agent: false,
-          timeout: this.config.webhooks.timeoutMs,
-          lookup: (_host, _opts, cb) => (cb as (e: null, a: string, f: number) => void)(null, address, family),
-        },
-        (res: IncomingMessage) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', reject);
-      req.end(body);
-    });
+    return (await postOutbound(url, body, headers, { timeoutMs: this.config.webhooks.timeoutMs, allowPrivate: this.config.webhookAllowPrivate, maxBytes: 1024 })).status;
   }
 
   /** Manual retry of a failed (or pending) delivery, from the app. */

@@ -14,6 +14,7 @@ import { KeysService } from '../keys/keys.service.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { AGENT_CHANGED } from '../users/users.service.js';
 import { RevocationList } from './revocation-list.js';
+import { TaskStatus } from './task-status.js';
 import { TokenInvalidError, verifyOwnJwt } from './token-verifier.js';
 
 export const AGENT_TOKEN_TYP = 'at+jwt';
@@ -34,8 +35,8 @@ export interface IssueAgentToken {
   ttlSeconds: number;
   taskId?: string | null;
   jkt?: string | null;
-  /** Sudo elevation (the step-up issue). */
-  extra?: { acr?: string; auth_time?: number; step_up_id?: string };
+  /** Sudo elevation (step-up) or the task a worker token belongs to (`tsk`). */
+  extra?: { acr?: string; auth_time?: number; step_up_id?: string; tsk?: string };
 }
 
 export interface AgentTokenClaims extends JWTPayload {
@@ -48,6 +49,8 @@ export interface AgentTokenClaims extends JWTPayload {
   acr?: string;
   auth_time?: number;
   step_up_id?: string;
+  /** Worker tokens: the task (tsk_...) whose end revokes them. */
+  tsk?: string;
 }
 
 /** Issues RFC 9068 agent access tokens and turns a presented one into a principal. */
@@ -62,6 +65,7 @@ export class AgentTokensService implements OnModuleInit {
     private readonly agents: AgentsRepository,
     private readonly users: UsersRepository,
     private readonly revocations: RevocationList,
+    private readonly tasks: TaskStatus,
     private readonly pubsub: PubSub,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -131,6 +135,7 @@ export class AgentTokensService implements OnModuleInit {
    */
   async principal(claims: AgentTokenClaims): Promise<AgentPrincipal | null> {
     if (this.revocations.isRevoked(claims.jti!)) return null;
+    if (claims.tsk !== undefined && !(await this.tasks.isActive(claims.tsk))) return null;
     const state = await this.state(claims.client_id);
     if (!state?.active || state.userId !== claims.sub) return null;
     return {

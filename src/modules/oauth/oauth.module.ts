@@ -10,11 +10,12 @@ import { OAuthMetadata } from './metadata.js';
 import { OAuthController, WhoamiController } from './oauth.controller.js';
 import { OAuthService } from './oauth.service.js';
 import { RevocationList } from './revocation-list.js';
+import { TaskStatus } from './task-status.js';
 
 @Module({
   imports: [AppsModule, UsersModule, AgentsModule, KeysModule],
   controllers: [OAuthController, WhoamiController],
-  providers: [AgentTokensService, AgentGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList],
-  exports: [AgentTokensService, AgentGuard],
+  providers: [AgentTokensService, AgentGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, TaskStatus],
+  exports: [AgentTokensService, AgentGuard, TaskStatus],
 })
 export class OAuthModule {}

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AgentEntity } from '../agents/agent.entity.js';
 import { StepUpEntity } from '../step-ups/step-up.entity.js';
+import { TaskEntity, UserConnectionEntity } from '../tasks/task.entity.js';
 import { EnrollmentLinkEntity } from '../factors/enrollment/enrollment-link.entity.js';
 import { FactorEntity } from '../factors/factor.entity.js';
 import { TotpSecretEntity } from '../factors/totp/totp-secret.entity.js';
@@ -48,6 +49,8 @@ export class UsersRepository {
         .execute();
       // Their pending step-ups can no longer be approved by anyone.
       await m.update(StepUpEntity, { appId, userId: id, status: 'pending' }, { status: 'cancelled', reason: 'user_deleted', decidedAt: now });
+      await m.update(TaskEntity, { appId, userId: id, status: 'active' }, { status: 'ended', endReason: 'user_deleted', endedAt: now });
+      await m.delete(UserConnectionEntity, { appId, userId: id });
       return agents.map((a) => a.id);
     });
   }

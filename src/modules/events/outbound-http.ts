@@ -1,0 +1,43 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { resolvePublicAddress } from './ssrf.js';
+
+export interface OutboundResponse {
+  status: number;
+  body: string;
+}
+
+/**
+ * One outbound POST to a URL someone configured (webhook, upstream token endpoint): the host is
+ * resolved and checked, the connection goes to the checked address, no redirects are followed,
+ * time and response size are bounded.
+ */
+export async function postOutbound(url: URL, body: string, headers: Record<string, string>, opts: { timeoutMs: number; allowPrivate: boolean; maxBytes?: number }): Promise<OutboundResponse> {
+  const { address, family } = await resolvePublicAddress(url, opts.allowPrivate);
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const max = opts.maxBytes ?? 64 * 1024;
+  return new Promise<OutboundResponse>((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        agent: false,
+        timeout: opts.timeoutMs,
+        lookup: (_host, _o, cb) => (cb as (e: null, a: string, f: number) => void)(null, address, family),
+      },
+      (res: IncomingMessage) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (text.length < max) text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text.slice(0, max) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}

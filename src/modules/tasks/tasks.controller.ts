@@ -1,0 +1,99 @@
+import { Body, Controller, createParamDecorator, Delete, Get, HttpCode, Injectable, Param, Post, Put, Req, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { ApiBearerAuth, ApiCreatedResponse, ApiHeader, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { CurrentAgent, CurrentApp, type AgentPrincipal, type AppPrincipal } from '../../common/auth/principals.js';
+import { AppKeyGuard } from '../apps/app-key.guard.js';
+import { AgentGuard } from '../oauth/agent.guard.js';
+import { CreateConnectionDto, CreateTaskDto, DepositRefreshTokenDto, TaskDto } from './dto/task.dto.js';
+import { TasksService, type TaskCaller } from './tasks.service.js';
+
+/** Tasks may be read and ended by their agent or by the app. */
+@Injectable()
+export class AgentOrAppGuard implements CanActivate {
+  constructor(
+    private readonly agents: AgentGuard,
+    private readonly apps: AppKeyGuard,
+  ) {}
+
+  canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const auth = ctx.switchToHttp().getRequest<FastifyRequest>().headers.authorization ?? '';
+    return /^bearer mpx_app_/i.test(auth) ? this.apps.canActivate(ctx) : this.agents.canActivate(ctx);
+  }
+}
+
+const Caller = createParamDecorator((_: unknown, ctx: ExecutionContext): TaskCaller => {
+  const req = ctx.switchToHttp().getRequest<FastifyRequest>();
+  return req.agentPrincipal ? { kind: 'agent', agent: req.agentPrincipal } : { kind: 'app', appId: req.appPrincipal!.appId };
+});
+
+const DPOP_HEADER = { name: 'DPoP', required: true, description: 'RFC 9449 proof signed by the task’s worker key' };
+
+@ApiTags('agent: tasks and the vault')
+@Controller('v1')
+export class TasksController {
+  constructor(private readonly tasks: TasksService) {}
+
+  @Post('tasks')
+  @UseGuards(AgentGuard)
+  @ApiBearerAuth('agentToken')
+  @ApiOperation({ summary: 'Start a long-running task bound to a worker key' })
+  @ApiCreatedResponse({ type: TaskDto })
+  create(@CurrentAgent() agent: AgentPrincipal, @Body() dto: CreateTaskDto): Promise<TaskDto> {
+    return this.tasks.create(agent, dto);
+  }
+
+  @Get('tasks/:id')
+  @UseGuards(AgentOrAppGuard)
+  @ApiBearerAuth('agentToken')
+  @ApiBearerAuth('appKey')
+  @ApiOkResponse({ type: TaskDto })
+  get(@Caller() caller: TaskCaller, @Param('id') id: string): Promise<TaskDto> {
+    return this.tasks.get(caller, id);
+  }
+
+  @Delete('tasks/:id')
+  @HttpCode(204)
+  @UseGuards(AgentOrAppGuard)
+  @ApiBearerAuth('agentToken')
+  @ApiBearerAuth('appKey')
+  @ApiOperation({ summary: 'End the task: no more tokens, and its live worker tokens stop working' })
+  @ApiNoContentResponse()
+  end(@Caller() caller: TaskCaller, @Param('id') id: string): Promise<void> {
+    return this.tasks.end(caller, id);
+  }
+
+  @Post('tasks/:id/token')
+  @HttpCode(200)
+  @ApiHeader(DPOP_HEADER)
+  @ApiOperation({ summary: 'The worker draws an ephemeral DPoP-bound agent token (default 300 s)' })
+  workerToken(@Req() req: FastifyRequest, @Param('id') id: string) {
+    return this.tasks.workerToken(req, id);
+  }
+
+  @Post('tasks/:id/connections/:connectionId/token')
+  @HttpCode(200)
+  @ApiHeader(DPOP_HEADER)
+  @ApiOperation({ summary: 'The user’s upstream access token for the worker (the refresh token stays in the vault)' })
+  upstreamToken(@Req() req: FastifyRequest, @Param('id') id: string, @Param('connectionId') connectionId: string) {
+    return this.tasks.upstreamToken(req, id, connectionId);
+  }
+
+  @Post('connections')
+  @UseGuards(AppKeyGuard)
+  @ApiBearerAuth('appKey')
+  @ApiOperation({ summary: 'Register an upstream OAuth provider (client secret stored encrypted)' })
+  @ApiCreatedResponse({ schema: { example: { id: 'con_...', name: 'Google Drive' } } })
+  createConnection(@CurrentApp() app: AppPrincipal, @Body() dto: CreateConnectionDto): Promise<{ id: string; name: string }> {
+    return this.tasks.createConnection(app.appId, dto);
+  }
+
+  @Put('users/:id/connections/:connectionId')
+  @HttpCode(204)
+  @UseGuards(AppKeyGuard)
+  @ApiBearerAuth('appKey')
+  @ApiOperation({ summary: 'Deposit the user’s upstream refresh token in the vault' })
+  @ApiNoContentResponse()
+  deposit(@CurrentApp() app: AppPrincipal, @Param('id') userId: string, @Param('connectionId') connectionId: string, @Body() dto: DepositRefreshTokenDto): Promise<void> {
+    return this.tasks.deposit(app.appId, userId, connectionId, dto.refreshToken);
+  }
+}

@@ -1,0 +1,197 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
+import { DataSource } from 'typeorm';
+import { APP_CONFIG } from '../../config/config.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import type { AgentPrincipal } from '../../common/auth/principals.js';
+import { Clock } from '../../common/clock.js';
+import { PubSub } from '../../common/cache/pubsub.js';
+import { Cipher } from '../../common/crypto/cipher.js';
+import { randomToken } from '../../common/crypto/tokens.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { isId, newId } from '../../common/ids.js';
+import { RequestContext } from '../../common/request-context.js';
+import { withinBoundaries } from '../../common/scopes.js';
+import { isUniqueViolation } from '../../database/errors.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
+import type { AgentEntity } from '../agents/agent.entity.js';
+import { AuditService } from '../audit/audit.service.js';
+import { OutboxService } from '../events/outbox.service.js';
+import { webhookUrlProblem } from '../events/ssrf.js';
+import { AgentTokensService } from '../oauth/agent-tokens.service.js';
+import { TASK_ENDED, TaskStatus } from '../oauth/task-status.js';
+import { UsersService } from '../users/users.service.js';
+import type { CreateConnectionDto, CreateTaskDto, TaskDto } from './dto/task.dto.js';
+import { ConnectionEntity, TaskEntity, UserConnectionEntity } from './task.entity.js';
+import { VaultService, type UpstreamToken } from './vault.service.js';
+import { WorkerProof } from './worker-proof.js';
+
+export const WORKER_TOKEN_TTL_S = 300;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export type TaskCaller = { kind: 'agent'; agent: AgentPrincipal } | { kind: 'app'; appId: string };
+
+@Injectable()
+export class TasksService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly cipher: Cipher,
+    private readonly clock: Clock,
+    private readonly pubsub: PubSub,
+    private readonly audit: AuditService,
+    private readonly outbox: OutboxService,
+    private readonly agentTokens: AgentTokensService,
+    private readonly agents: AgentsRepository,
+    private readonly users: UsersService,
+    private readonly taskStatus: TaskStatus,
+    private readonly proof: WorkerProof,
+    private readonly vault: VaultService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async create(agent: AgentPrincipal, dto: CreateTaskDto): Promise<TaskDto> {
+    const outside = dto.scopes.find((s) => !withinBoundaries(agent.boundaries, s));
+    if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is outside this agent's permission boundaries`);
+    const jwk = await this.workerKeyOrThrow(dto.workerJwk);
+    const now = this.clock.now();
+    const id = newId('task');
+    const task = Object.assign(new TaskEntity(), {
+      id, appId: agent.appId, agentId: agent.agentId, userId: agent.userId, taskRef: dto.taskId, description: dto.description ?? null,
+      scopes: [...new Set(dto.scopes)], workerJkt: await calculateJwkThumbprint(jwk), workerJwk: jwk,
+      // The task's long-lived grant: held encrypted in the vault, never returned.
+      credentialEnc: this.cipher.encrypt(randomToken('mpx_tsk_'), { table: 'tasks', column: 'credential_enc', id }),
+      status: 'active', endReason: null, createdAt: now, expiresAt: now + (dto.maxDuration ?? 28_800) * 1000, endedAt: null,
+    });
+    await this.ds.transaction(async (m) => {
+      await m.insert(TaskEntity, task as never);
+      await this.audit.record(m, { appId: task.appId, type: 'task.started', outcome: 'success', taskId: task.taskRef, action: 'task' });
+    });
+    return this.toDto(task);
+  }
+
+  async get(caller: TaskCaller, id: string): Promise<TaskDto> {
+    return this.toDto(await this.findOrThrow(caller, id));
+  }
+
+  async end(caller: TaskCaller, id: string): Promise<void> {
+    const task = await this.findOrThrow(caller, id);
+    if (!(await this.endTask(task, caller.kind === 'agent' ? 'ended_by_agent' : 'revoked_by_app'))) throw new AppError('task_ended', 'the task has already ended');
+  }
+
+  /** An ephemeral, DPoP-bound agent token for the worker holding the task's key. */
+  async workerToken(req: FastifyRequest, id: string) {
+    const task = await this.activeTaskForWorkerOrThrow(req, id);
+    const agent = await this.agents.findById(task.agentId);
+    const boundaries = agent?.permissionBoundaries ?? [];
+    const scopes = task.scopes.filter((s) => withinBoundaries(boundaries, s));
+    const ttl = Math.min(WORKER_TOKEN_TTL_S, Math.floor((task.expiresAt - this.clock.now()) / 1000));
+    const issued = await this.agentTokens.issue({
+      agent: agent as AgentEntity,
+      scopes,
+      ttlSeconds: ttl,
+      taskId: task.taskRef,
+      jkt: task.workerJkt,
+      extra: { tsk: task.id },
+    });
+    await this.ds.transaction((m) => this.audit.record(m, { appId: task.appId, type: 'task.token_issued', outcome: 'success', taskId: task.taskRef, action: 'task' }));
+    return { access_token: issued.token, token_type: 'DPoP' as const, expires_in: issued.expiresIn, scope: scopes.join(' ') };
+  }
+
+  /** The user's upstream access token for the worker: the refresh token never leaves the vault. */
+  async upstreamToken(req: FastifyRequest, id: string, connectionId: string): Promise<UpstreamToken> {
+    const task = await this.activeTaskForWorkerOrThrow(req, id);
+    const connection = isId('connection', connectionId) ? await this.ds.getRepository(ConnectionEntity).findOneBy({ appId: task.appId, id: connectionId }) : null;
+    const uc = connection ? await this.ds.getRepository(UserConnectionEntity).findOneBy({ appId: task.appId, userId: task.userId, connectionId: connection.id }) : null;
+    if (!connection || !uc) throw notFound('connection');
+    return this.vault.accessToken(uc, connection, task.taskRef);
+  }
+
+  async createConnection(appId: string, dto: CreateConnectionDto): Promise<{ id: string; name: string }> {
+    const problem = webhookUrlProblem(dto.tokenEndpoint, this.config.webhookAllowPrivate);
+    if (problem) throw new AppError('validation_failed', problem.replace('webhookUrl', 'tokenEndpoint'));
+    const id = newId('connection');
+    await this.ds.getRepository(ConnectionEntity).insert({
+      id, appId, name: dto.name, tokenEndpoint: dto.tokenEndpoint, clientId: dto.clientId,
+      clientSecretEnc: this.cipher.encrypt(dto.clientSecret, { table: 'connections', column: 'client_secret_enc', id }),
+      scopes: dto.scopes ?? [], createdAt: this.clock.now(),
+    } as never);
+    return { id, name: dto.name };
+  }
+
+  /** Deposits (or replaces) the user's refresh token for a connection. */
+  async deposit(appId: string, userId: string, connectionId: string, refreshToken: string): Promise<void> {
+    const user = await this.users.findOrThrow(appId, userId);
+    const connection = isId('connection', connectionId) ? await this.ds.getRepository(ConnectionEntity).findOneBy({ appId, id: connectionId }) : null;
+    if (!connection) throw notFound('connection');
+    const repo = this.ds.getRepository(UserConnectionEntity);
+    const existing = await repo.findOneBy({ appId, userId: user.id, connectionId });
+    const id = existing?.id ?? newId('userConnection');
+    const row = {
+      refreshTokenEnc: this.cipher.encrypt(refreshToken, { table: 'user_connections', column: 'refresh_token_enc', id }),
+      accessTokenEnc: null, accessTokenExpiresAt: null, scope: null, status: 'active' as const, updatedAt: this.clock.now(),
+    };
+    try {
+      if (existing) await repo.update({ id }, row);
+      else await repo.insert({ id, appId, userId: user.id, connectionId, ...row });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('conflict', 'a refresh token is being deposited concurrently; retry');
+      throw err;
+    }
+  }
+
+  private async activeTaskForWorkerOrThrow(req: FastifyRequest, id: string): Promise<TaskEntity> {
+    const task = isId('task', id) ? await this.ds.getRepository(TaskEntity).findOneBy({ id }) : null;
+    if (!task) throw notFound('task');
+    await this.proof.verifyOrThrow(req, task.workerJkt);
+    RequestContext.assign({ appId: task.appId, actorType: 'agent', actorId: task.agentId, agentId: task.agentId, userId: task.userId, taskId: task.taskRef });
+    if (task.status !== 'active' || task.expiresAt <= this.clock.now()) throw new AppError('task_ended', 'the task has ended');
+    // Revoking the agent or deleting the user ends the task too.
+    if (!(await this.agentTokens.isActive(task.agentId, task.userId))) {
+      await this.endTask(task, 'agent_or_user_revoked');
+      throw new AppError('task_ended', 'the task has ended');
+    }
+    return task;
+  }
+
+  private async endTask(task: TaskEntity, reason: string): Promise<boolean> {
+    const now = this.clock.now();
+    const ended = await this.ds.transaction(async (m) => {
+      const res = await m.update(TaskEntity, { id: task.id, status: 'active' }, { status: 'ended', endReason: reason, endedAt: now });
+      if (!res.affected) return false;
+      await this.audit.record(m, { appId: task.appId, type: 'task.ended', outcome: 'success', agentId: task.agentId, userId: task.userId, taskId: task.taskRef, action: 'task' });
+      await this.outbox.add(m, task.appId, 'task.ended', { taskId: task.id, agentTaskId: task.taskRef, agentId: task.agentId, userId: task.userId, reason });
+      return true;
+    });
+    this.taskStatus.forget(task.id);
+    await this.pubsub.publish(TASK_ENDED, { taskId: task.id });
+    return ended;
+  }
+
+  private async findOrThrow(caller: TaskCaller, id: string): Promise<TaskEntity> {
+    const appId = caller.kind === 'agent' ? caller.agent.appId : caller.appId;
+    const task = isId('task', id) ? await this.ds.getRepository(TaskEntity).findOneBy({ appId, id }) : null;
+    if (!task || (caller.kind === 'agent' && task.agentId !== caller.agent.agentId)) throw notFound('task');
+    return task;
+  }
+
+  /** EC P-256 or Ed25519, public only (RFC 7517 §4; a private member is refused, not stripped). */
+  private async workerKeyOrThrow(raw: Record<string, unknown>): Promise<JWK> {
+    const jwk = raw as JWK;
+    if ('d' in jwk) throw new AppError('validation_failed', 'workerJwk is a private key: send the public key only');
+    const ec = jwk.kty === 'EC' && jwk.crv === 'P-256' && typeof jwk.x === 'string' && typeof jwk.y === 'string';
+    const ed = jwk.kty === 'OKP' && jwk.crv === 'Ed25519' && typeof jwk.x === 'string';
+    if (!ec && !ed) throw new AppError('validation_failed', 'workerJwk must be an EC P-256 or Ed25519 public key');
+    try {
+      await importJWK(jwk, ec ? 'ES256' : 'EdDSA');
+    } catch {
+      throw new AppError('validation_failed', 'workerJwk is not a valid public key');
+    }
+    return ec ? { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y } : { kty: 'OKP', crv: 'Ed25519', x: jwk.x };
+  }
+
+  private toDto(t: TaskEntity): TaskDto {
+    const expired = t.status === 'active' && t.expiresAt <= this.clock.now();
+    return { id: t.id, taskId: t.taskRef, status: expired ? 'ended' : t.status, scopes: t.scopes, expiresAt: iso(t.expiresAt), ...(t.endReason ? { endReason: t.endReason } : expired ? { endReason: 'expired' } : {}) };
+  }
+}
