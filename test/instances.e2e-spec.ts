@@ -62,6 +62,36 @@ describe.runIf(shared)('two instances as separate processes on one PostgreSQL an
     }
   });
 
+  it('a task DPoP proof used on A is refused on B; ten upstream-token requests split across A and B → one upstream refresh', async () => {
+    const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+    const { randomUUID } = await import('node:crypto');
+    const { PUBLIC_URL } = await import('./support/app.js');
+    const { upstreamProvider } = await import('./support/upstream.js');
+    const h = await human(a.t);
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const jwk = await exportJWK(publicKey);
+    const proof = (path: string) => new SignJWT({ jti: randomUUID(), htm: 'POST', htu: `${PUBLIC_URL}${path}`, iat: Math.floor(Date.now() / 1000) }).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk }).sign(privateKey);
+    const token = await agentToken(a.t, h.agent, { scope: 'files:read' });
+    const task = (await a.t.http.post('/v1/tasks').set(bearer(token)).send({ taskId: 'x-instance', scopes: ['files:read'], workerJwk: jwk }).expect(201)).body;
+    const path = `/v1/tasks/${task.id}/token`;
+    const p = await proof(path);
+    await a.t.http.post(path).set('DPoP', p).expect(200);
+    expect((await b.t.http.post(path).set('DPoP', p).expect(401)).body.code).toBe('invalid_dpop_proof');
+
+    const upstream = await upstreamProvider('rt-1');
+    upstream.state.mode = 'slow';
+    try {
+      const con = await a.t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'Up', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret }).expect(201);
+      await a.t.http.put(`/v1/users/${h.userId}/connections/${con.body.id}`).set(bearer(h.tenant.apiKey)).send({ refreshToken: 'rt-1' }).expect(204);
+      const upPath = `/v1/tasks/${task.id}/connections/${con.body.id}/token`;
+      const results = await Promise.all(Array.from({ length: 10 }, async (_, i) => (i % 2 ? a : b).t.http.post(upPath).set('DPoP', await proof(upPath))));
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+      expect(upstream.state.calls).toBe(1);
+    } finally {
+      await upstream.close();
+    }
+  });
+
   it('revoking an agent on A makes its token fail on B on the next request', async () => {
     const h = await human(a.t);
     await b.t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
