@@ -1,5 +1,5 @@
 import { Controller, Get, Headers, HttpCode, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import type { FastifyReply } from 'fastify';
@@ -13,8 +13,11 @@ import { OutboxEntity } from './outbox.entity.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
 export class DeliveriesQuery {
+  @ApiPropertyOptional({ enum: ['pending', 'delivered', 'failed', 'no_endpoint'] })
   @IsOptional() @IsIn(['pending', 'delivered', 'failed', 'no_endpoint']) status?: OutboxEntity['deliveryStatus'];
+  @ApiPropertyOptional({ description: 'Cursor: the nextCursor of the previous page' })
   @IsOptional() @IsString() @MaxLength(64) before?: string;
+  @ApiPropertyOptional({ default: 50, minimum: 1, maximum: 200 })
   @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(200) limit?: number;
 }
 
