@@ -69,7 +69,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     // Every authenticated request (app, agent or human link) leaves an audit event, failures and 429s included.
     const ctx = (request.raw as { context?: RequestFields }).context;
-    if (ctx?.appId) void audit.recordRequest(ctx, route, request.method, reply.statusCode);
+    if (ctx?.appId) audit.recordRequest(ctx, route, request.method, reply.statusCode);
     // One line per request, with who called (never the credential itself).
     const agent = request.agentPrincipal;
     const level = reply.statusCode >= 500 ? 'error' : reply.statusCode >= 400 ? 'warn' : 'info';

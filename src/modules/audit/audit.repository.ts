@@ -36,16 +36,45 @@ export class AuditRepository {
       const head = (await q.getOne())!;
       const events = await m.find(AuditEventEntity, { where: { appId, seq: IsNull() }, order: { at: 'ASC', id: 'ASC' }, take: batch });
       let { lastSeq, lastHash } = head;
+      const rows: { id: string; seq: number; prevHash: string; hash: string }[] = [];
       for (const e of events) {
         const seq = lastSeq + 1;
         const hash = chainHash(lastHash, e, seq);
-        await m.update(AuditEventEntity, { id: e.id, seq: IsNull() }, { seq, prevHash: lastHash, hash });
+        rows.push({ id: e.id, seq, prevHash: lastHash, hash });
         lastSeq = seq;
         lastHash = hash;
       }
+      // One statement per chunk (CASE on id), portable to both databases, instead of one per row.
+      for (let i = 0; i < rows.length; i += 100) await this.applyChain(m, rows.slice(i, i + 100));
       if (events.length) await m.update(AuditHeadEntity, { appId }, { lastSeq, lastHash });
       return events.length;
     });
+  }
+
+  private async applyChain(m: EntityManager, rows: { id: string; seq: number; prevHash: string; hash: string }[]): Promise<void> {
+    const params: Record<string, string | number> = {};
+    const cases = { seq: [] as string[], prev: [] as string[], hash: [] as string[] };
+    rows.forEach((r, i) => {
+      params[`i${i}`] = r.id;
+      params[`s${i}`] = r.seq;
+      params[`p${i}`] = r.prevHash;
+      params[`h${i}`] = r.hash;
+      cases.seq.push(`WHEN :i${i} THEN :s${i}`);
+      cases.prev.push(`WHEN :i${i} THEN :p${i}`);
+      cases.hash.push(`WHEN :i${i} THEN :h${i}`);
+    });
+    const numeric = this.ds.options.type === 'postgres' ? '::bigint' : '';
+    await m
+      .createQueryBuilder()
+      .update(AuditEventEntity)
+      .set({
+        seq: () => `(CASE id ${cases.seq.join(' ')} END)${numeric}`,
+        prevHash: () => `CASE id ${cases.prev.join(' ')} END`,
+        hash: () => `CASE id ${cases.hash.join(' ')} END`,
+      })
+      .where(`id IN (${rows.map((_, i) => `:i${i}`).join(', ')}) AND seq IS NULL`)
+      .setParameters(params)
+      .execute();
   }
 
   head(appId: string): Promise<AuditHeadEntity | null> {

@@ -4,7 +4,7 @@ import { Clock } from '../../common/clock.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { newId } from '../../common/ids.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
-import type { AuditEventEntity } from './audit-event.entity.js';
+import { AuditEventEntity } from './audit-event.entity.js';
 import { AuditRepository, type AuditFilter } from './audit.repository.js';
 import { ChainWalker, type ChainCheck } from './chain.js';
 import type { AuditEventDto, AuditPageDto, AuditQuery } from './dto/audit.dto.js';
@@ -29,6 +29,7 @@ export function safeText(value: string | null | undefined, max: number): string 
 }
 
 const SEAL_EVERY_MS = 1_000;
+const REQUEST_FLUSH_MS = 100;
 
 /**
  * The audit trail. Appending is a plain insert (in the state change's own transaction, or alone
@@ -39,6 +40,8 @@ const SEAL_EVERY_MS = 1_000;
 export class AuditService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(AuditService.name);
   private timer: NodeJS.Timeout | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private readonly pending: Partial<AuditEventEntity>[] = [];
   private sealing: Promise<void> | null = null;
 
   constructor(
@@ -49,10 +52,14 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
   onApplicationBootstrap(): void {
     this.timer = setInterval(() => void this.sealAll().catch((err) => this.logger.warn({ err }, 'audit sealing failed')), SEAL_EVERY_MS);
     this.timer.unref();
+    this.flushTimer = setInterval(() => void this.flushRequests(), REQUEST_FLUSH_MS);
+    this.flushTimer.unref();
   }
 
   async onApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.flushRequests();
     await this.sealing?.catch(() => undefined);
   }
 
@@ -61,11 +68,22 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
     await this.repo.insert(m, this.build(input, RequestContext.get()));
   }
 
-  /** Appends the event of one authenticated request (after the response; never fails the request). */
-  async recordRequest(ctx: RequestFields, route: string, method: string, status: number): Promise<void> {
+  /**
+   * Queues the event of one authenticated request (after the response; never fails or slows the
+   * request). Queued events are written together every REQUEST_FLUSH_MS (and at shutdown): one
+   * multi-row insert instead of one insert per request on the hot path.
+   */
+  recordRequest(ctx: RequestFields, route: string, method: string, status: number): void {
     if (!ctx.appId) return;
-    const event = this.build({ appId: ctx.appId, type: 'http.request', outcome: status < 400 ? 'success' : 'failure', action: `${method} ${route}`.slice(0, 64), status }, ctx);
-    await this.repo.insert(this.repo.ds.manager, event).catch((err) => this.logger.warn({ err }, 'audit append failed'));
+    this.pending.push(this.build({ appId: ctx.appId, type: 'http.request', outcome: status < 400 ? 'success' : 'failure', action: `${method} ${route}`.slice(0, 64), status }, ctx));
+    if (this.pending.length >= 500) void this.flushRequests();
+  }
+
+  async flushRequests(): Promise<void> {
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, 500);
+      await this.repo.ds.manager.insert(AuditEventEntity, batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
+    }
   }
 
   private build(input: AuditInput, ctx: RequestFields): Partial<AuditEventEntity> {
@@ -96,6 +114,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
   sealAll(): Promise<void> {
     this.sealing ??= (async () => {
       try {
+        await this.flushRequests();
         for (const appId of await this.repo.appsWithUnsealed(100)) while ((await this.repo.seal(appId)) > 0);
       } finally {
         this.sealing = null;
@@ -105,6 +124,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   async seal(appId: string): Promise<void> {
+    await this.flushRequests();
     while ((await this.repo.seal(appId)) > 0);
   }
 
