@@ -427,11 +427,21 @@ describe('approval tokens and the records of a decision', () => {
     expect(Number(after.n)).toBe(2);
   });
 
-  it('revoking the agent cancels its pending step-ups', async () => {
+  it('revoking the agent or deleting the user cancels pending step-ups, with their events', async () => {
+    const { DataSource } = await import('typeorm');
+    const types = async (appId: string) =>
+      (await t.app.get(DataSource).createQueryBuilder().select('o.type', 'type').from('outbox', 'o').where('o.app_id = :a', { a: appId }).orderBy('o.created_at').getRawMany()).map((o) => o.type);
     const h = await human(t);
     const created = await createStepUp(t, h).expect(201);
     await t.http.delete(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
     const res = await t.http.post(`/v1/approvals/${approvalToken(created.body.approvalUrl)}/deny`).send({}).expect(409);
     expect(res.body.code).toBe('not_pending');
+    expect(await types(h.tenant.appId)).toEqual(['step_up.created', 'agent.revoked', 'step_up.cancelled']);
+
+    const u = await human(t);
+    const pending = await createStepUp(t, u).expect(201);
+    await t.http.delete(`/v1/users/${u.userId}`).set(bearer(u.tenant.apiKey)).expect(204);
+    expect((await t.http.post(`/v1/approvals/${approvalToken(pending.body.approvalUrl)}/deny`).send({})).status).toBe(409);
+    expect(await types(u.tenant.appId)).toContain('step_up.cancelled');
   });
 });

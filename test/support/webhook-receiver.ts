@@ -27,5 +27,13 @@ export async function webhookReceiver(options: { failFirst?: number; port?: numb
   });
   await new Promise<void>((r) => server.listen(options.port ?? 0, '127.0.0.1', () => r()));
   const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/hooks`, port, received, attempts, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    url: `http://127.0.0.1:${port}/hooks`,
+    port,
+    received,
+    attempts,
+    /** From now on, answer 204. */
+    recover: () => void (failures = 0),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }

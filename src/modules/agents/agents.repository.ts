@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Not, type EntityManager } from 'typeorm';
-import { StepUpEntity } from '../step-ups/step-up.entity.js';
+import { cancelPendingStepUps } from '../step-ups/cascade.js';
+import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { TaskEntity } from '../tasks/task.entity.js';
 import { AgentEntity } from './agent.entity.js';
 
@@ -30,14 +31,14 @@ export class AgentsRepository {
     return this.repo.insert(agent);
   }
 
-  /** Revokes a live agent and cancels its pending step-ups, in one transaction. */
-  async revoke(appId: string, id: string, now: number, alsoInTransaction: (m: EntityManager) => Promise<void>): Promise<boolean> {
+  /** Revokes a live agent, cancels its pending step-ups and ends its tasks; `alsoInTransaction` gets the cancelled step-ups. */
+  async revoke(appId: string, id: string, now: number, alsoInTransaction: (m: EntityManager, cancelled: StepUpEntity[]) => Promise<void>): Promise<boolean> {
     return this.ds.transaction(async (m) => {
       const res = await m.update(AgentEntity, { appId, id, status: Not('revoked') }, { status: 'revoked', revokedAt: now, updatedAt: now });
       if (!res.affected) return false;
-      await m.update(StepUpEntity, { appId, agentId: id, status: 'pending' }, { status: 'cancelled', reason: 'agent_revoked', decidedAt: now });
+      const cancelled = await cancelPendingStepUps(m, { appId, agentId: id }, 'agent_revoked', now);
       await m.update(TaskEntity, { appId, agentId: id, status: 'active' }, { status: 'ended', endReason: 'agent_revoked', endedAt: now });
-      await alsoInTransaction(m);
+      await alsoInTransaction(m, cancelled);
       return true;
     });
   }

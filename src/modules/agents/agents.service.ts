@@ -10,6 +10,7 @@ import { PubSub } from '../../common/cache/pubsub.js';
 import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { AGENT_CHANGED, UsersService } from '../users/users.service.js';
+import { recordCascadeCancellations } from '../step-ups/cascade.js';
 import { AgentEntity } from './agent.entity.js';
 import { AgentsRepository } from './agents.repository.js';
 import type { AgentDto, AgentSecretDto, CreateAgentDto, CreatedAgentDto, UpdateAgentDto } from './dto/agent.dto.js';
@@ -86,9 +87,10 @@ export class AgentsService {
   async revoke(appId: string, id: string): Promise<void> {
     const agent = await this.findOrThrow(appId, id);
     const now = this.clock.now();
-    const recorded = await this.repo.revoke(appId, id, now, async (m) => {
+    const recorded = await this.repo.revoke(appId, id, now, async (m, cancelled) => {
       await this.audit.record(m, { appId, type: 'agent.revoked', outcome: 'success', agentId: id, userId: agent.userId, model: agent.model });
       await this.outbox.add(m, appId, 'agent.revoked', { agentId: id, userId: agent.userId, reason: 'deleted_by_app' });
+      await recordCascadeCancellations(m, this.audit, this.outbox, cancelled, 'agent_revoked');
     });
     if (!recorded) throw notFound('agent');
     await this.pubsub.publish(AGENT_CHANGED, { agentId: id });

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { AgentEntity } from '../agents/agent.entity.js';
-import { StepUpEntity } from '../step-ups/step-up.entity.js';
+import { cancelPendingStepUps } from '../step-ups/cascade.js';
+import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { TaskEntity, UserConnectionEntity } from '../tasks/task.entity.js';
 import { EnrollmentLinkEntity } from '../factors/enrollment/enrollment-link.entity.js';
 import { FactorEntity } from '../factors/factor.entity.js';
@@ -33,7 +34,7 @@ export class UsersRepository {
    * Deletes the user, its factors and enrollment links, and revokes its agents, in one transaction.
    * Returns the ids of the agents revoked, or null when the user did not exist.
    */
-  async deleteCascade(appId: string, id: string, now: number): Promise<string[] | null> {
+  async deleteCascade(appId: string, id: string, now: number, alsoInTransaction: (m: EntityManager, cancelled: StepUpEntity[]) => Promise<void>): Promise<string[] | null> {
     return this.ds.transaction(async (m) => {
       const deleted = await m.delete(UserEntity, { appId, id });
       if (!deleted.affected) return null;
@@ -48,7 +49,7 @@ export class UsersRepository {
         .where('app_id = :appId AND user_id = :id AND status <> :revoked', { appId, id, revoked: 'revoked' })
         .execute();
       // Their pending step-ups can no longer be approved by anyone.
-      await m.update(StepUpEntity, { appId, userId: id, status: 'pending' }, { status: 'cancelled', reason: 'user_deleted', decidedAt: now });
+      await alsoInTransaction(m, await cancelPendingStepUps(m, { appId, userId: id }, 'user_deleted', now));
       await m.update(TaskEntity, { appId, userId: id, status: 'active' }, { status: 'ended', endReason: 'user_deleted', endedAt: now });
       await m.delete(UserConnectionEntity, { appId, userId: id });
       return agents.map((a) => a.id);

@@ -4,6 +4,9 @@ import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { isUniqueViolation } from '../../database/errors.js';
+import { AuditService } from '../audit/audit.service.js';
+import { OutboxService } from '../events/outbox.service.js';
+import { recordCascadeCancellations } from '../step-ups/cascade.js';
 import { UserEntity } from './user.entity.js';
 import { UsersRepository } from './users.repository.js';
 import type { CreateUserDto, UserDto, UserWithFactorsDto } from './dto/user.dto.js';
@@ -17,6 +20,8 @@ export class UsersService {
     private readonly repo: UsersRepository,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
+    private readonly audit: AuditService,
+    private readonly outbox: OutboxService,
   ) {}
 
   async create(appId: string, dto: CreateUserDto): Promise<UserDto> {
@@ -48,7 +53,9 @@ export class UsersService {
   }
 
   async delete(appId: string, id: string): Promise<void> {
-    const revoked = isId('user', id) ? await this.repo.deleteCascade(appId, id, this.clock.now()) : null;
+    const revoked = isId('user', id)
+      ? await this.repo.deleteCascade(appId, id, this.clock.now(), (m, cancelled) => recordCascadeCancellations(m, this.audit, this.outbox, cancelled, 'user_deleted'))
+      : null;
     if (revoked === null) throw notFound('user');
     for (const agentId of revoked) await this.pubsub.publish(AGENT_CHANGED, { agentId });
   }
