@@ -1,23 +1,12 @@
-import type { BrowserContext } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestApp } from '../support/app.js';
-import { addVirtualAuthenticator, browserAvailable, startBrowserApp } from '../support/browser.js';
+import { describe, expect, it } from 'vitest';
+import { addVirtualAuthenticator, browserAvailable, useBrowserApp } from '../support/browser.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from '../support/fixtures.js';
 
 describe.runIf(browserAvailable)('approval page in Chromium', () => {
-  let t: TestApp;
-  let browser: BrowserContext;
-  let close: () => Promise<void>;
-
-  beforeAll(async () => {
-    ({ t, browser, close } = await startBrowserApp());
-  }, 60_000);
-
-  afterAll(async () => {
-    await close?.();
-  });
+  const env = useBrowserApp();
 
   it('a passkey enrolled on the enrollment page approves a step-up by clicking; the agent’s long-poll returns the token', async () => {
+    const { t, browser } = env;
     const tenant = await createTenant(t);
     const userId = await createUser(t, tenant, { displayName: 'Ada' });
     const enrollUrl = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;
@@ -64,6 +53,7 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
   });
 
   it('the page follows a decision taken elsewhere', async () => {
+    const { t, browser } = env;
     const tenant = await createTenant(t);
     const userId = await createUser(t, tenant);
     const enrollUrl = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;

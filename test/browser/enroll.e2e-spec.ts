@@ -1,24 +1,13 @@
-import type { BrowserContext } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestApp } from '../support/app.js';
-import { addVirtualAuthenticator, browserAvailable, startBrowserApp } from '../support/browser.js';
+import { describe, expect, it } from 'vitest';
+import { addVirtualAuthenticator, browserAvailable, useBrowserApp } from '../support/browser.js';
 import { bearer, createTenant, createUser } from '../support/fixtures.js';
 import { totpCode } from '../support/totp.js';
 
 describe.runIf(browserAvailable)('enrollment page in Chromium', () => {
-  let t: TestApp;
-  let browser: BrowserContext;
-  let close: () => Promise<void>;
-
-  beforeAll(async () => {
-    ({ t, browser, close } = await startBrowserApp());
-  }, 60_000);
-
-  afterAll(async () => {
-    await close?.();
-  });
+  const env = useBrowserApp();
 
   it('registers a passkey by clicking, and the factor appears in the API', async () => {
+    const { t, browser } = env;
     const tenant = await createTenant(t);
     const userId = await createUser(t, tenant, { displayName: 'Grace Hopper' });
     const link = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;
@@ -47,6 +36,7 @@ describe.runIf(browserAvailable)('enrollment page in Chromium', () => {
   });
 
   it('sets up an authenticator app with the keyboard only', async () => {
+    const { t, browser } = env;
     const tenant = await createTenant(t);
     const userId = await createUser(t, tenant);
     const link = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;

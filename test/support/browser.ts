@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import { startApp, type TestApp } from './app.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -44,4 +45,12 @@ export async function startBrowserApp(): Promise<{ t: TestApp; browser: BrowserC
   await t.app.listen({ port, host: '127.0.0.1' });
   const browser = await launchBrowser();
   return { t, browser, close: async () => { await browser.close(); await t.close(); } };
+}
+
+/** Registers the suite's hooks: a listening service and a browser, closed after the suite. Read them inside tests. */
+export function useBrowserApp(): { t: TestApp; browser: BrowserContext } {
+  const env = {} as { t: TestApp; browser: BrowserContext; close?: () => Promise<void> };
+  beforeAll(async () => Object.assign(env, await startBrowserApp()), 60_000);
+  afterAll(async () => env.close?.());
+  return env;
 }

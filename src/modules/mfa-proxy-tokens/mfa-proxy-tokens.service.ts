@@ -122,9 +122,8 @@ export class MfaProxyTokensService {
   }
 
   private async fail(appId: string, dto: VerifyMfaProxyTokenDto, reason: VerifyReason): Promise<VerifyResultDto> {
-    await this.ds.transaction((m) =>
-      this.audit.record(m, { appId, type: 'mfa_proxy_token.verify_failed', outcome: 'failure', action: dto.action, resource: dto.resource ?? null, agentId: null, status: 200 }),
-    );
+    // One insert, no transaction: nothing else changes on a refusal. The reason is the type's suffix.
+    await this.audit.record(this.ds.manager, { appId, type: `mfa_proxy_token.verify_failed.${reason}`, outcome: 'failure', action: dto.action, resource: dto.resource ?? null, agentId: null, status: 200 });
     return invalid(reason);
   }
 }

@@ -94,7 +94,7 @@ export class TasksService {
       jkt: task.workerJkt,
       extra: { tsk: task.id },
     });
-    await this.ds.transaction((m) => this.audit.record(m, { appId: task.appId, type: 'task.token_issued', outcome: 'success', taskId: task.taskRef, action: 'task' }));
+    await this.audit.record(this.ds.manager, { appId: task.appId, type: 'task.token_issued', outcome: 'success', taskId: task.taskRef, action: 'task' });
     return { access_token: issued.token, token_type: 'DPoP' as const, expires_in: issued.expiresIn, scope: scopes.join(' ') };
   }
 
