@@ -67,12 +67,12 @@ describe.runIf(shared)('two instances as separate processes on one PostgreSQL an
     const { randomUUID } = await import('node:crypto');
     const { PUBLIC_URL } = await import('./support/app.js');
     const { upstreamProvider } = await import('./support/upstream.js');
-    const h = await human(a.t);
+    const h = await human(a.t, { permissionBoundaries: ['files:*', 'connection:up'] });
     const { publicKey, privateKey } = await generateKeyPair('ES256');
     const jwk = await exportJWK(publicKey);
     const proof = (path: string) => new SignJWT({ jti: randomUUID(), htm: 'POST', htu: `${PUBLIC_URL}${path}`, iat: Math.floor(Date.now() / 1000) }).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk }).sign(privateKey);
-    const token = await agentToken(a.t, h.agent, { scope: 'files:read' });
-    const task = (await a.t.http.post('/v1/tasks').set(bearer(token)).send({ taskId: 'x-instance', scopes: ['files:read'], workerJwk: jwk }).expect(201)).body;
+    const token = await agentToken(a.t, h.agent, { scope: 'files:read connection:up' });
+    const task = (await a.t.http.post('/v1/tasks').set(bearer(token)).send({ taskId: 'x-instance', scopes: ['files:read', 'connection:up'], workerJwk: jwk }).expect(201)).body;
     const path = `/v1/tasks/${task.id}/token`;
     const p = await proof(path);
     await a.t.http.post(path).set('DPoP', p).expect(200);
@@ -81,7 +81,7 @@ describe.runIf(shared)('two instances as separate processes on one PostgreSQL an
     const upstream = await upstreamProvider('rt-1');
     upstream.state.mode = 'slow';
     try {
-      const con = await a.t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'Up', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret }).expect(201);
+      const con = await a.t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'up', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret }).expect(201);
       await a.t.http.put(`/v1/users/${h.userId}/connections/${con.body.id}`).set(bearer(h.tenant.apiKey)).send({ refreshToken: 'rt-1' }).expect(204);
       const upPath = `/v1/tasks/${task.id}/connections/${con.body.id}/token`;
       const results = await Promise.all(Array.from({ length: 10 }, async (_, i) => (i % 2 ? a : b).t.http.post(upPath).set('DPoP', await proof(upPath))));

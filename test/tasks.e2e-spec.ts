@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { base64url, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { base64url, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PUBLIC_URL, startApp, type TestApp } from './support/app.js';
 import { bearer, world } from './support/fixtures.js';
 import { upstreamProvider } from './support/upstream.js';
+import { proof, worker, type Worker } from './support/worker.js';
 
 let t: TestApp;
 const logs: string[] = [];
@@ -15,25 +16,8 @@ afterAll(async () => {
   await t?.close();
 });
 
-interface Worker {
-  privateKey: CryptoKey;
-  jwk: JWK;
-}
-
-async function worker(alg: 'ES256' | 'EdDSA' = 'ES256'): Promise<Worker> {
-  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-  return { privateKey, jwk: await exportJWK(publicKey) };
-}
-
-function proof(w: Worker, htm: string, path: string, extra: Record<string, unknown> = {}, header: Record<string, unknown> = {}) {
-  const alg = w.jwk.kty === 'OKP' ? 'EdDSA' : 'ES256';
-  return new SignJWT({ jti: randomUUID(), htm, htu: `${PUBLIC_URL}${path}`, iat: Math.floor(Date.now() / 1000), ...extra })
-    .setProtectedHeader({ alg, typ: 'dpop+jwt', jwk: w.jwk, ...header })
-    .sign(w.privateKey);
-}
-
-async function startTask(w: Worker, body: Record<string, unknown> = {}) {
-  const base = await world(t);
+async function startTask(w: Worker, body: Record<string, unknown> = {}, agentBody: Record<string, unknown> = {}) {
+  const base = await world(t, agentBody);
   const res = await t.http.post('/v1/tasks').set(bearer(base.token)).send({ taskId: 'deep-research-1', scopes: ['research:read'], workerJwk: w.jwk, ...body }).expect(201);
   return { ...base, task: res.body };
 }
@@ -150,8 +134,9 @@ describe('the vault', () => {
     const upstream = await upstreamProvider(original);
     upstream.state.mode = mode;
     const w = await worker();
-    const s = await startTask(w);
-    const con = await t.http.post('/v1/connections').set(bearer(s.tenant.apiKey)).send({ name: 'Drive', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret, scopes: ['drive.read'] }).expect(201);
+    // A connection is reached through the scope connection:<name>, in the boundaries and the task's scopes.
+    const s = await startTask(w, { scopes: ['research:read', 'connection:drive'] }, { permissionBoundaries: ['research:read', 'connection:drive'] });
+    const con = await t.http.post('/v1/connections').set(bearer(s.tenant.apiKey)).send({ name: 'drive', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret, scopes: ['drive.read'] }).expect(201);
     await t.http.put(`/v1/users/${s.userId}/connections/${con.body.id}`).set(bearer(s.tenant.apiKey)).send({ refreshToken: original }).expect(204);
     const path = `/v1/tasks/${s.task.id}/connections/${con.body.id}/token`;
     const draw = async () => t.http.post(path).set('DPoP', await proof(w, 'POST', path));

@@ -8,10 +8,11 @@ import { Clock } from './clock.js';
 import { Cipher } from './crypto/cipher.js';
 import { createRedis, REDIS } from './redis.js';
 import { ShutdownState } from './shutdown.js';
+import { Serializer } from '../database/serializer.js';
 
 const REDIS_SUBSCRIBER = Symbol('REDIS_SUBSCRIBER');
 
-/** Process-wide providers: configuration, clock, cipher, Redis, pub/sub, replay cache. */
+/** Process-wide providers: configuration, clock, cipher, Redis, pub/sub, replay cache, per-key serialization. */
 @Global()
 @Module({})
 export class CoreModule implements OnApplicationShutdown {
@@ -28,6 +29,7 @@ export class CoreModule implements OnApplicationShutdown {
         { provide: Clock, useValue: clock },
         { provide: Cipher, useFactory: () => new Cipher(config.masterKey) },
         ShutdownState,
+        Serializer,
         { provide: REDIS, useFactory: () => createRedis(config, 'commands') },
         { provide: REDIS_SUBSCRIBER, useFactory: () => createRedis(config, 'subscriber') },
         {
@@ -46,7 +48,7 @@ export class CoreModule implements OnApplicationShutdown {
           useFactory: (redis: Redis | null) => (redis ? new RedisReplayCache(redis, config.redis!.keyPrefix) : new MemoryReplayCache(() => clock.now())),
         },
       ],
-      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache, ShutdownState],
+      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache, ShutdownState, Serializer],
     };
   }
 

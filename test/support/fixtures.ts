@@ -16,8 +16,8 @@ export interface AgentFixture {
 let counter = 0;
 const unique = (p: string) => `${p}-${process.pid}-${Date.now()}-${++counter}`;
 
-export async function createTenant(t: TestApp, name = unique('app')): Promise<Tenant> {
-  const res = await t.http.post('/v1/apps').set('Authorization', `Bearer ${t.adminToken}`).send({ name }).expect(201);
+export async function createTenant(t: TestApp, name = unique('app'), body: Record<string, unknown> = {}): Promise<Tenant> {
+  const res = await t.http.post('/v1/apps').set('Authorization', `Bearer ${t.adminToken}`).send({ name, ...body }).expect(201);
   return { appId: res.body.id, apiKey: res.body.apiKey, webhookSecret: res.body.webhookSecret };
 }
 
@@ -50,10 +50,10 @@ export async function agentToken(t: TestApp, agent: AgentFixture, form: Record<s
 }
 
 /** A tenant with one user and one agent, and a token for it. */
-export async function world(t: TestApp) {
+export async function world(t: TestApp, agentBody: Record<string, unknown> = {}) {
   const tenant = await createTenant(t);
   const userId = await createUser(t, tenant);
-  const agent = await createAgent(t, tenant, userId);
+  const agent = await createAgent(t, tenant, userId, agentBody);
   const token = await agentToken(t, agent);
   return { tenant, userId, agent, token };
 }

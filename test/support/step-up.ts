@@ -14,9 +14,13 @@ export interface Human {
   totpSecret: string;
 }
 
-/** A tenant, a user with a passkey (software authenticator) and a TOTP factor, an agent and its token. */
-export async function human(t: TestApp, agentBody: Record<string, unknown> = {}, origin = PUBLIC_URL): Promise<Human> {
-  const tenant = await createTenant(t);
+/**
+ * A tenant, a user with a passkey (software authenticator) and a TOTP factor, an agent and its token.
+ * The tenant hands the approval URL to its agents (`approvalUrlToAgent`), so tests can play the
+ * human with it; pass `{ approvalUrlToAgent: false }` as `appBody` for the default contract.
+ */
+export async function human(t: TestApp, agentBody: Record<string, unknown> = {}, origin = PUBLIC_URL, appBody: Record<string, unknown> = { approvalUrlToAgent: true }): Promise<Human> {
+  const tenant = await createTenant(t, undefined, appBody);
   const userId = await createUser(t, tenant);
   const link = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url.split('/enroll/')[1];
   const authenticator = new SoftAuthenticator(origin);

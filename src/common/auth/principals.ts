@@ -22,10 +22,15 @@ export interface AgentPrincipal {
   exp: number;
   /** JWK thumbprint the token is bound to (RFC 9449), if any. */
   jkt: string | null;
+  /** Set on worker tokens (and sudo tokens a worker obtained): the task (tsk_...) that bounds them. */
+  workerTaskId: string | null;
   /** Set on sudo tokens: the step-up that elevated this token. */
   stepUpId: string | null;
   acr: string | null;
 }
+
+/** Endpoints open to an agent or to its app (tasks, step-ups): who is calling. */
+export type Caller = { kind: 'agent'; agent: AgentPrincipal } | { kind: 'app'; app: AppPrincipal };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -45,6 +50,16 @@ export const CurrentAgent = createParamDecorator((_: unknown, ctx: ExecutionCont
   if (!principal) throw new Error('CurrentAgent used without AgentGuard');
   return principal;
 });
+
+/** The caller of an endpoint guarded by AgentOrAppGuard. */
+export const CurrentCaller = createParamDecorator((_: unknown, ctx: ExecutionContext): Caller => {
+  const req = ctx.switchToHttp().getRequest();
+  if (req.agentPrincipal) return { kind: 'agent', agent: req.agentPrincipal };
+  if (req.appPrincipal) return { kind: 'app', app: req.appPrincipal };
+  throw new Error('CurrentCaller used without AgentOrAppGuard');
+});
+
+export const callerAppId = (c: Caller): string => (c.kind === 'agent' ? c.agent.appId : c.app.appId);
 
 /** The bearer credential of a request, or null. Scheme match is case-insensitive (RFC 9110 §11.1). */
 export function bearerToken(authorization: string | undefined, scheme = 'Bearer'): string | null {

@@ -6,6 +6,7 @@ import { ShutdownState } from '../../common/shutdown.js';
 import { hashSecret, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { RequestContext } from '../../common/request-context.js';
+import { Serializer } from '../../database/serializer.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
 import { AppsService } from '../apps/apps.service.js';
 import { FactorsRepository } from '../factors/factors.repository.js';
@@ -24,6 +25,7 @@ import type { ApprovalDto } from './dto/approval.dto.js';
 /** API.md: after 5 failed codes the step-up is denied. */
 export const MAX_TOTP_ATTEMPTS = 5;
 const NONCE_TTL_MS = 5 * 60_000;
+const totpAttemptKey = (stepUpId: string) => `approvals:totp:${stepUpId}`;
 
 type Decided = { status: 'approved' | 'denied' };
 
@@ -43,6 +45,7 @@ export class ApprovalsService {
     private readonly limits: RateLimitService,
     private readonly fatigue: FatigueService,
     private readonly shutdown: ShutdownState,
+    private readonly serializer: Serializer,
   ) {}
 
   /** The step-up behind an approval token (lazily expired); unknown: 404. */
@@ -145,23 +148,27 @@ export class ApprovalsService {
     await this.limits.consume('userTotp', userTotpKey(s.appId, s.userId));
     const totps = (await this.factors.active(s.appId, s.userId)).filter((f) => f.type === 'totp');
     if (totps.length === 0) throw new AppError('no_enrolled_factor', 'the user has no authenticator app');
-    // Consuming the code's time step and deciding happen in one transaction: a racing request
-    // either finds the step used or the step-up decided.
-    const outcome = await this.stepUps.ds.transaction(async (m) => {
+    // One code at a time per step-up, on every database and instance: each attempt sees the
+    // committed count and status, so at most MAX_TOTP_ATTEMPTS wrong codes are ever evaluated and
+    // a step-up denied for them cannot be approved by a code that raced with them (API.md v1.1).
+    const outcome = await this.serializer.run(totpAttemptKey(s.id), async (m) => {
+      const fresh = await this.stepUps.find(s.appId, s.id, m);
+      if (!fresh || fresh.status !== 'pending' || fresh.expiresAt <= this.clock.now() || fresh.totpFailures >= MAX_TOTP_ATTEMPTS) return { kind: 'not_pending' as const };
       for (const factor of totps) {
         if ((await this.totp.consumeCode(m, s.appId, factor.id, code)) === null) continue;
-        if (!(await this.decisions.decideIn(m, s, 'approved', { method: 'totp', amr: [...this.totp.amr] }))) return 'not_pending' as const;
+        if (!(await this.decisions.decideIn(m, fresh, 'approved', { method: 'totp', amr: [...this.totp.amr] }))) return { kind: 'not_pending' as const };
         await this.factors.touch(m, s.appId, factor.id, this.clock.now());
-        return 'approved' as const;
+        return { kind: 'approved' as const };
       }
-      return 'invalid' as const;
+      const failures = (await this.stepUps.addTotpFailure(m, fresh)) ?? MAX_TOTP_ATTEMPTS;
+      const remaining = Math.max(0, MAX_TOTP_ATTEMPTS - failures);
+      if (remaining === 0) await this.decisions.decideIn(m, fresh, 'denied', { reason: 'too_many_attempts' });
+      return { kind: 'invalid' as const, remaining };
     });
-    if (outcome === 'approved') {
-      await this.decisions.changed(s.id);
-      return { status: 'approved' };
-    }
-    if (outcome === 'not_pending') throw await this.notPendingError(s);
-    return this.countFailure(s);
+    if (outcome.kind === 'not_pending') throw await this.notPendingError(s);
+    if (outcome.kind === 'approved' || outcome.remaining === 0) await this.decisions.changed(s.id);
+    if (outcome.kind === 'approved') return { status: 'approved' };
+    throw new AppError('invalid_code', outcome.remaining === 0 ? 'too many wrong codes: the request was denied' : 'the code is not valid', { extensions: { attemptsRemaining: outcome.remaining } });
   }
 
   async deny(token: string, reason?: string): Promise<Decided> {
@@ -169,14 +176,6 @@ export class ApprovalsService {
     if (!(await this.decisions.decide(s, 'denied', { reason: reason ? `denied_by_user: ${reason}`.slice(0, 64) : 'denied_by_user' }))) throw await this.notPendingError(s);
     await this.fatigue.afterDenial(s);
     return { status: 'denied' };
-  }
-
-  private async countFailure(s: StepUpEntity): Promise<never> {
-    const failures = await this.stepUps.ds.transaction((m) => this.stepUps.addTotpFailure(m, s));
-    if (failures === null) throw await this.notPendingError(s);
-    const remaining = Math.max(0, MAX_TOTP_ATTEMPTS - failures);
-    if (remaining === 0) await this.decisions.decide(s, 'denied', { reason: 'too_many_attempts' });
-    throw new AppError('invalid_code', remaining === 0 ? 'too many wrong codes: the request was denied' : 'the code is not valid', { extensions: { attemptsRemaining: remaining } });
   }
 
   private pendingOrThrow(s: StepUpEntity, method?: 'webauthn' | 'totp'): StepUpEntity {

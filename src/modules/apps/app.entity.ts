@@ -16,6 +16,8 @@ export class AppEntity {
   /** After a rotation the previous secret keeps signing (a second signature) until this time. */
   @Column({ type: 'text', name: 'webhook_secret_prev_enc', nullable: true }) webhookSecretPrevEnc: string | null;
   @TimeColumn('webhook_secret_prev_until', { nullable: true }) webhookSecretPrevUntil: number | null;
+  /** Whether the agent's step-up response carries the human's approval URL (API.md v1.1; default false). */
+  @Column({ type: 'boolean', name: 'approval_url_to_agent', default: false }) approvalUrlToAgent: boolean;
 }
 
 @Entity({ name: 'app_api_keys' })

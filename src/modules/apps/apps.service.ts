@@ -54,13 +54,14 @@ export class AppsService implements OnModuleInit {
       name: dto.name,
       webhookUrl: dto.webhookUrl ?? null,
       origins: dto.origins ?? [],
+      approvalUrlToAgent: dto.approvalUrlToAgent ?? false,
       webhookSecretEnc: this.cipher.encrypt(webhookSecret, { table: 'apps', column: 'webhook_secret_enc', id }),
       createdAt: now,
       updatedAt: now,
     });
     const key = this.newKey(id, apiKey, now);
     await this.repo.createWithKey(app, key);
-    return { id, name: app.name, webhookUrl: app.webhookUrl, origins: app.origins, apiKey, apiKeyId: key.id, webhookSecret, createdAt: iso(now) };
+    return { id, name: app.name, webhookUrl: app.webhookUrl, origins: app.origins, approvalUrlToAgent: app.approvalUrlToAgent, apiKey, apiKeyId: key.id, webhookSecret, createdAt: iso(now) };
   }
 
   async get(id: string): Promise<AppDto> {
@@ -77,6 +78,7 @@ export class AppsService implements OnModuleInit {
       patch.webhookUrl = dto.webhookUrl;
     }
     if (dto.origins !== undefined) patch.origins = dto.origins;
+    if (dto.approvalUrlToAgent !== undefined) patch.approvalUrlToAgent = dto.approvalUrlToAgent;
     await this.repo.update(app.id, patch);
     return this.get(app.id);
   }
@@ -166,6 +168,7 @@ export class AppsService implements OnModuleInit {
       name: app.name,
       webhookUrl: app.webhookUrl,
       origins: app.origins,
+      approvalUrlToAgent: app.approvalUrlToAgent,
       apiKeys: keys.map((k) => ({ id: k.id, createdAt: iso(k.createdAt) })),
       createdAt: iso(app.createdAt),
     };

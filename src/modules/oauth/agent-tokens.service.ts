@@ -151,6 +151,7 @@ export class AgentTokensService implements OnModuleInit {
       jti: claims.jti!,
       exp: claims.exp!,
       jkt: claims.cnf?.jkt ?? null,
+      workerTaskId: claims.tsk ?? null,
       stepUpId: claims.step_up_id ?? null,
       acr: claims.acr ?? null,
     };

@@ -5,6 +5,7 @@ import { KeysModule } from '../keys/keys.module.js';
 import { UsersModule } from '../users/users.module.js';
 import { AgentTokensService } from './agent-tokens.service.js';
 import { AgentGuard } from './agent.guard.js';
+import { AgentOrAppGuard } from './agent-or-app.guard.js';
 import { ClientAuthService } from './client-auth.service.js';
 import { OAuthMetadata } from './metadata.js';
 import { OAuthController, WhoamiController } from './oauth.controller.js';
@@ -15,7 +16,7 @@ import { TaskStatus } from './task-status.js';
 @Module({
   imports: [AppsModule, UsersModule, AgentsModule, KeysModule],
   controllers: [OAuthController, WhoamiController],
-  providers: [AgentTokensService, AgentGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, TaskStatus],
-  exports: [AgentTokensService, AgentGuard, TaskStatus],
+  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, TaskStatus],
+  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, TaskStatus],
 })
 export class OAuthModule {}

@@ -17,7 +17,7 @@ export interface VerifyOptions {
   issuer: string;
   audience?: string;
   nowSeconds: number;
-  /** Seconds of clock skew tolerated on exp/nbf/iat. */
+  /** Seconds of clock skew tolerated between our instances on nbf/iat (never on exp). */
   toleranceSeconds?: number;
 }
 
@@ -57,6 +57,8 @@ export async function verifyOwnJwt(keys: KeysService, token: string, opts: Verif
     });
     const iat = result.payload.iat!;
     if (iat > opts.nowSeconds + tolerance) throw new TokenInvalidError('invalid', 'iat is in the future');
+    // We issued it on our own clock: no grace after exp (a sudo grant ends exactly at sudoExpiresAt).
+    if (result.payload.exp! <= opts.nowSeconds) throw new TokenInvalidError('expired', 'token expired');
     return { payload: result.payload, header: result.protectedHeader };
   } catch (err) {
     if (err instanceof TokenInvalidError) throw err;

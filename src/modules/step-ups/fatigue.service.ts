@@ -30,7 +30,7 @@ export class FatigueService {
   ) {}
 
   /** 429 agent_cooldown while the agent is cooling down after K denials within the window. */
-  async assertNotCoolingDown(agent: AgentPrincipal): Promise<void> {
+  async assertNotCoolingDown(agent: Pick<AgentPrincipal, 'appId' | 'agentId'>): Promise<void> {
     const { cooldownAfterDenials: k, windowSeconds, cooldownSeconds } = this.config.fatigue;
     const now = this.clock.now();
     const denials = await this.repo.humanDenials(agent.appId, agent.agentId, now - windowSeconds * 1000 - cooldownSeconds * 1000);

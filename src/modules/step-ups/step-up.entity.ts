@@ -4,6 +4,8 @@ import type { FactorType } from '../factors/factor.entity.js';
 
 export type StepUpStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
 export type GrantType = 'token' | 'sudo';
+/** Who asked: the agent itself, or its app on its behalf (API.md v1.1); only the initiator reads it. */
+export type Initiator = 'agent' | 'app';
 
 @Entity({ name: 'step_ups' })
 export class StepUpEntity {
@@ -27,6 +29,9 @@ export class StepUpEntity {
   @Column({ type: 'varchar', length: 128, name: 'agent_jkt', nullable: true }) agentJkt: string | null;
   /** Scopes of the requesting token; a sudo token adds the granted ones to these. */
   @JsonColumn('agent_scopes') agentScopes: string[];
+  @Column({ type: 'varchar', length: 8, default: 'agent' }) initiator: Initiator;
+  /** The task of the worker token that asked (tsk_...): a sudo token it gets ends with that task. */
+  @Column({ type: 'varchar', length: 40, name: 'worker_task_id', nullable: true }) workerTaskId: string | null;
   @Column({ type: 'varchar', length: 16 }) status: StepUpStatus;
   @Column({ type: 'varchar', length: 64, nullable: true }) reason: string | null;
   @Column({ type: 'varchar', length: 16, nullable: true }) method: FactorType | null;

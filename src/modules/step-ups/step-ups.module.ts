@@ -1,4 +1,6 @@
 import { Module } from '@nestjs/common';
+import { AgentsModule } from '../agents/agents.module.js';
+import { AppsModule } from '../apps/apps.module.js';
 import { FactorsModule } from '../factors/factors.module.js';
 import { MfaProxyTokensModule } from '../mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
@@ -9,7 +11,7 @@ import { StepUpsRepository } from './step-ups.repository.js';
 import { StepUpsService } from './step-ups.service.js';
 
 @Module({
-  imports: [OAuthModule, FactorsModule, MfaProxyTokensModule],
+  imports: [OAuthModule, FactorsModule, MfaProxyTokensModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
   providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
   exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
-import type { StepUpEntity, StepUpStatus } from './step-up.entity.js';
+import type { Initiator, StepUpEntity, StepUpStatus } from './step-up.entity.js';
 import { StepUpEntity as Entity } from './step-up.entity.js';
 
 @Injectable()
@@ -19,17 +19,22 @@ export class StepUpsRepository {
     return this.repo().findOneBy({ approvalTokenHash: hash });
   }
 
-  findByIdempotencyKey(appId: string, agentId: string, key: string): Promise<StepUpEntity | null> {
-    return this.repo().findOneBy({ appId, agentId, idempotencyKey: key });
+  findByIdempotencyKey(appId: string, agentId: string, initiator: Initiator, key: string, m?: EntityManager): Promise<StepUpEntity | null> {
+    return this.repo(m).findOneBy({ appId, agentId, initiator, idempotencyKey: key });
+  }
+
+  /** After the idempotency window the key is free again: the old step-up lets go of it. */
+  async releaseIdempotencyKey(m: EntityManager, s: StepUpEntity): Promise<void> {
+    await this.repo(m).update({ appId: s.appId, id: s.id }, { idempotencyKey: null });
   }
 
   /** A still-pending step-up of this agent for the identical request (anti push-fatigue dedupe). */
-  findIdenticalPending(s: Pick<StepUpEntity, 'appId' | 'agentId' | 'requestHash'>, now: number): Promise<StepUpEntity | null> {
-    return this.repo().findOneBy({ appId: s.appId, agentId: s.agentId, requestHash: s.requestHash, status: 'pending', expiresAt: MoreThan(now) });
+  findIdenticalPending(s: Pick<StepUpEntity, 'appId' | 'agentId' | 'initiator' | 'requestHash'>, now: number, m?: EntityManager): Promise<StepUpEntity | null> {
+    return this.repo(m).findOneBy({ appId: s.appId, agentId: s.agentId, initiator: s.initiator, requestHash: s.requestHash, status: 'pending', expiresAt: MoreThan(now) });
   }
 
-  countPendingForUser(appId: string, userId: string, now: number): Promise<number> {
-    return this.repo().countBy({ appId, userId, status: 'pending', expiresAt: MoreThan(now) });
+  countPendingForUser(appId: string, userId: string, now: number, m?: EntityManager): Promise<number> {
+    return this.repo(m).countBy({ appId, userId, status: 'pending', expiresAt: MoreThan(now) });
   }
 
   insert(m: EntityManager, s: StepUpEntity): Promise<unknown> {

@@ -1,15 +1,20 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { randomInt } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
-import type { AgentPrincipal } from '../../common/auth/principals.js';
+import type { Caller } from '../../common/auth/principals.js';
 import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, sha256, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
+import { RequestContext } from '../../common/request-context.js';
 import { withinBoundaries } from '../../common/scopes.js';
 import { isUniqueViolation } from '../../database/errors.js';
+import { Serializer } from '../../database/serializer.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
+import { AppsService } from '../apps/apps.service.js';
 import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
 import type { FactorType } from '../factors/factor.entity.js';
@@ -19,12 +24,33 @@ import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
-import type { CreatedStepUpDto, CreateStepUpDto, StepUpDto } from './dto/step-up.dto.js';
+import type { CreateStepUpRequestDto } from './dto/create-step-up-request.dto.js';
+import type { CreatedStepUpDto, StepUpDto } from './dto/step-up.dto.js';
 import { FatigueService } from './fatigue.service.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
-import { StepUpEntity } from './step-up.entity.js';
+import { StepUpEntity, type Initiator } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
 import { canonicalJson, hashDetails } from './transaction.js';
+
+/**
+ * Who asks, with what authority: an agent within its token's scope (a worker token within its
+ * task's), or its app on its behalf within the agent's boundaries (API.md v1.1).
+ */
+interface Requester {
+  initiator: Initiator;
+  appId: string;
+  agentId: string;
+  userId: string;
+  model: string;
+  taskId: string | null;
+  /** What the step-up's action must lie within. */
+  authority: string[];
+  /** What sudo scopes must lie within. */
+  sudoAuthority: string[];
+  tokenScopes: string[];
+  jkt: string | null;
+  workerTaskId: string | null;
+}
 
 /** Defaults that API.md fixes (tests rely on them). */
 export const PENDING_CAP_PER_USER = 5;
@@ -36,6 +62,7 @@ const SWEEP_EVERY_MS = 5_000;
 const BINDING_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const pendingCapKey = (appId: string, userId: string) => `step-ups:pending:${appId}:${userId}`;
 const approvalAad = (id: string) => ({ table: 'step_ups', column: 'approval_token_enc', id });
 
 @Injectable()
@@ -57,6 +84,9 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
     private readonly fatigue: FatigueService,
+    private readonly agents: AgentsRepository,
+    private readonly apps: AppsService,
+    private readonly serializer: Serializer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -76,20 +106,22 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     return n;
   }
 
-  async create(agent: AgentPrincipal, dto: CreateStepUpDto, idempotencyKey?: string): Promise<{ status: 200 | 201; body: CreatedStepUpDto }> {
+  async create(caller: Caller, dto: CreateStepUpRequestDto, idempotencyKey?: string): Promise<{ status: 200 | 201; body: CreatedStepUpDto }> {
     if (idempotencyKey !== undefined && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) throw new AppError('validation_failed', 'Idempotency-Key must be 1..255 characters');
-    await this.limits.consume('stepUpCreate', stepUpCreateKey(agent.agentId));
-    // The action must lie within the agent's boundaries; nothing is pushed otherwise.
-    if (!withinBoundaries(agent.boundaries, dto.action)) throw new AppError('action_not_permitted', `the action "${dto.action}" is outside this agent's permission boundaries`);
-    await this.fatigue.assertNotCoolingDown(agent);
+    const r = await this.requesterOrThrow(caller, dto.agentId);
+    await this.limits.consume('stepUpCreate', stepUpCreateKey(r.agentId));
+    // The action must lie within the caller's authority; nothing is pushed otherwise.
+    if (!withinBoundaries(r.authority, dto.action)) throw new AppError('action_not_permitted', `the action "${dto.action}" is not covered by ${r.initiator === 'app' ? "the agent's permission boundaries" : "the calling token's scope"}`);
+    await this.fatigue.assertNotCoolingDown(r);
     const details = dto.details ?? {};
     if (Buffer.byteLength(canonicalJson(details)) > DETAILS_MAX_BYTES) throw new AppError('validation_failed', 'details must be at most 8 KiB as JSON');
     const grantType = dto.grant?.type ?? 'token';
     const grantScopes = grantType === 'sudo' ? [...new Set(dto.grant?.scopes ?? [])] : [];
     if (grantType === 'sudo') {
+      if (r.initiator === 'app') throw new AppError('validation_failed', 'an app-initiated step-up grants a single-use token, not sudo');
       if (grantScopes.length === 0) throw new AppError('validation_failed', 'a sudo grant needs scopes');
-      const outside = grantScopes.find((s) => !withinBoundaries(agent.boundaries, s));
-      if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is outside this agent's permission boundaries`);
+      const outside = grantScopes.find((scope) => !withinBoundaries(r.sudoAuthority, scope));
+      if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is outside ${r.workerTaskId ? "this task's scopes" : "this agent's permission boundaries"}`);
     } else if (dto.grant?.scopes || dto.grant?.duration) {
       throw new AppError('validation_failed', 'scopes and duration apply to sudo grants only');
     }
@@ -98,56 +130,119 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const detailsHash = hashDetails(details);
     // What makes two requests "the same": idempotency and identical-pending dedupe compare this.
     const requestHash = sha256(canonicalJson({ action: dto.action, resource: dto.resource ?? null, detailsHash, grant: { type: grantType, scopes: grantScopes, duration: grantDuration } })).toString('base64url');
+    const sameBody = (prior: StepUpEntity) =>
+      prior.requestHash === requestHash && canonicalJson({ m: prior.methods, b: prior.bindingMessage }) === canonicalJson({ m: methods, b: dto.bindingMessage ?? null });
     const now = this.clock.now();
+    const revealUrl = r.initiator === 'app' || (await this.apps.findOrThrow(r.appId)).approvalUrlToAgent;
+    const reply = (status: 200 | 201, s: StepUpEntity) => ({ status, body: this.createdDto(s, revealUrl) });
 
-    if (idempotencyKey !== undefined) {
-      const prior = await this.repo.findByIdempotencyKey(agent.appId, agent.agentId, idempotencyKey);
-      if (prior && prior.createdAt > now - IDEMPOTENCY_WINDOW_MS) {
-        const sameBody = prior.requestHash === requestHash && canonicalJson({ m: prior.methods, b: prior.bindingMessage }) === canonicalJson({ m: methods, b: dto.bindingMessage ?? null });
-        if (!sameBody) throw new AppError('idempotency_key_reuse', 'this Idempotency-Key was used with a different request');
-        return { status: 200, body: this.createdDto(prior) };
-      }
-    }
-    const identical = await this.repo.findIdenticalPending({ appId: agent.appId, agentId: agent.agentId, requestHash }, now);
-    if (identical) return { status: 200, body: this.createdDto(identical) };
-
-    const enrolled = new Set((await this.factors.active(agent.appId, agent.userId)).map((f) => f.type));
+    // Replays and duplicates are answered without spending a push (checked again under the lock).
+    const replay = await this.replayOrNull(r, idempotencyKey, sameBody, now);
+    if (replay) return reply(200, replay);
+    const identical = await this.repo.findIdenticalPending({ appId: r.appId, agentId: r.agentId, initiator: r.initiator, requestHash }, now);
+    if (identical) return reply(200, identical);
+    const enrolled = new Set((await this.factors.active(r.appId, r.userId)).map((f) => f.type));
     if (!methods.some((m) => enrolled.has(m))) throw new AppError('no_enrolled_factor', `the user has no active ${methods.join(' or ')} factor`);
-    if ((await this.repo.countPendingForUser(agent.appId, agent.userId, now)) >= PENDING_CAP_PER_USER) {
-      throw new AppError('too_many_pending', `the user already has ${PENDING_CAP_PER_USER} pending step-ups`, { headers: { 'Retry-After': String(POLL_INTERVAL_S * 6) } });
-    }
 
-    // A new push to the human (dedupe and idempotent replays above push nothing).
-    await this.limits.consume('userPushes', userPushesKey(agent.appId, agent.userId));
+    // A new push to the human.
+    await this.limits.consume('userPushes', userPushesKey(r.appId, r.userId));
+    const s = this.newStepUp(r, dto, { details, detailsHash, grantType, grantScopes, grantDuration, methods, requestHash, idempotencyKey: idempotencyKey ?? null, now });
+    // One creation at a time per user (across instances on PostgreSQL): the pending cap, the
+    // idempotency key and the dedupe are decided on what is committed, never on a stale count.
+    try {
+      return await this.serializer.run(pendingCapKey(r.appId, r.userId), async (m) => {
+        const prior = await this.replayOrNull(r, idempotencyKey, sameBody, now, m);
+        if (prior) return reply(200, prior);
+        const twin = await this.repo.findIdenticalPending(s, now, m);
+        if (twin) return reply(200, twin);
+        if ((await this.repo.countPendingForUser(r.appId, r.userId, now, m)) >= PENDING_CAP_PER_USER) {
+          throw new AppError('too_many_pending', `the user already has ${PENDING_CAP_PER_USER} pending step-ups`, { headers: { 'Retry-After': String(POLL_INTERVAL_S * 6) } });
+        }
+        await this.repo.insert(m, s);
+        await this.audit.record(m, { appId: s.appId, type: 'step_up.created', outcome: 'success', userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, status: 201 });
+        await this.outbox.add(m, s.appId, 'step_up.created', eventData(s, { status: 'pending', approvalUrl: this.approvalUrl(s), bindingCode: s.bindingCode, expiresAt: iso(s.expiresAt) }));
+        return reply(201, s);
+      });
+    } catch (err) {
+      // Only reachable if the key was taken outside the serialized section: answer as its replay.
+      if (idempotencyKey !== undefined && isUniqueViolation(err)) {
+        const prior = await this.replayOrNull(r, idempotencyKey, sameBody, now);
+        if (prior) return reply(200, prior);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The step-up an Idempotency-Key already names within its 24 h window (422 for another body), or
+   * null. Past the window the old step-up lets go of the key (inside the serialized section).
+   */
+  private async replayOrNull(r: Requester, key: string | undefined, sameBody: (prior: StepUpEntity) => boolean, now: number, m?: EntityManager): Promise<StepUpEntity | null> {
+    if (key === undefined) return null;
+    const prior = await this.repo.findByIdempotencyKey(r.appId, r.agentId, r.initiator, key, m);
+    if (!prior) return null;
+    if (prior.createdAt <= now - IDEMPOTENCY_WINDOW_MS) {
+      if (m) await this.repo.releaseIdempotencyKey(m, prior);
+      return null;
+    }
+    if (!sameBody(prior)) throw new AppError('idempotency_key_reuse', 'this Idempotency-Key was used with a different request');
+    return prior;
+  }
+
+  /** The requesting agent's identity and authority; for an app, the named agent of that app (404 otherwise). */
+  private async requesterOrThrow(caller: Caller, agentId: string | undefined): Promise<Requester> {
+    if (caller.kind === 'agent') {
+      const a = caller.agent;
+      if (agentId !== undefined) throw new AppError('validation_failed', 'agentId is for app-initiated step-ups (app API key) only');
+      // A worker token is held to its task's scopes, for sudo too; any other token may be elevated within the boundaries.
+      const sudoAuthority = a.workerTaskId !== null ? a.scopes : a.boundaries;
+      return { initiator: 'agent', appId: a.appId, agentId: a.agentId, userId: a.userId, model: a.model, taskId: a.taskId, authority: a.scopes, sudoAuthority, tokenScopes: a.scopes, jkt: a.jkt, workerTaskId: a.workerTaskId };
+    }
+    if (agentId === undefined) throw new AppError('validation_failed', 'agentId is required when an app asks on its agent’s behalf');
+    const agent = isId('agent', agentId) ? await this.agents.findLive(caller.app.appId, agentId) : null;
+    if (!agent) throw notFound('agent');
+    if (!(await this.agentTokens.isActive(agent.id, agent.userId))) throw new AppError('conflict', 'the agent is suspended, or its user was deleted');
+    RequestContext.assign({ agentId: agent.id, userId: agent.userId, model: agent.model });
+    const b = agent.permissionBoundaries;
+    return { initiator: 'app', appId: agent.appId, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: null, authority: b, sudoAuthority: [], tokenScopes: [], jkt: null, workerTaskId: null };
+  }
+
+  private newStepUp(
+    r: Requester,
+    dto: CreateStepUpRequestDto,
+    v: { details: Record<string, unknown>; detailsHash: string; grantType: StepUpEntity['grantType']; grantScopes: string[]; grantDuration: number; methods: FactorType[]; requestHash: string; idempotencyKey: string | null; now: number },
+  ): StepUpEntity {
     const id = newId('stepUp');
     const approvalToken = randomToken(TOKEN_PREFIX.approval);
-    const s = Object.assign(new StepUpEntity(), {
+    return Object.assign(new StepUpEntity(), {
       id,
-      appId: agent.appId,
-      agentId: agent.agentId,
-      userId: agent.userId,
-      model: agent.model,
-      taskId: agent.taskId,
+      appId: r.appId,
+      agentId: r.agentId,
+      userId: r.userId,
+      model: r.model,
+      taskId: r.taskId,
       action: dto.action,
       resource: dto.resource ?? null,
-      details,
-      detailsHash,
+      details: v.details,
+      detailsHash: v.detailsHash,
       bindingMessage: dto.bindingMessage ?? null,
       bindingCode: Array.from({ length: 6 }, () => BINDING_ALPHABET[randomInt(BINDING_ALPHABET.length)]).join(''),
-      methods,
-      grantType,
-      grantScopes,
-      grantDuration,
-      agentJkt: agent.jkt,
-      agentScopes: agent.scopes,
+      methods: v.methods,
+      grantType: v.grantType,
+      grantScopes: v.grantScopes,
+      grantDuration: v.grantDuration,
+      agentJkt: r.jkt,
+      agentScopes: r.tokenScopes,
+      initiator: r.initiator,
+      workerTaskId: r.workerTaskId,
       status: 'pending',
       reason: null,
       method: null,
       amr: null,
       approvalTokenHash: hashSecret(approvalToken),
       approvalTokenEnc: this.cipher.encrypt(approvalToken, approvalAad(id)),
-      idempotencyKey: idempotencyKey ?? null,
-      requestHash,
+      idempotencyKey: v.idempotencyKey,
+      requestHash: v.requestHash,
       webauthnNonce: null,
       webauthnNonceExpiresAt: null,
       totpFailures: 0,
@@ -155,26 +250,14 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       tokenDeliveredAt: null,
       tokenExpiresAt: null,
       consumedAt: null,
-      createdAt: now,
-      expiresAt: now + (dto.expiresIn ?? 300) * 1000,
+      createdAt: v.now,
+      expiresAt: v.now + (dto.expiresIn ?? 300) * 1000,
       decidedAt: null,
     });
-    try {
-      await this.repo.ds.transaction(async (m) => {
-        await this.repo.insert(m, s);
-        await this.audit.record(m, { appId: s.appId, type: 'step_up.created', outcome: 'success', action: s.action, resource: s.resource, status: 201 });
-        await this.outbox.add(m, s.appId, 'step_up.created', eventData(s, { status: 'pending', approvalUrl: this.approvalUrl(s), bindingCode: s.bindingCode, expiresAt: iso(s.expiresAt) }));
-      });
-    } catch (err) {
-      // A concurrent request with the same Idempotency-Key won: answer as its replay.
-      if (idempotencyKey !== undefined && isUniqueViolation(err)) return this.create(agent, dto, idempotencyKey);
-      throw err;
-    }
-    return { status: 201, body: this.createdDto(s) };
   }
 
-  async get(agent: AgentPrincipal, id: string, wait = 0): Promise<StepUpDto> {
-    let s = await this.findOwnOrThrow(agent, id);
+  async get(caller: Caller, id: string, wait = 0): Promise<StepUpDto> {
+    let s = await this.findOwnOrThrow(caller, id);
     s = await this.decisions.expireIfDue(s);
     const now = this.clock.now();
     if (s.status === 'pending') {
@@ -193,29 +276,34 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     return this.toDto(s, await this.handOut(s));
   }
 
-  async cancel(agent: AgentPrincipal, id: string): Promise<{ status: 'cancelled' }> {
-    let s = await this.findOwnOrThrow(agent, id);
+  async cancel(caller: Caller, id: string): Promise<{ status: 'cancelled' }> {
+    let s = await this.findOwnOrThrow(caller, id);
     s = await this.decisions.expireIfDue(s);
-    if (s.status !== 'pending' || !(await this.decisions.decide(s, 'cancelled', { reason: 'cancelled_by_agent' }))) {
+    if (s.status !== 'pending' || !(await this.decisions.decide(s, 'cancelled', { reason: `cancelled_by_${caller.kind}` }))) {
       throw new AppError('not_pending', 'the step-up was already decided');
     }
     return { status: 'cancelled' };
   }
 
-  /** The token of an approved step-up, minted at the first fetch only (token_delivered_at guard). */
+  /**
+   * The token of an approved step-up, minted at the first fetch only (token_delivered_at guard),
+   * and only until the step-up's expiresAt: a late fetch gets nothing (API.md v1.1).
+   */
   private async handOut(s: StepUpEntity): Promise<Partial<StepUpDto>> {
     if (s.status !== 'approved') return {};
     if (s.tokenDeliveredAt !== null) return { tokenIssued: true };
     const now = this.clock.now();
+    if (s.expiresAt <= now) return { tokenIssued: false, reason: 'expired' };
     if (s.grantType === 'token') {
       const minted = await this.mfaTokens.mint(s);
       if (!(await this.repo.markDelivered(s, minted.jti, now, minted.expiresAt))) return { tokenIssued: true };
       return { mfaProxyToken: minted.token };
     }
-    // Sudo: the requesting token's scopes plus the granted ones, until the end of the granted duration.
-    const endsAt = (s.decidedAt ?? now) + s.grantDuration * 1000;
-    const ttl = Math.floor((endsAt - now) / 1000);
-    if (ttl <= 0) return { tokenIssued: false };
+    // Sudo: the requesting token's scopes plus the granted ones; exp is the end of the granted
+    // duration from the approval (sudoExpiresAt), whenever the token is fetched.
+    const exp = Math.floor(((s.decidedAt ?? now) + s.grantDuration * 1000) / 1000);
+    const ttl = exp - this.clock.nowSeconds();
+    if (ttl <= 0) return { tokenIssued: false, reason: 'expired' };
     const agent = { id: s.agentId, appId: s.appId, userId: s.userId, model: s.model } as AgentEntity;
     const issued = await this.agentTokens.issue({
       agent,
@@ -223,16 +311,18 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       ttlSeconds: ttl,
       taskId: s.taskId,
       jkt: s.agentJkt,
-      extra: { acr: 'mfa', auth_time: Math.floor((s.decidedAt ?? now) / 1000), step_up_id: s.id },
+      extra: { acr: 'mfa', auth_time: Math.floor((s.decidedAt ?? now) / 1000), step_up_id: s.id, ...(s.workerTaskId ? { tsk: s.workerTaskId } : {}) },
     });
-    if (!(await this.repo.markDelivered(s, issued.jti, now, now + ttl * 1000))) return { tokenIssued: true };
-    return { sudoToken: issued.token, sudoExpiresAt: iso(now + ttl * 1000) };
+    if (!(await this.repo.markDelivered(s, issued.jti, now, exp * 1000))) return { tokenIssued: true };
+    return { sudoToken: issued.token, sudoExpiresAt: iso(exp * 1000) };
   }
 
-  private async findOwnOrThrow(agent: AgentPrincipal, id: string): Promise<StepUpEntity> {
-    const s = isId('stepUp', id) ? await this.repo.find(agent.appId, id) : null;
-    // Only the requesting agent sees its step-up; any other caller gets 404.
-    if (!s || s.agentId !== agent.agentId) throw notFound('step-up');
+  private async findOwnOrThrow(caller: Caller, id: string): Promise<StepUpEntity> {
+    const appId = caller.kind === 'agent' ? caller.agent.appId : caller.app.appId;
+    const s = isId('stepUp', id) ? await this.repo.find(appId, id) : null;
+    // Only who asked sees a step-up (and so its token): the agent its own, the app those it initiated. Anyone else: 404.
+    const own = caller.kind === 'agent' ? s?.initiator === 'agent' && s.agentId === caller.agent.agentId : s?.initiator === 'app';
+    if (!s || !own) throw notFound('step-up');
     return s;
   }
 
@@ -240,9 +330,10 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     return `${this.config.publicUrl}/approve/${this.cipher.decryptString(s.approvalTokenEnc, approvalAad(s.id))}`;
   }
 
-  private createdDto(s: StepUpEntity): CreatedStepUpDto {
+  /** `approvalUrl` is the human's capability: the agent sees it only if its app chose so (approvalUrlToAgent). */
+  private createdDto(s: StepUpEntity, revealUrl: boolean): CreatedStepUpDto {
     const { expiresAt, ...common } = this.commonDto(s);
-    return { ...common, bindingCode: s.bindingCode, approvalUrl: this.approvalUrl(s), expiresAt, interval: POLL_INTERVAL_S };
+    return { ...common, bindingCode: s.bindingCode, ...(revealUrl ? { approvalUrl: this.approvalUrl(s) } : {}), expiresAt, interval: POLL_INTERVAL_S };
   }
 
   private commonDto(s: StepUpEntity) {

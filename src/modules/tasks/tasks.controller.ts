@@ -1,30 +1,12 @@
-import { Body, Controller, createParamDecorator, Delete, Get, HttpCode, Injectable, Param, Post, Put, Req, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Req, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiHeader, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { CurrentAgent, CurrentApp, type AgentPrincipal, type AppPrincipal } from '../../common/auth/principals.js';
+import { CurrentAgent, CurrentApp, CurrentCaller, type AgentPrincipal, type AppPrincipal, type Caller } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { AgentGuard } from '../oauth/agent.guard.js';
+import { AgentOrAppGuard } from '../oauth/agent-or-app.guard.js';
 import { CreateConnectionDto, CreateTaskDto, DepositRefreshTokenDto, TaskDto } from './dto/task.dto.js';
-import { TasksService, type TaskCaller } from './tasks.service.js';
-
-/** Tasks may be read and ended by their agent or by the app. */
-@Injectable()
-export class AgentOrAppGuard implements CanActivate {
-  constructor(
-    private readonly agents: AgentGuard,
-    private readonly apps: AppKeyGuard,
-  ) {}
-
-  canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const auth = ctx.switchToHttp().getRequest<FastifyRequest>().headers.authorization ?? '';
-    return /^bearer mpx_app_/i.test(auth) ? this.apps.canActivate(ctx) : this.agents.canActivate(ctx);
-  }
-}
-
-const Caller = createParamDecorator((_: unknown, ctx: ExecutionContext): TaskCaller => {
-  const req = ctx.switchToHttp().getRequest<FastifyRequest>();
-  return req.agentPrincipal ? { kind: 'agent', agent: req.agentPrincipal } : { kind: 'app', appId: req.appPrincipal!.appId };
-});
+import { TasksService } from './tasks.service.js';
 
 const DPOP_HEADER = { name: 'DPoP', required: true, description: 'RFC 9449 proof signed by the task’s worker key' };
 
@@ -47,7 +29,7 @@ export class TasksController {
   @ApiBearerAuth('agentToken')
   @ApiBearerAuth('appKey')
   @ApiOkResponse({ type: TaskDto })
-  get(@Caller() caller: TaskCaller, @Param('id') id: string): Promise<TaskDto> {
+  get(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<TaskDto> {
     return this.tasks.get(caller, id);
   }
 
@@ -58,7 +40,7 @@ export class TasksController {
   @ApiBearerAuth('appKey')
   @ApiOperation({ summary: 'End the task: no more tokens, and its live worker tokens stop working' })
   @ApiNoContentResponse()
-  end(@Caller() caller: TaskCaller, @Param('id') id: string): Promise<void> {
+  end(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<void> {
     return this.tasks.end(caller, id);
   }
 

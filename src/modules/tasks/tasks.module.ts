@@ -3,7 +3,7 @@ import { AgentsModule } from '../agents/agents.module.js';
 import { AppsModule } from '../apps/apps.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
 import { UsersModule } from '../users/users.module.js';
-import { AgentOrAppGuard, TasksController } from './tasks.controller.js';
+import { TasksController } from './tasks.controller.js';
 import { TasksService } from './tasks.service.js';
 import { VaultService } from './vault.service.js';
 import { WorkerProof } from './worker-proof.js';
@@ -11,6 +11,6 @@ import { WorkerProof } from './worker-proof.js';
 @Module({
   imports: [AppsModule, AgentsModule, UsersModule, OAuthModule],
   controllers: [TasksController],
-  providers: [TasksService, VaultService, WorkerProof, AgentOrAppGuard],
+  providers: [TasksService, VaultService, WorkerProof],
 })
 export class TasksModule {}

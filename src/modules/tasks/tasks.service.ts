@@ -4,7 +4,7 @@ import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import { DataSource } from 'typeorm';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
-import type { AgentPrincipal } from '../../common/auth/principals.js';
+import { callerAppId, type AgentPrincipal, type Caller } from '../../common/auth/principals.js';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { Cipher } from '../../common/crypto/cipher.js';
@@ -28,9 +28,9 @@ import { VaultService, type UpstreamToken } from './vault.service.js';
 import { WorkerProof } from './worker-proof.js';
 
 export const WORKER_TOKEN_TTL_S = 300;
+/** The scope that grants a task's worker one connection's upstream token (API.md v1.1). */
+export const connectionScope = (name: string) => `connection:${name}`;
 const iso = (ms: number) => new Date(ms).toISOString();
-
-export type TaskCaller = { kind: 'agent'; agent: AgentPrincipal } | { kind: 'app'; appId: string };
 
 @Injectable()
 export class TasksService {
@@ -51,8 +51,11 @@ export class TasksService {
   ) {}
 
   async create(agent: AgentPrincipal, dto: CreateTaskDto): Promise<TaskDto> {
-    const outside = dto.scopes.find((s) => !withinBoundaries(agent.boundaries, s));
-    if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is outside this agent's permission boundaries`);
+    // A task never outlives or outgrows the authority that created it (API.md v1.1): a worker
+    // token cannot start tasks, and the task's scopes lie within the calling token's scope.
+    if (agent.workerTaskId !== null) throw new AppError('action_not_permitted', 'a worker token cannot create tasks');
+    const outside = dto.scopes.find((s) => !withinBoundaries(agent.scopes, s));
+    if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is not covered by the calling token's scope`);
     const jwk = await this.workerKeyOrThrow(dto.workerJwk);
     const now = this.clock.now();
     const id = newId('task');
@@ -70,11 +73,11 @@ export class TasksService {
     return this.toDto(task);
   }
 
-  async get(caller: TaskCaller, id: string): Promise<TaskDto> {
+  async get(caller: Caller, id: string): Promise<TaskDto> {
     return this.toDto(await this.findOrThrow(caller, id));
   }
 
-  async end(caller: TaskCaller, id: string): Promise<void> {
+  async end(caller: Caller, id: string): Promise<void> {
     const task = await this.findOrThrow(caller, id);
     if (!(await this.endTask(task, caller.kind === 'agent' ? 'ended_by_agent' : 'revoked_by_app'))) throw new AppError('task_ended', 'the task has already ended');
   }
@@ -104,6 +107,12 @@ export class TasksService {
     const connection = isId('connection', connectionId) ? await this.ds.getRepository(ConnectionEntity).findOneBy({ appId: task.appId, id: connectionId }) : null;
     const uc = connection ? await this.ds.getRepository(UserConnectionEntity).findOneBy({ appId: task.appId, userId: task.userId, connectionId: connection.id }) : null;
     if (!connection || !uc) throw notFound('connection');
+    // A connection is reached through its scope only: in the task's scopes, and so (still) in the agent's boundaries.
+    const scope = connectionScope(connection.name);
+    const agent = await this.agents.findById(task.agentId);
+    if (!task.scopes.includes(scope) || !withinBoundaries(agent?.permissionBoundaries ?? [], scope)) {
+      throw new AppError('action_not_permitted', `this task's scopes do not include "${scope}"`);
+    }
     return this.vault.accessToken(uc, connection, task.taskRef);
   }
 
@@ -111,11 +120,16 @@ export class TasksService {
     const problem = webhookUrlProblem(dto.tokenEndpoint, this.config.webhookAllowPrivate);
     if (problem) throw new AppError('validation_failed', problem.replace('webhookUrl', 'tokenEndpoint'));
     const id = newId('connection');
-    await this.ds.getRepository(ConnectionEntity).insert({
-      id, appId, name: dto.name, tokenEndpoint: dto.tokenEndpoint, clientId: dto.clientId,
-      clientSecretEnc: this.cipher.encrypt(dto.clientSecret, { table: 'connections', column: 'client_secret_enc', id }),
-      scopes: dto.scopes ?? [], createdAt: this.clock.now(),
-    } as never);
+    try {
+      await this.ds.getRepository(ConnectionEntity).insert({
+        id, appId, name: dto.name, tokenEndpoint: dto.tokenEndpoint, clientId: dto.clientId,
+        clientSecretEnc: this.cipher.encrypt(dto.clientSecret, { table: 'connections', column: 'client_secret_enc', id }),
+        scopes: dto.scopes ?? [], createdAt: this.clock.now(),
+      } as never);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('conflict', `a connection named "${dto.name}" exists in this app`);
+      throw err;
+    }
     return { id, name: dto.name };
   }
 
@@ -168,8 +182,8 @@ export class TasksService {
     return ended;
   }
 
-  private async findOrThrow(caller: TaskCaller, id: string): Promise<TaskEntity> {
-    const appId = caller.kind === 'agent' ? caller.agent.appId : caller.appId;
+  private async findOrThrow(caller: Caller, id: string): Promise<TaskEntity> {
+    const appId = callerAppId(caller);
     const task = isId('task', id) ? await this.ds.getRepository(TaskEntity).findOneBy({ appId, id }) : null;
     if (!task || (caller.kind === 'agent' && task.agentId !== caller.agent.agentId)) throw notFound('task');
     return task;

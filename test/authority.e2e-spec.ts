@@ -1,0 +1,350 @@
+import { decodeJwt } from 'jose';
+import { DataSource } from 'typeorm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PUBLIC_URL, startApp, usingPostgres, type TestApp } from './support/app.js';
+import { agentToken, bearer } from './support/fixtures.js';
+import { approvalToken, approveWithCode, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
+import { totpCode } from './support/totp.js';
+import { upstreamProvider } from './support/upstream.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
+import { dpopAuth, proof, worker, type Worker } from './support/worker.js';
+
+/**
+ * Issue 10: a token's scope is the authority, the vault is reachable through scopes only, time
+ * boxes hold, the approval URL stays the human's, caps are exact under concurrency, and apps may
+ * ask on an agent's behalf.
+ */
+let t: TestApp;
+beforeAll(async () => {
+  t = await startApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
+afterEach(() => t.clock.reset());
+
+const ROUNDS = usingPostgres() ? 5 : 2;
+const get = (token: string, id: string, query = '') => t.http.get(`/v1/step-ups/${id}${query}`).set(bearer(token));
+const verify = (h: Human, body: Record<string, unknown>) => t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send(body).expect(200);
+const problem = (status: number, code: string) => expect.objectContaining({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
+
+/** A task of the human's agent, bound to a fresh worker key; the worker's DPoP-bound token. */
+async function workerOf(h: Human, scopes: string[], creatorScope?: string) {
+  const w = await worker();
+  const creator = creatorScope ? await agentToken(t, h.agent, { scope: creatorScope }) : h.token;
+  const task = (await expectStatus(t.http.post('/v1/tasks').set(bearer(creator)).send({ taskId: 'research-1', scopes, workerJwk: w.jwk }), 201)).body;
+  const path = `/v1/tasks/${task.id}/token`;
+  const drawn = await expectStatus(t.http.post(path).set('DPoP', await proof(w, 'POST', path)), 200);
+  return { w, task, token: drawn.body.access_token as string };
+}
+
+/** A request by the worker with its DPoP-bound token (and a fresh proof). */
+async function asWorker(w: Worker, token: string, method: 'get' | 'post' | 'delete', path: string, body?: Record<string, unknown>) {
+  const req = t.http[method](path).set(await dpopAuth(w, token, method.toUpperCase(), path));
+  return body === undefined ? req : req.send(body);
+}
+
+describe('1. the calling token’s scope is the authority', () => {
+  it('a token scoped to research:read cannot ask to approve files:delete, though the boundaries (files:*) allow it', async () => {
+    const h = await human(t);
+    const narrow = await agentToken(t, h.agent, { scope: 'research:read' });
+    const res = await expectStatus(t.http.post('/v1/step-ups').set(bearer(narrow)).send({ action: 'files:delete', resource: 'drive://q3.pdf' }), 403);
+    expect(res.body).toEqual(problem(403, 'action_not_permitted'));
+    // Sudo is elevation: for a token that is not a worker's, within the boundaries it may be asked for.
+    await expectStatus(t.http.post('/v1/step-ups').set(bearer(narrow)).send({ action: 'research:read', grant: { type: 'sudo', scopes: ['files:delete'] } }), 201);
+    // The same agent with a token that covers the action may ask.
+    await expectStatus(t.http.post('/v1/step-ups').set(bearer(await agentToken(t, h.agent, { scope: 'files:delete' }))).send({ action: 'files:delete', resource: 'drive://q3.pdf' }), 201);
+  });
+
+  it('a token scoped to research:read cannot create a task for files:delete', async () => {
+    const h = await human(t);
+    const narrow = await agentToken(t, h.agent, { scope: 'research:read' });
+    const res = await expectStatus(t.http.post('/v1/tasks').set(bearer(narrow)).send({ taskId: 'x', scopes: ['files:delete'], workerJwk: (await worker()).jwk }), 403);
+    expect(res.body).toEqual(problem(403, 'action_not_permitted'));
+    await expectStatus(t.http.post('/v1/tasks').set(bearer(narrow)).send({ taskId: 'x', scopes: ['research:read'], workerJwk: (await worker()).jwk }), 201);
+  });
+
+  it('the default token (no scope parameter) carries wildcard boundaries and so covers files:delete under files:*', async () => {
+    const h = await human(t);
+    expect(decodeJwt(h.token).scope).toBe('files:* research:read payments:send');
+    await expectStatus(createStepUp(t, h), 201);
+  });
+
+  it('a worker token is held to its task’s scopes: no step-up, no sudo, no task beyond them', async () => {
+    const h = await human(t);
+    const { w, token } = await workerOf(h, ['research:read'], 'research:read');
+    const refused = await asWorker(w, token, 'post', '/v1/step-ups', { action: 'files:delete' });
+    expect(refused.status, JSON.stringify(refused.body)).toBe(403);
+    expect(refused.body.code).toBe('action_not_permitted');
+    const sudo = await asWorker(w, token, 'post', '/v1/step-ups', { action: 'research:read', grant: { type: 'sudo', scopes: ['files:delete'] } });
+    expect(sudo.status, JSON.stringify(sudo.body)).toBe(403);
+    expect(sudo.body.code).toBe('action_not_permitted');
+    const task = await asWorker(w, token, 'post', '/v1/tasks', { taskId: 'escape', scopes: ['research:read'], workerJwk: (await worker()).jwk });
+    expect(task.status, JSON.stringify(task.body)).toBe(403);
+    expect(task.body.code).toBe('action_not_permitted');
+    // Within its task's scopes it may ask.
+    const ok = await asWorker(w, token, 'post', '/v1/step-ups', { action: 'research:read' });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+  });
+
+  it('a sudo token drawn by a worker dies with its task', async () => {
+    const h = await human(t);
+    const { w, task, token } = await workerOf(h, ['research:read', 'files:read'], 'research:read files:read');
+    const created = await asWorker(w, token, 'post', '/v1/step-ups', { action: 'files:read', grant: { type: 'sudo', scopes: ['files:read'], duration: 300 }, methods: ['totp'] });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    const fetched = await asWorker(w, token, 'get', `/v1/step-ups/${created.body.id}`);
+    expect(fetched.body.sudoToken).toEqual(expect.any(String));
+    const sudo = fetched.body.sudoToken as string;
+    expect((await asWorker(w, sudo, 'get', '/v1/whoami')).status).toBe(200);
+    await t.http.delete(`/v1/tasks/${task.id}`).set(bearer(h.tenant.apiKey)).expect(204);
+    expect((await asWorker(w, sudo, 'get', '/v1/whoami')).status).toBe(401);
+    expect((await asWorker(w, token, 'get', '/v1/whoami')).status).toBe(401);
+  });
+});
+
+describe('2. the vault is reached through the scope connection:<name> only', () => {
+  async function vault(boundaries: string[], taskScopes: string[]) {
+    const upstream = await upstreamProvider('rt-original');
+    const h = await human(t, { permissionBoundaries: boundaries });
+    const con = await expectStatus(t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'google-drive', tokenEndpoint: upstream.url, clientId: upstream.clientId, clientSecret: upstream.clientSecret }), 201);
+    await t.http.put(`/v1/users/${h.userId}/connections/${con.body.id}`).set(bearer(h.tenant.apiKey)).send({ refreshToken: 'rt-original' }).expect(204);
+    const { w, task } = await workerOf(h, taskScopes);
+    const path = `/v1/tasks/${task.id}/connections/${con.body.id}/token`;
+    const draw = async () => t.http.post(path).set('DPoP', await proof(w, 'POST', path));
+    return { h, upstream, draw, connectionId: con.body.id };
+  }
+
+  it('an agent with only weather:read cannot draw the Google Drive token; nothing is called upstream', async () => {
+    const v = await vault(['weather:read'], ['weather:read']);
+    try {
+      const res = await v.draw();
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual(problem(403, 'action_not_permitted'));
+      expect(res.body.access_token).toBeUndefined();
+      expect(v.upstream.state.calls).toBe(0);
+    } finally {
+      await v.upstream.close();
+    }
+  });
+
+  it('connection:google-drive in the boundaries but not in the task’s scopes: refused', async () => {
+    const v = await vault(['weather:read', 'connection:google-drive'], ['weather:read']);
+    try {
+      expect((await v.draw()).status).toBe(403);
+      expect(v.upstream.state.calls).toBe(0);
+    } finally {
+      await v.upstream.close();
+    }
+  });
+
+  it('with connection:google-drive in the task’s scopes the worker gets the access token, until the boundary is removed', async () => {
+    const v = await vault(['weather:read', 'connection:*'], ['connection:google-drive']);
+    try {
+      const ok = await v.draw();
+      expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+      expect(ok.body.access_token).toBe(v.upstream.state.issued[0]);
+      await t.http.patch(`/v1/agents/${v.h.agent.id}`).set(bearer(v.h.tenant.apiKey)).send({ permissionBoundaries: ['weather:read'] }).expect(200);
+      expect((await v.draw()).status).toBe(403);
+    } finally {
+      await v.upstream.close();
+    }
+  });
+
+  it('connection names are [a-z0-9_.-]{1,48} and unique per app', async () => {
+    const h = await human(t);
+    const body = { tokenEndpoint: 'http://127.0.0.1:9/token', clientId: 'c', clientSecret: 's' };
+    for (const name of ['Google Drive', 'drive:x', '', 'a'.repeat(49)]) {
+      const res = await t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ ...body, name });
+      expect(res.status, name).toBe(400);
+      expect(res.body.code).toBe('validation_failed');
+    }
+    await t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ ...body, name: 'drive' }).expect(201);
+    expect((await t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ ...body, name: 'drive' }).expect(409)).body.code).toBe('conflict');
+    const other = await human(t);
+    await t.http.post('/v1/connections').set(bearer(other.tenant.apiKey)).send({ ...body, name: 'drive' }).expect(201);
+  });
+});
+
+describe('4. approvals and sudo grants end with their time box', () => {
+  it('an approval fetched after the step-up’s expiresAt hands out no token', async () => {
+    const h = await human(t);
+    const created = await expectStatus(createStepUp(t, h, { expiresIn: 60, methods: ['totp'] }), 201);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    t.clock.advance(7 * 24 * 3600_000);
+    const late = await agentToken(t, h.agent);
+    const res = await get(late, created.body.id).expect(200);
+    expect(res.body).toMatchObject({ status: 'approved', tokenIssued: false, reason: 'expired' });
+    expect(res.body.mfaProxyToken).toBeUndefined();
+    // Still nothing on the next fetch.
+    expect((await get(late, created.body.id).expect(200)).body.mfaProxyToken).toBeUndefined();
+  });
+
+  it('the sudo token’s exp is sudoExpiresAt = approval + duration; after it the token is refused and inactive', async () => {
+    const h = await human(t);
+    const created = await expectStatus(createStepUp(t, h, { action: 'payments:send', grant: { type: 'sudo', scopes: ['payments:send'], duration: 60 }, methods: ['totp'] }), 201);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    const fetched = (await get(h.token, created.body.id).expect(200)).body;
+    const sudo = fetched.sudoToken as string;
+    const exp = decodeJwt(sudo).exp!;
+    expect(exp * 1000).toBe(Date.parse(fetched.sudoExpiresAt));
+    const granted = Date.parse(fetched.sudoExpiresAt) - Date.parse(fetched.decidedAt);
+    expect(granted).toBeGreaterThan(59_000);
+    expect(granted).toBeLessThanOrEqual(60_000);
+    await t.http.get('/v1/whoami').set(bearer(sudo)).expect(200);
+    t.clock.advance(exp * 1000 - Date.now() + 1);
+    await t.http.get('/v1/whoami').set(bearer(sudo)).expect(401);
+    const intro = await t.http.post('/oauth/introspect').set(bearer(h.tenant.apiKey)).type('form').send({ token: sudo }).expect(200);
+    expect(intro.body).toEqual({ active: false });
+  });
+});
+
+describe('5. the approval URL is the human’s capability', () => {
+  it('by default the agent never receives it (created, identical pending, idempotent replay, status); the app’s step_up.created carries it', async () => {
+    const receiver = await webhookReceiver();
+    try {
+      const h = await human(t, {}, PUBLIC_URL, { webhookUrl: receiver.url });
+      const seen: unknown[] = [];
+      const created = await expectStatus(createStepUp(t, h).set('Idempotency-Key', 'k-1'), 201);
+      seen.push(created.body);
+      expect(created.body).toEqual({ id: expect.any(String), status: 'pending', action: 'files:delete', resource: 'drive://q3.pdf', detailsHash: expect.any(String), bindingCode: expect.any(String), expiresAt: expect.any(String), interval: 5 });
+      seen.push((await expectStatus(createStepUp(t, h).set('Idempotency-Key', 'k-1'), 200)).body);
+      seen.push((await expectStatus(createStepUp(t, h), 200)).body);
+      seen.push((await get(h.token, created.body.id).expect(200)).body);
+      expect(JSON.stringify(seen)).not.toMatch(/approve\/|mpx_apr_/);
+
+      const deadline = Date.now() + 10_000;
+      while (!receiver.received.some((r) => r.json.type === 'step_up.created') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const event = receiver.received.find((r) => r.json.type === 'step_up.created');
+      expect(event?.json.data).toMatchObject({ stepUpId: created.body.id, approvalUrl: expect.stringMatching(new RegExp(`^${PUBLIC_URL}/approve/mpx_apr_`)), actorType: 'agent' });
+      // The human, holding the URL, decides.
+      await expectStatus(approveWithCode(t, h, String(event!.json.data.approvalUrl)), 200);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('with approvalUrlToAgent: true (set at creation or by PATCH) the agent gets it', async () => {
+    const h = await human(t, {}, PUBLIC_URL, {});
+    expect((await expectStatus(createStepUp(t, h), 201)).body.approvalUrl).toBeUndefined();
+    const patched = await t.http.patch(`/v1/apps/${h.tenant.appId}`).set(bearer(t.adminToken)).send({ approvalUrlToAgent: true }).expect(200);
+    expect(patched.body.approvalUrlToAgent).toBe(true);
+    const res = await expectStatus(createStepUp(t, h, { resource: 'drive://other.pdf' }), 201);
+    expect(res.body.approvalUrl).toMatch(new RegExp(`^${PUBLIC_URL}/approve/mpx_apr_`));
+    await t.http.patch(`/v1/apps/${h.tenant.appId}`).set(bearer(t.adminToken)).send({ approvalUrlToAgent: 'yes' }).expect(400);
+  });
+});
+
+describe('6. caps are exact under concurrency', () => {
+  it(`12 wrong codes and the right one in parallel: at most 5 wrong codes are evaluated, and a step-up denied for attempts is never approved (${ROUNDS} rounds)`, async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const h = await human(t);
+      const created = await expectStatus(createStepUp(t, h, { methods: ['totp'], resource: `drive://r${round}` }), 201);
+      const token = approvalToken(created.body.approvalUrl);
+      const near = new Set(await Promise.all([-30_000, 0, 30_000].map((d) => totpCode(h.totpSecret, Date.now() + d))));
+      const wrong: string[] = [];
+      for (let n = 100000; wrong.length < 12; n += 7919) if (!near.has(String(n))) wrong.push(String(n));
+      const right = await totpCode(h.totpSecret);
+      const codes = [...wrong.slice(0, 6), right, ...wrong.slice(6)];
+      const results = await Promise.all(codes.map((code) => t.http.post(`/v1/approvals/${token}/totp`).send({ code })));
+      const invalid = results.filter((r) => r.body.code === 'invalid_code').length;
+      const approved = results.filter((r) => r.status === 200).length;
+      const unexpected = results.filter((r) => r.status !== 200 && r.body.code !== 'invalid_code' && r.body.code !== 'not_pending');
+      expect(unexpected.map((r) => r.body)).toEqual([]);
+      const final = (await t.http.get(`/v1/approvals/${token}`).expect(200)).body;
+      expect(invalid, `round ${round}`).toBeLessThanOrEqual(5);
+      if (final.status === 'approved') {
+        expect(approved).toBe(1);
+        expect(invalid).toBeLessThanOrEqual(4);
+      } else {
+        expect(final).toMatchObject({ status: 'denied', reason: 'too_many_attempts' });
+        expect(approved).toBe(0);
+        expect(invalid).toBe(5);
+      }
+    }
+  });
+
+  it(`12 step-ups for one user at once: exactly 5 are pending (${ROUNDS} rounds)`, async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const h = await human(t);
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => createStepUp(t, h, { resource: `drive://file-${round}-${i}` })));
+      expect(results.filter((r) => r.status === 201).length, `round ${round}`).toBe(5);
+      const refused = results.filter((r) => r.status !== 201);
+      expect(refused.map((r) => r.body.code)).toEqual(Array(7).fill('too_many_pending'));
+      const pending = await t.app.get(DataSource).query(`SELECT count(*) AS n FROM step_ups WHERE user_id = ${usingPostgres() ? '$1' : '?'} AND status = 'pending'`, [h.userId]);
+      expect(Number(pending[0].n)).toBe(5);
+    }
+  });
+});
+
+describe('8. Idempotency-Key', () => {
+  it('after 24 h the key starts a new step-up like any other request', async () => {
+    const h = await human(t);
+    const first = await expectStatus(createStepUp(t, h, { expiresIn: 60 }).set('Idempotency-Key', 'daily'), 201);
+    t.clock.advance(24 * 3600_000 + 60_000);
+    const token = await agentToken(t, h.agent);
+    const again = await expectStatus(t.http.post('/v1/step-ups').set(bearer(token)).set('Idempotency-Key', 'daily').send({ action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 }, expiresIn: 60 }), 201);
+    expect(again.body.id).not.toBe(first.body.id);
+    // And it is the key's step-up from now on.
+    const replay = await expectStatus(t.http.post('/v1/step-ups').set(bearer(token)).set('Idempotency-Key', 'daily').send({ action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 }, expiresIn: 60 }), 200);
+    expect(replay.body.id).toBe(again.body.id);
+  });
+
+  it('concurrent first uses of one key make one step-up and spend one creation', async () => {
+    const h = await human(t);
+    const results = await Promise.all(Array.from({ length: 6 }, () => createStepUp(t, h).set('Idempotency-Key', 'race')));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
+  });
+});
+
+describe('11. app-initiated step-ups', () => {
+  const appStepUp = (h: Human, body: Record<string, unknown>) => t.http.post('/v1/step-ups').set(bearer(h.tenant.apiKey)).send({ agentId: h.agent.id, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 }, ...body });
+
+  it('the app asks for its agent, gets the approval URL, and alone receives the token, once', async () => {
+    const h = await human(t, {}, PUBLIC_URL, {});
+    const created = await expectStatus(appStepUp(h, { methods: ['totp'] }), 201);
+    expect(created.body).toMatchObject({ status: 'pending', action: 'files:delete', approvalUrl: expect.stringMatching(/\/approve\/mpx_apr_/) });
+    // The agent does not see it.
+    await get(h.token, created.body.id).expect(404);
+    await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(404);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    const first = await t.http.get(`/v1/step-ups/${created.body.id}?wait=1`).set(bearer(h.tenant.apiKey)).expect(200);
+    expect(first.body).toMatchObject({ status: 'approved', mfaProxyToken: expect.any(String) });
+    expect((await get(h.token, created.body.id).expect(404)).body.mfaProxyToken).toBeUndefined();
+    const second = await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.tenant.apiKey)).expect(200);
+    expect(second.body).toMatchObject({ tokenIssued: true });
+    expect(second.body.mfaProxyToken).toBeUndefined();
+    const body = { token: first.body.mfaProxyToken, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 }, agentId: h.agent.id };
+    expect((await verify(h, body)).body).toMatchObject({ valid: true, agentId: h.agent.id, userId: h.userId });
+
+    const audit = (await t.http.get(`/v1/audit-events?type=step_up.created&agentId=${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+    expect(audit).toEqual([expect.objectContaining({ type: 'step_up.created', actorType: 'app', actorId: h.tenant.appId, agentId: h.agent.id, userId: h.userId })]);
+  });
+
+  it('the app can long-poll and cancel it', async () => {
+    const h = await human(t);
+    const created = await expectStatus(appStepUp(h, {}), 201);
+    const polled = await t.http.get(`/v1/step-ups/${created.body.id}?wait=1`).set(bearer(h.tenant.apiKey)).expect(200);
+    expect(polled.body.status).toBe('pending');
+    expect((await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body).toEqual({ status: 'cancelled' });
+    expect((await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(h.tenant.apiKey)).expect(409)).body.code).toBe('not_pending');
+  });
+
+  it('refuses an action outside the agent’s boundaries, an agent of another app, a missing agentId, and an agent’s step-up to the app', async () => {
+    const h = await human(t);
+    const other = await human(t);
+    expect((await expectStatus(appStepUp(h, { action: 'admin:all' }), 403)).body).toEqual(problem(403, 'action_not_permitted'));
+    expect((await expectStatus(appStepUp(h, { agentId: other.agent.id }), 404)).body).toEqual(problem(404, 'not_found'));
+    expect((await expectStatus(appStepUp(h, { agentId: 'agt_nope' }), 404)).body.code).toBe('not_found');
+    expect((await expectStatus(t.http.post('/v1/step-ups').set(bearer(h.tenant.apiKey)).send({ action: 'files:delete' }), 400)).body.code).toBe('validation_failed');
+    // An agent cannot name another agent.
+    expect((await expectStatus(createStepUp(t, h, { agentId: other.agent.id }), 400)).body.code).toBe('validation_failed');
+    // The app cannot read its agent's own step-up (and so never its token).
+    const mine = await expectStatus(createStepUp(t, h), 201);
+    await t.http.get(`/v1/step-ups/${mine.body.id}`).set(bearer(h.tenant.apiKey)).expect(404);
+    // A suspended agent cannot be asked for.
+    await t.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
+    expect((await expectStatus(appStepUp(h, { resource: 'drive://x' }), 409)).body.code).toBe('conflict');
+  });
+});
