@@ -89,10 +89,10 @@ describe('POST /oauth/token', () => {
     userId = await createUser(t, tenant);
   });
 
-  it('defaults the scope to the non-wildcard boundaries and honours tokenTtl', async () => {
+  it('defaults the scope to all boundaries, wildcards included (API.md v1.1), and honours tokenTtl', async () => {
     const agent = await createAgent(t, tenant, userId, { permissionBoundaries: ['a:read', 'b:write', 'files:*'], tokenTtl: 120 });
     const res = await t.http.post('/oauth/token').type('form').send({ grant_type: 'client_credentials', client_id: agent.id, client_secret: agent.clientSecret }).expect(200);
-    expect(res.body.scope).toBe('a:read b:write');
+    expect(res.body.scope).toBe('a:read b:write files:*');
     expect(res.body.expires_in).toBe(120);
   });
 

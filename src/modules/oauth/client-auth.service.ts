@@ -47,7 +47,7 @@ export class ClientAuthService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** The client id a request claims (before authentication), for the per-client rate limit. */
+  /** The client id a request claims (before authentication), for the failed-authentication throttle. */
   clientIdHint(authorization: string | undefined, body: Record<string, unknown>): string {
     try {
       const basic = parseBasic(authorization);

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Headers, HttpCode, Post, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Headers, HttpCode, Ip, Post, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { CurrentAgent, CurrentApp, type AgentPrincipal, type AppPrincipal } from '../../common/auth/principals.js';
@@ -35,10 +35,11 @@ export class OAuthController {
     @Headers('authorization') authorization: string | undefined,
     @Headers('dpop') dpop: string | string[] | undefined,
     @Body() body: unknown,
+    @Ip() ip: string, // Fastify's request.ip: the peer address (trustProxy is off)
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TokenResponse> {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
-    return this.oauth.token(authorization, dpop, formBody(body));
+    return this.oauth.token(authorization, dpop, formBody(body), ip);
   }
 
   @Post('oauth/introspect')

@@ -5,12 +5,13 @@ import { Clock } from '../../common/clock.js';
 import { ReplayCache } from '../../common/cache/replay-cache.js';
 import { OAuthError } from '../../common/errors/app-error.js';
 import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes.js';
+import type { AgentEntity } from '../agents/agent.entity.js';
 import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
 import { ClientAuthService } from './client-auth.service.js';
 import { DpopError, verifyDpopProof } from './dpop.js';
 import { RevocationList } from './revocation-list.js';
 import { TokenInvalidError } from './token-verifier.js';
-import { oauthTokenKey } from '../rate-limit/buckets.js';
+import { oauthTokenFailuresKey, oauthTokenKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 
 export const TASK_ID_PATTERN = /^[A-Za-z0-9._:/-]{1,128}$/;
@@ -43,8 +44,11 @@ export class OAuthService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** RFC 6749 §4.4 client credentials grant, with RFC 9449 binding when a DPoP proof is sent. */
-  async token(authorization: string | undefined, dpop: string | string[] | undefined, body: Record<string, unknown>): Promise<TokenResponse> {
+  /**
+   * RFC 6749 §4.4 client credentials grant, with RFC 9449 binding when a DPoP proof is sent.
+   * `ip` is the peer address: failed authentications are throttled per (claimed client, source).
+   */
+  async token(authorization: string | undefined, dpop: string | string[] | undefined, body: Record<string, unknown>, ip: string): Promise<TokenResponse> {
     const grantType = optionalString(body, 'grant_type');
     if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
     if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'only client_credentials is supported');
@@ -52,13 +56,15 @@ export class OAuthService {
     const taskId = optionalString(body, 'task_id');
     if (taskId !== undefined && !TASK_ID_PATTERN.test(taskId)) throw new OAuthError('invalid_request', 'task_id must match [A-Za-z0-9._:/-]{1,128}');
 
-    await this.limits.consume('oauthToken', oauthTokenKey(this.clients.clientIdHint(authorization, body)));
-    const { agent } = await this.clients.authenticate(authorization, body);
+    const agent = await this.authenticateThrottled(authorization, body, ip);
+    // Issuance is budgeted per authenticated client: nobody else can spend an agent's budget.
+    await this.limits.consume('oauthToken', oauthTokenKey(agent.id));
 
-    // RFC 6749 §3.3: the requested scope must lie within the agent's boundaries.
+    // RFC 6749 §3.3: the requested scope must lie within the agent's boundaries; without one, the
+    // token gets them all, wildcards included (API.md v1.1: a `files:*` token covers `files:delete`).
     let scopes: string[];
     if (scopeParam === undefined || scopeParam.trim() === '') {
-      scopes = agent.permissionBoundaries.filter((b) => !b.endsWith('*'));
+      scopes = [...agent.permissionBoundaries];
     } else {
       scopes = parseScope(scopeParam);
       const bad = scopes.find((s) => !SCOPE_PATTERN.test(s) || !withinBoundaries(agent.permissionBoundaries, s));
@@ -83,6 +89,22 @@ export class OAuthService {
 
     const issued = await this.tokens.issue({ agent, scopes, ttlSeconds: agent.tokenTtl, taskId, jkt });
     return { access_token: issued.token, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: issued.expiresIn, scope: scopes.join(' ') };
+  }
+
+  /**
+   * Client authentication behind its own throttle: a (claimed client, source) that used up its
+   * failure budget is refused before any secret is checked; only failures spend from it. The claimed
+   * client's issuance budget is never touched here, so a flood of wrong secrets locks out no one but its source.
+   */
+  private async authenticateThrottled(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<AgentEntity> {
+    const failuresKey = oauthTokenFailuresKey(this.clients.clientIdHint(authorization, body), ip);
+    await this.limits.check('oauthTokenFailures', failuresKey);
+    try {
+      return (await this.clients.authenticate(authorization, body)).agent;
+    } catch (err) {
+      if (err instanceof OAuthError && err.error === 'invalid_client') await this.limits.spend('oauthTokenFailures', failuresKey);
+      throw err;
+    }
   }
 
   /** RFC 7662: active only for a live token of one of the calling app's agents. Never consumes. */

@@ -11,8 +11,16 @@ export const BUCKETS = {
   stepUpCreate: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
   /** New pushes to one human per hour, whatever agent asks (anti push-fatigue); PUSHES_PER_USER_PER_HOUR. */
   userPushes: { points: 60, duration: 3600, failClosed: false, code: 'rate_limited' },
-  /** /oauth/token per client id. */
+  /** Tokens issued per AUTHENTICATED client (agent id): spent only after client authentication succeeds. */
   oauthToken: { points: 60, duration: 60, failClosed: false, code: 'rate_limited' },
+  /**
+   * Failed client authentications at /oauth/token per (claimed client id, source IP): 20 per 5 min.
+   * Checked without spending before authenticating, spent only on failure, so a flood of wrong
+   * secrets throttles its own source and never the agent elsewhere, nor its issuance budget.
+   * Fails open: client secrets are 256-bit random and assertions are signatures, so this bucket
+   * bounds load and noise, not guessing; failing closed would stop all issuance with Redis down.
+   */
+  oauthTokenFailures: { points: 20, duration: 300, failClosed: false, code: 'rate_limited' },
   /** Verify per app. */
   appVerify: { points: 6000, duration: 60, failClosed: false, code: 'rate_limited' },
   /** Code/assertion attempts per approval token (guards a secret: fails closed). */
@@ -30,7 +38,9 @@ export type Bucket = keyof typeof BUCKETS;
 export const agentRequestsKey = (agentId: string) => `agent:${agentId}`;
 export const stepUpCreateKey = (agentId: string) => `agent:${agentId}`;
 export const userPushesKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
-export const oauthTokenKey = (clientId: string) => `client:${clientId.slice(0, 64)}`;
+export const oauthTokenKey = (agentId: string) => `client:${agentId}`;
+/** Source first (an address never contains `:client:`), then the claimed, unauthenticated client id, capped. */
+export const oauthTokenFailuresKey = (claimedClientId: string, ip: string) => `ip:${ip.slice(0, 64)}:client:${claimedClientId.slice(0, 64)}`;
 export const appVerifyKey = (appId: string) => `app:${appId}`;
 export const approvalAttemptsKey = (stepUpId: string) => `stp:${stepUpId}`;
 export const userTotpKey = (appId: string, userId: string) => `user:${appId}:${userId}`;

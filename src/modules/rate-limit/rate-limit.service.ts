@@ -42,24 +42,56 @@ export class RateLimitService {
   }
 
   /** Spends one point; throws 429 (with Retry-After and RateLimit-*) when the budget is gone. */
-  async consume(bucket: Bucket, key: string, limit: number = this.points[bucket] ?? BUCKETS[bucket].points): Promise<Spent | null> {
-    const spec = BUCKETS[bucket];
-    let res: RateLimiterRes;
+  async consume(bucket: Bucket, key: string, limit: number = this.limitOf(bucket)): Promise<Spent | null> {
+    const res = await this.storeOrFail(bucket, () => this.limiters.get(bucket)!.consume(key, 1));
+    if (!res) return null;
+    return this.verdict(bucket, res, limit, res.consumedPoints > limit);
+  }
+
+  /**
+   * Reads the bucket without spending (for budgets spent only on failure); throws the same 429 as
+   * `consume` when nothing is left, and follows the bucket's fail-open/fail-closed rule.
+   */
+  async check(bucket: Bucket, key: string, limit: number = this.limitOf(bucket)): Promise<Spent | null> {
+    const res = await this.storeOrFail(bucket, () => this.limiters.get(bucket)!.get(key));
+    if (!res) return { limit, remaining: limit, resetSeconds: BUCKETS[bucket].duration };
+    return this.verdict(bucket, res, limit, res.consumedPoints >= limit);
+  }
+
+  /**
+   * Spends one point and never throws 429: the caller is already answering with an error (a failed
+   * authentication) and the next `check` refuses. A store failure follows the bucket's rule.
+   */
+  async spend(bucket: Bucket, key: string): Promise<void> {
+    await this.storeOrFail(bucket, () => this.limiters.get(bucket)!.consume(key, 1));
+  }
+
+  private limitOf(bucket: Bucket): number {
+    return this.points[bucket] ?? BUCKETS[bucket].points;
+  }
+
+  /**
+   * The store's answer (an exhausted bucket rejects with a RateLimiterRes: that is an answer too), or
+   * null when the store is unreachable and the bucket fails open; a fail-closed bucket throws 503.
+   */
+  private async storeOrFail(bucket: Bucket, call: () => Promise<RateLimiterRes | null>): Promise<RateLimiterRes | null> {
     try {
-      res = await this.limiters.get(bucket)!.consume(key, 1);
+      return await call();
     } catch (err) {
-      if (err instanceof RateLimiterRes) {
-        res = err;
-      } else if (spec.failClosed) {
+      if (err instanceof RateLimiterRes) return err;
+      if (BUCKETS[bucket].failClosed) {
         throw new AppError('service_unavailable', 'rate limiting is unavailable; try again shortly', { cause: err, headers: { 'Retry-After': '5' } });
-      } else {
-        this.metrics.failOpen.labels(`rate-limit:${bucket}`).inc();
-        this.logger.warn({ bucket }, 'rate-limit store unreachable: failing open');
-        return null;
       }
+      this.metrics.failOpen.labels(`rate-limit:${bucket}`).inc();
+      this.logger.warn({ bucket }, 'rate-limit store unreachable: failing open');
+      return null;
     }
+  }
+
+  private verdict(bucket: Bucket, res: RateLimiterRes, limit: number, exhausted: boolean): Spent {
+    const spec = BUCKETS[bucket];
     const spent: Spent = { limit, remaining: limit - res.consumedPoints, resetSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)) };
-    if (res.consumedPoints > limit) {
+    if (exhausted) {
       throw new AppError(spec.code, `rate limit of ${limit} per ${spec.duration} s exceeded`, {
         headers: { 'Retry-After': String(spent.resetSeconds), ...rateLimitHeaders(spent) },
       });

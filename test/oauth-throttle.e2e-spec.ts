@@ -1,0 +1,165 @@
+import { decodeJwt } from 'jose';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './support/app.js';
+import { bearer, createAgent, createTenant, createUser, type AgentFixture, type Tenant } from './support/fixtures.js';
+
+/** The documented budgets (BUCKETS in src/modules/rate-limit/buckets.ts). */
+const ISSUANCE_PER_MINUTE = 60;
+const FAILURES_PER_SOURCE = 20;
+
+/**
+ * Two real TCP sources on loopback: the app listens on all IPv4 interfaces and we connect from
+ * 127.0.0.1 or 127.0.0.2 (Linux routes the whole 127/8 to lo), so Fastify's `request.ip` differs.
+ */
+const SOURCE_A = '127.0.0.2';
+const SOURCE_B = '127.0.0.1';
+
+let t: TestApp;
+let port: number;
+beforeAll(async () => {
+  t = await startApp();
+  await t.app.listen(0, '0.0.0.0');
+  port = (t.app.getHttpServer().address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+interface Res {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Record<string, unknown>;
+}
+
+/** POST /oauth/token with client_secret_basic, from the given local address. */
+function tokenFrom(source: string, clientId: string, secret: string, form: Record<string, string> = {}): Promise<Res> {
+  const body = new URLSearchParams({ grant_type: 'client_credentials', ...form }).toString();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        localAddress: source,
+        method: 'POST',
+        path: '/oauth/token',
+        agent: false,
+        headers: {
+          Authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'Content-Length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function statuses(n: number, send: () => Promise<Res>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await send()).status);
+  return out;
+}
+
+const times = <T>(n: number, v: T): T[] => Array.from({ length: n }, () => v);
+
+describe('/oauth/token: failed client authentication is throttled per (client, source), apart from issuance', () => {
+  let tenant: Tenant;
+  let userId: string;
+  let agent: AgentFixture;
+  beforeAll(async () => {
+    tenant = await createTenant(t);
+    userId = await createUser(t, tenant);
+  });
+
+  it('a flood of wrong secrets for an agent is throttled at its source and neither locks the agent out elsewhere nor spends its issuance budget', async () => {
+    agent = await createAgent(t, tenant, userId);
+
+    // Source A guesses: invalid_client until its failure budget is gone, then 429 without checking the secret.
+    const flood: Res[] = [];
+    for (let i = 0; i < 60; i++) flood.push(await tokenFrom(SOURCE_A, agent.id, `wrong-secret-${i}`));
+    expect(flood.map((r) => r.status)).toEqual([...times(FAILURES_PER_SOURCE, 401), ...times(60 - FAILURES_PER_SOURCE, 429)]);
+    expect(flood[0]!.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+    const throttled = flood[FAILURES_PER_SOURCE]!;
+    expect(throttled.body).toEqual({ error: 'invalid_request', error_description: expect.stringMatching(/rate limit/) });
+    expect(throttled.headers['content-type']).toMatch(/^application\/json/);
+    expect(throttled.headers['cache-control']).toBe('no-store');
+    expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(throttled.headers['retry-after'])).toBeLessThanOrEqual(300);
+    expect(throttled.headers['ratelimit-limit']).toBe(String(FAILURES_PER_SOURCE));
+    expect(throttled.headers['ratelimit-remaining']).toBe('0');
+    expect(Number(throttled.headers['ratelimit-reset'])).toBeGreaterThan(0);
+
+    // Keyed by (claimed client, source): the real agent sharing source A with the attacker is
+    // held back too (the documented trade-off), with the same 429.
+    expect((await tokenFrom(SOURCE_A, agent.id, agent.clientSecret)).status).toBe(429);
+
+    // From source B the real agent has its whole issuance budget: 60 tokens, then its own 429.
+    const fromB = await statuses(ISSUANCE_PER_MINUTE, () => tokenFrom(SOURCE_B, agent.id, agent.clientSecret));
+    expect(fromB).toEqual(times(ISSUANCE_PER_MINUTE, 200));
+    const over = await tokenFrom(SOURCE_B, agent.id, agent.clientSecret);
+    expect(over.status).toBe(429);
+    expect(over.headers['ratelimit-limit']).toBe(String(ISSUANCE_PER_MINUTE));
+  });
+
+  it('the failure throttle is per claimed client: another agent from the throttled source is not affected', async () => {
+    const victim = await createAgent(t, tenant, userId);
+    const bystander = await createAgent(t, tenant, userId);
+    await statuses(FAILURES_PER_SOURCE, () => tokenFrom(SOURCE_A, victim.id, 'wrong-secret'));
+    expect((await tokenFrom(SOURCE_A, victim.id, 'wrong-secret')).status).toBe(429);
+    const ok = await tokenFrom(SOURCE_A, bystander.id, bystander.clientSecret);
+    expect(ok.status).toBe(200);
+  });
+
+  it('wrong secrets below the failure budget cost the agent nothing of its issuance budget, even from the same source', async () => {
+    const a = await createAgent(t, tenant, userId);
+    const wrong = await statuses(FAILURES_PER_SOURCE - 1, () => tokenFrom(SOURCE_A, a.id, 'wrong-secret'));
+    expect(wrong).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
+    expect(await statuses(ISSUANCE_PER_MINUTE, () => tokenFrom(SOURCE_A, a.id, a.clientSecret))).toEqual(times(ISSUANCE_PER_MINUTE, 200));
+    expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(429);
+  });
+
+  it('successful issuance is limited to 60 per minute per authenticated client, in RFC 6749 form, whatever the source', async () => {
+    const a = await createAgent(t, tenant, userId);
+    const half = ISSUANCE_PER_MINUTE / 2;
+    expect(await statuses(half, () => tokenFrom(SOURCE_A, a.id, a.clientSecret))).toEqual(times(half, 200));
+    expect(await statuses(half, () => tokenFrom(SOURCE_B, a.id, a.clientSecret))).toEqual(times(half, 200));
+    const res = await tokenFrom(SOURCE_A, a.id, a.clientSecret);
+    expect(res.status).toBe(429);
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: expect.stringMatching(/rate limit/) });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60);
+    expect(res.headers['ratelimit-limit']).toBe(String(ISSUANCE_PER_MINUTE));
+    expect(res.headers['ratelimit-remaining']).toBe('0');
+    // The issuance 429 is not an authentication failure: another client is unaffected.
+    const other = await createAgent(t, tenant, userId);
+    expect((await tokenFrom(SOURCE_A, other.id, other.clientSecret)).status).toBe(200);
+  });
+});
+
+describe('/oauth/token: default scope (API.md v1.1)', () => {
+  it('without a scope parameter the token carries every boundary, wildcards included', async () => {
+    const tenant = await createTenant(t);
+    const agent = await createAgent(t, tenant, await createUser(t, tenant), { permissionBoundaries: ['research:read', 'files:*'] });
+    const res = await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
+    expect(res.body.scope).toBe('research:read files:*');
+    expect(decodeJwt(res.body.access_token).scope).toBe('research:read files:*');
+    const intro = await t.http.post('/oauth/introspect').set(bearer(tenant.apiKey)).type('form').send({ token: res.body.access_token }).expect(200);
+    expect(intro.body).toMatchObject({ active: true, client_id: agent.id, scope: 'research:read files:*' });
+    const who = await t.http.get('/v1/whoami').set(bearer(res.body.access_token)).expect(200);
+    expect(who.body.scopes).toEqual(['research:read', 'files:*']);
+  });
+});
