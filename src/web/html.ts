@@ -3,15 +3,30 @@ import { dirname, join } from 'node:path';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' };
 
+/** C0 controls but tab, LF and CR; DEL; C1 controls. */
+const CONTROLS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/g;
+
 /**
- * Escapes text for HTML element content and quoted attributes. Bidi controls and other invisible
- * format characters are made visible, so text written by an agent cannot reorder what the human reads.
+ * Characters a reader cannot see, shown as `[U+XXXX]`: every format character (general category Cf:
+ * bidi controls, zero-width characters, word joiner, soft hyphen, tags…); what Cf leaves out: the
+ * whole tag block (U+E0000–E007F, unassigned ones too), the line and paragraph separators, the Hangul
+ * fillers (blank letters) and the supplementary variation selectors; and a variation selector that
+ * does not directly follow an emoji (after one it picks the emoji's presentation, as in ❤️; elsewhere
+ * it is rare in real text and a known way to hide data).
+ */
+const INVISIBLE = /[\p{Cf}\u{E0000}-\u{E007F}\u2028\u2029\u115F\u1160\u3164\uFFA0\u{E0100}-\u{E01EF}]|(?<!\p{Emoji})[\uFE00-\uFE0F]/gu;
+
+const codePointLabel = (c: string) => `[U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`;
+
+/**
+ * Escapes text for HTML element content and quoted attributes. Invisible characters are made
+ * visible, so text written by an agent cannot hide, reorder or smuggle what the human reads.
  */
 export function escapeHtml(value: unknown): string {
   return String(value ?? '')
     .replace(/[&<>"'`]/g, (c) => ESCAPES[c])
-    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, '\uFFFD')
-    .replace(/[\u061C\u200B-\u200F\u202A-\u202E\u2066-\u2069\uFEFF]/g, (c) => `[U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`);
+    .replace(CONTROLS, '\uFFFD')
+    .replace(INVISIBLE, codePointLabel);
 }
 
 /** Headers of every human-facing page: strict CSP (no inline script or style), no framing, no referrer. */

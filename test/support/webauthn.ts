@@ -33,8 +33,12 @@ export interface CeremonyKnobs {
   crossOrigin?: boolean;
   /** Registration: reuse this credential id (e.g. one already registered). */
   credentialId?: Buffer;
+  /** Registration: a fresh random credential id of this many bytes (default 16). */
+  credentialIdLength?: number;
   /** Assertion: the counter to put in authenticator data. */
   counter?: number;
+  /** Assertion: the `userHandle` to send (base64url) instead of the credential's own; `null` omits it. */
+  userHandle?: string | null;
 }
 
 /**
@@ -67,7 +71,7 @@ export class SoftAuthenticator {
     const rpId = knobs.rpId ?? options.rp.id ?? this.rpId;
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = publicKey.export({ format: 'jwk' });
-    const id = knobs.credentialId ?? randomBytes(16);
+    const id = knobs.credentialId ?? randomBytes(knobs.credentialIdLength ?? 16);
     // RFC 9053 / WebAuthn §6.5.1.1: COSE_Key for ES256 (kty EC2, alg -7, crv P-256, x, y).
     const cose = isoCBOR.encode(
       new Map<number, number | Uint8Array>([
@@ -119,7 +123,7 @@ export class SoftAuthenticator {
         clientDataJSON: b64u(clientDataJSON),
         authenticatorData: b64u(authData),
         signature: b64u(signature),
-        userHandle: cred.userHandle ?? undefined,
+        userHandle: (knobs.userHandle === undefined ? cred.userHandle : knobs.userHandle) ?? undefined,
       },
       clientExtensionResults: {},
       authenticatorAttachment: 'platform',

@@ -23,6 +23,22 @@ const failed = (logDetail: string) =>
   // The verifier's own message (expected challenge, origin) goes to the log only.
   new AppError('webauthn_verification_failed', 'the passkey response could not be verified', { logDetail });
 
+/** WebAuthn L3 §7.1: a credential id longer than this is refused at registration. */
+export const MAX_CREDENTIAL_ID_BYTES = 1023;
+
+/** Our user handle: the UTF-8 bytes of our user id (see `registrationOptions`). */
+export const userHandleOf = (userId: string): Buffer => Buffer.from(userId, 'utf8');
+
+/**
+ * Whether an assertion's userHandle (base64url) may come with a credential of `ownerId`: absent or
+ * empty names nobody (browsers send no handle, some an empty one, for non-discoverable credentials);
+ * anything else must be exactly the owner's handle.
+ */
+export function userHandleMatches(handle: unknown, ownerId: string): boolean {
+  if (handle === undefined || handle === null || handle === '') return true;
+  return typeof handle === 'string' && Buffer.from(handle, 'base64url').equals(userHandleOf(ownerId));
+}
+
 /** Reads clientDataJSON without trusting it: for checks the library leaves to us. */
 export function clientData(response: { response?: { clientDataJSON?: unknown } }): Record<string, unknown> {
   const raw = response.response?.clientDataJSON;
@@ -69,7 +85,7 @@ export class WebauthnStrategy implements FactorStrategy {
       userName: user.email ?? user.externalId,
       userDisplayName: user.displayName,
       // The user handle is our opaque user id: no personal data in the authenticator.
-      userID: new TextEncoder().encode(user.id),
+      userID: new Uint8Array(userHandleOf(user.id)),
       attestationType: 'none',
       excludeCredentials: existing.map((c) => ({ id: c.credentialId, transports: c.transports as AuthenticatorTransport[] })),
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
@@ -86,6 +102,8 @@ export class WebauthnStrategy implements FactorStrategy {
     appOrigins: string[];
     name: string;
   }): Promise<string> {
+    // WebAuthn L3 §7.1 (credentialId length step): a credential id longer than 1023 bytes is refused.
+    if (typeof input.response?.rawId !== 'string' || Buffer.from(input.response.rawId, 'base64url').length > MAX_CREDENTIAL_ID_BYTES) throw failed('credential id missing or longer than 1023 bytes');
     // WebAuthn §13.4.9: refuse ceremonies run inside a cross-origin iframe unless allowed.
     if (clientData(input.response).crossOrigin === true && !this.config.webauthnAllowCrossOrigin) throw failed('crossOrigin ceremony');
     let verification;
@@ -104,6 +122,9 @@ export class WebauthnStrategy implements FactorStrategy {
     }
     if (!verification.verified || !verification.registrationInfo) throw failed('not verified');
     const { credential, credentialDeviceType, credentialBackedUp, aaguid } = verification.registrationInfo;
+    // WebAuthn L3 §7.1: the id stored is the one in the attested credential data; it must be the one
+    // the response names (and so the one whose length was checked above).
+    if (!Buffer.from(credential.id, 'base64url').equals(Buffer.from(input.response.rawId, 'base64url'))) throw failed('credential id in authenticator data differs from rawId');
     const now = this.clock.now();
     const factorId = newId('factor');
     try {
@@ -154,6 +175,8 @@ export class WebauthnStrategy implements FactorStrategy {
     // The credential must belong to the step-up's user: another user's passkey cannot approve.
     const credential = input.credentials.find((c) => c.credentialId === input.response.id);
     if (!credential) throw failed('credential not registered to this user');
+    // WebAuthn §7.2 step 6: a userHandle, when present, must be the user handle of the credential's owner.
+    if (!userHandleMatches(input.response.response?.userHandle, credential.userId)) throw failed('userHandle is not the credential owner’s');
     if (clientData(input.response).crossOrigin === true && !this.config.webauthnAllowCrossOrigin) throw failed('crossOrigin ceremony');
     let verification;
     try {
