@@ -87,6 +87,15 @@ describe('1. the calling token’s scope is the authority', () => {
     expect(ok.status, JSON.stringify(ok.body)).toBe(201);
   });
 
+  it('a task started with a sudo token ends when the grant does', async () => {
+    const h = await human(t);
+    const created = await expectStatus(createStepUp(t, h, { action: 'files:read', grant: { type: 'sudo', scopes: ['payments:send'], duration: 120 }, methods: ['totp'] }), 201);
+    await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
+    const fetched = (await get(h.token, created.body.id).expect(200)).body;
+    const task = await expectStatus(t.http.post('/v1/tasks').set(bearer(fetched.sudoToken)).send({ taskId: 'elevated', scopes: ['payments:send'], workerJwk: (await worker()).jwk }), 201);
+    expect(task.body.expiresAt).toBe(fetched.sudoExpiresAt);
+  });
+
   it('a sudo token drawn by a worker dies with its task', async () => {
     const h = await human(t);
     const { w, task, token } = await workerOf(h, ['research:read', 'files:read'], 'research:read files:read');

@@ -7,7 +7,7 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
 
   it('a passkey enrolled on the enrollment page approves a step-up by clicking; the agent’s long-poll returns the token', async () => {
     const { t, browser } = env;
-    const tenant = await createTenant(t);
+    const tenant = await createTenant(t, undefined, { approvalUrlToAgent: true });
     const userId = await createUser(t, tenant, { displayName: 'Ada' });
     const enrollUrl = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;
     const page = await browser.newPage();
@@ -22,7 +22,7 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
     const created = await t.http
       .post('/v1/step-ups')
       .set(bearer(token))
-      .send({ action: 'files:delete', resource: 'drive://q3.pdf', details: { note: '<b>bold</b>\u202Egnp.exe' }, bindingMessage: 'line one\nline two' })
+      .send({ action: 'files:delete', resource: 'drive://q3.pdf', details: { note: '<b>bold</b>\u202Egnp.exe' }, bindingMessage: 'Delete <i>the</i> Q3 copy' })
       .expect(201);
     // The agent waits for the decision while the human acts.
     const poll = t.http.get(`/v1/step-ups/${created.body.id}?wait=25`).set(bearer(token));
@@ -35,7 +35,8 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
     expect(details).toContain('<b>bold</b>');
     expect(details).toContain('[U+202E]');
     expect(await page.locator('#details b').count()).toBe(0);
-    expect(await page.textContent('#binding-message')).toBe('line one\nline two');
+    expect(await page.textContent('#binding-message')).toBe('Delete <i>the</i> Q3 copy');
+    expect(await page.locator('#binding-message i').count()).toBe(0);
 
     await page.getByRole('button', { name: 'Approve with passkey' }).click();
     await expect.poll(() => page.textContent('#outcome'), { timeout: 15_000 }).toContain('Approved');
@@ -54,7 +55,7 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
 
   it('the page follows a decision taken elsewhere', async () => {
     const { t, browser } = env;
-    const tenant = await createTenant(t);
+    const tenant = await createTenant(t, undefined, { approvalUrlToAgent: true });
     const userId = await createUser(t, tenant);
     const enrollUrl = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;
     const token = enrollUrl.split('/enroll/')[1];

@@ -58,13 +58,15 @@ export class TasksService {
     if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is not covered by the calling token's scope`);
     const jwk = await this.workerKeyOrThrow(dto.workerJwk);
     const now = this.clock.now();
+    // A task started with a sudo token ends when the human's grant does.
+    const grantEnd = agent.stepUpId !== null ? agent.exp * 1000 : Number.POSITIVE_INFINITY;
     const id = newId('task');
     const task = Object.assign(new TaskEntity(), {
       id, appId: agent.appId, agentId: agent.agentId, userId: agent.userId, taskRef: dto.taskId, description: dto.description ?? null,
       scopes: [...new Set(dto.scopes)], workerJkt: await calculateJwkThumbprint(jwk), workerJwk: jwk,
       // The task's long-lived grant: held encrypted in the vault, never returned.
       credentialEnc: this.cipher.encrypt(randomToken('mpx_tsk_'), { table: 'tasks', column: 'credential_enc', id }),
-      status: 'active', endReason: null, createdAt: now, expiresAt: now + (dto.maxDuration ?? 28_800) * 1000, endedAt: null,
+      status: 'active', endReason: null, createdAt: now, expiresAt: Math.min(now + (dto.maxDuration ?? 28_800) * 1000, grantEnd), endedAt: null,
     });
     await this.ds.transaction(async (m) => {
       await m.insert(TaskEntity, task as never);
