@@ -173,7 +173,7 @@ describe('the vault', () => {
       expect(everything).not.toContain(v.upstream.clientSecret);
       expect(logs.join('')).not.toContain(v.original);
       const audit = await ds.createQueryBuilder().select('e.type', 'type').addSelect('e.task_id', 'task_id').from('audit_events', 'e').where('e.app_id = :a', { a: v.tenant.appId }).getRawMany();
-      expect(audit).toEqual(expect.arrayContaining([{ type: 'vault.upstream_refresh', task_id: 'deep-research-1' }, { type: 'task.started', task_id: 'deep-research-1' }]));
+      expect(audit).toEqual(expect.arrayContaining([{ type: 'vault.upstream_refresh', task_id: 'deep-research-1' }, { type: 'task.created', task_id: 'deep-research-1' }]));
     } finally {
       await v.upstream.close();
     }

@@ -9,6 +9,7 @@ import { Cipher } from './crypto/cipher.js';
 import { createRedis, REDIS } from './redis.js';
 import { ShutdownState } from './shutdown.js';
 import { Serializer } from '../database/serializer.js';
+import { Cascades } from './cascade.js';
 
 const REDIS_SUBSCRIBER = Symbol('REDIS_SUBSCRIBER');
 
@@ -27,9 +28,10 @@ export class CoreModule implements OnApplicationShutdown {
       providers: [
         { provide: APP_CONFIG, useValue: config },
         { provide: Clock, useValue: clock },
-        { provide: Cipher, useFactory: () => new Cipher(config.masterKey) },
+        { provide: Cipher, useFactory: () => new Cipher(config.masterKey, config.masterKeysPrevious) },
         ShutdownState,
         Serializer,
+        Cascades,
         { provide: REDIS, useFactory: () => createRedis(config, 'commands') },
         { provide: REDIS_SUBSCRIBER, useFactory: () => createRedis(config, 'subscriber') },
         {
@@ -48,7 +50,7 @@ export class CoreModule implements OnApplicationShutdown {
           useFactory: (redis: Redis | null) => (redis ? new RedisReplayCache(redis, config.redis!.keyPrefix) : new MemoryReplayCache(() => clock.now())),
         },
       ],
-      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache, ShutdownState, Serializer],
+      exports: [APP_CONFIG, Clock, Cipher, REDIS, PubSub, ReplayCache, ShutdownState, Serializer, Cascades],
     };
   }
 

@@ -4,6 +4,7 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { hashSecret, safeEqual } from '../crypto/tokens.js';
 import { AppError } from '../errors/app-error.js';
+import { RequestContext } from '../request-context.js';
 import { bearerToken } from './principals.js';
 
 /** The operator: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. */
@@ -16,6 +17,7 @@ export class AdminGuard implements CanActivate {
     if (!token || !safeEqual(hashSecret(token), this.config.adminTokenHash)) {
       throw new AppError('unauthorized', 'operator token required');
     }
+    RequestContext.assign({ actorType: 'operator', actorId: 'operator' });
     return true;
   }
 }

@@ -1,4 +1,5 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
@@ -7,10 +8,12 @@ import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/token
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
+import { AGENT_CHANGED } from '../../common/cache/channels.js';
+import { Cascades, CascadeScope, type CascadeEvent } from '../../common/cascade.js';
+import { iso } from '../../common/time.js';
 import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
-import { AGENT_CHANGED, UsersService } from '../users/users.service.js';
-import { recordCascadeCancellations } from '../step-ups/cascade.js';
+import { UsersService } from '../users/users.service.js';
 import { AgentEntity } from './agent.entity.js';
 import { AgentsRepository } from './agents.repository.js';
 import type { AgentDto, AgentSecretDto, CreateAgentDto, CreatedAgentDto, UpdateAgentDto } from './dto/agent.dto.js';
@@ -18,8 +21,10 @@ import type { AgentDto, AgentSecretDto, CreateAgentDto, CreatedAgentDto, UpdateA
 /** Algorithms an agent may sign its client assertions with (asymmetric only). */
 export const CLIENT_ASSERTION_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
 
+type RevokeReason = Extract<CascadeEvent, { type: 'agent.revoked' }>['reason'];
+
 @Injectable()
-export class AgentsService {
+export class AgentsService implements OnModuleInit {
   constructor(
     private readonly repo: AgentsRepository,
     private readonly users: UsersService,
@@ -27,8 +32,16 @@ export class AgentsService {
     private readonly pubsub: PubSub,
     private readonly audit: AuditService,
     private readonly outbox: OutboxService,
+    private readonly cascades: Cascades,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  onModuleInit(): void {
+    // A deleted user's agents are revoked with it, each with its own events and cascade.
+    this.cascades.on('user.deleted', async (m, e, scope) => {
+      for (const agent of await this.repo.liveOfUser(m, e.appId, e.userId)) await this.revokeIn(m, scope, agent, 'user_deleted', e.now);
+    });
+  }
 
   async create(appId: string, dto: CreateAgentDto): Promise<CreatedAgentDto> {
     const user = await this.users.findOrThrow(appId, dto.userId);
@@ -51,7 +64,10 @@ export class AgentsService {
       updatedAt: now,
       revokedAt: null,
     });
-    await this.repo.insert(agent);
+    await this.repo.ds.transaction(async (m) => {
+      await this.repo.insert(m, agent);
+      await this.audit.record(m, { appId, type: 'agent.created', outcome: 'success', agentId: agent.id, userId: agent.userId, model: agent.model });
+    });
     return { ...this.toDto(agent), ...(clientSecret ? { clientSecret } : {}) };
   }
 
@@ -65,12 +81,27 @@ export class AgentsService {
   }
 
   async update(appId: string, id: string, dto: UpdateAgentDto): Promise<AgentDto> {
-    await this.findOrThrow(appId, id);
+    const before = await this.findOrThrow(appId, id);
     const patch: Partial<AgentEntity> = { updatedAt: this.clock.now() };
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.permissionBoundaries !== undefined) patch.permissionBoundaries = [...new Set(dto.permissionBoundaries)];
     if (dto.status !== undefined) patch.status = dto.status;
-    if (!(await this.repo.updateLive(appId, id, patch))) throw notFound('agent');
+    const updated = await this.repo.ds.transaction(async (m) => {
+      if (!(await this.repo.updateLive(appId, id, patch, m))) return false;
+      const target = { appId, agentId: id, userId: before.userId, model: before.model };
+      if (patch.name !== undefined || patch.permissionBoundaries !== undefined) {
+        const changed = (['name', 'permissionBoundaries'] as const).filter((k) => patch[k] !== undefined);
+        await this.audit.record(m, {
+          ...target, type: 'agent.updated', outcome: 'success',
+          details: { before: Object.fromEntries(changed.map((k) => [k, before[k]])), after: Object.fromEntries(changed.map((k) => [k, patch[k]])) },
+        });
+      }
+      if (patch.status !== undefined && patch.status !== before.status) {
+        await this.audit.record(m, { ...target, type: patch.status === 'suspended' ? 'agent.suspended' : 'agent.resumed', outcome: 'success' });
+      }
+      return true;
+    });
+    if (!updated) throw notFound('agent');
     // Suspension (and narrowed boundaries) take effect on the next request of every instance.
     await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
     return this.get(appId, id);
@@ -80,20 +111,31 @@ export class AgentsService {
     const agent = await this.findOrThrow(appId, id);
     if (agent.jwks) throw new AppError('conflict', 'this agent authenticates with private_key_jwt; it has no client secret');
     const clientSecret = randomToken(TOKEN_PREFIX.agentSecret);
-    if (!(await this.repo.updateLive(appId, id, { secretHash: hashSecret(clientSecret), updatedAt: this.clock.now() }))) throw notFound('agent');
+    const rotated = await this.repo.ds.transaction(async (m) => {
+      if (!(await this.repo.updateLive(appId, id, { secretHash: hashSecret(clientSecret), updatedAt: this.clock.now() }, m))) return false;
+      await this.audit.record(m, { appId, type: 'agent.secret_rotated', outcome: 'success', agentId: id, userId: agent.userId, model: agent.model });
+      return true;
+    });
+    if (!rotated) throw notFound('agent');
     return { clientSecret };
   }
 
-  async revoke(appId: string, id: string): Promise<void> {
+  /** Revokes the agent for good; in the same transaction its step-ups are cancelled and its tasks ended (`agent.revoked`). */
+  async revoke(appId: string, id: string, reason: RevokeReason = 'deleted_by_app'): Promise<void> {
     const agent = await this.findOrThrow(appId, id);
-    const now = this.clock.now();
-    const recorded = await this.repo.revoke(appId, id, now, async (m, cancelled) => {
-      await this.audit.record(m, { appId, type: 'agent.revoked', outcome: 'success', agentId: id, userId: agent.userId, model: agent.model });
-      await this.outbox.add(m, appId, 'agent.revoked', { agentId: id, userId: agent.userId, reason: 'deleted_by_app' });
-      await recordCascadeCancellations(m, this.audit, this.outbox, cancelled, 'agent_revoked');
-    });
-    if (!recorded) throw notFound('agent');
-    await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
+    const scope = new CascadeScope();
+    const revoked = await this.repo.ds.transaction((m) => this.revokeIn(m, scope, agent, reason, this.clock.now()));
+    if (!revoked) throw notFound('agent');
+    await scope.committed();
+  }
+
+  private async revokeIn(m: EntityManager, scope: CascadeScope, agent: AgentEntity, reason: RevokeReason, now: number): Promise<boolean> {
+    if (!(await this.repo.revokeIn(m, agent.appId, agent.id, now))) return false;
+    await this.audit.record(m, { appId: agent.appId, type: 'agent.revoked', outcome: 'success', agentId: agent.id, userId: agent.userId, model: agent.model });
+    await this.outbox.add(m, agent.appId, 'agent.revoked', { agentId: agent.id, userId: agent.userId, reason });
+    await this.cascades.emit(m, scope, { type: 'agent.revoked', appId: agent.appId, agentId: agent.id, userId: agent.userId, model: agent.model, reason, now });
+    scope.afterCommit(() => this.pubsub.publish(AGENT_CHANGED, { agentId: agent.id }));
+    return true;
   }
 
   async findOrThrow(appId: string, id: string): Promise<AgentEntity> {
@@ -134,7 +176,7 @@ export class AgentsService {
       tokenTtl: agent.tokenTtl,
       rateLimitPerMinute: agent.rateLimitPerMinute,
       authMethod: agent.jwks ? 'private_key_jwt' : 'client_secret',
-      createdAt: new Date(agent.createdAt).toISOString(),
+      createdAt: iso(agent.createdAt),
     };
   }
 }

@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, IsNull } from 'typeorm';
+import { DataSource, IsNull, type EntityManager } from 'typeorm';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 
 @Injectable()
 export class AppsRepository {
-  constructor(private readonly ds: DataSource) {}
+  constructor(readonly ds: DataSource) {}
 
   findApp(id: string): Promise<AppEntity | null> {
     return this.ds.getRepository(AppEntity).findOneBy({ id });
@@ -29,13 +29,13 @@ export class AppsRepository {
     return this.ds.getRepository(AppApiKeyEntity).findOneBy({ keyHash, revokedAt: IsNull() });
   }
 
-  insertKey(key: AppApiKeyEntity): Promise<unknown> {
-    return this.ds.getRepository(AppApiKeyEntity).insert(key);
+  insertKey(m: EntityManager, key: AppApiKeyEntity): Promise<unknown> {
+    return m.insert(AppApiKeyEntity, key);
   }
 
   /** Revokes one key of one app; returns whether it existed and was active. */
-  async revokeKey(appId: string, keyId: string, now: number): Promise<boolean> {
-    const res = await this.ds.getRepository(AppApiKeyEntity).update({ id: keyId, appId, revokedAt: IsNull() }, { revokedAt: now });
+  async revokeKey(m: EntityManager, appId: string, keyId: string, now: number): Promise<boolean> {
+    const res = await m.update(AppApiKeyEntity, { id: keyId, appId, revokedAt: IsNull() }, { revokedAt: now });
     return (res.affected ?? 0) > 0;
   }
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
+import { iso } from '../../common/time.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
@@ -11,6 +12,7 @@ import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
+import { AuditService } from '../audit/audit.service.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
 import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
@@ -20,7 +22,6 @@ const WEBHOOK_SECRET_GRACE_MS = 24 * 3600_000;
 
 /** Standard Webhooks secret: `whsec_` + base64 of 32 random bytes (the HMAC key). */
 const newWebhookSecret = () => TOKEN_PREFIX.webhookSecret + randomBytes(32).toString('base64');
-const iso = (ms: number) => new Date(ms).toISOString();
 
 @Injectable()
 export class AppsService implements OnModuleInit {
@@ -32,6 +33,7 @@ export class AppsService implements OnModuleInit {
     private readonly cipher: Cipher,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
+    private readonly audit: AuditService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.keyCache = new TtlCache(config.principalCacheSeconds * 1000);
@@ -88,13 +90,21 @@ export class AppsService implements OnModuleInit {
     const now = this.clock.now();
     const apiKey = randomToken(TOKEN_PREFIX.appKey);
     const key = this.newKey(app.id, apiKey, now);
-    await this.repo.insertKey(key);
+    await this.repo.ds.transaction(async (m) => {
+      await this.repo.insertKey(m, key);
+      await this.audit.record(m, { appId: app.id, type: 'api_key.created', outcome: 'success', resource: key.id });
+    });
     return { id: key.id, apiKey, createdAt: iso(now) };
   }
 
   async deleteKey(appId: string, keyId: string): Promise<void> {
     const app = await this.findOrThrow(appId);
-    if (!isId('apiKey', keyId) || !(await this.repo.revokeKey(app.id, keyId, this.clock.now()))) throw notFound('API key');
+    const revoked = isId('apiKey', keyId) && (await this.repo.ds.transaction(async (m) => {
+      if (!(await this.repo.revokeKey(m, app.id, keyId, this.clock.now()))) return false;
+      await this.audit.record(m, { appId: app.id, type: 'api_key.deleted', outcome: 'success', resource: keyId });
+      return true;
+    }));
+    if (!revoked) throw notFound('API key');
     this.keyCache.deleteWhere((p) => p.keyId === keyId);
     await this.pubsub.publish(KEY_REVOKED, { keyId });
   }

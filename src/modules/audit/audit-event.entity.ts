@@ -1,5 +1,5 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
-import { TimeColumn } from '../../database/columns.js';
+import { JsonColumn, TimeColumn } from '../../database/columns.js';
 
 /**
  * One audit event. Appended with `seq` null; the sealer then assigns `seq` per app in order and
@@ -23,6 +23,8 @@ export class AuditEventEntity {
   @Column({ type: 'varchar', length: 32 }) outcome: string;
   @Column({ type: 'integer', nullable: true }) status: number | null;
   @Column({ type: 'varchar', length: 64, nullable: true }) ip: string | null;
+  /** What changed, for events that need more than their target (e.g. agent.updated: boundaries before and after). */
+  @JsonColumn('details', { nullable: true }) details: Record<string, unknown> | null;
   @TimeColumn('seq', { nullable: true }) seq: number | null;
   @Column({ type: 'varchar', length: 64, name: 'prev_hash', nullable: true }) prevHash: string | null;
   @Column({ type: 'varchar', length: 64, nullable: true }) hash: string | null;

@@ -15,7 +15,7 @@ export class AuditRepository {
   constructor(readonly ds: DataSource) {}
 
   insert(m: EntityManager, e: Partial<AuditEventEntity>): Promise<unknown> {
-    return m.insert(AuditEventEntity, e);
+    return m.insert(AuditEventEntity, e as never);
   }
 
   async appsWithUnsealed(limit: number): Promise<string[]> {

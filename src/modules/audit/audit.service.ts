@@ -20,6 +20,7 @@ export interface AuditInput {
   action?: string | null;
   resource?: string | null;
   status?: number | null;
+  details?: Record<string, unknown> | null;
 }
 
 /** Strips control and bidi characters and caps length: agent-written text is stored bounded and safe. */
@@ -82,7 +83,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
   async flushRequests(): Promise<void> {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
-      await this.repo.ds.manager.insert(AuditEventEntity, batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
+      await this.repo.ds.manager.insert(AuditEventEntity, batch as never).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
     }
   }
 
@@ -104,6 +105,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
       outcome: input.outcome,
       status: input.status ?? null,
       ip: ctx.ip ?? null,
+      details: input.details ?? null,
       seq: null,
       prevHash: null,
       hash: null,
@@ -163,7 +165,7 @@ export class AuditService implements OnApplicationBootstrap, OnApplicationShutdo
     return {
       id: e.id, seq: e.seq!, at: new Date(e.at).toISOString(), requestId: e.requestId, actorType: e.actorType, actorId: e.actorId,
       userId: e.userId, agentId: e.agentId, model: e.model, taskId: e.taskId, type: e.type, action: e.action, resource: e.resource,
-      outcome: e.outcome, status: e.status, ip: e.ip, prevHash: e.prevHash!, hash: e.hash!,
+      outcome: e.outcome, status: e.status, ip: e.ip, ...(e.details ? { details: e.details } : {}), prevHash: e.prevHash!, hash: e.hash!,
     };
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../step-ups/transaction.js';
+import { canonicalJson } from '../../common/canonical-json.js';
 import type { AuditEventEntity } from './audit-event.entity.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -10,6 +10,8 @@ export function chainHash(prevHash: string, e: AuditEventEntity, seq: number): s
     id: e.id, appId: e.appId, seq, at: e.at, requestId: e.requestId, actorType: e.actorType, actorId: e.actorId,
     userId: e.userId, agentId: e.agentId, model: e.model, taskId: e.taskId, type: e.type, action: e.action,
     resource: e.resource, outcome: e.outcome, status: e.status, ip: e.ip,
+    // Covered when present; events without details hash exactly as before the column existed.
+    ...(e.details !== null && e.details !== undefined ? { details: e.details } : {}),
   });
   return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
 }

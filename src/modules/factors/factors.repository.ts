@@ -10,6 +10,11 @@ export class FactorsRepository {
     return this.ds.getRepository(FactorEntity).find({ where: { appId, userId, status: 'active' }, order: { createdAt: 'ASC' } });
   }
 
+  /** Every factor of a user, pending ones included (for the user-deletion cascade). */
+  allOf(m: EntityManager, appId: string, userId: string): Promise<FactorEntity[]> {
+    return m.find(FactorEntity, { where: { appId, userId } });
+  }
+
   find(appId: string, userId: string, id: string): Promise<FactorEntity | null> {
     return this.ds.getRepository(FactorEntity).findOneBy({ appId, userId, id });
   }

@@ -1,25 +1,54 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { Cascades } from '../../common/cascade.js';
 import { notFound } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
+import { AuditService } from '../audit/audit.service.js';
+import { UserFactorsPort } from '../users/user-factors.port.js';
 import { UsersService } from '../users/users.service.js';
+import { EnrollmentRepository } from './enrollment/enrollment.repository.js';
+import type { FactorEntity } from './factor.entity.js';
 import { FactorStrategies } from './factor-strategies.js';
 import { FactorsRepository } from './factors.repository.js';
 
+/** A user's factors: listing for the users module, removal, and the user-deletion cascade of this module's tables. */
 @Injectable()
-export class FactorsService {
+export class FactorsService implements OnModuleInit {
   constructor(
     private readonly repo: FactorsRepository,
+    private readonly links: EnrollmentRepository,
     private readonly strategies: FactorStrategies,
     private readonly users: UsersService,
+    private readonly audit: AuditService,
+    private readonly cascades: Cascades,
+    private readonly userFactors: UserFactorsPort,
   ) {}
+
+  onModuleInit(): void {
+    this.userFactors.provide((appId, userId) => this.repo.active(appId, userId));
+    this.cascades.on('user.deleted', async (m, e) => {
+      for (const factor of await this.repo.allOf(m, e.appId, e.userId)) await this.removeIn(m, factor);
+      await this.links.deleteForUser(m, e.appId, e.userId);
+    });
+  }
 
   async delete(appId: string, userId: string, factorId: string): Promise<void> {
     const user = await this.users.findOrThrow(appId, userId);
     const factor = isId('factor', factorId) ? await this.repo.find(appId, user.id, factorId) : null;
     if (!factor) throw notFound('factor');
     await this.repo.ds.transaction(async (m) => {
-      await this.strategies.for(factor.type).removeData(m, factor);
-      await this.repo.delete(m, factor);
+      await this.removeIn(m, factor);
+      await this.audit.record(m, { appId, type: 'factor.removed', outcome: 'success', userId: user.id, action: factor.type, resource: factor.id });
     });
+  }
+
+  /** The audit event of a factor that became usable, in the enrollment's transaction. */
+  recordEnrolled(m: EntityManager, factor: Pick<FactorEntity, 'appId' | 'userId' | 'id' | 'type'>): Promise<void> {
+    return this.audit.record(m, { appId: factor.appId, type: 'factor.enrolled', outcome: 'success', userId: factor.userId, action: factor.type, resource: factor.id });
+  }
+
+  private async removeIn(m: EntityManager, factor: FactorEntity): Promise<void> {
+    await this.strategies.for(factor.type).removeData(m, factor);
+    await this.repo.delete(m, factor);
   }
 }

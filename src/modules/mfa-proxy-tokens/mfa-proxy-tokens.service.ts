@@ -13,7 +13,7 @@ import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
 import { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { eventData } from '../step-ups/step-up-decisions.js';
-import { hashDetails } from '../step-ups/transaction.js';
+import { hashDetails } from '../../common/canonical-json.js';
 import type { VerifyMfaProxyTokenDto, VerifyReason, VerifyResultDto } from './dto/verify.dto.js';
 
 export const MFA_PROXY_TYP = 'mfa-proxy+jwt';
@@ -74,17 +74,17 @@ export class MfaProxyTokensService {
       // Audience is checked below so a foreign token reads `wrong_audience`, not a generic failure.
       claims = (await verifyOwnJwt(this.keys, dto.token, { typ: MFA_PROXY_TYP, issuer: this.config.issuer, nowSeconds: this.clock.nowSeconds(), toleranceSeconds: 0 })).payload as unknown as MfaProxyClaims;
     } catch (err) {
-      if (err instanceof TokenInvalidError) return this.fail(appId, dto, err.reason === 'invalid' ? 'malformed' : err.reason);
+      if (err instanceof TokenInvalidError) return this.fail(appId, dto, err.reason === 'invalid' ? 'malformed' : err.reason, err.verifiedPayload as Partial<MfaProxyClaims> | undefined);
       throw err;
     }
-    if (typeof claims.step_up_id !== 'string' || typeof claims.action !== 'string') return this.fail(appId, dto, 'malformed');
-    if (claims.aud !== appId) return this.fail(appId, dto, 'wrong_audience');
+    if (typeof claims.step_up_id !== 'string' || typeof claims.action !== 'string') return this.fail(appId, dto, 'malformed', claims);
+    if (claims.aud !== appId) return this.fail(appId, dto, 'wrong_audience', claims);
     // The token approves one exact request: a mismatch is refused and does not consume it.
-    if (dto.action !== claims.action) return this.fail(appId, dto, 'action_mismatch');
-    if ((dto.resource ?? null) !== (claims.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch');
-    if (hashDetails(dto.details) !== claims.details_hash) return this.fail(appId, dto, 'details_mismatch');
-    if (dto.agentId !== undefined && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch');
-    if (!(await this.agents.isActive(claims.client_id, claims.sub))) return this.fail(appId, dto, 'revoked');
+    if (dto.action !== claims.action) return this.fail(appId, dto, 'action_mismatch', claims);
+    if ((dto.resource ?? null) !== (claims.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', claims);
+    if (hashDetails(dto.details) !== claims.details_hash) return this.fail(appId, dto, 'details_mismatch', claims);
+    if (dto.agentId !== undefined && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch', claims);
+    if (!(await this.agents.isActive(claims.client_id, claims.sub))) return this.fail(appId, dto, 'revoked', claims);
 
     const now = this.clock.now();
     const result = await this.ds.transaction(async (m) => {
@@ -104,7 +104,7 @@ export class MfaProxyTokensService {
     if (!result) {
       // Not consumed by us: used before, or its step-up was cancelled since.
       const s = await this.ds.getRepository(StepUpEntity).findOneBy({ appId, tokenJti: claims.jti });
-      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used');
+      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', claims);
     }
     return {
       valid: true,
@@ -121,9 +121,13 @@ export class MfaProxyTokensService {
     };
   }
 
-  private async fail(appId: string, dto: VerifyMfaProxyTokenDto, reason: VerifyReason): Promise<VerifyResultDto> {
-    // One insert, no transaction: nothing else changes on a refusal. The reason is the type's suffix.
-    await this.audit.record(this.ds.manager, { appId, type: `mfa_proxy_token.verify_failed.${reason}`, outcome: 'failure', action: dto.action, resource: dto.resource ?? null, agentId: null, status: 200 });
+  /**
+   * A refusal, audited in one insert (no transaction: nothing else changes). It names the user and
+   * agent when the token's signature was ours and valid and it was issued for this app; otherwise nobody.
+   */
+  private async fail(appId: string, dto: VerifyMfaProxyTokenDto, reason: VerifyReason, claims?: Partial<MfaProxyClaims>): Promise<VerifyResultDto> {
+    const who = claims && claims.aud === appId ? { userId: claims.sub ?? null, agentId: claims.client_id ?? null, model: claims.model ?? null, taskId: claims.task_id ?? null } : { userId: null, agentId: null };
+    await this.audit.record(this.ds.manager, { appId, type: `mfa_proxy_token.verify_failed.${reason}`, outcome: 'failure', action: dto.action, resource: dto.resource ?? null, status: 200, ...who });
     return invalid(reason);
   }
 }

@@ -12,9 +12,9 @@ import { AgentsRepository } from '../agents/agents.repository.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { KeysService } from '../keys/keys.service.js';
 import { UsersRepository } from '../users/users.repository.js';
-import { AGENT_CHANGED } from '../users/users.service.js';
+import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import { RevocationList } from './revocation-list.js';
-import { TaskStatus } from './task-status.js';
+import { WorkerTasksPort } from './worker-tasks.port.js';
 import { TokenInvalidError, verifyOwnJwt } from './token-verifier.js';
 
 export const AGENT_TOKEN_TYP = 'at+jwt';
@@ -65,7 +65,7 @@ export class AgentTokensService implements OnModuleInit {
     private readonly agents: AgentsRepository,
     private readonly users: UsersRepository,
     private readonly revocations: RevocationList,
-    private readonly tasks: TaskStatus,
+    private readonly tasks: WorkerTasksPort,
     private readonly pubsub: PubSub,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,

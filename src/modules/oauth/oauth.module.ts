@@ -11,12 +11,12 @@ import { OAuthMetadata } from './metadata.js';
 import { OAuthController, WhoamiController } from './oauth.controller.js';
 import { OAuthService } from './oauth.service.js';
 import { RevocationList } from './revocation-list.js';
-import { TaskStatus } from './task-status.js';
+import { WorkerTasksPort } from './worker-tasks.port.js';
 
 @Module({
   imports: [AppsModule, UsersModule, AgentsModule, KeysModule],
   controllers: [OAuthController, WhoamiController],
-  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, TaskStatus],
-  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, TaskStatus],
+  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, WorkerTasksPort],
+  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, WorkerTasksPort],
 })
 export class OAuthModule {}

@@ -4,6 +4,7 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { ReplayCache } from '../../common/cache/replay-cache.js';
 import { OAuthError } from '../../common/errors/app-error.js';
+import { RequestContext } from '../../common/request-context.js';
 import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
@@ -131,6 +132,7 @@ export class OAuthService {
     const token = optionalString(body, 'token');
     if (!token) throw new OAuthError('invalid_request', 'token is required');
     const agent = /^bearer /i.test(authorization ?? '') ? await this.bearerAgent(authorization!.slice(7).trim()) : (await this.clients.authenticate(authorization, body)).agent;
+    RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id });
     let claims: AgentTokenClaims;
     try {
       claims = await this.tokens.verify(token);
@@ -139,7 +141,7 @@ export class OAuthService {
       throw err;
     }
     if (claims.client_id !== agent.id) return;
-    await this.revocations.revoke({ jti: claims.jti!, appId: agent.appId, agentId: agent.id, expiresAt: claims.exp! * 1000 });
+    await this.revocations.revoke({ jti: claims.jti!, appId: agent.appId, agentId: agent.id, userId: claims.sub!, expiresAt: claims.exp! * 1000 });
   }
 
   /** The agent behind a live Bearer access token (DPoP-bound tokens must use client authentication here). */

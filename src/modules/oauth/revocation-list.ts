@@ -3,6 +3,7 @@ import { DataSource, MoreThan } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { isUniqueViolation } from '../../database/errors.js';
+import { AuditService } from '../audit/audit.service.js';
 import { RevokedTokenEntity } from './revoked-token.entity.js';
 
 const TOKEN_REVOKED = 'token.revoked';
@@ -20,6 +21,7 @@ export class RevocationList implements OnApplicationBootstrap {
     private readonly ds: DataSource,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
+    private readonly audit: AuditService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -33,9 +35,13 @@ export class RevocationList implements OnApplicationBootstrap {
     return exp !== undefined && exp > this.clock.now();
   }
 
-  async revoke(entry: { jti: string; appId: string; agentId: string; expiresAt: number }): Promise<void> {
+  async revoke(entry: { jti: string; appId: string; agentId: string; userId: string; expiresAt: number }): Promise<void> {
+    const { userId, ...row } = entry;
     try {
-      await this.ds.getRepository(RevokedTokenEntity).insert({ ...entry, revokedAt: this.clock.now() });
+      await this.ds.transaction(async (m) => {
+        await m.insert(RevokedTokenEntity, { ...row, revokedAt: this.clock.now() });
+        await this.audit.record(m, { appId: entry.appId, type: 'token.revoked', outcome: 'success', agentId: entry.agentId, userId, resource: entry.jti });
+      });
     } catch (err) {
       if (!isUniqueViolation(err)) throw err; // revoking twice is fine (RFC 7009 §2.2)
     }

@@ -6,6 +6,8 @@ export class TokenInvalidError extends Error {
   constructor(
     readonly reason: 'malformed' | 'invalid_signature' | 'expired' | 'wrong_audience' | 'invalid',
     message: string,
+    /** The claims, when the signature was ours and valid but a claim check failed (for the audit trail). */
+    readonly verifiedPayload?: JWTPayload,
   ) {
     super(message);
     this.name = 'TokenInvalidError';
@@ -58,17 +60,19 @@ export async function verifyOwnJwt(keys: KeysService, token: string, opts: Verif
     const iat = result.payload.iat!;
     if (iat > opts.nowSeconds + tolerance) throw new TokenInvalidError('invalid', 'iat is in the future');
     // We issued it on our own clock: no grace after exp (a sudo grant ends exactly at sudoExpiresAt).
-    if (result.payload.exp! <= opts.nowSeconds) throw new TokenInvalidError('expired', 'token expired');
+    if (result.payload.exp! <= opts.nowSeconds) throw new TokenInvalidError('expired', 'token expired', result.payload);
     return { payload: result.payload, header: result.protectedHeader };
   } catch (err) {
     if (err instanceof TokenInvalidError) throw err;
     const code = (err as { code?: string }).code;
-    if (code === 'ERR_JWT_EXPIRED') throw new TokenInvalidError('expired', 'token expired');
+    // jose checks claims only after the signature verified: their errors carry a genuine payload.
+    const verified = (err as { payload?: JWTPayload }).payload;
+    if (code === 'ERR_JWT_EXPIRED') throw new TokenInvalidError('expired', 'token expired', verified);
     if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw new TokenInvalidError('invalid_signature', 'signature invalid');
     if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && (err as { claim?: string }).claim === 'aud') {
-      throw new TokenInvalidError('wrong_audience', 'wrong audience');
+      throw new TokenInvalidError('wrong_audience', 'wrong audience', verified);
     }
     if (code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID') throw new TokenInvalidError('malformed', 'malformed token');
-    throw new TokenInvalidError('invalid', 'token rejected');
+    throw new TokenInvalidError('invalid', 'token rejected', code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? verified : undefined);
   }
 }

@@ -5,10 +5,10 @@ import type { AgentPrincipal } from '../../common/auth/principals.js';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { AppError } from '../../common/errors/app-error.js';
-import { AgentEntity } from '../agents/agent.entity.js';
+import { AgentsRepository } from '../agents/agents.repository.js';
 import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
-import { AGENT_CHANGED } from '../users/users.service.js';
+import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import type { StepUpEntity } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
 
@@ -25,6 +25,7 @@ export class FatigueService {
     private readonly audit: AuditService,
     private readonly outbox: OutboxService,
     private readonly pubsub: PubSub,
+    private readonly agents: AgentsRepository,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -59,8 +60,7 @@ export class FatigueService {
         await this.outbox.add(m, s.appId, 'agent.cooldown', { agentId: s.agentId, userId: s.userId, denials: inWindow, cooldownSeconds: this.config.fatigue.cooldownSeconds });
       }
       if (!suspend) return false;
-      const res = await m.update(AgentEntity, { appId: s.appId, id: s.agentId, status: 'active' }, { status: 'suspended', updatedAt: now });
-      if (!res.affected) return false;
+      if (!(await this.agents.suspendIn(m, s.appId, s.agentId, now))) return false;
       await this.audit.record(m, { appId: s.appId, type: 'agent.suspended', outcome: 'denied', userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId });
       await this.outbox.add(m, s.appId, 'agent.suspended', { agentId: s.agentId, userId: s.userId, reason: 'too_many_denials', denials: inDay });
       return true;

@@ -5,6 +5,7 @@ import { FactorsModule } from '../factors/factors.module.js';
 import { MfaProxyTokensModule } from '../mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
 import { FatigueService } from './fatigue.service.js';
+import { StepUpCascades } from './step-up-cascades.js';
 import { StepUpDecisions } from './step-up-decisions.js';
 import { StepUpsController } from './step-ups.controller.js';
 import { StepUpsRepository } from './step-ups.repository.js';
@@ -13,7 +14,7 @@ import { StepUpsService } from './step-ups.service.js';
 @Module({
   imports: [OAuthModule, FactorsModule, MfaProxyTokensModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades],
   exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
 })
 export class StepUpsModule {}

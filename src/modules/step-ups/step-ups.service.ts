@@ -5,6 +5,7 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Caller } from '../../common/auth/principals.js';
 import { Clock } from '../../common/clock.js';
+import { iso } from '../../common/time.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, sha256, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
@@ -30,7 +31,7 @@ import { FatigueService } from './fatigue.service.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
 import { StepUpEntity, type Initiator } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
-import { canonicalJson, hashDetails } from './transaction.js';
+import { canonicalJson, hashDetails } from '../../common/canonical-json.js';
 
 /**
  * Who asks, with what authority: an agent within its token's scope (a worker token within its
@@ -61,7 +62,6 @@ const SWEEP_EVERY_MS = 5_000;
 /** No 0/O, 1/I/L: easy to compare by eye. */
 const BINDING_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const pendingCapKey = (appId: string, userId: string) => `step-ups:pending:${appId}:${userId}`;
 const approvalAad = (id: string) => ({ table: 'step_ups', column: 'approval_token_enc', id });
 

@@ -1,12 +1,13 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
-import { DataSource } from 'typeorm';
+import type { EntityManager } from 'typeorm';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { callerAppId, type AgentPrincipal, type Caller } from '../../common/auth/principals.js';
 import { Clock } from '../../common/clock.js';
-import { PubSub } from '../../common/cache/pubsub.js';
+import { iso } from '../../common/time.js';
+import { Cascades, CascadeScope } from '../../common/cascade.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { randomToken } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
@@ -20,25 +21,25 @@ import { AuditService } from '../audit/audit.service.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { webhookUrlProblem } from '../events/ssrf.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
-import { TASK_ENDED, TaskStatus } from '../oauth/task-status.js';
 import { UsersService } from '../users/users.service.js';
 import type { CreateConnectionDto, CreateTaskDto, TaskDto } from './dto/task.dto.js';
-import { ConnectionEntity, TaskEntity, UserConnectionEntity } from './task.entity.js';
+import { ConnectionEntity, TaskEntity } from './task.entity.js';
+import { TaskStatus } from './task-status.js';
+import { TasksRepository } from './tasks.repository.js';
 import { VaultService, type UpstreamToken } from './vault.service.js';
 import { WorkerProof } from './worker-proof.js';
 
 export const WORKER_TOKEN_TTL_S = 300;
 /** The scope that grants a task's worker one connection's upstream token (API.md v1.1). */
 export const connectionScope = (name: string) => `connection:${name}`;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 @Injectable()
-export class TasksService {
+export class TasksService implements OnModuleInit {
   constructor(
-    private readonly ds: DataSource,
+    private readonly repo: TasksRepository,
     private readonly cipher: Cipher,
     private readonly clock: Clock,
-    private readonly pubsub: PubSub,
+    private readonly cascades: Cascades,
     private readonly audit: AuditService,
     private readonly outbox: OutboxService,
     private readonly agentTokens: AgentTokensService,
@@ -49,6 +50,15 @@ export class TasksService {
     private readonly vault: VaultService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  onModuleInit(): void {
+    // A revoked agent's tasks end with it; a deleted user's deposited credentials go with the user.
+    this.cascades.on('agent.revoked', async (m, e, scope) => {
+      const reason = e.reason === 'user_deleted' ? 'user_deleted' : 'agent_revoked';
+      for (const task of await this.repo.activeOfAgent(m, e.appId, e.agentId)) await this.endIn(m, scope, task, reason, e.now);
+    });
+    this.cascades.on('user.deleted', (m, e) => this.repo.deleteUserConnections(m, e.appId, e.userId));
+  }
 
   async create(agent: AgentPrincipal, dto: CreateTaskDto): Promise<TaskDto> {
     // A task never outlives or outgrows the authority that created it (API.md v1.1): a worker
@@ -68,9 +78,9 @@ export class TasksService {
       credentialEnc: this.cipher.encrypt(randomToken('mpx_tsk_'), { table: 'tasks', column: 'credential_enc', id }),
       status: 'active', endReason: null, createdAt: now, expiresAt: Math.min(now + (dto.maxDuration ?? 28_800) * 1000, grantEnd), endedAt: null,
     });
-    await this.ds.transaction(async (m) => {
-      await m.insert(TaskEntity, task as never);
-      await this.audit.record(m, { appId: task.appId, type: 'task.started', outcome: 'success', taskId: task.taskRef, action: 'task' });
+    await this.repo.ds.transaction(async (m) => {
+      await this.repo.insert(m, task);
+      await this.audit.record(m, { appId: task.appId, type: 'task.created', outcome: 'success', agentId: task.agentId, userId: task.userId, taskId: task.taskRef, resource: task.id, action: 'task' });
     });
     return this.toDto(task);
   }
@@ -99,15 +109,15 @@ export class TasksService {
       jkt: task.workerJkt,
       extra: { tsk: task.id },
     });
-    await this.audit.record(this.ds.manager, { appId: task.appId, type: 'task.token_issued', outcome: 'success', taskId: task.taskRef, action: 'task' });
+    await this.audit.record(this.repo.ds.manager, { appId: task.appId, type: 'task.token_issued', outcome: 'success', taskId: task.taskRef, resource: task.id, action: 'task' });
     return { access_token: issued.token, token_type: 'DPoP' as const, expires_in: issued.expiresIn, scope: scopes.join(' ') };
   }
 
   /** The user's upstream access token for the worker: the refresh token never leaves the vault. */
   async upstreamToken(req: FastifyRequest, id: string, connectionId: string): Promise<UpstreamToken> {
     const task = await this.activeTaskForWorkerOrThrow(req, id);
-    const connection = isId('connection', connectionId) ? await this.ds.getRepository(ConnectionEntity).findOneBy({ appId: task.appId, id: connectionId }) : null;
-    const uc = connection ? await this.ds.getRepository(UserConnectionEntity).findOneBy({ appId: task.appId, userId: task.userId, connectionId: connection.id }) : null;
+    const connection = isId('connection', connectionId) ? await this.repo.findConnection(task.appId, connectionId) : null;
+    const uc = connection ? await this.repo.findUserConnection(task.appId, task.userId, connection.id) : null;
     if (!connection || !uc) throw notFound('connection');
     // A connection is reached through its scope only: in the task's scopes, and so (still) in the agent's boundaries.
     const scope = connectionScope(connection.name);
@@ -122,12 +132,16 @@ export class TasksService {
     const problem = webhookUrlProblem(dto.tokenEndpoint, this.config.webhookAllowPrivate);
     if (problem) throw new AppError('validation_failed', problem.replace('webhookUrl', 'tokenEndpoint'));
     const id = newId('connection');
+    const connection = Object.assign(new ConnectionEntity(), {
+      id, appId, name: dto.name, tokenEndpoint: dto.tokenEndpoint, clientId: dto.clientId,
+      clientSecretEnc: this.cipher.encrypt(dto.clientSecret, { table: 'connections', column: 'client_secret_enc', id }),
+      scopes: dto.scopes ?? [], createdAt: this.clock.now(),
+    });
     try {
-      await this.ds.getRepository(ConnectionEntity).insert({
-        id, appId, name: dto.name, tokenEndpoint: dto.tokenEndpoint, clientId: dto.clientId,
-        clientSecretEnc: this.cipher.encrypt(dto.clientSecret, { table: 'connections', column: 'client_secret_enc', id }),
-        scopes: dto.scopes ?? [], createdAt: this.clock.now(),
-      } as never);
+      await this.repo.ds.transaction(async (m) => {
+        await this.repo.insertConnection(m, connection);
+        await this.audit.record(m, { appId, type: 'connection.created', outcome: 'success', action: dto.name, resource: id });
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw new AppError('conflict', `a connection named "${dto.name}" exists in this app`);
       throw err;
@@ -138,18 +152,20 @@ export class TasksService {
   /** Deposits (or replaces) the user's refresh token for a connection. */
   async deposit(appId: string, userId: string, connectionId: string, refreshToken: string): Promise<void> {
     const user = await this.users.findOrThrow(appId, userId);
-    const connection = isId('connection', connectionId) ? await this.ds.getRepository(ConnectionEntity).findOneBy({ appId, id: connectionId }) : null;
+    const connection = isId('connection', connectionId) ? await this.repo.findConnection(appId, connectionId) : null;
     if (!connection) throw notFound('connection');
-    const repo = this.ds.getRepository(UserConnectionEntity);
-    const existing = await repo.findOneBy({ appId, userId: user.id, connectionId });
+    const existing = await this.repo.findUserConnection(appId, user.id, connectionId);
     const id = existing?.id ?? newId('userConnection');
     const row = {
+      id, appId, userId: user.id, connectionId,
       refreshTokenEnc: this.cipher.encrypt(refreshToken, { table: 'user_connections', column: 'refresh_token_enc', id }),
       accessTokenEnc: null, accessTokenExpiresAt: null, scope: null, status: 'active' as const, updatedAt: this.clock.now(),
     };
     try {
-      if (existing) await repo.update({ id }, row);
-      else await repo.insert({ id, appId, userId: user.id, connectionId, ...row });
+      await this.repo.ds.transaction(async (m) => {
+        await this.repo.saveUserConnection(m, existing !== null, row);
+        await this.audit.record(m, { appId, type: 'connection.deposited', outcome: 'success', userId: user.id, action: connection.name, resource: connection.id });
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw new AppError('conflict', 'a refresh token is being deposited concurrently; retry');
       throw err;
@@ -157,7 +173,7 @@ export class TasksService {
   }
 
   private async activeTaskForWorkerOrThrow(req: FastifyRequest, id: string): Promise<TaskEntity> {
-    const task = isId('task', id) ? await this.ds.getRepository(TaskEntity).findOneBy({ id }) : null;
+    const task = isId('task', id) ? await this.repo.findById(id) : null;
     if (!task) throw notFound('task');
     await this.proof.verifyOrThrow(req, task.workerJkt);
     RequestContext.assign({ appId: task.appId, actorType: 'agent', actorId: task.agentId, agentId: task.agentId, userId: task.userId, taskId: task.taskRef });
@@ -171,22 +187,24 @@ export class TasksService {
   }
 
   private async endTask(task: TaskEntity, reason: string): Promise<boolean> {
-    const now = this.clock.now();
-    const ended = await this.ds.transaction(async (m) => {
-      const res = await m.update(TaskEntity, { id: task.id, status: 'active' }, { status: 'ended', endReason: reason, endedAt: now });
-      if (!res.affected) return false;
-      await this.audit.record(m, { appId: task.appId, type: 'task.ended', outcome: 'success', agentId: task.agentId, userId: task.userId, taskId: task.taskRef, action: 'task' });
-      await this.outbox.add(m, task.appId, 'task.ended', { taskId: task.id, agentTaskId: task.taskRef, agentId: task.agentId, userId: task.userId, reason });
-      return true;
-    });
-    this.taskStatus.forget(task.id);
-    await this.pubsub.publish(TASK_ENDED, { taskId: task.id });
+    const scope = new CascadeScope();
+    const ended = await this.repo.ds.transaction((m) => this.endIn(m, scope, task, reason, this.clock.now()));
+    await scope.committed();
     return ended;
+  }
+
+  /** active → ended with its audit and outbox events, in the caller's transaction; its tokens stop after commit. */
+  private async endIn(m: EntityManager, scope: CascadeScope, task: TaskEntity, reason: string, now: number): Promise<boolean> {
+    if (!(await this.repo.end(m, task, reason, now))) return false;
+    await this.audit.record(m, { appId: task.appId, type: 'task.ended', outcome: 'success', agentId: task.agentId, userId: task.userId, taskId: task.taskRef, resource: task.id, action: 'task' });
+    await this.outbox.add(m, task.appId, 'task.ended', { taskId: task.id, agentTaskId: task.taskRef, agentId: task.agentId, userId: task.userId, reason });
+    scope.afterCommit(() => this.taskStatus.ended(task.id));
+    return true;
   }
 
   private async findOrThrow(caller: Caller, id: string): Promise<TaskEntity> {
     const appId = callerAppId(caller);
-    const task = isId('task', id) ? await this.ds.getRepository(TaskEntity).findOneBy({ appId, id }) : null;
+    const task = isId('task', id) ? await this.repo.find(appId, id) : null;
     if (!task || (caller.kind === 'agent' && task.agentId !== caller.agent.agentId)) throw notFound('task');
     return task;
   }

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AppsModule } from '../apps/apps.module.js';
+import { UserFactorsPort } from './user-factors.port.js';
 import { UsersController } from './users.controller.js';
 import { UsersRepository } from './users.repository.js';
 import { UsersService } from './users.service.js';
@@ -7,7 +8,7 @@ import { UsersService } from './users.service.js';
 @Module({
   imports: [AppsModule],
   controllers: [UsersController],
-  providers: [UsersRepository, UsersService],
-  exports: [UsersService, UsersRepository],
+  providers: [UsersRepository, UsersService, UserFactorsPort],
+  exports: [UsersService, UsersRepository, UserFactorsPort],
 })
 export class UsersModule {}

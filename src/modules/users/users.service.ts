@@ -2,26 +2,23 @@ import { Injectable } from '@nestjs/common';
 import { Clock } from '../../common/clock.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
-import { PubSub } from '../../common/cache/pubsub.js';
+import { Cascades, CascadeScope } from '../../common/cascade.js';
+import { iso, isoOrNull } from '../../common/time.js';
 import { isUniqueViolation } from '../../database/errors.js';
 import { AuditService } from '../audit/audit.service.js';
-import { OutboxService } from '../events/outbox.service.js';
-import { recordCascadeCancellations } from '../step-ups/cascade.js';
+import { UserFactorsPort } from './user-factors.port.js';
 import { UserEntity } from './user.entity.js';
 import { UsersRepository } from './users.repository.js';
 import type { CreateUserDto, UserDto, UserWithFactorsDto } from './dto/user.dto.js';
-
-/** Published when agents stop being valid, so every instance drops them from its caches. */
-export const AGENT_CHANGED = 'agent.changed';
 
 @Injectable()
 export class UsersService {
   constructor(
     private readonly repo: UsersRepository,
     private readonly clock: Clock,
-    private readonly pubsub: PubSub,
     private readonly audit: AuditService,
-    private readonly outbox: OutboxService,
+    private readonly cascades: Cascades,
+    private readonly factors: UserFactorsPort,
   ) {}
 
   async create(appId: string, dto: CreateUserDto): Promise<UserDto> {
@@ -34,7 +31,10 @@ export class UsersService {
       createdAt: this.clock.now(),
     });
     try {
-      await this.repo.insert(user);
+      await this.repo.ds.transaction(async (m) => {
+        await this.repo.insert(m, user);
+        await this.audit.record(m, { appId, type: 'user.created', outcome: 'success', userId: user.id });
+      });
     } catch (err) {
       if (isUniqueViolation(err)) throw new AppError('conflict', 'a user with this externalId already exists in this app');
       throw err;
@@ -44,20 +44,26 @@ export class UsersService {
 
   async get(appId: string, id: string): Promise<UserWithFactorsDto> {
     const user = await this.findOrThrow(appId, id);
-    const factors = await this.repo.activeFactors(appId, user.id);
-    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    const factors = await this.factors.list(appId, user.id);
     return {
       ...this.toDto(user),
-      factors: factors.map((f) => ({ id: f.id, type: f.type, name: f.name, createdAt: iso(f.createdAt)!, lastUsedAt: iso(f.lastUsedAt) })),
+      factors: factors.map((f) => ({ id: f.id, type: f.type, name: f.name, createdAt: iso(f.createdAt), lastUsedAt: isoOrNull(f.lastUsedAt) })),
     };
   }
 
+  /** Deletes the user; in the same transaction every module follows (`user.deleted`): agents revoked, factors gone, tasks ended. */
   async delete(appId: string, id: string): Promise<void> {
-    const revoked = isId('user', id)
-      ? await this.repo.deleteCascade(appId, id, this.clock.now(), (m, cancelled) => recordCascadeCancellations(m, this.audit, this.outbox, cancelled, 'user_deleted'))
-      : null;
-    if (revoked === null) throw notFound('user');
-    for (const agentId of revoked) await this.pubsub.publish(AGENT_CHANGED, { agentId });
+    if (!isId('user', id)) throw notFound('user');
+    const now = this.clock.now();
+    const scope = new CascadeScope();
+    const deleted = await this.repo.ds.transaction(async (m) => {
+      if (!(await this.repo.delete(m, appId, id))) return false;
+      await this.audit.record(m, { appId, type: 'user.deleted', outcome: 'success', userId: id });
+      await this.cascades.emit(m, scope, { type: 'user.deleted', appId, userId: id, now });
+      return true;
+    });
+    if (!deleted) throw notFound('user');
+    await scope.committed();
   }
 
   async findOrThrow(appId: string, id: string): Promise<UserEntity> {
@@ -67,6 +73,6 @@ export class UsersService {
   }
 
   toDto(user: UserEntity): UserDto {
-    return { id: user.id, externalId: user.externalId, displayName: user.displayName, email: user.email, createdAt: new Date(user.createdAt).toISOString() };
+    return { id: user.id, externalId: user.externalId, displayName: user.displayName, email: user.email, createdAt: iso(user.createdAt) };
   }
 }

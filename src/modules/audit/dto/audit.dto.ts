@@ -28,6 +28,7 @@ export class AuditEventDto {
   @ApiProperty({ enum: ['success', 'failure', 'denied'] }) outcome: string;
   @ApiProperty({ nullable: true, type: Number }) status: number | null;
   @ApiProperty({ nullable: true, type: String }) ip: string | null;
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'What changed, e.g. agent.updated: { before, after }' }) details?: Record<string, unknown>;
   @ApiProperty() prevHash: string;
   @ApiProperty() hash: string;
 }

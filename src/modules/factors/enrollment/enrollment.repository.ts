@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, MoreThan } from 'typeorm';
+import { DataSource, MoreThan, type EntityManager } from 'typeorm';
 import { EnrollmentLinkEntity } from './enrollment-link.entity.js';
 
 @Injectable()
@@ -12,6 +12,10 @@ export class EnrollmentRepository {
 
   insert(link: EnrollmentLinkEntity): Promise<unknown> {
     return this.repo.insert(link);
+  }
+
+  async deleteForUser(m: EntityManager, appId: string, userId: string): Promise<void> {
+    await m.delete(EnrollmentLinkEntity, { appId, userId });
   }
 
   /** A link by its token hash, if it has not expired. */

@@ -13,6 +13,7 @@ import { UsersRepository } from '../../users/users.repository.js';
 import { UsersService } from '../../users/users.service.js';
 import type { CreatedTotpDto, EnrollmentInfoDto, EnrollmentLinkDto, FactorIdDto, TotpConfirmedDto } from '../dto/factor.dto.js';
 import { FactorsRepository } from '../factors.repository.js';
+import { FactorsService } from '../factors.service.js';
 import { TotpStrategy } from '../totp/totp.strategy.js';
 import { WebauthnStrategy } from '../webauthn/webauthn.strategy.js';
 import { EnrollmentLinkEntity } from './enrollment-link.entity.js';
@@ -35,6 +36,7 @@ export class EnrollmentService {
     private readonly usersRepo: UsersRepository,
     private readonly apps: AppsService,
     private readonly factors: FactorsRepository,
+    private readonly factorsService: FactorsService,
     private readonly webauthn: WebauthnStrategy,
     private readonly totp: TotpStrategy,
     private readonly clock: Clock,
@@ -101,6 +103,7 @@ export class EnrollmentService {
       expectedChallenge: pending.challenge,
       appOrigins: app.origins,
       name: name ?? pending.name ?? 'Passkey',
+      onEnrolled: (m, factorId) => this.factorsService.recordEnrolled(m, { appId: user.appId, userId: user.id, id: factorId, type: 'webauthn' }),
     });
     return { factorId };
   }
@@ -117,7 +120,9 @@ export class EnrollmentService {
     if (factor.status === 'active') return { factorId, status: 'active' };
     const ok = await this.factors.ds.transaction(async (m) => {
       const step = await this.totp.consumeCode(m, user.appId, factorId, code);
-      return step !== null && (await this.factors.activate(m, user.appId, factorId, this.clock.now()));
+      if (step === null || !(await this.factors.activate(m, user.appId, factorId, this.clock.now()))) return false;
+      await this.factorsService.recordEnrolled(m, factor);
+      return true;
     });
     if (!ok) throw new AppError('invalid_code', 'the code is not valid for this authenticator; check the device clock and try the current code');
     return { factorId, status: 'active' };

@@ -101,6 +101,8 @@ export class WebauthnStrategy implements FactorStrategy {
     expectedChallenge: string;
     appOrigins: string[];
     name: string;
+    /** Runs in the enrollment's transaction (its audit event). */
+    onEnrolled?: (m: EntityManager, factorId: string) => Promise<void>;
   }): Promise<string> {
     // WebAuthn L3 §7.1 (credentialId length step): a credential id longer than 1023 bytes is refused.
     if (typeof input.response?.rawId !== 'string' || Buffer.from(input.response.rawId, 'base64url').length > MAX_CREDENTIAL_ID_BYTES) throw failed('credential id missing or longer than 1023 bytes');
@@ -142,6 +144,7 @@ export class WebauthnStrategy implements FactorStrategy {
           backedUp: credentialBackedUp,
           aaguid,
         });
+        await input.onEnrolled?.(m, factorId);
       });
     } catch (err) {
       if (isUniqueViolation(err)) throw failed('credential id already registered');

@@ -1,17 +1,18 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsEmail, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { NoControlChars } from '../../../common/validation.js';
 
 export class CreateUserDto {
   @ApiProperty({ description: "The app's own id for this person (unique within the app).", example: 'u-1842', maxLength: 200 })
-  @IsString() @MinLength(1) @MaxLength(200)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   externalId: string;
 
   @ApiProperty({ example: 'Ada Lovelace', maxLength: 200 })
-  @IsString() @MinLength(1) @MaxLength(200)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   displayName: string;
 
   @ApiPropertyOptional({ example: 'ada@example.com' })
-  @IsOptional() @IsString() @MaxLength(320) @IsEmail()
+  @IsOptional() @IsString() @NoControlChars() @MaxLength(320) @IsEmail()
   email?: string;
 }
 
