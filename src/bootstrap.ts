@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -8,15 +7,54 @@ import { DataSource } from 'typeorm';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
+import { AppError } from './common/errors/app-error.js';
 import { ProblemFilter } from './common/errors/problem.filter.js';
+import { parseStrictJson, StrictJsonError, type StrictJsonFault } from './common/json/strict-json.js';
 import { runMigrations } from './database/data-source.js';
 import { createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import type { RequestFields } from './common/request-context.js';
 import { ShutdownState } from './common/shutdown.js';
+import { ExactValidationPipe } from './common/validation.js';
 
 export const BODY_LIMIT = 64 * 1024;
+/** API.md (v1.1): `details` nests at most 32 levels; the body object around it is one more. */
+export const DETAILS_MAX_DEPTH = 32;
+
+/** What each strict-JSON fault tells the client (never the offending input itself). */
+const JSON_FAULT_ERRORS: Record<StrictJsonFault, () => AppError> = {
+  syntax: () => new AppError('malformed_json', 'request body is not valid JSON'),
+  // Refused as Fastify's secure-json-parse refuses them (prototype pollution).
+  forbidden_key: () => new AppError('malformed_json', 'request body is not valid JSON'),
+  too_deep: () => new AppError('validation_failed', `JSON nests too deeply (details: at most ${DETAILS_MAX_DEPTH} levels)`),
+  duplicate_key: () => new AppError('validation_failed', 'JSON object has a duplicate key'),
+  lone_surrogate: () => new AppError('validation_failed', 'JSON string has a lone surrogate (not valid Unicode)'),
+  non_finite_number: () => new AppError('validation_failed', 'JSON number is not a finite IEEE-754 double'),
+};
+
+/** RFC 8259 §8.1: JSON is UTF-8. Fatal, so bytes that are not UTF-8 (a raw lone surrogate: ED A0 80) are refused, not replaced by U+FFFD. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The `application/json` body parser: strict JSON (src/common/json/strict-json.ts) instead of
+ * Fastify's default, so `details` means one thing and reaches the hash as the client wrote it.
+ * Its errors go through ProblemFilter: problem+json on /v1, RFC 6749 `invalid_request` on /oauth.
+ */
+export function parseJsonBody(body: Buffer): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    throw new AppError('validation_failed', 'request body is not valid UTF-8');
+  }
+  try {
+    return parseStrictJson(text, { maxDepth: DETAILS_MAX_DEPTH + 1 });
+  } catch (err) {
+    if (err instanceof StrictJsonError) throw JSON_FAULT_ERRORS[err.fault]();
+    throw err;
+  }
+}
 
 export interface CreateAppOptions {
   clock?: Clock;
@@ -42,7 +80,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   app.enableShutdownHooks();
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(
-    new ValidationPipe({
+    // The ValidationPipe, but `@AsParsed()` fields (details, JWKs, WebAuthn responses) pass exactly as parsed.
+    new ExactValidationPipe({
       whitelist: true,
       forbidNonWhitelisted: true,
       transform: true,
@@ -51,6 +90,15 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       stopAtFirstError: false,
     }),
   );
+
+  // Registered before init, so Nest does not add Fastify's default JSON parser.
+  app.useBodyParser('application/json', { bodyLimit: BODY_LIMIT }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
 
   const fastify = app.getHttpAdapter().getInstance();
   // JSON (and forms on /oauth) only: anything else is 415, not a string handed to validation.

@@ -1,9 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
 import {
   ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength,
 } from 'class-validator';
 import { SCOPE_PATTERN } from '../../../common/scopes.js';
+import { AsParsed, NoControlChars } from '../../../common/validation.js';
 
 const BOUNDARY_MESSAGE = 'each boundary must match [a-z0-9_.:-]{1,64} with an optional * suffix';
 
@@ -15,15 +15,15 @@ export class JwksDto {
 
 export class CreateAgentDto {
   @ApiProperty({ example: 'usr_...' })
-  @IsString() @MaxLength(64)
+  @IsString() @NoControlChars() @MaxLength(64)
   userId: string;
 
   @ApiProperty({ example: 'research-bot', maxLength: 200 })
-  @IsString() @MinLength(1) @MaxLength(200)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   name: string;
 
   @ApiProperty({ description: 'The model that drives the agent; recorded in tokens and the audit trail.', example: 'claude-sonnet-4.5' })
-  @IsString() @MinLength(1) @MaxLength(200)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   model: string;
 
   @ApiProperty({ type: [String], example: ['research:read', 'files:*'], description: 'Scopes the agent may ever hold.' })
@@ -39,12 +39,12 @@ export class CreateAgentDto {
   rateLimitPerMinute?: number;
 
   @ApiPropertyOptional({ type: JwksDto, description: 'Public keys for private_key_jwt; when given, no client secret is issued.' })
-  @IsOptional() @IsObject() @Type(() => JwksDto)
+  @IsOptional() @AsParsed() @IsObject()
   jwks?: JwksDto;
 }
 
 export class UpdateAgentDto {
-  @ApiPropertyOptional() @IsOptional() @IsString() @MinLength(1) @MaxLength(200)
+  @ApiPropertyOptional() @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   name?: string;
 
   @ApiPropertyOptional({ type: [String] })

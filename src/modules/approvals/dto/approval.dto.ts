@@ -1,9 +1,10 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsObject, IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { AsParsed, NoControlChars } from '../../../common/validation.js';
 
 export class AssertionDto {
   @ApiProperty({ description: 'AuthenticationResponseJSON from navigator.credentials.get()', type: 'object', additionalProperties: true })
-  @IsObject()
+  @AsParsed() @IsObject()
   response: Record<string, unknown>;
 }
 
@@ -13,7 +14,7 @@ export class ApprovalCodeDto {
 }
 
 export class DenyDto {
-  @ApiPropertyOptional({ maxLength: 200 }) @IsOptional() @IsString() @MinLength(1) @MaxLength(200)
+  @ApiPropertyOptional({ maxLength: 200 }) @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   reason?: string;
 }
 

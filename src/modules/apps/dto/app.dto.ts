@@ -1,12 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsOptional, IsString, IsUrl, Matches, MaxLength, MinLength, ValidateIf } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsOptional, IsString, IsUrl, Matches, MaxLength, MinLength, ValidateIf } from 'class-validator';
+import { NoControlChars } from '../../../common/validation.js';
 
 const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
 const URL_OPTIONS = { protocols: ['http', 'https'], require_protocol: true, require_tld: false };
 
 export class CreateAppDto {
   @ApiProperty({ example: 'Acme Research', maxLength: 200 })
-  @IsString() @MinLength(1) @MaxLength(200)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   name: string;
 
   @ApiPropertyOptional({ description: 'Where events are POSTed (Standard Webhooks).', example: 'https://acme.example/hooks/mfa-proxy' })
@@ -16,11 +17,15 @@ export class CreateAppDto {
   @ApiPropertyOptional({ description: 'Extra WebAuthn origins accepted for this app, e.g. https://app.acme.example', type: [String] })
   @IsOptional() @IsArray() @ArrayMaxSize(20) @IsString({ each: true }) @Matches(ORIGIN, { each: true, message: 'each origin must be scheme://host[:port]' })
   origins?: string[];
+
+  @ApiPropertyOptional({ description: 'Give the approval URL (a capability of the human) to the agent in its step-up response too. Default false: it reaches the human through the app (step_up.created), the dashboard and Web Push only.', default: false })
+  @IsOptional() @IsBoolean()
+  approvalUrlToAgent?: boolean;
 }
 
 export class UpdateAppDto {
   @ApiPropertyOptional({ maxLength: 200 })
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(200)
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(200)
   name?: string;
 
   @ApiPropertyOptional({ description: 'New webhook URL; null removes it.', nullable: true, type: String })
@@ -30,6 +35,10 @@ export class UpdateAppDto {
   @ApiPropertyOptional({ type: [String] })
   @IsOptional() @IsArray() @ArrayMaxSize(20) @IsString({ each: true }) @Matches(ORIGIN, { each: true, message: 'each origin must be scheme://host[:port]' })
   origins?: string[];
+
+  @ApiPropertyOptional({ description: 'Give the approval URL (a capability of the human) to the agent in its step-up response too. Default false: it reaches the human through the app (step_up.created), the dashboard and Web Push only.', default: false })
+  @IsOptional() @IsBoolean()
+  approvalUrlToAgent?: boolean;
 }
 
 export class ApiKeySummaryDto {
@@ -42,6 +51,7 @@ export class AppDto {
   @ApiProperty() name: string;
   @ApiProperty({ nullable: true, type: String }) webhookUrl: string | null;
   @ApiProperty({ type: [String] }) origins: string[];
+  @ApiProperty() approvalUrlToAgent: boolean;
   @ApiProperty({ type: [ApiKeySummaryDto] }) apiKeys: ApiKeySummaryDto[];
   @ApiProperty() createdAt: string;
 }
@@ -51,6 +61,7 @@ export class CreatedAppDto {
   @ApiProperty() name: string;
   @ApiProperty({ nullable: true, type: String }) webhookUrl: string | null;
   @ApiProperty({ type: [String] }) origins: string[];
+  @ApiProperty() approvalUrlToAgent: boolean;
   @ApiProperty({ description: 'The app API key. Shown once; only its hash is stored.', example: 'mpx_app_...' }) apiKey: string;
   @ApiProperty({ description: 'Id of the API key, for deleting it later.' }) apiKeyId: string;
   @ApiProperty({ description: 'Standard Webhooks signing secret. Shown once.', example: 'whsec_...' }) webhookSecret: string;

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { AsParsed, NoControlChars } from '../../../common/validation.js';
 
 export class CreateEnrollmentLinkDto {
   @ApiPropertyOptional({ description: 'Seconds until the link expires (60..604800)', default: 86400 })
@@ -14,13 +15,13 @@ export class EnrollmentLinkDto {
 
 export class FactorNameDto {
   @ApiPropertyOptional({ description: 'A name the human recognises, e.g. "YubiKey" or "Phone"', maxLength: 100 })
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(100)
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(100)
   name?: string;
 }
 
 export class WebauthnRegistrationDto extends FactorNameDto {
   @ApiProperty({ description: 'RegistrationResponseJSON from navigator.credentials.create() (e.g. @simplewebauthn/browser startRegistration)', type: 'object', additionalProperties: true })
-  @IsObject()
+  @AsParsed() @IsObject()
   response: Record<string, unknown>;
 }
 
@@ -36,7 +37,7 @@ export class CreatedTotpDto {
 }
 
 export class TotpConfirmDto {
-  @ApiProperty() @IsString() @MaxLength(64)
+  @ApiProperty() @IsString() @NoControlChars() @MaxLength(64)
   factorId: string;
 
   @ApiProperty({ example: '123456' }) @IsString() @Matches(/^\d{6}$/, { message: 'code must be 6 digits' })

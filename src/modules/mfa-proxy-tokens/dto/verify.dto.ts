@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsObject, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { AsParsed, NoControlChars } from '../../../common/validation.js';
 
 export class VerifyMfaProxyTokenDto {
   @ApiProperty({ description: 'The MFA-proxy token the agent presented' })
@@ -7,19 +8,19 @@ export class VerifyMfaProxyTokenDto {
   token: string;
 
   @ApiProperty({ description: 'The action the agent is about to perform', example: 'files:delete' })
-  @IsString() @MinLength(1) @MaxLength(64)
+  @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
   action: string;
 
   @ApiPropertyOptional({ description: 'The resource, when the step-up named one' })
-  @IsOptional() @IsString() @MaxLength(512)
+  @IsOptional() @IsString() @NoControlChars() @MaxLength(512)
   resource?: string;
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'The details the human approved; compared by RFC 8785 hash' })
-  @IsOptional() @IsObject()
+  @IsOptional() @AsParsed() @IsObject()
   details?: Record<string, unknown>;
 
   @ApiPropertyOptional({ description: 'The agent that presented the token' })
-  @IsOptional() @IsString() @MaxLength(64)
+  @IsOptional() @IsString() @NoControlChars() @MaxLength(64)
   agentId?: string;
 }
 

@@ -3,6 +3,7 @@ import { Type } from 'class-transformer';
 import {
   ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested,
 } from 'class-validator';
+import { AsParsed, NoControlChars } from '../../../common/validation.js';
 
 const ACTION = /^[a-z0-9_.:-]{1,64}$/;
 
@@ -25,15 +26,15 @@ export class CreateStepUpDto {
   action: string;
 
   @ApiPropertyOptional({ example: 'drive://reports/q3.pdf', maxLength: 512 })
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(512)
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(512)
   resource?: string;
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'Shown to the human; up to 8 KiB as JSON' })
-  @IsOptional() @IsObject()
+  @IsOptional() @AsParsed() @IsObject()
   details?: Record<string, unknown>;
 
   @ApiPropertyOptional({ maxLength: 64, description: 'Short text shown to the human (CIBA binding_message), marked as written by the agent' })
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(64)
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
   bindingMessage?: string;
 
   @ApiPropertyOptional({ type: [String], enum: ['webauthn', 'totp'] })
@@ -62,7 +63,7 @@ export class CreatedStepUpDto {
   @ApiProperty({ nullable: true, type: String }) resource: string | null;
   @ApiProperty() detailsHash: string;
   @ApiProperty({ description: 'Show this to the human too: they see the same code on the approval page' }) bindingCode: string;
-  @ApiProperty({ description: 'Hand this to the human (the app also receives it in step_up.created)' }) approvalUrl: string;
+  @ApiPropertyOptional({ description: 'The human’s approval page. Only when the app set approvalUrlToAgent (or for an app-initiated step-up); otherwise it reaches the human through the app (step_up.created)' }) approvalUrl?: string;
   @ApiProperty() expiresAt: string;
   @ApiProperty({ description: 'Minimum polling interval, seconds' }) interval: number;
 }
