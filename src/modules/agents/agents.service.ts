@@ -11,7 +11,7 @@ import { PubSub } from '../../common/cache/pubsub.js';
 import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import { Cascades, CascadeScope, type CascadeEvent } from '../../common/cascade.js';
 import { iso } from '../../common/time.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { UsersService } from '../users/users.service.js';
 import { AgentEntity } from './agent.entity.js';
@@ -30,7 +30,7 @@ export class AgentsService implements OnModuleInit {
     private readonly users: UsersService,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
     private readonly cascades: Cascades,
     @Inject(APP_CONFIG) private readonly config: AppConfig,

@@ -12,7 +12,7 @@ import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
 import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
@@ -33,7 +33,7 @@ export class AppsService implements OnModuleInit {
     private readonly cipher: Cipher,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.keyCache = new TtlCache(config.principalCacheSeconds * 1000);

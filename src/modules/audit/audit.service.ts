@@ -1,5 +1,6 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import { AuditLog, type AuditInput } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { newId } from '../../common/ids.js';
@@ -9,19 +10,7 @@ import { AuditRepository, type AuditFilter } from './audit.repository.js';
 import { ChainWalker, type ChainCheck } from './chain.js';
 import type { AuditEventDto, AuditPageDto, AuditQuery } from './dto/audit.dto.js';
 
-export interface AuditInput {
-  appId: string;
-  type: string;
-  outcome: 'success' | 'failure' | 'denied';
-  userId?: string | null;
-  agentId?: string | null;
-  model?: string | null;
-  taskId?: string | null;
-  action?: string | null;
-  resource?: string | null;
-  status?: number | null;
-  details?: Record<string, unknown> | null;
-}
+export type { AuditInput };
 
 /** Strips control and bidi characters and caps length: agent-written text is stored bounded and safe. */
 export function safeText(value: string | null | undefined, max: number): string | null {
@@ -38,7 +27,7 @@ const REQUEST_FLUSH_MS = 100;
  * waits on a global lock. Queries and verification seal first, so they see everything.
  */
 @Injectable()
-export class AuditService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class AuditService implements AuditLog, OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(AuditService.name);
   private timer: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;

@@ -3,7 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { Cascades } from '../../common/cascade.js';
 import { notFound } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { UserFactorsPort } from '../users/user-factors.port.js';
 import { UsersService } from '../users/users.service.js';
 import { EnrollmentRepository } from './enrollment/enrollment.repository.js';
@@ -19,7 +19,7 @@ export class FactorsService implements OnModuleInit {
     private readonly links: EnrollmentRepository,
     private readonly strategies: FactorStrategies,
     private readonly users: UsersService,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly cascades: Cascades,
     private readonly userFactors: UserFactorsPort,
   ) {}

@@ -3,7 +3,7 @@ import { DataSource, MoreThan } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { isUniqueViolation } from '../../database/errors.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { RevokedTokenEntity } from './revoked-token.entity.js';
 
 const TOKEN_REVOKED = 'token.revoked';
@@ -21,7 +21,7 @@ export class RevocationList implements OnApplicationBootstrap {
     private readonly ds: DataSource,
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {

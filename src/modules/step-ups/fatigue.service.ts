@@ -6,7 +6,7 @@ import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import type { StepUpEntity } from './step-up.entity.js';
@@ -22,7 +22,7 @@ const DAY_MS = 24 * 3600_000;
 export class FatigueService {
   constructor(
     private readonly repo: StepUpsRepository,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
     private readonly pubsub: PubSub,
     private readonly agents: AgentsRepository,

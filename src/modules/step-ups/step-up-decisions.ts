@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import type { StepUpEntity, StepUpStatus } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
@@ -25,7 +25,7 @@ export class StepUpDecisions implements OnModuleInit, BeforeApplicationShutdown 
 
   constructor(
     private readonly repo: StepUpsRepository,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
     private readonly pubsub: PubSub,
     private readonly clock: Clock,

@@ -2,9 +2,10 @@ import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module.js';
 import { AppsModule } from '../apps/apps.module.js';
 import { FactorsModule } from '../factors/factors.module.js';
-import { MfaProxyTokensModule } from '../mfa-proxy-tokens/mfa-proxy-tokens.module.js';
+import { KeysModule } from '../keys/keys.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
 import { FatigueService } from './fatigue.service.js';
+import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
 import { StepUpCascades } from './step-up-cascades.js';
 import { StepUpDecisions } from './step-up-decisions.js';
 import { StepUpsController } from './step-ups.controller.js';
@@ -12,9 +13,9 @@ import { StepUpsRepository } from './step-ups.repository.js';
 import { StepUpsService } from './step-ups.service.js';
 
 @Module({
-  imports: [OAuthModule, FactorsModule, MfaProxyTokensModule, AgentsModule, AppsModule],
+  imports: [OAuthModule, FactorsModule, KeysModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter],
   exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
 })
 export class StepUpsModule {}

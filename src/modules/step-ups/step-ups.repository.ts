@@ -68,6 +68,21 @@ export class StepUpsRepository {
     return (res.affected ?? 0) === 1;
   }
 
+  /** Verify-and-consume: one conditional write; true when this call consumed the token. */
+  async consumeToken(m: EntityManager, appId: string, jti: string, now: number): Promise<boolean> {
+    const res = await m
+      .createQueryBuilder()
+      .update(Entity)
+      .set({ consumedAt: now })
+      .where('app_id = :appId AND token_jti = :jti AND consumed_at IS NULL AND status = :approved', { appId, jti, approved: 'approved' })
+      .execute();
+    return (res.affected ?? 0) === 1;
+  }
+
+  findByTokenJti(appId: string, jti: string): Promise<StepUpEntity | null> {
+    return this.repo().findOneBy({ appId, tokenJti: jti });
+  }
+
   /** Stores a fresh WebAuthn nonce for the approval ceremony. */
   async setNonce(s: StepUpEntity, nonce: string, expiresAt: number): Promise<void> {
     await this.repo().update({ id: s.id, appId: s.appId, status: 'pending' }, { webauthnNonce: nonce, webauthnNonceExpiresAt: expiresAt });

@@ -16,11 +16,10 @@ import { isUniqueViolation } from '../../database/errors.js';
 import { Serializer } from '../../database/serializer.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
 import { AppsService } from '../apps/apps.service.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import type { FactorType } from '../factors/factor.entity.js';
 import { FactorsRepository } from '../factors/factors.repository.js';
-import { MfaProxyTokensService } from '../mfa-proxy-tokens/mfa-proxy-tokens.service.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
@@ -28,6 +27,7 @@ import type { AgentEntity } from '../agents/agent.entity.js';
 import type { CreateStepUpRequestDto } from './dto/create-step-up-request.dto.js';
 import type { CreatedStepUpDto, StepUpDto } from './dto/step-up.dto.js';
 import { FatigueService } from './fatigue.service.js';
+import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
 import { StepUpEntity, type Initiator } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
@@ -76,9 +76,9 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly repo: StepUpsRepository,
     private readonly decisions: StepUpDecisions,
     private readonly factors: FactorsRepository,
-    private readonly mfaTokens: MfaProxyTokensService,
+    private readonly mfaTokens: MfaProxyTokenMinter,
     private readonly agentTokens: AgentTokensService,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
     private readonly cipher: Cipher,
     private readonly clock: Clock,

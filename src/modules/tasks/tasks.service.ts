@@ -17,7 +17,7 @@ import { withinBoundaries } from '../../common/scopes.js';
 import { isUniqueViolation } from '../../database/errors.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { webhookUrlProblem } from '../events/ssrf.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
@@ -40,7 +40,7 @@ export class TasksService implements OnModuleInit {
     private readonly cipher: Cipher,
     private readonly clock: Clock,
     private readonly cascades: Cascades,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
     private readonly agentTokens: AgentTokensService,
     private readonly agents: AgentsRepository,

@@ -5,7 +5,7 @@ import { isId, newId } from '../../common/ids.js';
 import { Cascades, CascadeScope } from '../../common/cascade.js';
 import { iso, isoOrNull } from '../../common/time.js';
 import { isUniqueViolation } from '../../database/errors.js';
-import { AuditService } from '../audit/audit.service.js';
+import { AuditLog } from '../../common/audit-log.js';
 import { UserFactorsPort } from './user-factors.port.js';
 import { UserEntity } from './user.entity.js';
 import { UsersRepository } from './users.repository.js';
@@ -16,7 +16,7 @@ export class UsersService {
   constructor(
     private readonly repo: UsersRepository,
     private readonly clock: Clock,
-    private readonly audit: AuditService,
+    private readonly audit: AuditLog,
     private readonly cascades: Cascades,
     private readonly factors: UserFactorsPort,
   ) {}
