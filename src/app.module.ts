@@ -1,10 +1,12 @@
 import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
 import { CoreModule } from './common/core.module.js';
 import { RequestContext, type RequestFields } from './common/request-context.js';
+import { serializeSqliteConnection } from './database/sqlite-serial.js';
 import { dataSourceOptions } from './database/data-source.js';
 import { AgentsModule } from './modules/agents/agents.module.js';
 import { AppsModule } from './modules/apps/apps.module.js';
@@ -36,7 +38,14 @@ export class AppModule implements NestModule {
       module: AppModule,
       imports: [
         CoreModule.forRoot(config, clock),
-        TypeOrmModule.forRoot(dataSourceOptions(config)),
+        TypeOrmModule.forRootAsync({
+          useFactory: () => dataSourceOptions(config),
+          dataSourceFactory: async (options) => {
+            const ds = await new DataSource(options!).initialize();
+            serializeSqliteConnection(ds);
+            return ds;
+          },
+        }),
         OpsModule,
         KeysModule,
         AppsModule,
