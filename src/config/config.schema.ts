@@ -29,6 +29,15 @@ export const envSchema = z.object({
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
     .optional(),
+  /** Former master keys, comma-separated: they decrypt only; `npm run rekey` re-encrypts under MASTER_KEY. */
+  MASTER_KEY_PREVIOUS: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((k) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(k.trim()) && Buffer.from(k.trim(), 'base64').length === 32),
+      'must be comma-separated base64 keys of exactly 32 bytes each',
+    )
+    .transform((v) => v.split(',').map((k) => Buffer.from(k.trim(), 'base64')))
+    .optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   WEBHOOK_ALLOW_PRIVATE: bool.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
@@ -51,7 +60,7 @@ export const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
-export const SECRET_VARIABLES = new Set(['MASTER_KEY', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL']);
+export const SECRET_VARIABLES = new Set(['MASTER_KEY', 'MASTER_KEY_PREVIOUS', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL']);
 
 export interface AppConfig {
   env: Env['NODE_ENV'];
@@ -64,6 +73,8 @@ export interface AppConfig {
   database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
   redis?: { url: string; keyPrefix: string };
   masterKey: Buffer;
+  /** Former master keys (MASTER_KEY_PREVIOUS): accepted for decryption only, never to encrypt. */
+  masterKeysPrevious: Buffer[];
   /** SHA-256 of the operator token; the token itself is not kept in memory longer than boot. */
   adminTokenHash: string;
   webhookAllowPrivate: boolean;

@@ -68,6 +68,14 @@ export function loadConfig(
     });
   }
 
+  const masterKeysPrevious = env.MASTER_KEY_PREVIOUS ?? [];
+  if (masterKeysPrevious.length) {
+    notices.push({
+      level: 'warn',
+      message: `MASTER_KEY_PREVIOUS set: ${masterKeysPrevious.length} former master key(s) accepted for decryption only. Run \`npm run rekey\`, then remove MASTER_KEY_PREVIOUS and restart.`,
+    });
+  }
+
   let adminToken = env.ADMIN_TOKEN;
   if (!adminToken) {
     ensureDataDir();
@@ -100,6 +108,7 @@ export function loadConfig(
     database,
     redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
     masterKey,
+    masterKeysPrevious,
     adminTokenHash: hashSecret(adminToken),
     webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE ?? !production,
     dataDir,

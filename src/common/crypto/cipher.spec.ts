@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { Cipher, DecryptionError, keyId } from './cipher.js';
+import { Cipher, DecryptionError, keyId, sealedKeyId } from './cipher.js';
 import { hashSecret, randomToken, safeEqual, secretMatchesHash } from './tokens.js';
 
 const ctx = { table: 'factors', column: 'secret_enc', id: 'fac_1' };
@@ -47,6 +47,58 @@ describe(Cipher.name, () => {
     const rotated = new Cipher(randomBytes(32), [oldKey]);
     expect(rotated.decryptString(sealed, ctx)).toBe('v');
     expect(rotated.encrypt('v', ctx).split('.')[1]).not.toBe(keyId(oldKey));
+  });
+
+  describe('with previous master keys (MASTER_KEY_PREVIOUS)', () => {
+    const keyA = randomBytes(32);
+    const keyB = randomBytes(32);
+    const keyC = randomBytes(32);
+    const underA = new Cipher(keyA).encrypt('totp secret', ctx);
+    const underC = new Cipher(keyC).encrypt('webhook secret', ctx);
+    const sut = new Cipher(keyB, [keyA, keyC]);
+
+    it('decrypts values sealed under any previous key', () => {
+      expect(sut.decryptString(underA, ctx)).toBe('totp secret');
+      expect(sut.decryptString(underC, ctx)).toBe('webhook secret');
+    });
+
+    it('encrypts under the current key only', () => {
+      const sealed = sut.encrypt('new', ctx);
+      expect(sealedKeyId(sealed)).toBe(keyId(keyB));
+      expect(sut.currentKeyId).toBe(keyId(keyB));
+      expect(() => new Cipher(keyA).decrypt(sealed, ctx)).toThrow(DecryptionError);
+    });
+
+    it('still binds a value sealed under a previous key to its row', () => {
+      expect(() => sut.decrypt(underA, { ...ctx, id: 'fac_2' })).toThrow('authentication failed');
+    });
+
+    it('re-encrypts under the current key for the same row, and refuses a value moved to another row', () => {
+      expect(sut.isCurrent(underA)).toBe(false);
+      const rekeyed = sut.reencrypt(underA, ctx);
+      expect(sut.isCurrent(rekeyed)).toBe(true);
+      expect(new Cipher(keyB).decryptString(rekeyed, ctx)).toBe('totp secret');
+      expect(() => new Cipher(keyB).decrypt(rekeyed, { ...ctx, id: 'fac_2' })).toThrow(DecryptionError);
+      expect(() => sut.reencrypt(underA, { ...ctx, id: 'fac_2' })).toThrow(DecryptionError);
+    });
+
+    it('names the key id, the row and MASTER_KEY_PREVIOUS when a former key is missing, never a key', () => {
+      const withoutA = new Cipher(keyB, [keyC]);
+      try {
+        withoutA.decrypt(underA, ctx);
+        expect.unreachable();
+      } catch (err) {
+        expect(err).toBeInstanceOf(DecryptionError);
+        const message = (err as Error).message;
+        expect(message).toContain(`factors.secret_enc of fac_1 is sealed under master key id ${keyId(keyA)}`);
+        expect(message).toContain('MASTER_KEY_PREVIOUS');
+        for (const key of [keyA, keyB, keyC]) expect(message).not.toContain(key.toString('base64'));
+      }
+    });
+
+    it('refuses a previous key of the wrong length', () => {
+      expect(() => new Cipher(keyB, [randomBytes(16)])).toThrow('master key must be 32 bytes');
+    });
   });
 
   it('refuses garbage', () => {
