@@ -8,6 +8,7 @@ import { AppModule } from './app.module.js';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
 import { AppError } from './common/errors/app-error.js';
+import { onClientError, onFrameworkError } from './common/errors/pre-routing.js';
 import { ProblemFilter } from './common/errors/problem.filter.js';
 import { parseStrictJson, StrictJsonError, type StrictJsonFault } from './common/json/strict-json.js';
 import { runMigrations } from './database/data-source.js';
@@ -69,8 +70,10 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     bodyLimit: BODY_LIMIT,
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
     trustProxy: false,
-    // Long ids are answered 404 by the handlers, not 414 by the router.
+    // Long ids are answered 404 by the handlers; longer ones (and undecodable paths) 404 by onFrameworkError.
     routerOptions: { maxParamLength: 1000 },
+    frameworkErrors: onFrameworkError,
+    clientErrorHandler: onClientError,
     return503OnClosing: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, options.clock), adapter, {

@@ -24,7 +24,7 @@ async function expect401(token: string, scheme = 'Bearer') {
   const res = await t.http.get('/v1/whoami').set('Authorization', `${scheme} ${token}`).expect(401);
   expect(res.body).toMatchObject({ status: 401, code: 'unauthorized' });
   expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.headers['www-authenticate']).toBeDefined();
+  expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="mfa-proxy"/);
 }
 
 describe('agent token attacks on an agent endpoint', () => {

@@ -70,7 +70,3 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     expect(results.filter((r) => r.status === 429)).toHaveLength(5);
   });
 });
-
-describe.skipIf(shared)('two instances (skipped)', () => {
-  it.skip('needs TEST_DATABASE_URL=postgres://… and TEST_REDIS_URL', () => {});
-});

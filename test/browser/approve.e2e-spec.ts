@@ -75,7 +75,3 @@ describe.runIf(browserAvailable)('approval page in Chromium', () => {
     await page.close();
   });
 });
-
-describe.skipIf(browserAvailable)('approval page in Chromium (skipped)', () => {
-  it.skip('needs /usr/bin/chromium (apt-get install chromium); CI installs it', () => {});
-});

@@ -63,7 +63,3 @@ describe.runIf(browserAvailable)('enrollment page in Chromium', () => {
     await page.close();
   });
 });
-
-describe.skipIf(browserAvailable)('enrollment page in Chromium (skipped)', () => {
-  it.skip('needs /usr/bin/chromium (apt-get install chromium); CI installs it', () => {});
-});

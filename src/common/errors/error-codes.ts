@@ -4,6 +4,8 @@ export type ErrorCode =
   | 'malformed_json'
   | 'unsupported_media_type'
   | 'payload_too_large'
+  | 'headers_too_large'
+  | 'request_timeout'
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
@@ -32,6 +34,8 @@ export const ERROR_STATUS = {
   malformed_json: 400,
   unsupported_media_type: 415,
   payload_too_large: 413,
+  headers_too_large: 431,
+  request_timeout: 408,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
@@ -61,6 +65,8 @@ export const ERROR_TITLE = {
   malformed_json: 'Malformed JSON body',
   unsupported_media_type: 'Unsupported media type',
   payload_too_large: 'Request body too large',
+  headers_too_large: 'Request headers too large',
+  request_timeout: 'Request timeout',
   unauthorized: 'Unauthorized',
   forbidden: 'Forbidden',
   not_found: 'Not found',

@@ -75,7 +75,47 @@ function isOAuthPath(url: string): boolean {
   return url.startsWith('/oauth/');
 }
 
-/** Writes RFC 9457 problem+json for /v1 and RFC 6749 §5.2 errors for /oauth. */
+export interface RenderedError {
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+}
+
+/**
+ * The response for an error: RFC 9457 problem+json on /v1 and the pages, RFC 6749 §5.2 JSON on
+ * /oauth. Used by the exception filter and by the handlers of errors raised before routing.
+ */
+export function renderError(url: string, exception: unknown): RenderedError {
+  const error = toAppError(exception);
+  if (error instanceof OAuthError || isOAuthPath(url)) {
+    const oauth = error instanceof OAuthError ? error : asOAuth(error);
+    const headers: Record<string, string> = { ...oauth.headers, 'Cache-Control': 'no-store', 'Content-Type': 'application/json' };
+    if (oauth.status === 401 && !Object.keys(headers).some((h) => h.toLowerCase() === 'www-authenticate')) headers['WWW-Authenticate'] = 'Basic realm="mfa-proxy"';
+    return { status: oauth.status, headers, body: { error: oauth.error, error_description: oauth.description } };
+  }
+  const headers: Record<string, string> = { ...(error.options.headers ?? {}), 'Content-Type': 'application/problem+json' };
+  if (error.status === 401 && !Object.keys(headers).some((h) => h.toLowerCase() === 'www-authenticate')) headers['WWW-Authenticate'] = 'Bearer realm="mfa-proxy"';
+  const problem: Problem = {
+    ...(error.options.extensions ?? {}),
+    type: `https://mfa-proxy.dev/problems/${error.code.replace(/_/g, '-')}`,
+    title: error.title,
+    status: error.status,
+    detail: error.detail,
+    code: error.code,
+  };
+  return { status: error.status, headers, body: problem };
+}
+
+function asOAuth(error: AppError): OAuthError {
+  if (error.status === 401) return new OAuthError('invalid_client', error.detail);
+  if (error.status >= 500) return new OAuthError('server_error', error.detail);
+  const e = new OAuthError('invalid_request', error.detail, error.options.headers ?? {});
+  // Keep 404/413/415/429 statuses meaningful even in the OAuth error format.
+  (e as { status: number }).status = error.status;
+  return e;
+}
+
+/** Writes every error of a routed request (see renderError); 5xx are logged without the URL. */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
   private readonly logger = new Logger('http');
@@ -93,45 +133,11 @@ export class ProblemFilter implements ExceptionFilter {
       this.logger.warn({ code: error.code, logDetail: error.options.logDetail }, error.detail);
     }
     if (reply.sent) return;
-
-    if (isOAuthPath(request.url) && !(error instanceof OAuthError)) {
-      return this.sendOAuth(reply, this.asOAuth(error));
+    const { status, headers, body } = renderError(request.url, error);
+    for (const [name, value] of Object.entries(headers)) {
+      if (name.toLowerCase() === 'www-authenticate' && reply.hasHeader('www-authenticate')) continue;
+      reply.header(name, value);
     }
-    if (error instanceof OAuthError) return this.sendOAuth(reply, error);
-
-    for (const [name, value] of Object.entries(error.options.headers ?? {})) reply.header(name, value);
-    if (error.status === 401 && !reply.hasHeader('www-authenticate')) {
-      reply.header('WWW-Authenticate', 'Bearer realm="mfa-proxy"');
-    }
-    const problem: Problem = {
-      ...(error.options.extensions ?? {}),
-      type: `https://mfa-proxy.dev/problems/${error.code.replace(/_/g, '-')}`,
-      title: error.title,
-      status: error.status,
-      detail: error.detail,
-      code: error.code,
-    };
-    void reply.status(error.status).header('Content-Type', 'application/problem+json').send(problem);
-  }
-
-  private asOAuth(error: AppError): OAuthError {
-    if (error.status === 401) return new OAuthError('invalid_client', error.detail);
-    if (error.status >= 500) return new OAuthError('server_error', error.detail);
-    const e = new OAuthError('invalid_request', error.detail, error.options.headers ?? {});
-    // Keep 413/415/429 statuses meaningful even in the OAuth error format.
-    (e as { status: number }).status = error.status;
-    return e;
-  }
-
-  private sendOAuth(reply: FastifyReply, error: OAuthError): void {
-    for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-    if (error.status === 401 && !reply.hasHeader('www-authenticate')) {
-      reply.header('WWW-Authenticate', 'Basic realm="mfa-proxy"');
-    }
-    void reply
-      .status(error.status)
-      .header('Cache-Control', 'no-store')
-      .header('Content-Type', 'application/json')
-      .send({ error: error.error, error_description: error.description });
+    void reply.status(status).send(body);
   }
 }
