@@ -17,22 +17,52 @@ export function requestIdOf(raw: IncomingMessage): string {
   return id;
 }
 
-/** Paths redacted wherever they appear in a log object: credentials, proofs, codes. */
-export const REDACT_PATHS = [
-  'authorization',
-  'headers.authorization',
-  'headers.dpop',
-  'headers.cookie',
-  'body',
-  '*.client_secret',
-  '*.clientSecret',
-  '*.apiKey',
-  '*.token',
-  '*.access_token',
-  '*.code',
-  '*.secret',
-  '*.refreshToken',
+/** Names that carry a credential wherever they appear: at the top of a log object or one level down. */
+const SECRET_FIELDS = [
+  'authorization', 'cookie', 'dpop', 'client_secret', 'clientSecret', 'client_assertion', 'apiKey', 'token', 'access_token',
+  'refresh_token', 'refreshToken', 'id_token', 'secret', 'webhookSecret', 'totpSecret', 'mfaProxyToken', 'password',
 ];
+
+/**
+ * Paths redacted in every log line: credentials by name, headers that carry them, and request
+ * bodies whole (TOTP codes, client secrets, WebAuthn responses). `code` is redacted only where it is
+ * a request's field (a TOTP or authorization code), so a database error's `code` (`23505`) and a
+ * problem's `code` stay visible.
+ */
+export const REDACT_PATHS = [
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `*.${f}`),
+  ...['authorization', 'cookie', 'dpop'].map((h) => `*.headers.${h}`),
+  'body',
+  '*.body',
+  'dto.code',
+  '*.dto.code',
+  'form.code',
+  '*.form.code',
+];
+
+/** Error fields that name things (tables, constraints, system calls) and never carry data. */
+const ERROR_NAME_FIELDS = ['table', 'column', 'constraint', 'schema', 'errno', 'syscall', 'status', 'statusCode'] as const;
+const ERROR_CAUSE_DEPTH = 3;
+
+/**
+ * The `err` serializer: class, message, code (the driver's: `23505`, `SQLITE_CONSTRAINT_UNIQUE`),
+ * the SQL text with its placeholders, names, stack and cause. Never a query's parameters (ciphertexts,
+ * hashes, tokens) nor the driver's `detail`/`where`, which quote row values.
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error)) return err;
+  const e = err as Error & Record<string, unknown>;
+  const out: Record<string, unknown> = { type: e.constructor?.name || e.name, message: String(e.message).slice(0, 2000) };
+  const driver = e.driverError as Record<string, unknown> | undefined;
+  const code = e.code ?? driver?.code;
+  if (typeof code === 'string' || typeof code === 'number') out.code = code;
+  if (typeof e.query === 'string') out.query = e.query.slice(0, 4000);
+  for (const key of ERROR_NAME_FIELDS) if (typeof e[key] === 'string' || typeof e[key] === 'number') out[key] = e[key];
+  if (e.stack) out.stack = e.stack;
+  if (e.cause !== undefined && depth < ERROR_CAUSE_DEPTH) out.cause = serializeError(e.cause, depth + 1);
+  return out;
+}
 
 /** The root logger of one service instance (structured JSON on stdout). */
 export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destination?: pino.DestinationStream): Logger {
@@ -41,6 +71,7 @@ export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destinatio
       level: config.logLevel,
       base: { service: 'mfa-proxy', pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,
