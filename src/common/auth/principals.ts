@@ -61,11 +61,17 @@ export const CurrentCaller = createParamDecorator((_: unknown, ctx: ExecutionCon
 
 export const callerAppId = (c: Caller): string => (c.kind === 'agent' ? c.agent.appId : c.app.appId);
 
-/** The bearer credential of a request, or null. Scheme match is case-insensitive (RFC 9110 §11.1). */
+/** `Authorization: <scheme> <credentials>` split (scheme lower-cased, RFC 9110 §11.1); credentials null when absent or over 8 KiB. */
+export function parseAuthorization(header: string | undefined): { scheme: string; credentials: string | null } | null {
+  if (!header) return null;
+  const space = header.indexOf(' ');
+  if (space < 0) return { scheme: header.toLowerCase(), credentials: null };
+  const credentials = header.slice(space + 1).trim();
+  return { scheme: header.slice(0, space).toLowerCase(), credentials: credentials.length > 0 && credentials.length <= 8192 ? credentials : null };
+}
+
+/** The credentials of a request under one scheme (default Bearer), or null. */
 export function bearerToken(authorization: string | undefined, scheme = 'Bearer'): string | null {
-  if (!authorization) return null;
-  const space = authorization.indexOf(' ');
-  if (space < 0 || authorization.slice(0, space).toLowerCase() !== scheme.toLowerCase()) return null;
-  const token = authorization.slice(space + 1).trim();
-  return token.length > 0 && token.length <= 8192 ? token : null;
+  const parsed = parseAuthorization(authorization);
+  return parsed && parsed.scheme === scheme.toLowerCase() ? parsed.credentials : null;
 }

@@ -1,15 +1,13 @@
-import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { APP_CONFIG } from '../../config/config.js';
-import type { AppConfig } from '../../config/config.schema.js';
-import { Clock } from '../../common/clock.js';
-import { ReplayCache } from '../../common/cache/replay-cache.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { RequestContext } from '../../common/request-context.js';
+import { parseAuthorization } from '../../common/auth/principals.js';
 import { agentRequestsKey } from '../rate-limit/buckets.js';
 import { RateLimitService, rateLimitHeaders } from '../rate-limit/rate-limit.service.js';
 import { AgentTokensService } from './agent-tokens.service.js';
-import { DpopError, verifyDpopProof } from './dpop.js';
+import { DpopError } from './dpop.js';
+import { DpopProofs } from './dpop-proofs.js';
 import { TokenInvalidError } from './token-verifier.js';
 
 const CHALLENGE = 'Bearer realm="mfa-proxy", error="invalid_token", DPoP algs="ES256 EdDSA"';
@@ -26,15 +24,13 @@ function unauthorized(detail: string, dpop = false): AppError {
 export class AgentGuard implements CanActivate {
   constructor(
     private readonly tokens: AgentTokensService,
-    private readonly replay: ReplayCache,
-    private readonly clock: Clock,
+    private readonly proofs: DpopProofs,
     private readonly limits: RateLimitService,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<FastifyRequest>();
-    const [scheme, token] = splitAuthorization(req.headers.authorization);
+    const { scheme = '', credentials: token = null } = parseAuthorization(req.headers.authorization) ?? {};
     if (!token || (scheme !== 'bearer' && scheme !== 'dpop')) throw unauthorized('an agent access token is required');
 
     let claims;
@@ -71,30 +67,13 @@ export class AgentGuard implements CanActivate {
   }
 
   private async checkProof(req: FastifyRequest, token: string, jkt: string): Promise<void> {
-    const path = req.url.split('?')[0];
     try {
-      const proof = await verifyDpopProof(req.headers.dpop, {
-        htm: req.method,
-        htu: this.config.publicUrl + path,
-        nowSeconds: this.clock.nowSeconds(),
-        iatWindowSeconds: this.config.dpopIatWindowSeconds,
-        replay: this.replay,
-        accessToken: token,
-      });
+      const proof = await this.proofs.verify(req.headers.dpop, req.method, req.url, token);
       // §4.3 check 12: the proof is signed by the key the token is bound to.
       if (proof.jkt !== jkt) throw new DpopError('DPoP proof key does not match the token binding');
     } catch (err) {
       if (err instanceof DpopError) throw unauthorized(err.message, true);
-      // The replay cache could not be reached: fail closed.
       throw new AppError('service_unavailable', 'replay protection unavailable', { cause: err });
     }
   }
-}
-
-export function splitAuthorization(header: string | undefined): [string, string | null] {
-  if (!header) return ['', null];
-  const space = header.indexOf(' ');
-  if (space < 0) return [header.toLowerCase(), null];
-  const token = header.slice(space + 1).trim();
-  return [header.slice(0, space).toLowerCase(), token.length > 0 && token.length <= 8192 ? token : null];
 }

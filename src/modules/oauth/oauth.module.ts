@@ -12,11 +12,12 @@ import { OAuthController, WhoamiController } from './oauth.controller.js';
 import { OAuthService } from './oauth.service.js';
 import { RevocationList } from './revocation-list.js';
 import { WorkerTasksPort } from './worker-tasks.port.js';
+import { DpopProofs } from './dpop-proofs.js';
 
 @Module({
   imports: [AppsModule, UsersModule, AgentsModule, KeysModule],
   controllers: [OAuthController, WhoamiController],
-  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, WorkerTasksPort],
-  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, WorkerTasksPort],
+  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, WorkerTasksPort, DpopProofs],
+  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, WorkerTasksPort, DpopProofs],
 })
 export class OAuthModule {}

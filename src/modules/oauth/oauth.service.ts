@@ -1,15 +1,13 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { APP_CONFIG } from '../../config/config.js';
-import type { AppConfig } from '../../config/config.schema.js';
-import { Clock } from '../../common/clock.js';
-import { ReplayCache } from '../../common/cache/replay-cache.js';
+import { Injectable } from '@nestjs/common';
 import { OAuthError } from '../../common/errors/app-error.js';
 import { RequestContext } from '../../common/request-context.js';
+import { bearerToken } from '../../common/auth/principals.js';
 import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
 import { ClientAuthService } from './client-auth.service.js';
-import { DpopError, verifyDpopProof } from './dpop.js';
+import { DpopError } from './dpop.js';
+import { DpopProofs } from './dpop-proofs.js';
 import { RevocationList } from './revocation-list.js';
 import { TokenInvalidError } from './token-verifier.js';
 import { oauthTokenFailuresKey, oauthTokenKey } from '../rate-limit/buckets.js';
@@ -39,10 +37,8 @@ export class OAuthService {
     private readonly clients: ClientAuthService,
     private readonly tokens: AgentTokensService,
     private readonly revocations: RevocationList,
-    private readonly replay: ReplayCache,
-    private readonly clock: Clock,
+    private readonly proofs: DpopProofs,
     private readonly limits: RateLimitService,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /**
@@ -75,13 +71,7 @@ export class OAuthService {
     let jkt: string | null = null;
     if (dpop !== undefined) {
       try {
-        ({ jkt } = await verifyDpopProof(dpop, {
-          htm: 'POST',
-          htu: `${this.config.publicUrl}/oauth/token`,
-          nowSeconds: this.clock.nowSeconds(),
-          iatWindowSeconds: this.config.dpopIatWindowSeconds,
-          replay: this.replay,
-        }));
+        ({ jkt } = await this.proofs.verify(dpop, 'POST', '/oauth/token'));
       } catch (err) {
         if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
         throw new OAuthError('server_error', 'replay protection unavailable');
@@ -131,7 +121,8 @@ export class OAuthService {
   async revoke(authorization: string | undefined, body: Record<string, unknown>): Promise<void> {
     const token = optionalString(body, 'token');
     if (!token) throw new OAuthError('invalid_request', 'token is required');
-    const agent = /^bearer /i.test(authorization ?? '') ? await this.bearerAgent(authorization!.slice(7).trim()) : (await this.clients.authenticate(authorization, body)).agent;
+    const bearer = bearerToken(authorization);
+    const agent = bearer !== null ? await this.bearerAgent(bearer) : (await this.clients.authenticate(authorization, body)).agent;
     RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id });
     let claims: AgentTokenClaims;
     try {
