@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -99,6 +99,12 @@ async function sealedBy(db: Db): Promise<Record<string, Record<string, number>>>
     }
     out[tc] = counts;
   }
+  // Values sealed inside JSON documents (`{"$sealed":"v1.<kid>...."}`, e.g. an event's approvalUrl in the outbox).
+  const inJson: Record<string, number> = {};
+  for (const row of await db.all(`SELECT payload AS v FROM outbox WHERE payload LIKE ?`, ['%"$sealed":%'])) {
+    for (const m of String(row.v).matchAll(/"\$sealed":"v1\.([0-9a-f]+)\./g)) inJson[m[1]] = (inJson[m[1]] ?? 0) + 1;
+  }
+  if (Object.keys(inJson).length) out['outbox.payload.$sealed'] = inJson;
   return out;
 }
 
@@ -259,7 +265,9 @@ describe('master key rotation with real restarts (MASTER_KEY_PREVIOUS and `rekey
         await c.end();
       };
     } else {
-      databaseUrl = `sqlite:${join(mkdtempSync(join(tmpdir(), 'mpx-rekey-')), 'db.sqlite')}`;
+      const dir = mkdtempSync(join(tmpdir(), 'mpx-rekey-'));
+      databaseUrl = `sqlite:${join(dir, 'db.sqlite')}`;
+      dropDatabase = async () => rmSync(dir, { recursive: true, force: true });
     }
     settings = deployment({ DATABASE_URL: databaseUrl, WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_TIMEOUT_MS: '2000' });
 
@@ -323,7 +331,7 @@ describe('master key rotation with real restarts (MASTER_KEY_PREVIOUS and `rekey
     const env = { ...settings, MASTER_KEY: KEY_B, MASTER_KEY_PREVIOUS: KEY_A };
     const first = await cli(['rekey', '--batch-size=2'], env);
     expect(first.code, first.output).toBe(0);
-    for (const table of ['apps', 'signing_keys', 'totp_secrets', 'step_ups', 'tasks', 'connections', 'user_connections']) {
+    for (const table of ['apps', 'signing_keys', 'totp_secrets', 'step_ups', 'tasks', 'connections', 'user_connections', 'outbox']) {
       expect(first.output).toMatch(new RegExp(`${table}: \\d+ row`));
     }
     expect(first.output).not.toContain(KEY_A);

@@ -5,7 +5,8 @@ import { Cipher, sealedKeyId } from './cipher.js';
 import type { EncryptedTable } from './encrypted-columns.js';
 import { rekey, type RekeyTableReport } from './rekey.js';
 
-const table: EncryptedTable = { table: 'secrets', id: 'id', columns: ['a_enc', 'b_enc'] };
+const table: EncryptedTable = { kind: 'columns', table: 'secrets', id: 'id', columns: ['a_enc', 'b_enc'] };
+const events: EncryptedTable = { kind: 'json', table: 'events', id: 'id', column: 'payload', paths: ['data.url', 'data.other'] };
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);
 const underA = new Cipher(keyA);
@@ -90,5 +91,44 @@ describe(rekey.name, () => {
     expect(report.failures[0].reason).toMatch(/sealed under master key id [0-9a-f]{16}, which is neither MASTER_KEY/);
     expect(report.remaining).toBe(10);
     expect(await values()).toEqual(before);
+  });
+
+  describe('sealed values inside a JSON column', () => {
+    const payload = (id: string, cipher: Cipher, url = `https://x/approve/${id}`) =>
+      JSON.stringify({ id, type: 't', data: { before: 1, url: { $sealed: cipher.encrypt(url, { table: 'events', column: 'payload.data.url', id }) }, after: [2] } });
+    const rows = async () => (await ds.query('SELECT id, payload FROM events ORDER BY id')) as { id: string; payload: string }[];
+
+    beforeEach(async () => {
+      await ds.query('CREATE TABLE events (id varchar(40) PRIMARY KEY, payload text NOT NULL)');
+      for (let i = 0; i < 5; i++) await ds.query('INSERT INTO events (id, payload) VALUES (?, ?)', [`evt_${i}`, payload(`evt_${i}`, underA)]);
+      await ds.query('INSERT INTO events (id, payload) VALUES (?, ?)', ['evt_plain', JSON.stringify({ id: 'evt_plain', data: { url: 'not sealed' } })]);
+    });
+
+    it('re-encrypts each sealed field for its row and keeps the rest of the document as it was', async () => {
+      const report = await rekey(ds, new Cipher(keyB, [keyA]), { tables: [events], batchSize: 2 });
+      expect(report.tables).toEqual([{ table: 'events', rows: 5, values: 5, concurrent: 0, failed: 0 }]);
+      expect(report.remaining).toBe(0);
+      const onlyB = new Cipher(keyB);
+      for (const row of await rows()) {
+        const doc = JSON.parse(row.payload);
+        if (row.id === 'evt_plain') {
+          expect(doc.data.url).toBe('not sealed');
+          continue;
+        }
+        expect(doc).toMatchObject({ id: row.id, type: 't', data: { before: 1, after: [2] } });
+        expect(Object.keys(doc.data)).toEqual(['before', 'url', 'after']);
+        expect(onlyB.decryptString(doc.data.url.$sealed, { table: 'events', column: 'payload.data.url', id: row.id })).toBe(`https://x/approve/${row.id}`);
+      }
+      const again = await rekey(ds, new Cipher(keyB, [keyA]), { tables: [events] });
+      expect(again.tables[0]).toMatchObject({ rows: 0, values: 0 });
+    });
+
+    it('refuses a sealed field moved to another event', async () => {
+      const [first] = await rows();
+      await ds.query('UPDATE events SET payload = ? WHERE id = ?', [first.payload.replace('"evt_0"', '"evt_1"'), 'evt_1']);
+      const report = await rekey(ds, new Cipher(keyB, [keyA]), { tables: [events] });
+      expect(report.failures).toEqual([{ table: 'events', column: 'payload.data.url', id: 'evt_1', reason: 'authentication failed' }]);
+      expect(report.remaining).toBe(1);
+    });
   });
 });
