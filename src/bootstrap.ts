@@ -26,8 +26,8 @@ export const DETAILS_MAX_DEPTH = 32;
 /** What each strict-JSON fault tells the client (never the offending input itself). */
 const JSON_FAULT_ERRORS: Record<StrictJsonFault, () => AppError> = {
   syntax: () => new AppError('malformed_json', 'request body is not valid JSON'),
-  // Refused as Fastify's secure-json-parse refuses them (prototype pollution).
-  forbidden_key: () => new AppError('malformed_json', 'request body is not valid JSON'),
+  // Refused as Fastify's secure-json-parse refuses them (prototype pollution), and said so.
+  forbidden_key: () => new AppError('validation_failed', 'JSON objects may not have a "__proto__" key, nor "constructor" with "prototype"'),
   too_deep: () => new AppError('validation_failed', `JSON nests too deeply (details: at most ${DETAILS_MAX_DEPTH} levels)`),
   duplicate_key: () => new AppError('validation_failed', 'JSON object has a duplicate key'),
   lone_surrogate: () => new AppError('validation_failed', 'JSON string has a lone surrogate (not valid Unicode)'),

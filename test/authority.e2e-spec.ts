@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PUBLIC_URL, startApp, usingPostgres, type TestApp } from './support/app.js';
-import { agentToken, bearer } from './support/fixtures.js';
+import { agentToken, bearer, createAgent } from './support/fixtures.js';
 import { approvalToken, approveWithCode, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
 import { upstreamProvider } from './support/upstream.js';
@@ -35,7 +35,7 @@ async function workerOf(h: Human, scopes: string[], creatorScope?: string) {
   const task = (await expectStatus(t.http.post('/v1/tasks').set(bearer(creator)).send({ taskId: 'research-1', scopes, workerJwk: w.jwk }), 201)).body;
   const path = `/v1/tasks/${task.id}/token`;
   const drawn = await expectStatus(t.http.post(path).set('DPoP', await proof(w, 'POST', path)), 200);
-  return { w, task, token: drawn.body.access_token as string };
+  return { w, task, token: drawn.body.access_token as string, creator };
 }
 
 /** A request by the worker with its DPoP-bound token (and a fresh proof). */
@@ -85,6 +85,58 @@ describe('1. the calling token’s scope is the authority', () => {
     // Within its task's scopes it may ask.
     const ok = await asWorker(w, token, 'post', '/v1/step-ups', { action: 'research:read' });
     expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+  });
+
+  it('a worker or a narrower token can neither join nor collect a broader token’s step-up (review F1)', async () => {
+    const h = await human(t, { permissionBoundaries: ['files:*', 'research:read'] });
+    const { w, token: workerToken } = await workerOf(h, ['research:read']);
+    const narrow = await agentToken(t, h.agent, { scope: 'research:read' });
+    const body = { action: 'research:read', grant: { type: 'sudo', scopes: ['research:read'], duration: 120 }, methods: ['totp'] };
+    const parent = await expectStatus(t.http.post('/v1/step-ups').set(bearer(h.token)).send(body), 201);
+    // The identical body from the worker and from the narrower token makes their own step-ups.
+    const fromWorker = await asWorker(w, workerToken, 'post', '/v1/step-ups', body);
+    expect(fromWorker.status).toBe(201);
+    expect(fromWorker.body.id).not.toBe(parent.body.id);
+    const fromNarrow = await expectStatus(t.http.post('/v1/step-ups').set(bearer(narrow)).send(body), 201);
+    expect(fromNarrow.body.id).not.toBe(parent.body.id);
+    // Nor can they read or cancel the parent's.
+    expect((await asWorker(w, workerToken, 'get', `/v1/step-ups/${parent.body.id}`)).status).toBe(404);
+    expect((await asWorker(w, workerToken, 'delete', `/v1/step-ups/${parent.body.id}`)).status).toBe(404);
+    await t.http.get(`/v1/step-ups/${parent.body.id}`).set(bearer(narrow)).expect(404);
+    await expectStatus(approveWithCode(t, h, parent.body.approvalUrl), 200);
+    await t.http.get(`/v1/step-ups/${parent.body.id}`).set(bearer(narrow)).expect(404);
+    // The parent's own token (a renewal with the same scopes, too) collects it.
+    const sudo = (await t.http.get(`/v1/step-ups/${parent.body.id}`).set(bearer(await agentToken(t, h.agent))).expect(200)).body.sudoToken;
+    expect(decodeJwt(sudo).scope).toBe('files:* research:read');
+    // The worker's own sudo grant stays within its task and bound to its key and task.
+    await expectStatus(approveWithCode(t, h, fromWorker.body.approvalUrl, await totpCode(h.totpSecret, Date.now() + 30_000)), 200);
+    const workerSudo = (await asWorker(w, workerToken, 'get', `/v1/step-ups/${fromWorker.body.id}`)).body.sudoToken;
+    expect(decodeJwt(workerSudo)).toMatchObject({ scope: 'research:read', cnf: { jkt: expect.any(String) }, tsk: expect.stringMatching(/^tsk_/) });
+  });
+
+  it('a worker token sees only its own task, not its siblings', async () => {
+    const h = await human(t);
+    const a = await workerOf(h, ['research:read']);
+    const b = await workerOf(h, ['research:read']);
+    expect((await asWorker(a.w, a.token, 'get', `/v1/tasks/${b.task.id}`)).status).toBe(404);
+    expect((await asWorker(a.w, a.token, 'delete', `/v1/tasks/${b.task.id}`)).status).toBe(404);
+    expect((await asWorker(a.w, a.token, 'get', `/v1/tasks/${a.task.id}`)).status).toBe(200);
+    await t.http.get(`/v1/tasks/${b.task.id}`).set(bearer(h.token)).expect(200);
+  });
+
+  it('revoking the token that created a task ends the task (and only that task)', async () => {
+    const h = await human(t);
+    const doomed = await workerOf(h, ['research:read'], 'research:read');
+    const sibling = await workerOf(h, ['research:read'], 'research:read');
+    await t.http.post('/oauth/revoke').set(bearer(h.token)).type('form').send({ token: doomed.creator }).expect(200);
+    const draw = async (x: { w: Worker; task: { id: string } }) => {
+      const path = `/v1/tasks/${x.task.id}/token`;
+      return t.http.post(path).set('DPoP', await proof(x.w, 'POST', path));
+    };
+    expect((await draw(doomed)).body.code).toBe('task_ended');
+    expect((await asWorker(doomed.w, doomed.token, 'get', '/v1/whoami')).status).toBe(401);
+    expect((await t.http.get(`/v1/tasks/${doomed.task.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body).toMatchObject({ status: 'ended', endReason: 'creator_token_revoked' });
+    expect((await draw(sibling)).status).toBe(200);
   });
 
   it('a task started with a sudo token ends when the grant does', async () => {
@@ -355,5 +407,59 @@ describe('11. app-initiated step-ups', () => {
     // A suspended agent cannot be asked for.
     await t.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
     expect((await expectStatus(appStepUp(h, { resource: 'drive://x' }), 409)).body.code).toBe('conflict');
+  });
+});
+
+describe('found by the adversarial review', () => {
+  it('narrowing the boundaries stops approved step-ups: no token is handed out after, and one handed out before verifies revoked', async () => {
+    const h = await human(t);
+    const handed = await expectStatus(createStepUp(t, h, { methods: ['totp'] }), 201);
+    await expectStatus(approveWithCode(t, h, handed.body.approvalUrl), 200);
+    const mfa = (await get(h.token, handed.body.id).expect(200)).body.mfaProxyToken;
+    const byApp = await expectStatus(t.http.post('/v1/step-ups').set(bearer(h.tenant.apiKey)).send({ agentId: h.agent.id, action: 'files:delete', resource: 'drive://other.pdf', methods: ['totp'] }), 201);
+    await expectStatus(approveWithCode(t, h, byApp.body.approvalUrl, await totpCode(h.totpSecret, Date.now() + 30_000)), 200);
+    const own = await expectStatus(createStepUp(t, h, { resource: 'drive://third.pdf' }), 201);
+    await t.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ permissionBoundaries: ['files:read', 'research:read'] }).expect(200);
+    expect((await t.http.get(`/v1/step-ups/${byApp.body.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body).toMatchObject({ status: 'approved', tokenIssued: false, reason: 'revoked' });
+    // The agent's token lost files:* with the narrowing: its step-up is no longer its to read.
+    await get(h.token, own.body.id).expect(404);
+    expect((await verify(h, { token: mfa, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } })).body).toEqual({ valid: false, reason: 'revoked' });
+  });
+
+  it('one agent cannot spend its human’s whole push budget: 20 new pushes per agent per hour, the others still reach the human', async () => {
+    const h = await human(t);
+    const noisy = await agentToken(t, h.agent, { scope: 'research:read' });
+    for (let i = 0; i < 20; i++) {
+      const created = await expectStatus(t.http.post('/v1/step-ups').set(bearer(noisy)).send({ action: 'research:read', resource: `r${i}` }), 201);
+      await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(noisy)).expect(200);
+    }
+    const refused = await expectStatus(t.http.post('/v1/step-ups').set(bearer(noisy)).send({ action: 'research:read', resource: 'r20' }), 429);
+    expect(refused.body.code).toBe('rate_limited');
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    const other = await createAgent(t, h.tenant, h.userId, { permissionBoundaries: ['research:read'] });
+    await expectStatus(t.http.post('/v1/step-ups').set(bearer(await agentToken(t, other))).send({ action: 'research:read' }), 201);
+  });
+
+  it('NUL in query filters and URLs is 400, never 500 (PostgreSQL refuses NUL in text)', async () => {
+    const h = await human(t);
+    for (const q of ['type', 'agentId', 'taskId', 'userId']) {
+      const res = await t.http.get(`/v1/audit-events?${q}=a%00b`).set(bearer(h.tenant.apiKey));
+      expect(res.status, q).toBe(400);
+      expect(res.body.code).toBe('validation_failed');
+    }
+    const con = await t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'c1', tokenEndpoint: 'http://127.0.0.1:9/t\u0000', clientId: 'c', clientSecret: 's' });
+    expect(con.status).toBe(400);
+    const app = await t.http.post('/v1/apps').set(bearer(t.adminToken)).send({ name: 'x', webhookUrl: 'http://127.0.0.1/\u0000' });
+    expect(app.status).toBe(400);
+  });
+
+  it('token issuance at /oauth/token is audited under the agent', async () => {
+    const h = await human(t);
+    await agentToken(t, h.agent, { scope: 'research:read', task_id: 'audited-issuance' });
+    await t.http.post('/oauth/token').auth(h.agent.id, h.agent.clientSecret).type('form').send({ grant_type: 'client_credentials', scope: 'admin:all' }).expect(400);
+    await expect.poll(async () => {
+      const events = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request', limit: 200 }).set(bearer(h.tenant.apiKey))).body.events as { action: string; status: number; taskId: string | null }[];
+      return events.filter((e) => e.action === 'POST /oauth/token').map((e) => e.status).sort();
+    }).toEqual([200, 200, 400]);
   });
 });

@@ -109,12 +109,12 @@ describe('details are hashed and stored exactly as parsed', () => {
     expect((await verify(h, { ...base, details })).body).toMatchObject({ valid: true, detailsHash: expectedHash(details) });
   });
 
-  it('a __proto__ key stays refused (400 malformed_json) and creates nothing', async () => {
+  it('a __proto__ key (or constructor.prototype) is refused (400 validation_failed, saying why) and creates nothing', async () => {
     const h = await human(t);
     for (const body of [stepUpWithDetails('{"__proto__":{"admin":true}}'), stepUpWithDetails('{"x":{"__proto__":1}}'), stepUpWithDetails('{"constructor":{"prototype":{"a":1}}}')]) {
       const res = await rawStepUp(h, body);
       expect(res.status).toBe(400);
-      expect(res.body).toEqual({ type: 'https://mfa-proxy.dev/problems/malformed-json', title: 'Malformed JSON body', status: 400, detail: 'request body is not valid JSON', code: 'malformed_json' });
+      expect(res.body).toEqual({ type: 'https://mfa-proxy.dev/problems/validation-failed', title: 'Invalid request', status: 400, detail: 'JSON objects may not have a "__proto__" key, nor "constructor" with "prototype"', code: 'validation_failed' });
     }
     expect(await stepUpsOf(h)).toBe(0);
   });

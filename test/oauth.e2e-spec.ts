@@ -288,7 +288,8 @@ describe('POST /oauth/revoke and /oauth/introspect', () => {
     const foreign = await agentToken(t, other);
     await t.http.post('/oauth/revoke').set(bearer(caller)).type('form').send({ token: victim }).expect(200);
     await t.http.get('/v1/whoami').set(bearer(victim)).expect(401);
-    await t.http.post('/oauth/revoke').set(bearer(caller)).type('form').send({ token: foreign }).expect(200);
+    const refused = await t.http.post('/oauth/revoke').set(bearer(caller)).type('form').send({ token: foreign }).expect(400);
+    expect(refused.body).toEqual({ error: 'unauthorized_client', error_description: expect.any(String) });
     await t.http.get('/v1/whoami').set(bearer(foreign)).expect(200);
     const bad = await t.http.post('/oauth/revoke').set(bearer('garbage')).type('form').send({ token: foreign }).expect(401);
     expect(bad.body.error).toBe('invalid_client');

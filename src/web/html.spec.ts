@@ -62,6 +62,12 @@ describe(sut.name, () => {
       }
     });
 
+    it('shows the default-ignorable code points outside Cf (review: U+034F, Khmer, Mongolian, the rest of the tag plane)', () => {
+      for (const cp of [0x034f, 0x17b4, 0x17b5, 0x180b, 0x180c, 0x180d, 0x180f, 0xfff0, 0x1bca0, 0xe0080, 0xe0fff]) {
+        expect(sut(`pay ali${String.fromCodePoint(cp)}ce`), shown(cp)).toBe(`pay ali${shown(cp)}ce`);
+      }
+    });
+
     it('shows a variation selector that does not follow an emoji (data hidden in selectors)', () => {
       expect(sut('a\uFE00\uFE0F')).toBe('a[U+FE00][U+FE0F]');
       // After an emoji, one selector picks its presentation; a second one hides data.

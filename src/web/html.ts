@@ -8,13 +8,13 @@ const CONTROLS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/g;
 
 /**
  * Characters a reader cannot see, shown as `[U+XXXX]`: every format character (general category Cf:
- * bidi controls, zero-width characters, word joiner, soft hyphen, tags…); what Cf leaves out: the
- * whole tag block (U+E0000–E007F, unassigned ones too), the line and paragraph separators, the Hangul
- * fillers (blank letters) and the supplementary variation selectors; and a variation selector that
- * does not directly follow an emoji (after one it picks the emoji's presentation, as in ❤️; elsewhere
- * it is rare in real text and a known way to hide data).
+ * bidi controls, zero-width characters, word joiner, soft hyphen, tags…) and every default-ignorable
+ * code point (what renderers draw as nothing: the combining grapheme joiner, Mongolian and Khmer
+ * invisible letters, Hangul fillers, the whole tag block U+E0000–E0FFF, variation selectors…), plus
+ * the line and paragraph separators. One exception: a variation selector U+FE00–FE0F right after an
+ * emoji picks its presentation (as in ❤️) and stays; elsewhere it is a known way to hide data.
  */
-const INVISIBLE = /[\p{Cf}\u{E0000}-\u{E007F}\u2028\u2029\u115F\u1160\u3164\uFFA0\u{E0100}-\u{E01EF}]|(?<!\p{Emoji})[\uFE00-\uFE0F]/gu;
+const INVISIBLE = /(?![\uFE00-\uFE0F])[\p{Cf}\p{Default_Ignorable_Code_Point}\u2028\u2029]|(?<!\p{Emoji})[\uFE00-\uFE0F]/gu;
 
 const codePointLabel = (c: string) => `[U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`;
 

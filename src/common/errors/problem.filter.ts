@@ -68,6 +68,9 @@ export function toAppError(exception: unknown): AppError | OAuthError {
   if (err?.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
     return new AppError(STATUS_CODES[err.statusCode] ?? 'validation_failed', 'invalid request');
   }
+  // A value PostgreSQL cannot store (NUL in text: 22021, 22P05) that validation let through is still bad input, not a 500.
+  const driverCode = (exception as { driverError?: { code?: string } } | undefined)?.driverError?.code;
+  if (driverCode === '22021' || driverCode === '22P05') return new AppError('validation_failed', 'a value contains characters that cannot be stored (e.g. NUL)', { cause: exception });
   return new AppError('internal_error', ERROR_TITLE.internal_error, { cause: exception });
 }
 

@@ -49,7 +49,8 @@ export class MfaProxyTokensService {
     if ((dto.resource ?? null) !== (claims.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', claims);
     if (hashDetails(dto.details) !== claims.details_hash) return this.fail(appId, dto, 'details_mismatch', claims);
     if (dto.agentId !== undefined && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch', claims);
-    if (!(await this.agents.isActive(claims.client_id, claims.sub))) return this.fail(appId, dto, 'revoked', claims);
+    // The agent revoked or suspended, its user deleted, or its boundaries narrowed below the action since approval.
+    if (!(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return this.fail(appId, dto, 'revoked', claims);
 
     const now = this.clock.now();
     const result = await this.stepUps.ds.transaction(async (m) => {

@@ -87,6 +87,12 @@ export class AgentTokensService implements OnModuleInit {
     return !!state?.active && state.userId === userId;
   }
 
+  /** Whether the agent may still act and its current boundaries still allow `scope` (cached like the guard's check). */
+  async permits(agentId: string, userId: string, scope: string): Promise<boolean> {
+    const state = await this.state(agentId);
+    return !!state?.active && state.userId === userId && withinBoundaries(state.boundaries, scope);
+  }
+
   /** Drops an agent from this instance's cache (done on every instance through pub/sub). */
   forget(agentId: string): void {
     this.epoch++;

@@ -54,6 +54,8 @@ export class OAuthService {
     if (taskId !== undefined && !TASK_ID_PATTERN.test(taskId)) throw new OAuthError('invalid_request', 'task_id must match [A-Za-z0-9._:/-]{1,128}');
 
     const agent = await this.authenticateThrottled(authorization, body, ip);
+    // From here the request is the agent's: it is audited (and logged) under its ids.
+    RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: taskId ?? null });
     // Issuance is budgeted per authenticated client: nobody else can spend an agent's budget.
     await this.limits.consume('oauthToken', oauthTokenKey(agent.id));
 
@@ -65,7 +67,7 @@ export class OAuthService {
     } else {
       scopes = parseScope(scopeParam);
       const bad = scopes.find((s) => !SCOPE_PATTERN.test(s) || !withinBoundaries(agent.permissionBoundaries, s));
-      if (bad) throw new OAuthError('invalid_scope', `scope "${bad.slice(0, 64)}" is outside the agent's permission boundaries`);
+      if (bad) throw new OAuthError('invalid_scope', "a requested scope is outside the agent's permission boundaries");
     }
 
     let jkt: string | null = null;
@@ -116,7 +118,7 @@ export class OAuthService {
 
   /**
    * RFC 7009: the agent revokes one of its own tokens. The agent authenticates as at the token
-   * endpoint, or with one of its live access tokens (Bearer). Unknown or foreign tokens: 200, nothing done.
+   * endpoint, or with one of its live access tokens (Bearer). Unknown or invalid tokens: 200, nothing done (§2.2); another client's token: unauthorized_client (§2.1).
    */
   async revoke(authorization: string | undefined, body: Record<string, unknown>): Promise<void> {
     const token = optionalString(body, 'token');
@@ -131,7 +133,8 @@ export class OAuthService {
       if (err instanceof TokenInvalidError) return; // §2.2: invalid tokens do not cause an error
       throw err;
     }
-    if (claims.client_id !== agent.id) return;
+    // RFC 7009 §2.1 (API.md v1.1): a token issued to another client is refused, and stays valid.
+    if (claims.client_id !== agent.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
     await this.revocations.revoke({ jti: claims.jti!, appId: agent.appId, agentId: agent.id, userId: claims.sub!, expiresAt: claims.exp! * 1000 });
   }
 

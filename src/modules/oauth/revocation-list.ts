@@ -4,6 +4,7 @@ import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { isUniqueViolation } from '../../database/errors.js';
 import { AuditLog } from '../../common/audit-log.js';
+import { Cascades, CascadeScope } from '../../common/cascade.js';
 import { RevokedTokenEntity } from './revoked-token.entity.js';
 
 const TOKEN_REVOKED = 'token.revoked';
@@ -22,6 +23,7 @@ export class RevocationList implements OnApplicationBootstrap {
     private readonly clock: Clock,
     private readonly pubsub: PubSub,
     private readonly audit: AuditLog,
+    private readonly cascades: Cascades,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -37,14 +39,19 @@ export class RevocationList implements OnApplicationBootstrap {
 
   async revoke(entry: { jti: string; appId: string; agentId: string; userId: string; expiresAt: number }): Promise<void> {
     const { userId, ...row } = entry;
+    const now = this.clock.now();
+    const scope = new CascadeScope();
     try {
       await this.ds.transaction(async (m) => {
-        await m.insert(RevokedTokenEntity, { ...row, revokedAt: this.clock.now() });
+        await m.insert(RevokedTokenEntity, { ...row, revokedAt: now });
         await this.audit.record(m, { appId: entry.appId, type: 'token.revoked', outcome: 'success', agentId: entry.agentId, userId, resource: entry.jti });
+        // What the token started ends with it (tasks: a task never outlives the authority that created it).
+        await this.cascades.emit(m, scope, { type: 'token.revoked', appId: entry.appId, agentId: entry.agentId, jti: entry.jti, now });
       });
     } catch (err) {
       if (!isUniqueViolation(err)) throw err; // revoking twice is fine (RFC 7009 §2.2)
     }
+    await scope.committed();
     this.remember(entry.jti, entry.expiresAt);
     await this.pubsub.publish(TOKEN_REVOKED, { jti: entry.jti, exp: entry.expiresAt });
   }

@@ -11,6 +11,11 @@ export const BUCKETS = {
   stepUpCreate: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
   /** New pushes to one human per hour, whatever agent asks (anti push-fatigue); PUSHES_PER_USER_PER_HOUR. */
   userPushes: { points: 60, duration: 3600, failClosed: false, code: 'rate_limited' },
+  /**
+   * New pushes one agent may cause per hour: a third of the user's default budget, so one agent
+   * (however low its privileges) cannot spend its human's whole budget and silence the others.
+   */
+  agentPushes: { points: 20, duration: 3600, failClosed: false, code: 'rate_limited' },
   /** Tokens issued per AUTHENTICATED client (agent id): spent only after client authentication succeeds. */
   oauthToken: { points: 60, duration: 60, failClosed: false, code: 'rate_limited' },
   /**
@@ -38,6 +43,7 @@ export type Bucket = keyof typeof BUCKETS;
 export const agentRequestsKey = (agentId: string) => `agent:${agentId}`;
 export const stepUpCreateKey = (agentId: string) => `agent:${agentId}`;
 export const userPushesKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
+export const agentPushesKey = (agentId: string) => `agent:${agentId}`;
 export const oauthTokenKey = (agentId: string) => `client:${agentId}`;
 /** Source first (an address never contains `:client:`), then the claimed, unauthenticated client id, capped. */
 export const oauthTokenFailuresKey = (claimedClientId: string, ip: string) => `ip:${ip.slice(0, 64)}:client:${claimedClientId.slice(0, 64)}`;

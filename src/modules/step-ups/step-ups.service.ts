@@ -21,7 +21,7 @@ import { OutboxService } from '../events/outbox.service.js';
 import type { FactorType } from '../factors/factor.entity.js';
 import { FactorsRepository } from '../factors/factors.repository.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
-import { stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
+import { agentPushesKey, stepUpCreateKey, userPushesKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import type { CreateStepUpRequestDto } from './dto/create-step-up-request.dto.js';
@@ -52,6 +52,12 @@ interface Requester {
   jkt: string | null;
   workerTaskId: string | null;
 }
+
+/** What a step-up is bound to on the agent's side: the asking token's scopes, DPoP key and task. */
+function tokenBinding(scopes: string[], jkt: string | null, workerTaskId: string | null): string {
+  return canonicalJson({ scopes: [...new Set(scopes)].sort(), jkt, task: workerTaskId });
+}
+const requesterBinding = (r: Requester) => (r.initiator === 'app' ? 'app' : tokenBinding(r.tokenScopes, r.jkt, r.workerTaskId));
 
 /** Defaults that API.md fixes (tests rely on them). */
 export const PENDING_CAP_PER_USER = 5;
@@ -111,7 +117,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const r = await this.requesterOrThrow(caller, dto.agentId);
     await this.limits.consume('stepUpCreate', stepUpCreateKey(r.agentId));
     // The action must lie within the caller's authority; nothing is pushed otherwise.
-    if (!withinBoundaries(r.authority, dto.action)) throw new AppError('action_not_permitted', `the action "${dto.action}" is not covered by ${r.initiator === 'app' ? "the agent's permission boundaries" : "the calling token's scope"}`);
+    if (!withinBoundaries(r.authority, dto.action)) throw new AppError('action_not_permitted', `the action is not covered by ${r.initiator === 'app' ? "the agent's permission boundaries" : "the calling token's scope"}`);
     await this.fatigue.assertNotCoolingDown(r);
     const details = dto.details ?? {};
     if (Buffer.byteLength(canonicalJson(details)) > DETAILS_MAX_BYTES) throw new AppError('validation_failed', 'details must be at most 8 KiB as JSON');
@@ -121,7 +127,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       if (r.initiator === 'app') throw new AppError('validation_failed', 'an app-initiated step-up grants a single-use token, not sudo');
       if (grantScopes.length === 0) throw new AppError('validation_failed', 'a sudo grant needs scopes');
       const outside = grantScopes.find((scope) => !withinBoundaries(r.sudoAuthority, scope));
-      if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is outside ${r.workerTaskId ? "this task's scopes" : "this agent's permission boundaries"}`);
+      if (outside) throw new AppError('action_not_permitted', `a requested sudo scope is outside ${r.workerTaskId ? "this task's scopes" : "this agent's permission boundaries"}`);
     } else if (dto.grant?.scopes || dto.grant?.duration) {
       throw new AppError('validation_failed', 'scopes and duration apply to sudo grants only');
     }
@@ -129,7 +135,9 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const methods: FactorType[] = dto.methods ?? ['webauthn', 'totp'];
     const detailsHash = hashDetails(details);
     // What makes two requests "the same": idempotency and identical-pending dedupe compare this.
-    const requestHash = sha256(canonicalJson({ action: dto.action, resource: dto.resource ?? null, detailsHash, grant: { type: grantType, scopes: grantScopes, duration: grantDuration } })).toString('base64url');
+    // The requesting token's authority is part of it: a token never joins (or replays) a step-up
+    // asked for by another token with other scopes, another DPoP key or another task.
+    const requestHash = sha256(canonicalJson({ action: dto.action, resource: dto.resource ?? null, detailsHash, grant: { type: grantType, scopes: grantScopes, duration: grantDuration }, by: requesterBinding(r) })).toString('base64url');
     const sameBody = (prior: StepUpEntity) =>
       prior.requestHash === requestHash && canonicalJson({ m: prior.methods, b: prior.bindingMessage }) === canonicalJson({ m: methods, b: dto.bindingMessage ?? null });
     const now = this.clock.now();
@@ -145,6 +153,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     if (!methods.some((m) => enrolled.has(m))) throw new AppError('no_enrolled_factor', `the user has no active ${methods.join(' or ')} factor`);
 
     // A new push to the human.
+    await this.limits.consume('agentPushes', agentPushesKey(r.agentId));
     await this.limits.consume('userPushes', userPushesKey(r.appId, r.userId));
     const s = this.newStepUp(r, dto, { details, detailsHash, grantType, grantScopes, grantDuration, methods, requestHash, idempotencyKey: idempotencyKey ?? null, now });
     // One creation at a time per user (across instances on PostgreSQL): the pending cap, the
@@ -294,6 +303,8 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     if (s.tokenDeliveredAt !== null) return { tokenIssued: true };
     const now = this.clock.now();
     if (s.expiresAt <= now) return { tokenIssued: false, reason: 'expired' };
+    // Boundaries narrowed (or the agent stopped) since the request: nothing beyond them is handed out.
+    for (const scope of [s.action, ...s.grantScopes]) if (!(await this.agentTokens.permits(s.agentId, s.userId, scope))) return { tokenIssued: false, reason: 'revoked' };
     if (s.grantType === 'token') {
       const minted = await this.mfaTokens.mint(s);
       if (!(await this.repo.markDelivered(s, minted.jti, now, minted.expiresAt))) return { tokenIssued: true };
@@ -320,8 +331,13 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
   private async findOwnOrThrow(caller: Caller, id: string): Promise<StepUpEntity> {
     const appId = caller.kind === 'agent' ? caller.agent.appId : caller.app.appId;
     const s = isId('stepUp', id) ? await this.repo.find(appId, id) : null;
-    // Only who asked sees a step-up (and so its token): the agent its own, the app those it initiated. Anyone else: 404.
-    const own = caller.kind === 'agent' ? s?.initiator === 'agent' && s.agentId === caller.agent.agentId : s?.initiator === 'app';
+    // Only who asked sees a step-up (and so its token): the app those it initiated; an agent those
+    // its token asked for with the same authority (scopes, DPoP key, task), so a narrower token or
+    // a worker cannot collect a token minted from a broader one. Anyone else: 404.
+    const own = caller.kind === 'agent'
+      ? s?.initiator === 'agent' && s.agentId === caller.agent.agentId
+        && tokenBinding(caller.agent.scopes, caller.agent.jkt, caller.agent.workerTaskId) === tokenBinding(s.agentScopes, s.agentJkt, s.workerTaskId)
+      : s?.initiator === 'app';
     if (!s || !own) throw notFound('step-up');
     return s;
   }

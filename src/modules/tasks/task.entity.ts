@@ -23,6 +23,8 @@ export class TaskEntity {
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('expires_at') expiresAt: number;
   @TimeColumn('ended_at', { nullable: true }) endedAt: number | null;
+  /** The `jti` of the agent token that created the task: revoking that token ends the task. */
+  @Column({ type: 'varchar', length: 64, name: 'creator_jti', nullable: true }) creatorJti: string | null;
 }
 
 @Entity({ name: 'connections' })

@@ -30,6 +30,10 @@ export class TasksRepository {
     return m.find(TaskEntity, { where: { appId, agentId, status: 'active' } });
   }
 
+  activeCreatedBy(m: EntityManager, appId: string, agentId: string, creatorJti: string): Promise<TaskEntity[]> {
+    return m.find(TaskEntity, { where: { appId, agentId, creatorJti, status: 'active' } });
+  }
+
   findConnection(appId: string, id: string): Promise<ConnectionEntity | null> {
     return this.ds.getRepository(ConnectionEntity).findOneBy({ appId, id });
   }

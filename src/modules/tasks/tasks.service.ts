@@ -58,6 +58,9 @@ export class TasksService implements OnModuleInit {
       for (const task of await this.repo.activeOfAgent(m, e.appId, e.agentId)) await this.endIn(m, scope, task, reason, e.now);
     });
     this.cascades.on('user.deleted', (m, e) => this.repo.deleteUserConnections(m, e.appId, e.userId));
+    this.cascades.on('token.revoked', async (m, e, scope) => {
+      for (const task of await this.repo.activeCreatedBy(m, e.appId, e.agentId, e.jti)) await this.endIn(m, scope, task, 'creator_token_revoked', e.now);
+    });
   }
 
   async create(agent: AgentPrincipal, dto: CreateTaskDto): Promise<TaskDto> {
@@ -65,7 +68,7 @@ export class TasksService implements OnModuleInit {
     // token cannot start tasks, and the task's scopes lie within the calling token's scope.
     if (agent.workerTaskId !== null) throw new AppError('action_not_permitted', 'a worker token cannot create tasks');
     const outside = dto.scopes.find((s) => !withinBoundaries(agent.scopes, s));
-    if (outside) throw new AppError('action_not_permitted', `the scope "${outside}" is not covered by the calling token's scope`);
+    if (outside) throw new AppError('action_not_permitted', "a task scope is not covered by the calling token's scope");
     const jwk = await this.workerKeyOrThrow(dto.workerJwk);
     const now = this.clock.now();
     // A task started with a sudo token ends when the human's grant does.
@@ -77,6 +80,7 @@ export class TasksService implements OnModuleInit {
       // The task's long-lived grant: held encrypted in the vault, never returned.
       credentialEnc: this.cipher.encrypt(randomToken('mpx_tsk_'), { table: 'tasks', column: 'credential_enc', id }),
       status: 'active', endReason: null, createdAt: now, expiresAt: Math.min(now + (dto.maxDuration ?? 28_800) * 1000, grantEnd), endedAt: null,
+      creatorJti: agent.jti,
     });
     await this.repo.ds.transaction(async (m) => {
       await this.repo.insert(m, task);
@@ -123,7 +127,7 @@ export class TasksService implements OnModuleInit {
     const scope = connectionScope(connection.name);
     const agent = await this.agents.findById(task.agentId);
     if (!task.scopes.includes(scope) || !withinBoundaries(agent?.permissionBoundaries ?? [], scope)) {
-      throw new AppError('action_not_permitted', `this task's scopes do not include "${scope}"`);
+      throw new AppError('action_not_permitted', "this task's scopes do not include this connection's scope (connection:<name>)");
     }
     return this.vault.accessToken(uc, connection, task.taskRef);
   }
@@ -143,7 +147,7 @@ export class TasksService implements OnModuleInit {
         await this.audit.record(m, { appId, type: 'connection.created', outcome: 'success', action: dto.name, resource: id });
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', `a connection named "${dto.name}" exists in this app`);
+      if (isUniqueViolation(err)) throw new AppError('conflict', 'a connection with this name exists in this app');
       throw err;
     }
     return { id, name: dto.name };
@@ -205,7 +209,9 @@ export class TasksService implements OnModuleInit {
   private async findOrThrow(caller: Caller, id: string): Promise<TaskEntity> {
     const appId = callerAppId(caller);
     const task = isId('task', id) ? await this.repo.find(appId, id) : null;
-    if (!task || (caller.kind === 'agent' && task.agentId !== caller.agent.agentId)) throw notFound('task');
+    // An agent sees its own tasks; a worker token only its own task.
+    const foreign = caller.kind === 'agent' && (task?.agentId !== caller.agent.agentId || (caller.agent.workerTaskId !== null && caller.agent.workerTaskId !== task?.id));
+    if (!task || foreign) throw notFound('task');
     return task;
   }
 

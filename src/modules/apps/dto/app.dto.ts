@@ -11,7 +11,7 @@ export class CreateAppDto {
   name: string;
 
   @ApiPropertyOptional({ description: 'Where events are POSTed (Standard Webhooks).', example: 'https://acme.example/hooks/mfa-proxy' })
-  @IsOptional() @IsString() @MaxLength(2048) @IsUrl(URL_OPTIONS)
+  @IsOptional() @IsString() @MaxLength(2048) @NoControlChars() @IsUrl(URL_OPTIONS)
   webhookUrl?: string;
 
   @ApiPropertyOptional({ description: 'Extra WebAuthn origins accepted for this app, e.g. https://app.acme.example', type: [String] })
@@ -29,7 +29,7 @@ export class UpdateAppDto {
   name?: string;
 
   @ApiPropertyOptional({ description: 'New webhook URL; null removes it.', nullable: true, type: String })
-  @IsOptional() @ValidateIf((_, v) => v !== null) @IsString() @MaxLength(2048) @IsUrl(URL_OPTIONS)
+  @IsOptional() @ValidateIf((_, v) => v !== null) @IsString() @MaxLength(2048) @NoControlChars() @IsUrl(URL_OPTIONS)
   webhookUrl?: string | null;
 
   @ApiPropertyOptional({ type: [String] })

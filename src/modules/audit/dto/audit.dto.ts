@@ -1,13 +1,14 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { NoControlChars } from '../../../common/validation.js';
 
 export class AuditQuery {
-  @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(64) userId?: string;
-  @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(64) agentId?: string;
-  @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(128) taskId?: string;
-  @ApiPropertyOptional({ example: 'step_up.approved' }) @IsOptional() @IsString() @MaxLength(64) type?: string;
-  @ApiPropertyOptional({ description: 'Cursor: the nextCursor of the previous page' }) @IsOptional() @IsString() @MaxLength(32) after?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() @NoControlChars() @MaxLength(64) userId?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() @NoControlChars() @MaxLength(64) agentId?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() @NoControlChars() @MaxLength(128) taskId?: string;
+  @ApiPropertyOptional({ example: 'step_up.approved' }) @IsOptional() @IsString() @NoControlChars() @MaxLength(64) type?: string;
+  @ApiPropertyOptional({ description: 'Cursor: the nextCursor of the previous page' }) @IsOptional() @IsString() @NoControlChars() @MaxLength(32) after?: string;
   @ApiPropertyOptional({ default: 50, minimum: 1, maximum: 200 }) @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(200) limit?: number;
 }
 

@@ -35,7 +35,7 @@ export class CreateConnectionDto {
   @ApiProperty({ example: 'google-drive', description: 'Unique per app; a worker reaches the connection through the scope `connection:<name>`', pattern: '^[a-z0-9_.-]{1,48}$' })
   @IsString() @Matches(/^[a-z0-9_.-]{1,48}$/, { message: 'name must match [a-z0-9_.-]{1,48}' })
   name: string;
-  @ApiProperty({ example: 'https://oauth.example.com/token' }) @IsString() @MaxLength(2048) @IsUrl({ protocols: ['http', 'https'], require_protocol: true, require_tld: false })
+  @ApiProperty({ example: 'https://oauth.example.com/token' }) @IsString() @NoControlChars() @MaxLength(2048) @IsUrl({ protocols: ['http', 'https'], require_protocol: true, require_tld: false })
   tokenEndpoint: string;
   @ApiProperty() @IsString() @NoControlChars() @MinLength(1) @MaxLength(512) clientId: string;
   @ApiProperty({ description: 'Stored encrypted; never returned' }) @IsString() @MinLength(1) @MaxLength(2048) clientSecret: string;
