@@ -56,6 +56,12 @@ export const envSchema = z.object({
   WEBHOOK_TIMEOUT_MS: int(100, 60000).default(10000),
   WEBHOOK_RETRY_BASE_MS: int(10, 3600000).default(5000),
   WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(10),
+  /** How often each instance purges what retention allows (0: never); see RETENTION_* below. */
+  RETENTION_SWEEP_SECONDS: int(0, 604_800).default(3600),
+  /** Delivered outbox rows are purged this many days after delivery (pending, failed and no_endpoint rows are kept: they can be retried). */
+  RETENTION_OUTBOX_DAYS: int(1, 3650).default(7),
+  /** Rows removed by one DELETE; a sweep repeats batches until nothing is left, yielding in between. */
+  RETENTION_BATCH_SIZE: int(1, 100_000).default(1000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -89,4 +95,6 @@ export interface AppConfig {
   /** Anti push-fatigue: human denials of one agent before it is cooled down, and before it is suspended (24 h). */
   webhooks: { timeoutMs: number; retryBaseMs: number; maxAttempts: number };
   fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number; pushesPerUserPerHour: number };
+  /** Purging of rows that no longer serve a purpose (audit events are never purged). */
+  retention: { sweepSeconds: number; outboxDays: number; batchSize: number };
 }

@@ -127,6 +127,7 @@ export function loadConfig(
       autoSuspendAfterDenials: env.AUTO_SUSPEND_AFTER_DENIALS,
       pushesPerUserPerHour: env.PUSHES_PER_USER_PER_HOUR,
     },
+    retention: { sweepSeconds: env.RETENTION_SWEEP_SECONDS, outboxDays: env.RETENTION_OUTBOX_DAYS, batchSize: env.RETENTION_BATCH_SIZE },
   };
 }
 

@@ -18,6 +18,12 @@ export class AuditRepository {
     return m.insert(AuditEventEntity, e as never);
   }
 
+  /** Request events, many in one statement. */
+  insertMany(rows: Partial<AuditEventEntity>[]): Promise<unknown> {
+    return this.ds.manager.insert(AuditEventEntity, rows as never);
+  }
+
+  /** Apps with unsealed events: read from the partial index `ix_audit_events_unsealed`, which holds only those rows. */
   async appsWithUnsealed(limit: number): Promise<string[]> {
     const rows: { app_id: string }[] = await this.ds.createQueryBuilder().select('DISTINCT e.app_id', 'app_id').from(AuditEventEntity, 'e').where('e.seq IS NULL').limit(limit).getRawMany();
     return rows.map((r) => r.app_id);

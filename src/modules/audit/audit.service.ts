@@ -1,4 +1,5 @@
-import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { EntityManager } from 'typeorm';
 import { AuditLog, type AuditInput } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
@@ -21,22 +22,30 @@ export function safeText(value: string | null | undefined, max: number): string 
 const SEAL_EVERY_MS = 1_000;
 const REQUEST_FLUSH_MS = 100;
 
+/** What the request queue needs of the HTTP server (Fastify): to be told once it has closed. */
+interface ClosingServer {
+  addHook(name: 'onClose', hook: () => Promise<void>): unknown;
+}
+
 /**
  * The audit trail. Appending is a plain insert (in the state change's own transaction, or alone
  * for a request); a background sealer chains each app's new events in order, so no request
  * waits on a global lock. Queries and verification seal first, so they see everything.
  */
 @Injectable()
-export class AuditService implements AuditLog, OnApplicationBootstrap, OnApplicationShutdown {
+export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger(AuditService.name);
   private timer: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private readonly pending: Partial<AuditEventEntity>[] = [];
+  private flushing: Promise<void> | null = null;
   private sealing: Promise<void> | null = null;
+  private stopping = false;
 
   constructor(
     private readonly repo: AuditRepository,
     private readonly clock: Clock,
+    @Optional() private readonly http?: HttpAdapterHost,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -44,13 +53,27 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, OnApplica
     this.timer.unref();
     this.flushTimer = setInterval(() => void this.flushRequests(), REQUEST_FLUSH_MS);
     this.flushTimer.unref();
+    // A graceful stop (Nest's close) runs: beforeApplicationShutdown → dispose(): the HTTP server
+    // closes, and requests still in flight complete (long-polls and streams that shutdown answers)
+    // → onApplicationShutdown, where TypeOrmCoreModule destroys the DataSource before ours runs
+    // (both modules are global; Nest runs their hooks in reverse registration order). So the
+    // queue is written once more inside dispose(): Fastify runs `onClose` hooks after the server
+    // has closed and every in-flight request has completed, while the database is still open.
+    this.http?.httpAdapter?.getInstance<ClosingServer>().addHook('onClose', () => this.drainRequests());
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Stops background sealing (the next start seals what is left) and writes the request events queued so far. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    await this.sealing?.catch(() => undefined);
+    await this.flushRequests();
+  }
+
+  /** Last resort (no HTTP server): the queue is normally empty here, the database already closed. */
+  async onApplicationShutdown(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
     await this.flushRequests();
-    await this.sealing?.catch(() => undefined);
   }
 
   /** Appends an event inside the caller's transaction; the request's context fills in the actor. */
@@ -69,11 +92,26 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, OnApplica
     if (this.pending.length >= 500) void this.flushRequests();
   }
 
-  async flushRequests(): Promise<void> {
+  /**
+   * Writes every queued request event. Callers share the write in progress (which goes on until the
+   * queue is empty), so none returns while an event queued before its call is still unwritten.
+   */
+  flushRequests(): Promise<void> {
+    this.flushing ??= this.writeQueued().finally(() => (this.flushing = null));
+    return this.flushing;
+  }
+
+  private async writeQueued(): Promise<void> {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
-      await this.repo.ds.manager.insert(AuditEventEntity, batch as never).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
+      await this.repo.insertMany(batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
     }
+  }
+
+  /** The HTTP server has closed: no request event can be queued any more; write what is left. */
+  private async drainRequests(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.flushRequests();
   }
 
   private build(input: AuditInput, ctx: RequestFields): Partial<AuditEventEntity> {
@@ -106,7 +144,8 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, OnApplica
     this.sealing ??= (async () => {
       try {
         await this.flushRequests();
-        for (const appId of await this.repo.appsWithUnsealed(100)) while ((await this.repo.seal(appId)) > 0);
+        // A pass in progress at shutdown ends after its current batch.
+        for (const appId of await this.repo.appsWithUnsealed(100)) while (!this.stopping && (await this.repo.seal(appId)) > 0);
       } finally {
         this.sealing = null;
       }

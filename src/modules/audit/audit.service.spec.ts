@@ -1,0 +1,82 @@
+import type { HttpAdapterHost } from '@nestjs/core';
+import { describe, expect, it } from 'vitest';
+import { Clock } from '../../common/clock.js';
+import type { AuditEventEntity } from './audit-event.entity.js';
+import type { AuditRepository } from './audit.repository.js';
+import { AuditService } from './audit.service.js';
+
+/** A repository whose inserts wait until the test lets them finish. */
+function slowRepository() {
+  const written: Partial<AuditEventEntity>[] = [];
+  const waiting: (() => void)[] = [];
+  const write = async (rows: Partial<AuditEventEntity>[]) => {
+    await new Promise<void>((resolve) => waiting.push(resolve));
+    written.push(...rows);
+  };
+  const repo = { insertMany: write } as unknown as AuditRepository;
+  return { repo, written, finishWrites: () => waiting.splice(0).forEach((r) => r()) };
+}
+
+/** An HTTP adapter host whose server records the hooks it is given. */
+function httpServer() {
+  const hooks: Record<string, () => Promise<void>> = {};
+  const host = { httpAdapter: { getInstance: () => ({ addHook: (name: string, fn: () => Promise<void>) => (hooks[name] = fn) }) } } as unknown as HttpAdapterHost;
+  return { host, hooks };
+}
+
+const settled = () => new Promise((resolve) => setImmediate(resolve));
+const ctx = { appId: 'app_1', requestId: 'req_1', actorType: 'agent' as const };
+
+describe(AuditService.name, () => {
+  describe('flushRequests', () => {
+    it('does not return while an event queued before the call is still being written', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const sut = new AuditService(repo, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      void sut.flushRequests(); // the timer's flush: takes the event, write in progress
+      let returned = false;
+      const shutdownFlush = sut.flushRequests().then(() => (returned = true));
+      await settled();
+      expect(returned).toBe(false);
+      finishWrites();
+      await shutdownFlush;
+      expect(written.map((e) => e.requestId)).toEqual(['req_1']);
+    });
+
+    it('writes events queued while a write is in progress before it returns', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const sut = new AuditService(repo, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      const flushed = sut.flushRequests();
+      sut.recordRequest({ ...ctx, requestId: 'req_2' }, '/v1/whoami', 'GET', 200);
+      for (let i = 0; i < 2; i++) {
+        await settled();
+        finishWrites();
+      }
+      await flushed;
+      expect(written.map((e) => e.requestId)).toEqual(['req_1', 'req_2']);
+    });
+  });
+
+  describe('graceful stop', () => {
+    it('writes the events of requests answered while the HTTP server closes, when it has closed (before the database closes)', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const { host, hooks } = httpServer();
+      const sut = new AuditService(repo, new Clock(), host);
+      sut.onApplicationBootstrap();
+      try {
+        await sut.beforeApplicationShutdown();
+        // A long-poll answered by shutdown, after beforeApplicationShutdown.
+        sut.recordRequest({ ...ctx, requestId: 'req_late' }, '/v1/step-ups/:id', 'GET', 200);
+        expect(hooks.onClose, 'an onClose hook on the HTTP server').toBeTypeOf('function');
+        const closed = hooks.onClose();
+        await settled();
+        finishWrites();
+        await closed;
+        expect(written.map((e) => e.requestId)).toEqual(['req_late']);
+      } finally {
+        await sut.onApplicationShutdown();
+      }
+    });
+  });
+});
