@@ -45,7 +45,7 @@ describe('audit trail', () => {
       expect(e, type).toMatchObject({ agentId: h.agent.id, userId: h.userId, model: 'claude-test-1', taskId: 'task-audit-1', action: 'files:delete' });
     }
     expect(all.find((x) => x.type === 'mfa_proxy_token.verify_failed.already_used')).toMatchObject({ outcome: 'failure', actorType: 'app', action: 'files:delete' });
-    const agentRequest = all.find((x) => x.type === 'http.request' && x.actorType === 'agent');
+    const agentRequest = all.find((x) => x.type === 'http.request' && x.actorType === 'agent' && x.action === 'POST /v1/step-ups');
     expect(agentRequest).toMatchObject({ agentId: h.agent.id, model: 'claude-test-1', taskId: 'task-audit-1', requestId: expect.any(String), status: expect.any(Number) });
     const humanRequest = all.find((x) => x.type === 'http.request' && x.actorType === 'human');
     expect(humanRequest).toMatchObject({ userId: h.userId });
