@@ -1,8 +1,9 @@
 import { Webhook } from 'standardwebhooks';
+import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type TestApp } from './support/app.js';
 import { bearer, createAgent, createUser, agentToken } from './support/fixtures.js';
-import { approveWithCode, createStepUp, expectStatus, human } from './support/step-up.js';
+import { approvalToken, approveWithCode, createStepUp, expectStatus, human } from './support/step-up.js';
 import { webhookReceiver } from './support/webhook-receiver.js';
 import { freePort } from './support/browser.js';
 
@@ -42,6 +43,45 @@ describe('webhooks', () => {
       await expectStatus(approveWithCode(t, h, created.body.approvalUrl), 200);
       await expect.poll(() => rx.received.map((r) => r.json.type), { timeout: 10_000 }).toContain('step_up.approved');
     } finally {
+      await rx.close();
+    }
+  });
+
+  it('approvalUrl is encrypted at rest in the outbox and reaches the webhook and the stream as the URL itself', async () => {
+    const rx = await webhookReceiver();
+    const controller = new AbortController();
+    try {
+      const h = await humanWithHook(rx.url);
+      const res = await fetch(`${base}/v1/events/stream`, { headers: { authorization: `Bearer ${h.tenant.apiKey}` }, signal: controller.signal });
+      const reader = res.body!.getReader();
+      let text = '';
+      const reading = (async () => {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += Buffer.from(value).toString();
+        }
+      })().catch(() => undefined);
+      await expect.poll(() => text, { timeout: 5_000 }).toContain(': connected');
+
+      const created = await createStepUp(t, h).expect(201);
+      const secret = approvalToken(created.body.approvalUrl);
+      const rows: { payload: string }[] = await t.app.get(DataSource).createQueryBuilder().select('o.payload', 'payload').from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).andWhere("o.type = 'step_up.created'").getRawMany();
+      expect(rows).toHaveLength(1);
+      expect(rows[0].payload).not.toContain(secret);
+      expect(rows[0].payload).not.toContain('/approve/');
+
+      await expect.poll(() => rx.received.length, { timeout: 10_000 }).toBe(1);
+      const hook = rx.received[0];
+      expect(hook.json.data.approvalUrl).toBe(created.body.approvalUrl);
+      await expect.poll(() => text, { timeout: 5_000 }).toContain('event: step_up.created');
+      const streamed = /\ndata: (.*)\n\n/.exec(text.slice(text.indexOf('event: step_up.created')))![1];
+      // The same payload as the webhook body, byte for byte (field order included).
+      expect(streamed).toBe(hook.body);
+      controller.abort();
+      await reading;
+    } finally {
+      controller.abort();
       await rx.close();
     }
   });

@@ -3,13 +3,14 @@ import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiPropertyOpt
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import type { FastifyReply } from 'fastify';
-import { DataSource, LessThan } from 'typeorm';
+import type { ServerResponse } from 'node:http';
 import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
-import { EventStreamService } from './event-stream.service.js';
+import { EventStreamService, type StreamSink } from './event-stream.service.js';
 import { OutboxEntity } from './outbox.entity.js';
+import { OutboxRepository } from './outbox.repository.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
 export class DeliveriesQuery {
@@ -23,13 +24,29 @@ export class DeliveriesQuery {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
+/**
+ * The SSE response as a stream sink. `onClose` runs at once when the client is already gone: it
+ * may have dropped while the guard authenticated the request, and its 'close' has then fired.
+ */
+function sseSink(raw: ServerResponse): StreamSink {
+  return {
+    write: (chunk) => void raw.write(chunk),
+    end: () => void raw.end(),
+    onClose: (fn) => {
+      if (raw.destroyed || raw.socket?.destroyed) fn();
+      else raw.once('close', fn);
+    },
+    buffered: () => raw.writableLength,
+  };
+}
+
 @ApiTags('app: events')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
 @Controller('v1')
 export class EventsController {
   constructor(
-    private readonly ds: DataSource,
+    private readonly outbox: OutboxRepository,
     private readonly dispatcher: WebhookDispatcher,
     private readonly streams: EventStreamService,
   ) {}
@@ -37,15 +54,11 @@ export class EventsController {
   @Get('events/stream')
   @ApiOperation({ summary: "The app's events as Server-Sent Events (Last-Event-ID resumes); heartbeats every 15 s" })
   @ApiProduces('text/event-stream')
-  async stream(@CurrentApp() app: AppPrincipal, @Headers('last-event-id') lastEventId: string | undefined, @Res() reply: FastifyReply): Promise<void> {
+  stream(@CurrentApp() app: AppPrincipal, @Headers('last-event-id') lastEventId: string | undefined, @Res() reply: FastifyReply): void {
     reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no', 'X-Request-Id': String(reply.request.id) });
-    await this.streams.open(app.appId, app.keyId, isId('event', lastEventId) ? lastEventId : undefined, {
-      write: (chunk) => raw.write(chunk),
-      end: () => raw.end(),
-      onClose: (fn) => raw.on('close', fn),
-    });
+    reply.raw.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no', 'X-Request-Id': String(reply.request.id) });
+    // No await between here and the close handler's registration (inside open).
+    this.streams.open(app.appId, app.keyId, isId('event', lastEventId) ? lastEventId : undefined, sseSink(reply.raw));
   }
 
   @Get('webhook-deliveries')
@@ -53,13 +66,9 @@ export class EventsController {
   @ApiOkResponse({ schema: { example: { deliveries: [{ eventId: 'evt_...', type: 'step_up.created', status: 'delivered', attempts: 1 }], nextCursor: null } } })
   async deliveries(@CurrentApp() app: AppPrincipal, @Query() q: DeliveriesQuery) {
     const limit = q.limit ?? 50;
-    const before = q.before ? await this.ds.getRepository(OutboxEntity).findOneBy({ appId: app.appId, id: q.before }) : null;
+    const before = q.before ? await this.outbox.findForApp(app.appId, q.before) : null;
     if (q.before && !before) throw new AppError('validation_failed', 'before must be a nextCursor of this list');
-    const rows = await this.ds.getRepository(OutboxEntity).find({
-      where: { appId: app.appId, ...(q.status ? { deliveryStatus: q.status } : {}), ...(before ? { createdAt: LessThan(before.createdAt) } : {}) },
-      order: { createdAt: 'DESC', id: 'DESC' },
-      take: limit + 1,
-    });
+    const rows = await this.outbox.deliveries(app.appId, { status: q.status, beforeCreatedAt: before?.createdAt, limit: limit + 1 });
     const page = rows.slice(0, limit);
     return {
       deliveries: page.map((r) => ({

@@ -2,6 +2,8 @@ import { Global, Module } from '@nestjs/common';
 import { AppsModule } from '../apps/apps.module.js';
 import { EventStreamService } from './event-stream.service.js';
 import { EventsController } from './events.controller.js';
+import { OutboxPublisher } from './outbox-publisher.js';
+import { OutboxRepository } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
@@ -9,7 +11,7 @@ import { WebhookDispatcher } from './webhook-dispatcher.js';
 @Module({
   imports: [AppsModule],
   controllers: [EventsController],
-  providers: [OutboxService, WebhookDispatcher, EventStreamService],
+  providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, EventStreamService],
   exports: [OutboxService, WebhookDispatcher],
 })
 export class EventsModule {}

@@ -10,9 +10,9 @@ export interface OutboundResponse {
 /**
  * One outbound POST to a URL someone configured (webhook, upstream token endpoint): the host is
  * resolved and checked, the connection goes to the checked address, no redirects are followed,
- * time and response size are bounded.
+ * time and response size are bounded; `signal` aborts it (shutdown).
  */
-export async function postOutbound(url: URL, body: string, headers: Record<string, string>, opts: { timeoutMs: number; allowPrivate: boolean; maxBytes?: number }): Promise<OutboundResponse> {
+export async function postOutbound(url: URL, body: string, headers: Record<string, string>, opts: { timeoutMs: number; allowPrivate: boolean; maxBytes?: number; signal?: AbortSignal }): Promise<OutboundResponse> {
   const { address, family } = await resolvePublicAddress(url, opts.allowPrivate);
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   const max = opts.maxBytes ?? 64 * 1024;
@@ -24,6 +24,7 @@ export async function postOutbound(url: URL, body: string, headers: Record<strin
         headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         agent: false,
         timeout: opts.timeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
         lookup: (_host, _o, cb) => (cb as (e: null, a: string, f: number) => void)(null, address, family),
       },
       (res: IncomingMessage) => {

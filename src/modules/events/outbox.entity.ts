@@ -1,6 +1,12 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { JsonColumn, TimeColumn } from '../../database/columns.js';
 
+/** node-postgres returns bigint as a string; sequence values stay far below 2^53. */
+const bigintAsNumber = {
+  to: (v: number | null | undefined) => v,
+  from: (v: string | number | null) => (v === null || v === undefined ? null : Number(v)),
+};
+
 /** An event for the app, written in the transaction of the change that causes it (delivery: the events issue). */
 @Entity({ name: 'outbox' })
 export class OutboxEntity {
@@ -19,4 +25,9 @@ export class OutboxEntity {
   @TimeColumn('claimed_until', { nullable: true }) claimedUntil: number | null;
   @Column({ type: 'varchar', length: 64, name: 'claimed_by', nullable: true }) claimedBy: string | null;
   @Column({ type: 'text', name: 'last_error', nullable: true }) lastError: string | null;
+  /**
+   * Position in the event stream, assigned after commit by the publisher (outbox-publisher.ts);
+   * null until then. SSE delivers in this order, which is commit order.
+   */
+  @Column({ type: 'bigint', name: 'stream_seq', nullable: true, transformer: bigintAsNumber }) streamSeq: number | null;
 }

@@ -1,8 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
+import { Cipher } from '../../common/crypto/cipher.js';
 import { newId } from '../../common/ids.js';
-import { OutboxEntity } from './outbox.entity.js';
+import { openEventPayload, sealEventData, type EventPayload } from './outbox-payload.js';
+import type { OutboxEntity } from './outbox.entity.js';
+import { OutboxRepository } from './outbox.repository.js';
 
 export type EventType =
   | 'step_up.created'
@@ -17,18 +20,31 @@ export type EventType =
   | 'task.ended'
   | 'connection.reauth_required';
 
-/** The transactional outbox: an event is written with the change that causes it, or not at all. */
+/**
+ * The transactional outbox: an event is written with the change that causes it, or not at all.
+ * Capabilities of the human in the data (`approvalUrl`) are sealed at rest and opened only to
+ * deliver (outbox-payload.ts).
+ */
 @Injectable()
 export class OutboxService {
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly repo: OutboxRepository,
+    private readonly clock: Clock,
+    private readonly cipher: Cipher,
+  ) {}
 
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const id = newId('event');
     const createdAt = this.clock.now();
-    await m.insert(OutboxEntity, {
-      id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data }, createdAt, deliveredAt: null,
-      deliveryStatus: 'pending', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null,
+    await this.repo.insert(m, {
+      id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data: sealEventData(this.cipher, id, data) }, createdAt, deliveredAt: null,
+      deliveryStatus: 'pending', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null, streamSeq: null,
     });
     return id;
+  }
+
+  /** The payload as delivered (webhook body, SSE data). Throws DecryptionError if a sealed field does not open. */
+  deliverable(row: OutboxEntity): EventPayload {
+    return openEventPayload(this.cipher, row.payload as unknown as EventPayload);
   }
 }
