@@ -147,6 +147,34 @@ describe('GET /v1/events/stream: order and resumption', () => {
   });
 });
 
+// Deleting the newest outbox rows of the database is only this file's business on SQLite (its own
+// file); on PostgreSQL other test processes write to the same table at the same time.
+describe.skipIf(usingPostgres())('GET /v1/events/stream: after retention', () => {
+  it('new events reach open and resumed streams after the newest delivered rows were deleted', async () => {
+    const tenant = await createTenant(t);
+    const userId = await createUser(t, tenant);
+    const s = await openStream(tenant.apiKey);
+    try {
+      const ids = [await revokeAnAgent(tenant, userId), await revokeAnAgent(tenant, userId)];
+      await expect.poll(() => s.ids(), { timeout: 5_000 }).toEqual(ids);
+      // Retention deletes delivered rows, the newest included.
+      await t.app.get(DataSource).query('DELETE FROM outbox');
+      const third = await revokeAnAgent(tenant, userId);
+      await expect.poll(() => s.ids(), { timeout: 5_000 }).toEqual([...ids, third]);
+      const fourth = await revokeAnAgent(tenant, userId);
+      await expect.poll(() => s.ids(), { timeout: 5_000 }).toEqual([...ids, third, fourth]);
+      const resumed = await openStream(tenant.apiKey, third);
+      try {
+        await expect.poll(() => resumed.ids(), { timeout: 5_000 }).toEqual([fourth]);
+      } finally {
+        await resumed.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe.runIf(usingPostgres())('GET /v1/events/stream: a transaction that commits late (PostgreSQL)', () => {
   it('its event reaches the stream after the events that committed before it, and a stream resumed from them', async () => {
     const tenant = await createTenant(t);

@@ -79,10 +79,11 @@ export class OutboxRepository {
   // --- Publication: the stream order -------------------------------------------------------
 
   /**
-   * Gives committed, unpublished rows the next stream positions. Exactly one publisher runs at a
-   * time per database, and its positions become visible in one commit, after every earlier
-   * publisher's commit: so a reader that has seen position n has seen every position below n,
-   * and a row whose transaction commits late simply gets a later position. Returns 'busy' when
+   * Gives committed, unpublished rows the next stream positions (counted in outbox_stream_head,
+   * which retention does not touch, so a position is never handed out twice). Exactly one
+   * publisher runs at a time per database, and its positions become visible in one commit, after
+   * every earlier publisher's commit: so a reader that has seen position n has seen every position
+   * below n, and a row whose transaction commits late simply gets a later position. Returns 'busy' when
    * another publisher holds the turn (PostgreSQL) or a transaction is open on the connection
    * (SQLite), so the caller tries again shortly.
    */
@@ -98,13 +99,17 @@ export class OutboxRepository {
       const [{ locked }] = await m.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [PUBLISH_LOCK]);
       if (!locked) return 'busy';
       // A statement after the lock sees every earlier publisher's commit (READ COMMITTED takes a
-      // snapshot per statement), so MAX(stream_seq) is the true head. Rows of transactions still
-      // open are invisible here and wait for a later pass. Within one pass, (created_at, id).
+      // snapshot per statement), so the head row is current. Rows of transactions still open are
+      // invisible here and wait for a later pass. Within one pass, (created_at, id).
       const records = await this.records<{ stream_seq: string }>(
-        `UPDATE outbox o SET stream_seq = b.base + b.n
-         FROM (SELECT u.id, ROW_NUMBER() OVER (ORDER BY u.created_at, u.id) AS n, (SELECT COALESCE(MAX(stream_seq), 0) FROM outbox) AS base
-               FROM (SELECT id, created_at FROM outbox WHERE stream_seq IS NULL ORDER BY created_at, id LIMIT $1) u) b
-         WHERE o.id = b.id
+        `WITH batch AS (
+           SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) AS n
+           FROM (SELECT id, created_at FROM outbox WHERE stream_seq IS NULL ORDER BY created_at, id LIMIT $1) u
+         ), head AS (
+           UPDATE outbox_stream_head SET seq = seq + (SELECT COUNT(*) FROM batch) WHERE id = 'outbox' RETURNING seq - (SELECT COUNT(*) FROM batch) AS base
+         )
+         UPDATE outbox o SET stream_seq = head.base + batch.n FROM batch, head
+         WHERE o.id = batch.id
          RETURNING o.stream_seq`,
         [limit],
         m,
@@ -125,19 +130,20 @@ export class OutboxRepository {
       // rowid is insertion order on SQLite; ix_outbox_unpublished keeps this to unpublished rows.
       const rows = db.prepare('SELECT rowid AS r FROM outbox INDEXED BY ix_outbox_unpublished WHERE stream_seq IS NULL ORDER BY rowid LIMIT ?').all(limit) as { r: number }[];
       if (rows.length === 0) return { published: 0, head: 0 };
-      const { base } = db.prepare('SELECT COALESCE(MAX(stream_seq), 0) AS base FROM outbox').get() as { base: number };
+      const { head } = db.prepare("UPDATE outbox_stream_head SET seq = seq + ? WHERE id = 'outbox' RETURNING seq AS head").get(rows.length) as { head: number };
+      const base = head - rows.length;
       const update = db.prepare('UPDATE outbox SET stream_seq = ? WHERE rowid = ?');
       rows.forEach((row, i) => update.run(base + i + 1, row.r));
-      return { published: rows.length, head: base + rows.length };
+      return { published: rows.length, head };
     })();
   }
 
   // --- The stream ------------------------------------------------------------------------
 
-  /** The highest published position (ux_outbox_stream_seq). */
+  /** The last position handed out (and committed). */
   async head(): Promise<number> {
-    const [row] = await this.ds.query('SELECT COALESCE(MAX(stream_seq), 0) AS head FROM outbox');
-    return Number(row.head);
+    const [row] = await this.ds.query("SELECT seq FROM outbox_stream_head WHERE id = 'outbox'");
+    return Number(row?.seq ?? 0);
   }
 
   /** Where an event the app holds is in the stream: null if unknown; `seq: null` if not yet published. */
