@@ -417,7 +417,10 @@ describe('approval tokens and the records of a decision', () => {
     const ds = t.app.get(DataSource);
     const outbox = await ds.createQueryBuilder().select(['o.type AS type', 'o.payload AS payload']).from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).orderBy('o.created_at').getRawMany();
     expect(outbox.map((o) => o.type)).toEqual(['step_up.created', 'step_up.approved']);
-    expect(JSON.parse(outbox[0].payload).data.approvalUrl).toBe(created.body.approvalUrl);
+    // The approval URL (the human's capability) is sealed at rest; only delivery opens it.
+    expect(outbox[0].payload).not.toContain(approvalToken(created.body.approvalUrl));
+    const { OutboxService } = await import('../src/modules/events/outbox.service.js');
+    expect(t.app.get(OutboxService).deliverable({ payload: JSON.parse(outbox[0].payload) } as never).data.approvalUrl).toBe(created.body.approvalUrl);
     const audit = await ds.createQueryBuilder().select(['e.type AS type', 'e.model AS model', 'e.agent_id AS agent_id']).from('audit_events', 'e').where('e.app_id = :a', { a: h.tenant.appId }).getRawMany();
     expect(audit.filter((e) => e.type === 'step_up.approved')).toEqual([{ type: 'step_up.approved', model: 'claude-test-1', agent_id: h.agent.id }]);
     // A second approval attempt changes nothing.

@@ -6,6 +6,7 @@ import { KeysModule } from '../keys/keys.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
 import { FatigueService } from './fatigue.service.js';
 import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
+import { Requesters } from './requester.js';
 import { StepUpCascades } from './step-up-cascades.js';
 import { StepUpDecisions } from './step-up-decisions.js';
 import { StepUpsController } from './step-ups.controller.js';
@@ -15,7 +16,7 @@ import { StepUpsService } from './step-ups.service.js';
 @Module({
   imports: [OAuthModule, FactorsModule, KeysModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter, Requesters],
   exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
 })
 export class StepUpsModule {}

@@ -10,11 +10,9 @@ import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, sha256, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId, newId } from '../../common/ids.js';
-import { RequestContext } from '../../common/request-context.js';
 import { withinBoundaries } from '../../common/scopes.js';
 import { isUniqueViolation } from '../../database/errors.js';
 import { Serializer } from '../../database/serializer.js';
-import { AgentsRepository } from '../agents/agents.repository.js';
 import { AppsService } from '../apps/apps.service.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
@@ -28,36 +26,11 @@ import type { CreateStepUpRequestDto } from './dto/create-step-up-request.dto.js
 import type { CreatedStepUpDto, StepUpDto } from './dto/step-up.dto.js';
 import { FatigueService } from './fatigue.service.js';
 import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
+import { Requesters, requesterBinding, tokenBinding, type Requester } from './requester.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
-import { StepUpEntity, type Initiator } from './step-up.entity.js';
+import { StepUpEntity } from './step-up.entity.js';
 import { StepUpsRepository } from './step-ups.repository.js';
 import { canonicalJson, hashDetails } from '../../common/canonical-json.js';
-
-/**
- * Who asks, with what authority: an agent within its token's scope (a worker token within its
- * task's), or its app on its behalf within the agent's boundaries (API.md v1.1).
- */
-interface Requester {
-  initiator: Initiator;
-  appId: string;
-  agentId: string;
-  userId: string;
-  model: string;
-  taskId: string | null;
-  /** What the step-up's action must lie within. */
-  authority: string[];
-  /** What sudo scopes must lie within. */
-  sudoAuthority: string[];
-  tokenScopes: string[];
-  jkt: string | null;
-  workerTaskId: string | null;
-}
-
-/** What a step-up is bound to on the agent's side: the asking token's scopes, DPoP key and task. */
-function tokenBinding(scopes: string[], jkt: string | null, workerTaskId: string | null): string {
-  return canonicalJson({ scopes: [...new Set(scopes)].sort(), jkt, task: workerTaskId });
-}
-const requesterBinding = (r: Requester) => (r.initiator === 'app' ? 'app' : tokenBinding(r.tokenScopes, r.jkt, r.workerTaskId));
 
 /** Defaults that API.md fixes (tests rely on them). */
 export const PENDING_CAP_PER_USER = 5;
@@ -90,7 +63,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
     private readonly fatigue: FatigueService,
-    private readonly agents: AgentsRepository,
+    private readonly requesters: Requesters,
     private readonly apps: AppsService,
     private readonly serializer: Serializer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -114,7 +87,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
 
   async create(caller: Caller, dto: CreateStepUpRequestDto, idempotencyKey?: string): Promise<{ status: 200 | 201; body: CreatedStepUpDto }> {
     if (idempotencyKey !== undefined && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) throw new AppError('validation_failed', 'Idempotency-Key must be 1..255 characters');
-    const r = await this.requesterOrThrow(caller, dto.agentId);
+    const r = await this.requesters.resolveOrThrow(caller, dto.agentId);
     await this.limits.consume('stepUpCreate', stepUpCreateKey(r.agentId));
     // The action must lie within the caller's authority; nothing is pushed otherwise.
     if (!withinBoundaries(r.authority, dto.action)) throw new AppError('action_not_permitted', `the action is not covered by ${r.initiator === 'app' ? "the agent's permission boundaries" : "the calling token's scope"}`);
@@ -196,24 +169,6 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     }
     if (!sameBody(prior)) throw new AppError('idempotency_key_reuse', 'this Idempotency-Key was used with a different request');
     return prior;
-  }
-
-  /** The requesting agent's identity and authority; for an app, the named agent of that app (404 otherwise). */
-  private async requesterOrThrow(caller: Caller, agentId: string | undefined): Promise<Requester> {
-    if (caller.kind === 'agent') {
-      const a = caller.agent;
-      if (agentId !== undefined) throw new AppError('validation_failed', 'agentId is for app-initiated step-ups (app API key) only');
-      // A worker token is held to its task's scopes, for sudo too; any other token may be elevated within the boundaries.
-      const sudoAuthority = a.workerTaskId !== null ? a.scopes : a.boundaries;
-      return { initiator: 'agent', appId: a.appId, agentId: a.agentId, userId: a.userId, model: a.model, taskId: a.taskId, authority: a.scopes, sudoAuthority, tokenScopes: a.scopes, jkt: a.jkt, workerTaskId: a.workerTaskId };
-    }
-    if (agentId === undefined) throw new AppError('validation_failed', 'agentId is required when an app asks on its agent’s behalf');
-    const agent = isId('agent', agentId) ? await this.agents.findLive(caller.app.appId, agentId) : null;
-    if (!agent) throw notFound('agent');
-    if (!(await this.agentTokens.isActive(agent.id, agent.userId))) throw new AppError('conflict', 'the agent is suspended, or its user was deleted');
-    RequestContext.assign({ agentId: agent.id, userId: agent.userId, model: agent.model });
-    const b = agent.permissionBoundaries;
-    return { initiator: 'app', appId: agent.appId, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: null, authority: b, sudoAuthority: [], tokenScopes: [], jkt: null, workerTaskId: null };
   }
 
   private newStepUp(
