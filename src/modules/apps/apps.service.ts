@@ -7,7 +7,7 @@ import { iso } from '../../common/time.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
-import { webhookUrlProblem } from '../events/ssrf.js';
+import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';

@@ -1,6 +1,6 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { resolvePublicAddress } from './ssrf.js';
+import { resolvePublicAddress } from '../../common/net/ssrf.js';
 
 export interface OutboundResponse {
   status: number;

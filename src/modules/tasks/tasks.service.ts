@@ -19,7 +19,7 @@ import { AgentsRepository } from '../agents/agents.repository.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
-import { webhookUrlProblem } from '../events/ssrf.js';
+import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { UsersService } from '../users/users.service.js';
 import type { CreateConnectionDto, CreateTaskDto, TaskDto } from './dto/task.dto.js';
