@@ -420,10 +420,35 @@ describe('found by the adversarial review', () => {
     await expectStatus(approveWithCode(t, h, byApp.body.approvalUrl, await totpCode(h.totpSecret, Date.now() + 30_000)), 200);
     const own = await expectStatus(createStepUp(t, h, { resource: 'drive://third.pdf' }), 201);
     await t.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ permissionBoundaries: ['files:read', 'research:read'] }).expect(200);
-    expect((await t.http.get(`/v1/step-ups/${byApp.body.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body).toMatchObject({ status: 'approved', tokenIssued: false, reason: 'revoked' });
+    expect((await t.http.get(`/v1/step-ups/${byApp.body.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body).toMatchObject({ status: 'approved', tokenIssued: false, reason: 'boundaries_narrowed' });
     // The agent's token lost files:* with the narrowing: its step-up is no longer its to read.
     await get(h.token, own.body.id).expect(404);
     expect((await verify(h, { token: mfa, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } })).body).toEqual({ valid: false, reason: 'revoked' });
+    // Widening again does not bring them back (re-review): the approval stays void, the pending one cancelled.
+    await t.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ permissionBoundaries: ['files:*', 'research:read', 'payments:send'] }).expect(200);
+    const again = (await t.http.get(`/v1/step-ups/${byApp.body.id}`).set(bearer(h.tenant.apiKey)).expect(200)).body;
+    expect(again).toMatchObject({ status: 'approved', tokenIssued: false, reason: 'boundaries_narrowed' });
+    expect(again.mfaProxyToken).toBeUndefined();
+    expect((await get(h.token, own.body.id).expect(200)).body).toMatchObject({ status: 'cancelled', reason: 'boundaries_narrowed' });
+  });
+
+  it('a step-up refused for the pending cap spends no push budget', async () => {
+    const h = await human(t);
+    for (let i = 0; i < 5; i++) await expectStatus(createStepUp(t, h, { resource: `cap-${i}` }), 201);
+    // 12 refusals: were they to spend pushes, 5 + 12 + 5 would pass the agent's 20 per hour.
+    for (let i = 0; i < 12; i++) expect((await createStepUp(t, h, { resource: `over-${i}` })).body.code).toBe('too_many_pending');
+    // Free the slots: 5 pushes spent so far.
+    const pending = await t.app.get(DataSource).query(`SELECT id FROM step_ups WHERE agent_id = ${usingPostgres() ? '$1' : '?'} AND status = 'pending'`, [h.agent.id]);
+    for (const row of pending) await t.http.delete(`/v1/step-ups/${row.id}`).set(bearer(h.token)).expect(200);
+    for (let i = 0; i < 5; i++) await expectStatus(createStepUp(t, h, { resource: `after-${i}` }), 201);
+  });
+
+  it('a deleted user’s approval links show nothing', async () => {
+    const h = await human(t);
+    const pending = await expectStatus(createStepUp(t, h), 201);
+    await t.http.delete(`/v1/users/${h.userId}`).set(bearer(h.tenant.apiKey)).expect(204);
+    expect((await t.http.get(`/v1/approvals/${approvalToken(pending.body.approvalUrl)}`).expect(404)).body.code).toBe('not_found');
+    await t.http.get(`/approve/${approvalToken(pending.body.approvalUrl)}`).expect(404);
   });
 
   it('one agent cannot spend its human’s whole push budget: 20 new pushes per agent per hour, the others still reach the human', async () => {

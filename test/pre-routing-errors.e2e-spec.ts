@@ -73,6 +73,15 @@ describe('errors before routing', () => {
     expectProblem(await raw('GET', '/v1/whoami', { 'x-big': long(20_000) }), 431, 'headers_too_large');
   });
 
+  it('on /oauth, requests HTTP cannot parse and oversized headers are RFC 6749 JSON too', async () => {
+    for (const [res, status] of [[await raw('BREW', `/oauth/token?${MARK}`), 400], [await raw('GET', '/oauth/token', { 'x-big': long(20_000) }), 431]] as const) {
+      expect(res.status, res.text).toBe(status);
+      expect(res.type).toMatch(/^application\/json/);
+      expect(JSON.parse(res.text)).toEqual({ error: 'invalid_request', error_description: expect.any(String) });
+      expect(res.text).not.toContain(MARK);
+    }
+  });
+
   it('a request HTTP cannot parse (unknown method) is 400 problem+json', async () => {
     expectProblem(await raw('BREW', `/v1/users/${MARK}`), 400, 'validation_failed');
   });

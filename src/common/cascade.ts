@@ -9,7 +9,8 @@ import type { EntityManager } from 'typeorm';
 export type CascadeEvent =
   | { type: 'user.deleted'; appId: string; userId: string; now: number }
   | { type: 'agent.revoked'; appId: string; agentId: string; userId: string; model: string; reason: 'deleted_by_app' | 'user_deleted' | 'deleted_by_user'; now: number }
-  | { type: 'token.revoked'; appId: string; agentId: string; jti: string; now: number };
+  | { type: 'token.revoked'; appId: string; agentId: string; jti: string; now: number }
+  | { type: 'agent.boundaries_changed'; appId: string; agentId: string; boundaries: string[]; now: number };
 
 type Handler<E extends CascadeEvent> = (m: EntityManager, event: E, scope: CascadeScope) => Promise<void>;
 

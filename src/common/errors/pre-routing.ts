@@ -23,8 +23,9 @@ export function onClientError(err: NodeJS.ErrnoException, socket: Socket): void 
     err.code === 'HPE_HEADER_OVERFLOW' ? new AppError('headers_too_large', 'request headers exceed the size limit') :
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new AppError('request_timeout', 'the request took too long to arrive') :
     new AppError('validation_failed', 'the request could not be parsed as HTTP');
-  // The URL is unknown (or untrustworthy) here: the /v1 format.
-  const { status, headers, body } = renderError('', error);
+  // Only the request line tells /oauth (RFC 6749 JSON) from the rest; it is read, never echoed.
+  const requestLine = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1', 0, 4096).split('\r\n', 1)[0] ?? '';
+  const { status, headers, body } = renderError(requestLine.split(' ')[1] ?? '', error);
   const text = JSON.stringify(body);
   if (socket.writable) {
     const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), `Content-Length: ${Buffer.byteLength(text)}`, `X-Request-Id: ${randomUUID()}`, 'Connection: close'];

@@ -86,9 +86,14 @@ export class AgentsService implements OnModuleInit {
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.permissionBoundaries !== undefined) patch.permissionBoundaries = [...new Set(dto.permissionBoundaries)];
     if (dto.status !== undefined) patch.status = dto.status;
+    const scope = new CascadeScope();
     const updated = await this.repo.ds.transaction(async (m) => {
       if (!(await this.repo.updateLive(appId, id, patch, m))) return false;
       const target = { appId, agentId: id, userId: before.userId, model: before.model };
+      if (patch.permissionBoundaries !== undefined) {
+        // Requests approved or pending under the old boundaries stop where the new ones end.
+        await this.cascades.emit(m, scope, { type: 'agent.boundaries_changed', appId, agentId: id, boundaries: patch.permissionBoundaries, now: patch.updatedAt! });
+      }
       if (patch.name !== undefined || patch.permissionBoundaries !== undefined) {
         const changed = (['name', 'permissionBoundaries'] as const).filter((k) => patch[k] !== undefined);
         await this.audit.record(m, {
@@ -102,6 +107,7 @@ export class AgentsService implements OnModuleInit {
       return true;
     });
     if (!updated) throw notFound('agent');
+    await scope.committed();
     // Suspension (and narrowed boundaries) take effect on the next request of every instance.
     await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
     return this.get(appId, id);

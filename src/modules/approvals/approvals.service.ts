@@ -53,7 +53,8 @@ export class ApprovalsService {
     const s = typeof token === 'string' && token.startsWith(TOKEN_PREFIX.approval) && token.length < 200
       ? await this.stepUps.findByApprovalHash(hashSecret(token))
       : null;
-    if (!s) throw notFound('approval');
+    // A deleted user's requests are gone with them: the link shows nothing any more.
+    if (!s || s.reason === 'user_deleted') throw notFound('approval');
     RequestContext.assign({ appId: s.appId, actorType: 'human', actorId: s.userId, userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId });
     return this.decisions.expireIfDue(s);
   }

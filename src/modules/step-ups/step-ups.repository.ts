@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
+import { DataSource, IsNull, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
 import type { Initiator, StepUpEntity, StepUpStatus } from './step-up.entity.js';
 import { StepUpEntity as Entity } from './step-up.entity.js';
 
@@ -127,6 +127,15 @@ export class StepUpsRepository {
 
   expiredPending(now: number, limit: number): Promise<StepUpEntity[]> {
     return this.repo().find({ where: { status: 'pending', expiresAt: LessThanOrEqual(now) }, take: limit });
+  }
+
+  approvedUncollected(m: EntityManager, appId: string, agentId: string): Promise<StepUpEntity[]> {
+    return m.find(Entity, { where: { appId, agentId, status: 'approved', tokenDeliveredAt: IsNull() } });
+  }
+
+  /** The token of an approved step-up will never be handed out: delivered as nothing (no jti). */
+  async voidHandOut(m: EntityManager, s: StepUpEntity, now: number): Promise<void> {
+    await m.update(Entity, { appId: s.appId, id: s.id, status: 'approved', tokenDeliveredAt: IsNull() }, { tokenDeliveredAt: now, tokenJti: null, reason: 'boundaries_narrowed' });
   }
 
   pendingOf(m: EntityManager, where: { appId: string; agentId?: string; userId?: string }): Promise<StepUpEntity[]> {

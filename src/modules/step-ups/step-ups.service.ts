@@ -125,9 +125,6 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const enrolled = new Set((await this.factors.active(r.appId, r.userId)).map((f) => f.type));
     if (!methods.some((m) => enrolled.has(m))) throw new AppError('no_enrolled_factor', `the user has no active ${methods.join(' or ')} factor`);
 
-    // A new push to the human.
-    await this.limits.consume('agentPushes', agentPushesKey(r.agentId));
-    await this.limits.consume('userPushes', userPushesKey(r.appId, r.userId));
     const s = this.newStepUp(r, dto, { details, detailsHash, grantType, grantScopes, grantDuration, methods, requestHash, idempotencyKey: idempotencyKey ?? null, now });
     // One creation at a time per user (across instances on PostgreSQL): the pending cap, the
     // idempotency key and the dedupe are decided on what is committed, never on a stale count.
@@ -140,6 +137,9 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
         if ((await this.repo.countPendingForUser(r.appId, r.userId, now, m)) >= PENDING_CAP_PER_USER) {
           throw new AppError('too_many_pending', `the user already has ${PENDING_CAP_PER_USER} pending step-ups`, { headers: { 'Retry-After': String(POLL_INTERVAL_S * 6) } });
         }
+        // A new push to the human: spent only now, when one is really made (a 429 rolls everything back).
+        await this.limits.consume('agentPushes', agentPushesKey(r.agentId));
+        await this.limits.consume('userPushes', userPushesKey(r.appId, r.userId));
         await this.repo.insert(m, s);
         await this.audit.record(m, { appId: s.appId, type: 'step_up.created', outcome: 'success', userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, status: 201 });
         await this.outbox.add(m, s.appId, 'step_up.created', eventData(s, { status: 'pending', approvalUrl: this.approvalUrl(s), bindingCode: s.bindingCode, expiresAt: iso(s.expiresAt) }));
@@ -255,7 +255,8 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
    */
   private async handOut(s: StepUpEntity): Promise<Partial<StepUpDto>> {
     if (s.status !== 'approved') return {};
-    if (s.tokenDeliveredAt !== null) return { tokenIssued: true };
+    // Delivered, or voided (no jti) when the agent's boundaries were narrowed below it.
+    if (s.tokenDeliveredAt !== null) return s.tokenJti !== null ? { tokenIssued: true } : { tokenIssued: false };
     const now = this.clock.now();
     if (s.expiresAt <= now) return { tokenIssued: false, reason: 'expired' };
     // Boundaries narrowed (or the agent stopped) since the request: nothing beyond them is handed out.
