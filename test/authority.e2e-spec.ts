@@ -472,6 +472,7 @@ describe('found by the adversarial review', () => {
       expect(res.status, q).toBe(400);
       expect(res.body.code).toBe('validation_failed');
     }
+    expect((await t.http.get('/v1/webhook-deliveries?before=a%00b').set(bearer(h.tenant.apiKey))).status).toBe(400);
     const con = await t.http.post('/v1/connections').set(bearer(h.tenant.apiKey)).send({ name: 'c1', tokenEndpoint: 'http://127.0.0.1:9/t\u0000', clientId: 'c', clientSecret: 's' });
     expect(con.status).toBe(400);
     const app = await t.http.post('/v1/apps').set(bearer(t.adminToken)).send({ name: 'x', webhookUrl: 'http://127.0.0.1/\u0000' });
