@@ -53,6 +53,10 @@ export const envSchema = z.object({
   COOLDOWN_SECONDS: int(1, 86400).default(900),
   AUTO_SUSPEND_AFTER_DENIALS: int(1, 10000).default(10),
   PUSHES_PER_USER_PER_HOUR: int(1, 100000).default(60),
+  /** Tokens issued per authenticated client per minute at /oauth/token. */
+  TOKENS_PER_CLIENT_PER_MINUTE: int(1, 10_000_000).default(60),
+  /** MFA-proxy token verifications per app per minute. */
+  VERIFIES_PER_APP_PER_MINUTE: int(1, 10_000_000).default(6000),
   WEBHOOK_TIMEOUT_MS: int(100, 60000).default(10000),
   WEBHOOK_RETRY_BASE_MS: int(10, 3600000).default(5000),
   WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(10),
@@ -94,6 +98,8 @@ export interface AppConfig {
   webauthnAllowCrossOrigin: boolean;
   /** Anti push-fatigue: human denials of one agent before it is cooled down, and before it is suspended (24 h). */
   webhooks: { timeoutMs: number; retryBaseMs: number; maxAttempts: number };
+  /** Budgets per minute that operators size to their traffic (the other buckets are fixed: they guard secrets or humans). */
+  limits: { tokensPerClientPerMinute: number; verifiesPerAppPerMinute: number };
   fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number; pushesPerUserPerHour: number };
   /** Purging of rows that no longer serve a purpose (audit events are never purged). */
   retention: { sweepSeconds: number; outboxDays: number; batchSize: number };

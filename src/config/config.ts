@@ -120,6 +120,7 @@ export function loadConfig(
     dpopIatWindowSeconds: env.DPOP_IAT_WINDOW_SECONDS,
     webauthnAllowCrossOrigin: env.WEBAUTHN_ALLOW_CROSS_ORIGIN,
     webhooks: { timeoutMs: env.WEBHOOK_TIMEOUT_MS, retryBaseMs: env.WEBHOOK_RETRY_BASE_MS, maxAttempts: env.WEBHOOK_MAX_ATTEMPTS },
+    limits: { tokensPerClientPerMinute: env.TOKENS_PER_CLIENT_PER_MINUTE, verifiesPerAppPerMinute: env.VERIFIES_PER_APP_PER_MINUTE },
     fatigue: {
       cooldownAfterDenials: env.COOLDOWN_AFTER_DENIALS,
       windowSeconds: env.COOLDOWN_WINDOW_SECONDS,

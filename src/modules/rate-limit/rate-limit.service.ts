@@ -34,7 +34,7 @@ export class RateLimitService {
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly metrics: MetricsService,
   ) {
-    this.points = { userPushes: config.fatigue.pushesPerUserPerHour };
+    this.points = { userPushes: config.fatigue.pushesPerUserPerHour, oauthToken: config.limits.tokensPerClientPerMinute, appVerify: config.limits.verifiesPerAppPerMinute };
     for (const [name, b] of Object.entries(BUCKETS) as [Bucket, (typeof BUCKETS)[Bucket]][]) {
       const opts = { keyPrefix: `${config.redis?.keyPrefix ?? ''}rl:${name}`, points: this.points[name] ?? (b.points || VARIABLE_POINTS), duration: b.duration };
       this.limiters.set(name, redis ? new RateLimiterRedis({ ...opts, storeClient: redis }) : new RateLimiterMemory(opts));
