@@ -23,8 +23,10 @@ export interface LoadRequest {
   authorizations?: string[];
   /** Bodies used round robin (e.g. introspection forms). */
   bodies?: string[];
-  /** Verify: one body per token from this file; each token is sent once. */
-  verify?: { tokensFile: string; action: string; resource: string | null; details: Record<string, unknown> };
+  /** Verify: one body per token from these files (in order); each token is sent once. */
+  verify?: { tokensFiles: string[]; action: string; resource: string | null; details: Record<string, unknown> };
+  /** A fixed request rate over all connections (the soak); unlimited when absent. */
+  overallRate?: number;
 }
 
 export interface LoadResult {
@@ -72,8 +74,8 @@ async function load(req: LoadRequest): Promise<LoadResult> {
   let verifyBodies: string[] | null = null;
   if (req.verify) {
     const { action, resource, details } = req.verify;
-    verifyBodies = readFileSync(req.verify.tokensFile, 'utf8')
-      .split('\n')
+    verifyBodies = req.verify.tokensFiles
+      .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
       .filter(Boolean)
       .map((token) => JSON.stringify(resource === null ? { token, action, details } : { token, action, resource, details }));
   }
@@ -89,6 +91,7 @@ async function load(req: LoadRequest): Promise<LoadResult> {
         body: req.body,
         connections: req.connections,
         duration: req.seconds,
+        ...(req.overallRate ? { overallRate: req.overallRate } : {}),
         requests: [
           {
             setupRequest: (r) => {

@@ -13,21 +13,19 @@
  * Between measurements the bench waits until every server is idle, so one server's background
  * work (sealing, dispatching) is not billed to the next. See bench/lib/options.ts for flags.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDb, postgresAndRedisReachable, Sql, type BenchDb } from './lib/db.js';
 import { BENCH_DIST, parseOptions, REPO_ROOT, type BenchOptions, type DbKind, type PathName } from './lib/options.js';
-import { installCleanup, runIpc, settle } from './lib/procs.js';
+import { installCleanup, settle } from './lib/procs.js';
+import { buildService, commitOf, load, log, seedTokens, stamp, VERIFY_REQUEST } from './lib/support.js';
 import { markdownTable, type DbReport, type PathResults, type TargetName } from './lib/report.js';
 import { agentToken, BENCH_SCOPE } from './lib/service.js';
 import { startFleet, type Fleet } from './lib/targets.js';
 import type { LoadRequest, LoadResult } from './load.js';
-import type { SeedBatch, SeedRequest, SeedResult } from './seed.js';
 import { OPAQUE_RESOURCE } from './lib/peer-oidc-resources.js';
 
-const VERIFY = { action: 'files:delete', resource: 'reports/2026-q4.pdf', details: { reason: 'bench', bytes: 1024 } };
 const TOKEN_FORM = `grant_type=client_credentials&scope=${encodeURIComponent(BENCH_SCOPE)}`;
 const MIN_VERIFY_RATE = 1_000;
 const WARMUP_SECONDS = 2;
@@ -37,30 +35,9 @@ installCleanup(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
-
-function stamp(d = new Date()): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}`;
-}
-
 function rotate<T>(xs: T[], by: number): T[] {
   const k = by % xs.length;
   return [...xs.slice(k), ...xs.slice(0, k)];
-}
-
-function commitOf(dir: string): string {
-  try {
-    const sha = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', 'src', 'migrations'], { encoding: 'utf8' }).trim();
-    return dirty ? `${sha} + uncommitted changes in src/ or migrations/` : sha;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function load(req: LoadRequest): Promise<LoadResult> {
-  return runIpc<LoadResult>('load', join(BENCH_DIST, 'load.js'), req);
 }
 
 /** Sums the per-instance results of one 2-instance measurement. */
@@ -113,26 +90,20 @@ class DbBench {
       return { ...common, url: `${base}/token/introspection`, method: 'POST', headers: { authorization: this.fleet.introspector.basic, 'content-type': 'application/x-www-form-urlencoded' }, bodies: this.opaqueForms, expect: 'active' };
     }
     const key = t === 'floor' ? this.fleet.floorTenant.apiKey : this.fleet.tenant.apiKey;
-    return { ...common, url: `${base}/v1/mfa-proxy-tokens/verify`, method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, verify: { tokensFile: tokensFile!, ...VERIFY }, expect: 'valid' };
+    return { ...common, url: `${base}/v1/mfa-proxy-tokens/verify`, method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, verify: { tokensFiles: [tokensFile!], ...VERIFY_REQUEST }, expect: 'valid' };
   }
 
   /** Mints this round's verify tokens (service's key, approved step-ups) right before it. */
   private async seed(t: TargetName, parts: number): Promise<string[]> {
     const rate = this.bestVerify.has(t) ? Math.min(this.o.verifyMaxRate, Math.max(MIN_VERIFY_RATE, 2 * this.bestVerify.get(t)!)) : this.o.verifyMaxRate;
-    const total = Math.ceil(rate * this.o.seconds);
-    const tenant = t === 'floor' ? this.fleet.floorTenant : this.fleet.tenant;
-    const agentId = t === 'floor' ? undefined : this.fleet.agents[0].id;
-    const sql = Sql.open(this.db.url);
-    const agent = agentId ?? (await sql.one<{ id: string }>('SELECT id FROM agents WHERE app_id = $1', [tenant.appId])).id;
-    await sql.close();
-    const batches: SeedBatch[] = Array.from({ length: parts }, (_, i) => ({
-      appId: tenant.appId, userId: tenant.userId, agentId: agent, count: Math.ceil(total / parts), out: join(this.db.dir, `tokens-${this.seq++}-${i}.txt`),
-    }));
-    const req: SeedRequest = { serviceDir: this.o.serviceDir, env: this.fleet.env, ...VERIFY, batches };
-    const res = await runIpc<SeedResult>('seed', join(BENCH_DIST, 'seed.js'), req);
-    this.seeded[t === 'floor' ? 'floor' : 'service'] += res.minted;
+    const perPart = Math.ceil((rate * this.o.seconds) / parts);
+    const floor = t === 'floor';
+    const tenant = floor ? this.fleet.floorTenant : this.fleet.tenant;
+    const agentId = floor ? this.fleet.floorAgent.id : this.fleet.agents[0].id;
+    const res = await seedTokens({ serviceDir: this.o.serviceDir, env: this.fleet.env, appId: tenant.appId, userId: tenant.userId, agentId }, Array(parts).fill(perPart), join(this.db.dir, `tokens-${this.seq++}`));
+    this.seeded[floor ? 'floor' : 'service'] += res.minted;
     log(`    seeded ${res.minted.toLocaleString('en-US')} approved step-ups + tokens in ${(res.ms / 1000).toFixed(1)} s`);
-    return batches.map((b) => b.out);
+    return res.files;
   }
 
   private async settle(): Promise<void> {
@@ -206,12 +177,6 @@ class DbBench {
     }
     return [...this.results.values()];
   }
-}
-
-function buildService(dir: string): void {
-  log(`building the service in ${dir} (tsc -p tsconfig.build.json)`);
-  const r = spawnSync(process.execPath, [join(dir, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`the service in ${dir} does not build (tsc exit ${r.status}); use --no-build to measure its existing dist/`);
 }
 
 function header(o: BenchOptions, when: Date, loadBefore: number[]): string {

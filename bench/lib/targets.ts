@@ -22,6 +22,8 @@ export interface Fleet {
   env: Record<string, string>;
   tenant: Tenant;
   floorTenant: Tenant;
+  /** The agent of the floor's tenant, named in the floor's seeded step-ups. */
+  floorAgent: BenchAgent;
   agents: BenchAgent[];
   floor: string;
   peerOidc: string;
@@ -53,7 +55,7 @@ export async function startFleet(db: BenchDb, serviceDir: string, instances: num
     const tenant = await createTenant(base, adminToken, 'bench');
     const agents = await createAgents(base, tenant, agentCount, 'bench');
     const floorTenant = await createTenant(base, adminToken, 'bench-floor');
-    await createAgents(base, floorTenant, 1, 'bench-floor');
+    const [floorAgent] = await createAgents(base, floorTenant, 1, 'bench-floor');
 
     const floorCfg: FloorConfig = { port: PORTS.floor, databaseUrl: db.url, jwksUrl: `${base}/.well-known/jwks.json`, serviceIssuer: env.PUBLIC_URL, app: { id: floorTenant.appId, apiKey: floorTenant.apiKey } };
     const introspector = { id: 'bench-resource-server', secret: `rs-${masterKey.slice(0, 16)}` };
@@ -72,7 +74,7 @@ export async function startFleet(db: BenchDb, serviceDir: string, instances: num
     const peerOidc = await start('peer-oidc', 'servers/peer-oidc.js', peerOidcCfg, PORTS.peerOidc);
     const peerNest = await start('peer-nest', 'servers/peer-nest.js', peerNestCfg, PORTS.peerNest);
     return {
-      services, env, tenant, floorTenant, agents, floor, peerOidc, peerNest,
+      services, env, tenant, floorTenant, floorAgent, agents, floor, peerOidc, peerNest,
       introspector: { ...introspector, basic: `Basic ${Buffer.from(`${introspector.id}:${introspector.secret}`).toString('base64')}` },
       procs, stopAll,
     };
