@@ -6,12 +6,13 @@ import { OutboxPublisher } from './outbox-publisher.js';
 import { OutboxRepository } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
+import { WebhookTargets } from './webhook-targets.js';
 
 @Global()
 @Module({
   imports: [AppsModule],
   controllers: [EventsController],
-  providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, EventStreamService],
+  providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, WebhookTargets, EventStreamService],
   exports: [OutboxService, WebhookDispatcher],
 })
 export class EventsModule {}

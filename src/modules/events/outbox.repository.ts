@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
-import { DataSource, In, LessThan, type EntityManager, type QueryDeepPartialEntity } from 'typeorm';
+import { DataSource, In, LessThan, type EntityManager } from 'typeorm';
 import { OutboxEntity } from './outbox.entity.js';
 
 /** Arbitrary constant: the PostgreSQL advisory lock held by the one publisher that assigns `stream_seq`. */
@@ -13,6 +13,36 @@ interface SqliteHandle {
   inTransaction: boolean;
   prepare(sql: string): { all(...p: unknown[]): unknown[]; get(...p: unknown[]): unknown; run(...p: unknown[]): unknown };
   transaction<T>(fn: () => T): () => T;
+}
+
+const INSERT_COLUMNS = 'id, app_id, type, payload, created_at, delivered_at, delivery_status, attempts, next_attempt_at, claimed_until, claimed_by, last_error, stream_seq';
+const INSERT_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array.from({ length: 13 }, (_, i) => `$${i + 1}`).join(', ')})`;
+const INSERT_SQLITE = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array(13).fill('?').join(', ')})`;
+
+/** Rows per SQLite finish statement. */
+const FINISH_CHUNK = 500;
+
+/** The outcome of one delivery attempt (OutboxRepository.finishMany). */
+export interface DeliveryOutcome {
+  id: string;
+  status: 'pending' | 'delivered' | 'failed';
+  deliveredAt: number | null;
+  attempts: number;
+  lastError: string | null;
+  /** When to try again (status pending); null keeps the row's own. */
+  nextAttemptAt: number | null;
+}
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** A row as the driver returns it (RETURNING *) → the entity (the transformers of outbox.entity.ts, by hand). */
+function fromRaw(r: Record<string, unknown>): OutboxEntity {
+  return Object.assign(new OutboxEntity(), {
+    id: r.id as string, appId: r.app_id as string, type: r.type as string, payload: JSON.parse(r.payload as string) as Record<string, unknown>,
+    createdAt: Number(r.created_at), deliveredAt: num(r.delivered_at), deliveryStatus: r.delivery_status as OutboxEntity['deliveryStatus'],
+    attempts: Number(r.attempts), nextAttemptAt: num(r.next_attempt_at), claimedUntil: num(r.claimed_until), claimedBy: (r.claimed_by as string | null) ?? null,
+    lastError: (r.last_error as string | null) ?? null, streamSeq: num(r.stream_seq),
+  });
 }
 
 export type PublishResult = { published: number; head: number } | 'busy';
@@ -32,33 +62,47 @@ export class OutboxRepository {
 
   /**
    * Calls `fn` after the commit of every transaction in which `added` was called (at once for a
-   * write outside a transaction): the publisher wakes when events become visible, not before.
-   * On SQLite the one connection's savepoints commit too; only the outermost commit counts.
+   * write outside a transaction): the publisher and the dispatcher wake when events become
+   * visible, not before. On SQLite the one connection's savepoints commit too; only the outermost
+   * commit counts.
    */
   onAddedCommitted(fn: () => void): void {
     // Called from inside the committing transaction's async context: run `fn` in the context of
     // this registration instead, so work it starts is not taken for part of that transaction.
     const root = new AsyncResource('OutboxAddedCommitted');
-    const notify = () => root.runInAsyncScope(fn);
+    this.committed.push(() => root.runInAsyncScope(fn));
+    if (this.committed.length > 1) return;
     this.ds.subscribers.push({
       afterTransactionCommit: ({ queryRunner }) => {
         if (!queryRunner.data?.[ADDED] || queryRunner.isTransactionActive) return;
         delete queryRunner.data[ADDED];
-        notify();
+        this.notifyCommitted();
       },
       afterTransactionRollback: ({ queryRunner }) => {
         if (!queryRunner.isTransactionActive) delete queryRunner.data?.[ADDED];
       },
     });
-    this.committed = notify;
   }
 
-  private committed: (() => void) | null = null;
+  private readonly committed: Array<() => void> = [];
+
+  private notifyCommitted(): void {
+    for (const notify of this.committed) notify();
+  }
+
+  /**
+   * Calls `fn` after any update of the `apps` table through this process's DataSource (a webhook
+   * URL or secret changed here): the dispatcher's cache of delivery targets is dropped at once.
+   * Only the table name is read; the apps module's rows stay its own.
+   */
+  onAppsUpdated(fn: () => void): void {
+    this.ds.subscribers.push({ afterUpdate: ({ metadata }) => void (metadata.tableName === 'apps' && fn()) });
+  }
 
   private added(m: EntityManager): void {
     const runner = m.queryRunner;
     if (runner?.isTransactionActive) runner.data[ADDED] = true;
-    else this.committed?.();
+    else this.notifyCommitted();
   }
 
   /** Rows of a statement (UPDATE ... RETURNING included), on `m`'s transaction or a pooled connection. */
@@ -71,8 +115,16 @@ export class OutboxRepository {
     }
   }
 
+  /**
+   * One INSERT on the caller's transaction, written out: it runs inside request transactions, and
+   * TypeORM's insert would build the statement each time and, on SQLite, read the row back.
+   */
   async insert(m: EntityManager, row: OutboxEntity): Promise<void> {
-    await m.insert(OutboxEntity, row as QueryDeepPartialEntity<OutboxEntity>);
+    const values = [
+      row.id, row.appId, row.type, JSON.stringify(row.payload), row.createdAt, row.deliveredAt, row.deliveryStatus, row.attempts,
+      row.nextAttemptAt, row.claimedUntil, row.claimedBy, row.lastError, row.streamSeq,
+    ];
+    await m.query(this.postgres ? INSERT_PG : INSERT_SQLITE, values);
     this.added(m);
   }
 
@@ -196,46 +248,97 @@ export class OutboxRepository {
   }
 
   /**
-   * Claims up to `k` due rows of each given app for `by` until `until` (ix_outbox_pending_app).
-   * On PostgreSQL, FOR UPDATE SKIP LOCKED so N instances share the work without waiting on each
-   * other; SQLite is one instance.
+   * Claims up to `k` due rows of each given app for `by` until `until` (ix_outbox_pending_app),
+   * and returns them whole (one statement per claim, no second read). On PostgreSQL, FOR UPDATE
+   * SKIP LOCKED so N instances share the work without waiting on each other; SQLite is one
+   * instance.
    */
   async claim(wants: { appId: string; k: number }[], now: number, until: number, by: string): Promise<OutboxEntity[]> {
     if (wants.length === 0) return [];
-    let ids: string[];
-    if (this.postgres) {
-      const records = await this.records<{ id: string }>(
-        `UPDATE outbox SET claimed_until = $1, claimed_by = $2
-         WHERE id = ANY(ARRAY(
-           SELECT c.id FROM unnest($3::varchar[], $4::int[]) AS a(app_id, k)
-           CROSS JOIN LATERAL (
-             SELECT x.id FROM outbox x
-             WHERE x.delivery_status = 'pending' AND x.app_id = a.app_id AND x.next_attempt_at <= $5 AND (x.claimed_until IS NULL OR x.claimed_until < $5)
-             ORDER BY x.next_attempt_at, x.id LIMIT a.k
-             FOR UPDATE SKIP LOCKED) c))
-         RETURNING id`,
-        [until, by, wants.map((w) => w.appId), wants.map((w) => w.k), now],
-      );
-      ids = records.map((r) => r.id);
-    } else {
-      ids = [];
-      for (const { appId, k } of wants) {
-        const records = await this.records<{ id: string }>(
-          `UPDATE outbox SET claimed_until = ?, claimed_by = ?
-           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_pending_app WHERE delivery_status = 'pending' AND app_id = ? AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
-           RETURNING id`,
-          [until, by, appId, now, now, k],
-        );
-        ids.push(...records.map((r) => r.id));
-      }
-    }
-    if (ids.length === 0) return [];
-    return this.ds.getRepository(OutboxEntity).find({ where: { id: In(ids), claimedBy: by }, order: { nextAttemptAt: 'ASC', id: 'ASC' } });
+    const set = this.postgres ? 'claimed_until = $1, claimed_by = $2' : 'claimed_until = ?, claimed_by = ?';
+    const raw = await this.pendingOfApps(set, [until, by], wants.map((w) => ({ appId: w.appId, k: w.k, dueBy: now })), now);
+    return raw.map(fromRaw).sort((x, y) => x.nextAttemptAt! - y.nextAttemptAt! || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   }
 
-  /** Records the outcome of a delivery this claimer still holds, and lets go of the row. */
-  async finish(id: string, by: string, patch: Partial<Omit<OutboxEntity, 'payload'>>): Promise<void> {
-    await this.ds.getRepository(OutboxEntity).update({ id, claimedBy: by }, { ...patch, claimedBy: null, claimedUntil: null });
+  /**
+   * Finishes, as `no_endpoint`, up to `k` unclaimed rows of each given app that were due by
+   * `dueBy`: the moment its webhook target was read and found unset (so every row it finishes was
+   * due before that reading, as when each row was looked up at delivery). One statement for all.
+   * Returns how many rows each app had finished.
+   */
+  async finishWithoutEndpoint(apps: { appId: string; k: number; dueBy: number }[], now: number): Promise<Map<string, number>> {
+    const done = new Map<string, number>();
+    if (apps.length === 0) return done;
+    for (const row of await this.pendingOfApps("delivery_status = 'no_endpoint', claimed_until = NULL, claimed_by = NULL", [], apps, now)) done.set(String(row.app_id), (done.get(String(row.app_id)) ?? 0) + 1);
+    return done;
+  }
+
+  /**
+   * `UPDATE outbox SET <set>` on up to `k` due, unclaimed, pending rows of each app (due by
+   * min(`dueBy`, `now`); oldest due first), RETURNING the rows as they are after the update.
+   * ix_outbox_pending_app: one index range per app, however long its backlog of later rows.
+   */
+  private async pendingOfApps(set: string, params: unknown[], apps: { appId: string; k: number; dueBy: number }[], now: number): Promise<Record<string, unknown>[]> {
+    if (this.postgres) {
+      const n = params.length;
+      return this.records(
+        `UPDATE outbox SET ${set}
+         WHERE id = ANY(ARRAY(
+           SELECT c.id FROM unnest($${n + 1}::varchar[], $${n + 2}::int[], $${n + 3}::bigint[]) AS a(app_id, k, due_by)
+           CROSS JOIN LATERAL (
+             SELECT x.id FROM outbox x
+             WHERE x.delivery_status = 'pending' AND x.app_id = a.app_id AND x.next_attempt_at <= a.due_by AND (x.claimed_until IS NULL OR x.claimed_until < $${n + 4})
+             ORDER BY x.next_attempt_at, x.id LIMIT a.k
+             FOR UPDATE SKIP LOCKED) c))
+         RETURNING *`,
+        [...params, apps.map((a) => a.appId), apps.map((a) => a.k), apps.map((a) => Math.min(a.dueBy, now)), now],
+      );
+    }
+    const rows: Record<string, unknown>[] = [];
+    for (const { appId, k, dueBy } of apps) {
+      rows.push(
+        ...(await this.records<Record<string, unknown>>(
+          `UPDATE outbox SET ${set}
+           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_pending_app WHERE delivery_status = 'pending' AND app_id = ? AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
+           RETURNING *`,
+          [...params, appId, Math.min(dueBy, now), now, k],
+        )),
+      );
+    }
+    return rows;
+  }
+
+  /**
+   * Records the outcomes of deliveries, one statement for many rows, each only if `by` still
+   * holds its claim (a manual retry or a lapsed claim taken over since wins), and lets go of them.
+   * `nextAttemptAt` null keeps the row's own.
+   */
+  async finishMany(by: string, outcomes: DeliveryOutcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    if (this.postgres) {
+      await this.ds.query(
+        `UPDATE outbox o SET delivery_status = v.status, delivered_at = COALESCE(v.delivered_at, o.delivered_at), attempts = v.attempts, last_error = v.last_error,
+           next_attempt_at = COALESCE(v.next_attempt_at, o.next_attempt_at), claimed_by = NULL, claimed_until = NULL
+         FROM unnest($1::varchar[], $2::varchar[], $3::bigint[], $4::int[], $5::text[], $6::bigint[]) AS v(id, status, delivered_at, attempts, last_error, next_attempt_at)
+         WHERE o.id = v.id AND o.claimed_by = $7`,
+        [
+          outcomes.map((o) => o.id), outcomes.map((o) => o.status), outcomes.map((o) => o.deliveredAt), outcomes.map((o) => o.attempts),
+          outcomes.map((o) => o.lastError), outcomes.map((o) => o.nextAttemptAt), by,
+        ],
+      );
+      return;
+    }
+    // SQLite: VALUES rows as parameters (6 each, far below its 32766-parameter limit per chunk).
+    for (let i = 0; i < outcomes.length; i += FINISH_CHUNK) {
+      const chunk = outcomes.slice(i, i + FINISH_CHUNK);
+      await this.ds.query(
+        `WITH v(id, status, delivered_at, attempts, last_error, next_attempt_at) AS (VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')})
+         UPDATE outbox SET delivery_status = v.status, delivered_at = COALESCE(v.delivered_at, outbox.delivered_at), attempts = v.attempts, last_error = v.last_error,
+           next_attempt_at = COALESCE(v.next_attempt_at, outbox.next_attempt_at), claimed_by = NULL, claimed_until = NULL
+         FROM v WHERE outbox.id = v.id AND outbox.claimed_by = ?`,
+        [...chunk.flatMap((o) => [o.id, o.status, o.deliveredAt, o.attempts, o.lastError, o.nextAttemptAt]), by],
+      );
+    }
   }
 
   /** Hands back what `by` claimed and did not finish (shutdown). */

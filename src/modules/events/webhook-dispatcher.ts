@@ -1,22 +1,38 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
-import { AppsService } from '../apps/apps.service.js';
+import { PubSub } from '../../common/cache/pubsub.js';
 import type { OutboxEntity } from './outbox.entity.js';
-import { OutboxRepository } from './outbox.repository.js';
+import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
+import { OutboxRepository, type DeliveryOutcome } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
 import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
+import { WebhookTargets, type WebhookTarget } from './webhook-targets.js';
 
+/** Fallback poll: retries coming due, and commits this process was not told about. */
 const TICK_MS = 250;
-/** Requests one instance has open to one app's endpoint at most: a hanging endpoint holds only these. */
-export const WEBHOOK_PER_APP_CONCURRENCY = 4;
+/**
+ * Requests one instance has open to one app's endpoint at most: a hanging endpoint holds only
+ * these, and the rest of MAX_IN_FLIGHT stays for the other apps. It also bounds one app's
+ * throughput per instance (about this many divided by its endpoint's response time).
+ */
+export const WEBHOOK_PER_APP_CONCURRENCY = 16;
 /** Requests one instance has open in all. */
-const MAX_IN_FLIGHT = 64;
+const MAX_IN_FLIGHT = 256;
 /** Apps considered per claim (round robin beyond that). */
 const APPS_PER_CLAIM = 1_000;
+/** Rows of one app without a webhookUrl finished as no_endpoint per round. */
+const NO_ENDPOINT_BATCH = 1_000;
+/** Delivery outcomes recorded per statement. */
+const FINISH_BATCH = 1_000;
+/** Idle keep-alive connections to webhook endpoints are closed after this long. */
+const IDLE_SOCKET_MS = 2_000;
 
 /**
  * Delivers the outbox to each app's webhookUrl, at least once: claims due rows (SKIP LOCKED on
@@ -28,6 +44,13 @@ const APPS_PER_CLAIM = 1_000;
  * already has in flight to it, skips apps at that limit, and goes round the apps with due rows
  * (found by an index skip scan, not by reading a backlog), so one app's hanging endpoint or long
  * backlog never fills the instance's capacity.
+ *
+ * Its cost follows the new work (issue 12): it wakes when events commit (here, or published by
+ * another instance) rather than on a timer alone; each app's target is read once a second, not
+ * per row (WebhookTargets); the due rows of apps without a webhookUrl are finished as
+ * `no_endpoint` in one statement per round, never claimed one by one; claimed rows come back
+ * whole from the claim itself; outcomes are recorded in batches (one statement for many rows,
+ * each still conditional on this instance's claim); connections to endpoints are kept alive.
  */
 @Injectable()
 export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -43,16 +66,31 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private readonly aborter = new AbortController();
   /** The app served last by the previous claim: the next one starts after it. */
   private lastServed = '';
+  /** Outcomes not yet recorded (their rows stay claimed by this instance until they are). */
+  private readonly outcomes: DeliveryOutcome[] = [];
+  private recording: Promise<void> | null = null;
+  private readonly agents = {
+    http: new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+    https: new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+  };
+  private readonly unsubscribe: Array<() => void> = [];
+  private refill = false;
 
   constructor(
     private readonly repo: OutboxRepository,
     private readonly outbox: OutboxService,
-    private readonly apps: AppsService,
+    private readonly targets: WebhookTargets,
+    private readonly pubsub: PubSub,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  ) {
+    // One listener per request in flight, MAX_IN_FLIGHT of them.
+    setMaxListeners(0, this.aborter.signal);
+  }
 
   onApplicationBootstrap(): void {
+    this.repo.onAddedCommitted(() => void this.tick());
+    this.unsubscribe.push(this.pubsub.subscribe(OUTBOX_PUBLISHED, () => void this.tick()));
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
   }
@@ -60,11 +98,16 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    for (const off of this.unsubscribe) off();
     this.aborter.abort();
     await this.claiming?.catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
+    await this.recording;
+    await this.record();
     // Hand back what this instance claimed but did not finish.
     await this.repo.releaseClaims(this.instanceId).catch(() => undefined);
+    this.agents.http.destroy();
+    this.agents.https.destroy();
   }
 
   /** Requests this instance has open, in all and per app. */
@@ -91,10 +134,21 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async claimAndStart(): Promise<void> {
+    const now = this.clock.now();
+    const due = await this.repo.appsWithDue(now, APPS_PER_CLAIM);
+    if (due.length === 0) return;
+    const targets = await this.targetsOf(due);
+
+    // Apps without a webhookUrl: their due rows are finished in bulk, as of the target's reading.
+    const none = due.filter((appId) => targets.get(appId)?.target === null);
+    if (none.length > 0) {
+      const finished = await this.repo.finishWithoutEndpoint(none.map((appId) => ({ appId, k: NO_ENDPOINT_BATCH, dueBy: targets.get(appId)!.readAt })), now);
+      if ([...finished.values()].some((n) => n >= NO_ENDPOINT_BATCH)) this.again = true;
+    }
+
     let capacity = MAX_IN_FLIGHT - this.inFlight.size;
     if (capacity <= 0) return;
-    const now = this.clock.now();
-    const pending = (await this.repo.appsWithDue(now, APPS_PER_CLAIM)).filter((appId) => (this.perApp.get(appId) ?? 0) < WEBHOOK_PER_APP_CONCURRENCY);
+    const pending = due.filter((appId) => targets.get(appId)?.target && (this.perApp.get(appId) ?? 0) < WEBHOOK_PER_APP_CONCURRENCY);
     if (pending.length === 0) return;
     // Round robin: start after the app served last, so with more apps than capacity each gets its turn.
     const from = pending.findIndex((appId) => appId > this.lastServed);
@@ -108,33 +162,78 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     }
     this.lastServed = wants[wants.length - 1].appId;
     const rows = await this.repo.claim(wants, now, now + this.config.webhooks.timeoutMs + 5_000, this.instanceId);
-    for (const row of rows) this.start(row);
+    for (const row of rows) this.start(row, targets.get(row.appId)!.target!);
   }
 
-  private start(row: OutboxEntity): void {
+  /** Each app's target; an app whose target cannot be read (its secret does not decrypt) is left out of this round. */
+  private async targetsOf(appIds: string[]): Promise<Map<string, WebhookTarget>> {
+    const targets = new Map<string, WebhookTarget>();
+    await Promise.all(
+      appIds.map((appId) =>
+        this.targets.get(appId).then(
+          (t) => void targets.set(appId, t),
+          (err) => this.logger.warn({ err: String(err), appId }, 'webhook target cannot be read; its deliveries wait'),
+        ),
+      ),
+    );
+    return targets;
+  }
+
+  private start(row: OutboxEntity, target: NonNullable<WebhookTarget['target']>): void {
     this.perApp.set(row.appId, (this.perApp.get(row.appId) ?? 0) + 1);
-    const delivery: Promise<void> = this.deliver(row)
+    const delivery: Promise<void> = this.deliver(row, target)
+      .then((outcome) => {
+        if (outcome) this.outcomes.push(outcome);
+        this.recording ??= this.record();
+      })
       .catch((err) => this.logger.warn({ err: String(err), eventId: row.id }, 'webhook delivery bookkeeping failed'))
       .finally(() => {
         const left = (this.perApp.get(row.appId) ?? 1) - 1;
         if (left > 0) this.perApp.set(row.appId, left);
         else this.perApp.delete(row.appId);
         this.inFlight.delete(delivery);
-        // A slot is free: the app's next due row (or another app's) need not wait for the timer.
-        void this.tick();
+        // Slots are free: the app's next due rows (or another app's) need not wait for the timer.
+        // Refilled once half the app's slots (or of all) are free, and once per turn, so a claim
+        // takes several rows rather than one per finished delivery.
+        if (left <= WEBHOOK_PER_APP_CONCURRENCY / 2 || this.inFlight.size <= MAX_IN_FLIGHT / 2) this.refillSoon();
       });
     this.inFlight.add(delivery);
   }
 
-  private async deliver(row: OutboxEntity): Promise<void> {
-    const target = await this.apps.webhookTarget(row.appId);
-    if (!target) return this.repo.finish(row.id, this.instanceId, { deliveryStatus: 'no_endpoint' });
+  private refillSoon(): void {
+    if (this.refill) return;
+    this.refill = true;
+    setImmediate(() => {
+      this.refill = false;
+      void this.tick();
+    });
+  }
+
+  /**
+   * Records the outcomes gathered so far, many per statement, until none is left. A failure
+   * leaves those rows claimed: the claims lapse and the events are delivered again (at least once).
+   */
+  private async record(): Promise<void> {
+    try {
+      // Outcomes of deliveries that finish in the same turn go in one statement.
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.outcomes.length > 0) {
+        const batch = this.outcomes.splice(0, FINISH_BATCH);
+        await this.repo.finishMany(this.instanceId, batch).catch((err) => this.logger.warn({ err: String(err), count: batch.length }, 'delivery outcomes not recorded; those events will be delivered again'));
+      }
+    } finally {
+      this.recording = null;
+    }
+  }
+
+  /** One attempt; its outcome, or null when shutting down (the row is handed back). */
+  private async deliver(row: OutboxEntity, target: NonNullable<WebhookTarget['target']>): Promise<DeliveryOutcome | null> {
     let body: string;
     try {
       body = JSON.stringify(this.outbox.deliverable(row));
     } catch {
       // A sealed field that does not open (unknown master key, moved or tampered row): never send it half.
-      return this.repo.finish(row.id, this.instanceId, { deliveryStatus: 'failed', attempts: row.attempts + 1, lastError: 'payload cannot be decrypted' });
+      return { id: row.id, status: 'failed', deliveredAt: null, attempts: row.attempts + 1, lastError: 'payload cannot be decrypted', nextAttemptAt: null };
     }
     const timestamp = Math.floor(this.clock.now() / 1000);
     try {
@@ -145,27 +244,26 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
         'webhook-timestamp': String(timestamp),
         'webhook-signature': signWebhook(target.secrets, row.id, timestamp, body),
       });
-      if (status >= 200 && status < 300) {
-        return this.repo.finish(row.id, this.instanceId, { deliveryStatus: 'delivered', deliveredAt: this.clock.now(), attempts: row.attempts + 1, lastError: null });
-      }
-      await this.retryLater(row, `HTTP ${status}`);
+      if (status >= 200 && status < 300) return { id: row.id, status: 'delivered', deliveredAt: this.clock.now(), attempts: row.attempts + 1, lastError: null, nextAttemptAt: null };
+      return this.retryLater(row, `HTTP ${status}`);
     } catch (err) {
       // Shutting down: the row is handed back (at least once: it is delivered again later).
-      if (this.stopped) return;
-      await this.retryLater(row, err instanceof Error ? err.message : 'delivery failed');
+      if (this.stopped) return null;
+      return this.retryLater(row, err instanceof Error ? err.message : 'delivery failed');
     }
   }
 
-  private async retryLater(row: OutboxEntity, error: string): Promise<void> {
+  private retryLater(row: OutboxEntity, error: string): DeliveryOutcome {
     const attempts = row.attempts + 1;
-    if (attempts >= this.config.webhooks.maxAttempts) return this.repo.finish(row.id, this.instanceId, { deliveryStatus: 'failed', attempts, lastError: error.slice(0, 300) });
+    const lastError = error.slice(0, 300);
+    if (attempts >= this.config.webhooks.maxAttempts) return { id: row.id, status: 'failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
     const backoff = Math.min(this.config.webhooks.retryBaseMs * 2 ** (attempts - 1), 3_600_000);
     const jitter = backoff * (0.8 + Math.random() * 0.4);
-    await this.repo.finish(row.id, this.instanceId, { attempts, lastError: error.slice(0, 300), nextAttemptAt: this.clock.now() + Math.round(jitter) });
+    return { id: row.id, status: 'pending', deliveredAt: null, attempts, lastError, nextAttemptAt: this.clock.now() + Math.round(jitter) };
   }
 
   private async post(url: URL, body: string, headers: Record<string, string>): Promise<number> {
-    const res = await postOutbound(url, body, headers, { timeoutMs: this.config.webhooks.timeoutMs, allowPrivate: this.config.webhookAllowPrivate, maxBytes: 1024, signal: this.aborter.signal });
+    const res = await postOutbound(url, body, headers, { timeoutMs: this.config.webhooks.timeoutMs, allowPrivate: this.config.webhookAllowPrivate, maxBytes: 1024, signal: this.aborter.signal, agents: this.agents });
     return res.status;
   }
 
