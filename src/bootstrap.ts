@@ -12,7 +12,7 @@ import { onClientError, onFrameworkError } from './common/errors/pre-routing.js'
 import { ProblemFilter } from './common/errors/problem.filter.js';
 import { parseStrictJson, StrictJsonError, type StrictJsonFault } from './common/json/strict-json.js';
 import { runMigrations } from './database/data-source.js';
-import { createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
+import { createRequestLogger, createRootLogger, PinoNestLogger, requestIdOf, stdoutBuffered } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import type { RequestFields } from './common/request-context.js';
@@ -65,7 +65,9 @@ export interface CreateAppOptions {
 
 /** Builds the whole service (used by main.ts and by the e2e tests): migrated, initialised, not listening. */
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
-  const root = createRootLogger(config, options.logDestination);
+  const destination = options.logDestination ?? stdoutBuffered();
+  const root = createRootLogger(config, destination);
+  const requestLog = createRequestLogger(config, destination);
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT,
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
@@ -124,21 +126,18 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     // One line per request, with who called (never the credential itself).
     const agent = request.agentPrincipal;
     const level = reply.statusCode >= 500 ? 'error' : reply.statusCode >= 400 ? 'warn' : 'info';
-    root[level](
-      {
-        requestId: request.id,
-        method: request.method,
-        route,
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime * 10) / 10,
-        appId: agent?.appId ?? request.appPrincipal?.appId,
-        agentId: agent?.agentId,
-        userId: agent?.userId,
-        model: agent?.model,
-        taskId: agent?.taskId ?? undefined,
-      },
-      'request completed',
-    );
+    requestLog.write(level, {
+      requestId: request.id,
+      method: request.method,
+      route,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      appId: agent?.appId ?? request.appPrincipal?.appId,
+      agentId: agent?.agentId,
+      userId: agent?.userId,
+      model: agent?.model,
+      taskId: agent?.taskId ?? undefined,
+    });
   });
 
   const document = SwaggerModule.createDocument(

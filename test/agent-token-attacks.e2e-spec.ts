@@ -68,6 +68,24 @@ describe('agent token attacks on an agent endpoint', () => {
     }
   });
 
+  it('checks the time claims of a token it has verified before on every use (verified tokens are cached)', async () => {
+    // Used in beforeAll, so each check below runs on the cached verification.
+    await t.http.get('/v1/whoami').set(bearer(token)).expect(200);
+    t.clock.advance(((claims.iat as number) - Math.floor(Date.now() / 1000) - 60) * 1000);
+    try {
+      await expect401(token); // a clock set back before iat (beyond the 5 s skew)
+    } finally {
+      t.clock.reset();
+    }
+    await t.http.get('/v1/whoami').set(bearer(token)).expect(200);
+    t.clock.advance(((claims.exp as number) - Math.floor(Date.now() / 1000)) * 1000);
+    try {
+      await expect401(token); // exp is exclusive: at exp the token is over
+    } finally {
+      t.clock.reset();
+    }
+  });
+
   describe('signed by an attacker key', () => {
     let attacker: Awaited<ReturnType<typeof generateKeyPair>>;
     let kid: string;

@@ -1,6 +1,50 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 
+/** The better-sqlite3 connection, for statements prepared once and run synchronously. */
+export interface SqliteDb {
+  inTransaction: boolean;
+  prepare(sql: string): SqliteStatement;
+  transaction<A extends unknown[], T>(fn: (...args: A) => T): (...args: A) => T;
+}
+
+export interface SqliteStatement {
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+const EXCLUSIVE = Symbol('mfaProxySqliteExclusive');
+type Exclusive = <T>(fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * Runs `fn` on the SQLite connection in its turn: after the transaction (or query) in progress,
+ * before the next; `fn` is synchronous, so nothing interleaves with it. For hot writes done with
+ * prepared statements instead of TypeORM's query building (the audit trail, the consume batch).
+ */
+export function onSqliteConnection<T>(ds: DataSource, fn: (db: SqliteDb) => T): Promise<T> {
+  const serial = (ds as unknown as { [EXCLUSIVE]?: { exclusive: Exclusive; inTransaction: AsyncLocalStorage<true> } })[EXCLUSIVE];
+  if (!serial) throw new Error('onSqliteConnection: not a serialised SQLite data source');
+  // Inside a transaction its turn would come only after that transaction: never.
+  if (serial.inTransaction.getStore()) throw new Error('onSqliteConnection: called inside a transaction');
+  const db = (ds.driver as unknown as { databaseConnection: SqliteDb }).databaseConnection;
+  return serial.exclusive(async () => {
+    if (db.inTransaction) throw new Error('onSqliteConnection: a transaction is open outside the serialised path');
+    return fn(db);
+  });
+}
+
+const statements = new WeakMap<SqliteDb, Map<string, SqliteStatement>>();
+
+/** A statement prepared once per connection and SQL text. */
+export function prepared(db: SqliteDb, sql: string): SqliteStatement {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, (cache = new Map()));
+  let st = cache.get(sql);
+  if (!st) cache.set(sql, (st = db.prepare(sql)));
+  return st;
+}
+
 /**
  * SQLite through TypeORM has one connection (one query runner) for the whole process: two
  * concurrent `transaction()` calls nest as savepoints of one transaction, and a plain query issued
@@ -18,6 +62,8 @@ export function serializeSqliteConnection(ds: DataSource): void {
     tail = run.catch(() => undefined);
     return run;
   };
+
+  (ds as unknown as { [EXCLUSIVE]: unknown })[EXCLUSIVE] = { exclusive, inTransaction };
 
   const runner = ds.driver.createQueryRunner('master');
   const query = runner.query.bind(runner);

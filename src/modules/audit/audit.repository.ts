@@ -1,7 +1,65 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, IsNull, MoreThan, type EntityManager } from 'typeorm';
+import { DataSource, MoreThan, type EntityManager } from 'typeorm';
+import { onSqliteConnection, prepared, type SqliteDb } from '../../database/sqlite-serial.js';
 import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
+
+/**
+ * The columns an append writes, with their PostgreSQL array types. Appends and sealing are the
+ * audit trail's hot statements (one row per authenticated request): they are written as prepared
+ * SQL, not through TypeORM's query builder, which cost more than the rest of a request.
+ */
+const APPEND_COLUMNS = [
+  ['id', 'id', 'varchar'], ['app_id', 'appId', 'varchar'], ['at', 'at', 'bigint'], ['request_id', 'requestId', 'varchar'],
+  ['actor_type', 'actorType', 'varchar'], ['actor_id', 'actorId', 'varchar'], ['user_id', 'userId', 'varchar'], ['agent_id', 'agentId', 'varchar'],
+  ['model', 'model', 'varchar'], ['task_id', 'taskId', 'varchar'], ['type', 'type', 'varchar'], ['action', 'action', 'varchar'],
+  ['resource', 'resource', 'varchar'], ['outcome', 'outcome', 'varchar'], ['status', 'status', 'int'], ['ip', 'ip', 'varchar'], ['details', 'details', 'text'],
+] as const satisfies readonly (readonly [string, keyof AuditEventEntity, string])[];
+
+const COLUMN_LIST = APPEND_COLUMNS.map(([c]) => c).join(', ');
+const SQLITE_APPEND = `INSERT INTO audit_events (${COLUMN_LIST}) VALUES (${APPEND_COLUMNS.map(() => '?').join(', ')})`;
+const PG_APPEND_ONE = `INSERT INTO audit_events (${COLUMN_LIST}) VALUES (${APPEND_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
+/** Many rows in one statement and one round trip: one array parameter per column. */
+const PG_APPEND_MANY = `INSERT INTO audit_events (${COLUMN_LIST}) SELECT * FROM unnest(${APPEND_COLUMNS.map(([, , t], i) => `$${i + 1}::${t}[]`).join(', ')})`;
+
+/** The stored form of one column of an event (details as JSON text). */
+function columnValue(e: Partial<AuditEventEntity>, key: keyof AuditEventEntity): unknown {
+  const v = e[key];
+  if (key === 'details') return v === null || v === undefined ? null : JSON.stringify(v);
+  return v ?? null;
+}
+
+const appendValues = (e: Partial<AuditEventEntity>) => APPEND_COLUMNS.map(([, key]) => columnValue(e, key));
+
+/** An unsealed event as read by the sealer (the columns a chain hash covers). */
+interface UnsealedRow {
+  id: string; app_id: string; at: string | number; request_id: string | null; actor_type: string; actor_id: string | null; user_id: string | null;
+  agent_id: string | null; model: string | null; task_id: string | null; type: string; action: string | null; resource: string | null;
+  outcome: string; status: number | null; ip: string | null; details: string | null;
+}
+
+const SELECT_UNSEALED = `SELECT ${COLUMN_LIST} FROM audit_events WHERE app_id = $1 AND seq IS NULL ORDER BY at, id LIMIT $2`;
+
+/** Links events, in order, after the chain's head. */
+function chainAfter(lastSeq: number, lastHash: string, events: AuditEventEntity[]) {
+  const rows: { id: string; seq: number; prevHash: string; hash: string }[] = [];
+  for (const e of events) {
+    const seq = lastSeq + 1;
+    const hash = chainHash(lastHash, e, seq);
+    rows.push({ id: e.id, seq, prevHash: lastHash, hash });
+    lastSeq = seq;
+    lastHash = hash;
+  }
+  return { rows, lastSeq, lastHash };
+}
+
+function eventOf(r: UnsealedRow): AuditEventEntity {
+  return Object.assign(new AuditEventEntity(), {
+    id: r.id, appId: r.app_id, at: Number(r.at), requestId: r.request_id, actorType: r.actor_type, actorId: r.actor_id, userId: r.user_id,
+    agentId: r.agent_id, model: r.model, taskId: r.task_id, type: r.type, action: r.action, resource: r.resource, outcome: r.outcome,
+    status: r.status === null ? null : Number(r.status), ip: r.ip, details: r.details === null ? null : JSON.parse(r.details),
+  });
+}
 
 export interface AuditFilter {
   userId?: string;
@@ -14,13 +72,28 @@ export interface AuditFilter {
 export class AuditRepository {
   constructor(readonly ds: DataSource) {}
 
-  insert(m: EntityManager, e: Partial<AuditEventEntity>): Promise<unknown> {
-    return m.insert(AuditEventEntity, e as never);
+  private get postgres(): boolean {
+    return this.ds.options.type === 'postgres';
   }
 
-  /** Request events, many in one statement. */
-  insertMany(rows: Partial<AuditEventEntity>[]): Promise<unknown> {
-    return this.ds.manager.insert(AuditEventEntity, rows as never);
+  /** One event, in the caller's transaction. */
+  insert(m: EntityManager, e: Partial<AuditEventEntity>): Promise<unknown> {
+    return m.query(this.postgres ? PG_APPEND_ONE : SQLITE_APPEND, appendValues(e));
+  }
+
+  /** Request events: one statement on PostgreSQL, one transaction of prepared inserts on SQLite. */
+  async insertMany(rows: Partial<AuditEventEntity>[]): Promise<void> {
+    if (rows.length === 0) return;
+    if (this.postgres) {
+      await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+      return;
+    }
+    await onSqliteConnection(this.ds, (db) => {
+      const append = prepared(db, SQLITE_APPEND);
+      db.transaction(() => {
+        for (const e of rows) append.run(...appendValues(e));
+      })();
+    });
   }
 
   /** Apps with unsealed events: read from the partial index `ix_audit_events_unsealed`, which holds only those rows. */
@@ -35,52 +108,35 @@ export class AuditRepository {
    * while appending never waits on this.
    */
   async seal(appId: string, batch = 500): Promise<number> {
+    if (!this.postgres) return onSqliteConnection(this.ds, (db) => db.transaction(() => this.sealSqlite(db, appId, batch))());
     return this.ds.transaction(async (m) => {
-      await m.createQueryBuilder().insert().into(AuditHeadEntity).values({ appId, lastSeq: 0, lastHash: GENESIS_HASH }).orIgnore().execute();
-      const q = m.createQueryBuilder(AuditHeadEntity, 'h').where('h.app_id = :appId', { appId });
-      if (this.ds.options.type === 'postgres') q.setLock('pessimistic_write');
-      const head = (await q.getOne())!;
-      const events = await m.find(AuditEventEntity, { where: { appId, seq: IsNull() }, order: { at: 'ASC', id: 'ASC' }, take: batch });
-      let { lastSeq, lastHash } = head;
-      const rows: { id: string; seq: number; prevHash: string; hash: string }[] = [];
-      for (const e of events) {
-        const seq = lastSeq + 1;
-        const hash = chainHash(lastHash, e, seq);
-        rows.push({ id: e.id, seq, prevHash: lastHash, hash });
-        lastSeq = seq;
-        lastHash = hash;
-      }
-      // One statement per chunk (CASE on id), portable to both databases, instead of one per row.
-      for (let i = 0; i < rows.length; i += 100) await this.applyChain(m, rows.slice(i, i + 100));
-      if (events.length) await m.update(AuditHeadEntity, { appId }, { lastSeq, lastHash });
-      return events.length;
+      await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (app_id) DO NOTHING', [appId, GENESIS_HASH]);
+      const [head] = await m.query('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = $1 FOR UPDATE', [appId]);
+      const events = ((await m.query(SELECT_UNSEALED, [appId, batch])) as UnsealedRow[]).map(eventOf);
+      const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
+      if (chain.rows.length === 0) return 0;
+      const { rows } = chain;
+      await m.query(
+        `UPDATE audit_events a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
+         FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[]) AS v(id, seq, prev_hash, hash)
+         WHERE a.id = v.id AND a.seq IS NULL`,
+        [rows.map((r) => r.id), rows.map((r) => r.seq), rows.map((r) => r.prevHash), rows.map((r) => r.hash)],
+      );
+      await m.query('UPDATE audit_heads SET last_seq = $1, last_hash = $2 WHERE app_id = $3', [chain.lastSeq, chain.lastHash, appId]);
+      return rows.length;
     });
   }
 
-  private async applyChain(m: EntityManager, rows: { id: string; seq: number; prevHash: string; hash: string }[]): Promise<void> {
-    const params: Record<string, string | number> = {};
-    const cases = { seq: [] as string[], prev: [] as string[], hash: [] as string[] };
-    rows.forEach((r, i) => {
-      params[`i${i}`] = r.id;
-      params[`s${i}`] = r.seq;
-      params[`p${i}`] = r.prevHash;
-      params[`h${i}`] = r.hash;
-      cases.seq.push(`WHEN :i${i} THEN :s${i}`);
-      cases.prev.push(`WHEN :i${i} THEN :p${i}`);
-      cases.hash.push(`WHEN :i${i} THEN :h${i}`);
-    });
-    const numeric = this.ds.options.type === 'postgres' ? '::bigint' : '';
-    await m
-      .createQueryBuilder()
-      .update(AuditEventEntity)
-      .set({
-        seq: () => `(CASE id ${cases.seq.join(' ')} END)${numeric}`,
-        prevHash: () => `CASE id ${cases.prev.join(' ')} END`,
-        hash: () => `CASE id ${cases.hash.join(' ')} END`,
-      })
-      .where(`id IN (${rows.map((_, i) => `:i${i}`).join(', ')}) AND seq IS NULL`)
-      .setParameters(params)
-      .execute();
+  /** SQLite: one synchronous transaction of prepared statements (the connection is ours for its duration). */
+  private sealSqlite(db: SqliteDb, appId: string, batch: number): number {
+    prepared(db, 'INSERT OR IGNORE INTO audit_heads (app_id, last_seq, last_hash) VALUES (?, 0, ?)').run(appId, GENESIS_HASH);
+    const head = prepared(db, 'SELECT last_seq, last_hash FROM audit_heads WHERE app_id = ?').get(appId) as { last_seq: number; last_hash: string };
+    const events = (prepared(db, SELECT_UNSEALED.replace(/\$\d/g, '?')).all(appId, batch) as UnsealedRow[]).map(eventOf);
+    const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
+    const link = prepared(db, 'UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL');
+    for (const r of chain.rows) link.run(r.seq, r.prevHash, r.hash, r.id);
+    if (chain.rows.length) prepared(db, 'UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?').run(chain.lastSeq, chain.lastHash, appId);
+    return chain.rows.length;
   }
 
   head(appId: string): Promise<AuditHeadEntity | null> {

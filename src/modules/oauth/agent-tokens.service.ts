@@ -10,7 +10,7 @@ import type { AgentPrincipal } from '../../common/auth/principals.js';
 import { withinBoundaries } from '../../common/scopes.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
-import { KeysService } from '../keys/keys.service.js';
+import { KeysService, MAX_TOKEN_LIFETIME_MS } from '../keys/keys.service.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import { RevocationList } from './revocation-list.js';
@@ -18,6 +18,17 @@ import { WorkerTasksPort } from './worker-tasks.port.js';
 import { TokenInvalidError, verifyOwnJwt } from './token-verifier.js';
 
 export const AGENT_TOKEN_TYP = 'at+jwt';
+
+/** Agent tokens whose signature and claims were verified, by their exact text: an agent sends the same token for minutes. */
+const VERIFIED_TOKENS_MAX = 10_000;
+/** Seconds of skew tolerated on `iat` (as verifyOwnJwt). */
+const IAT_TOLERANCE_S = 5;
+
+interface VerifiedToken {
+  claims: Readonly<AgentTokenClaims>;
+  /** The key set the signature was checked against: a key retired or removed since means checking again. */
+  keySet: number;
+}
 
 /** What the guard needs to know about an agent, cached per instance and dropped on change. */
 interface AgentState {
@@ -57,6 +68,7 @@ export interface AgentTokenClaims extends JWTPayload {
 @Injectable()
 export class AgentTokensService implements OnModuleInit {
   private readonly states: TtlCache<AgentState>;
+  private readonly verified: TtlCache<VerifiedToken>;
   /** Bumped on every invalidation: a lookup that raced with one does not fill the cache. */
   private epoch = 0;
 
@@ -71,6 +83,8 @@ export class AgentTokensService implements OnModuleInit {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.states = new TtlCache(config.principalCacheSeconds * 1000, 50_000, () => clock.now());
+    // Entries outlive no token (exp is checked on every hit); the TTL only bounds how long a stale one is kept.
+    this.verified = new TtlCache(MAX_TOKEN_LIFETIME_MS, VERIFIED_TOKENS_MAX, () => clock.now());
   }
 
   onModuleInit(): void {
@@ -120,13 +134,39 @@ export class AgentTokensService implements OnModuleInit {
     return { token: await this.keys.sign(claims, AGENT_TOKEN_TYP), expiresIn: input.ttlSeconds, jti };
   }
 
-  /** Verifies signature and claims of an agent token; throws TokenInvalidError. No state checks. */
+  /**
+   * Verifies signature and claims of an agent token; throws TokenInvalidError. No state checks.
+   * The same token text, once verified under the current key set, is not verified again: only
+   * its time claims are (the exact bytes were signed by us; the cache is bounded, and a change
+   * of the key set, such as a retired key, empties it in effect). Revocation and the agent's state are
+   * checked on every request by `principal`.
+   */
   async verify(token: string): Promise<AgentTokenClaims> {
+    const now = this.clock.nowSeconds();
+    const hit = this.verified.get(token);
+    if (hit && hit.keySet === this.keys.generation) {
+      if (hit.claims.exp! <= now) {
+        this.verified.delete(token);
+        throw new TokenInvalidError('expired', 'token expired');
+      }
+      if (hit.claims.iat! > now + IAT_TOLERANCE_S || (hit.claims.nbf !== undefined && hit.claims.nbf > now + IAT_TOLERANCE_S)) {
+        throw new TokenInvalidError('invalid', 'token not yet valid');
+      }
+      return hit.claims as AgentTokenClaims;
+    }
+    const keySet = this.keys.generation;
+    const claims = await this.verifyFully(token, now);
+    this.verified.set(token, { claims: Object.freeze(claims), keySet });
+    return claims;
+  }
+
+  private async verifyFully(token: string, nowSeconds: number): Promise<AgentTokenClaims> {
     const { payload } = await verifyOwnJwt(this.keys, token, {
       typ: AGENT_TOKEN_TYP,
       issuer: this.config.issuer,
       audience: this.config.issuer,
-      nowSeconds: this.clock.nowSeconds(),
+      nowSeconds,
+      toleranceSeconds: IAT_TOLERANCE_S,
     });
     const claims = payload as AgentTokenClaims;
     if (typeof claims.client_id !== 'string' || typeof claims.scope !== 'string' || claims.act?.sub !== claims.client_id) {
