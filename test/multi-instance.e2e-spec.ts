@@ -34,6 +34,20 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     await b.http.get('/v1/whoami').set(bearer(token)).expect(401);
   });
 
+  it("an agent's secret rotated on A is refused by B's token endpoint at once; a suspended agent gets no token from B", async () => {
+    const tenant = await createTenant(a);
+    const userId = await createUser(a, tenant);
+    const agent = await createAgent(a, tenant, userId);
+    const token = (i: TestApp, secret: string) => i.http.post('/oauth/token').auth(agent.id, secret).type('form').send({ grant_type: 'client_credentials' });
+    // B has authenticated the agent (and cached it).
+    await token(b, agent.clientSecret).expect(200);
+    const rotated = (await a.http.post(`/v1/agents/${agent.id}/secret`).set(bearer(tenant.apiKey)).expect(201)).body.clientSecret;
+    await token(b, agent.clientSecret).expect(401);
+    await token(b, rotated).expect(200);
+    await a.http.patch(`/v1/agents/${agent.id}`).set(bearer(tenant.apiKey)).send({ status: 'suspended' }).expect(200);
+    await token(b, rotated).expect(401);
+  });
+
   it('a token revoked on A fails on B; a user deleted on A locks its agents out on B', async () => {
     const tenant = await createTenant(a);
     const userId = await createUser(a, tenant);

@@ -133,6 +133,8 @@ describe('POST /oauth/token', () => {
 
   it('refuses a rotated-out secret and accepts the new one', async () => {
     const agent = await createAgent(t, tenant, userId);
+    // The old secret has just worked (the agent is cached for client authentication).
+    await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
     const rotated = await t.http.post(`/v1/agents/${agent.id}/secret`).set(bearer(tenant.apiKey)).expect(201);
     await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(401);
     await t.http.post('/oauth/token').auth(agent.id, rotated.body.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
@@ -140,6 +142,7 @@ describe('POST /oauth/token', () => {
 
   it('refuses suspended agents and agents of deleted users', async () => {
     const agent = await createAgent(t, tenant, userId);
+    await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
     await t.http.patch(`/v1/agents/${agent.id}`).set(bearer(tenant.apiKey)).send({ status: 'suspended' }).expect(200);
     await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(401);
     const otherUser = await createUser(t, tenant);

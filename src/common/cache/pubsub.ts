@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 
@@ -28,9 +29,15 @@ export class MemoryPubSub extends PubSub {
   }
 }
 
+/**
+ * Every instance's subscribers, through Redis. This instance's own subscribers get the message at
+ * once, before `publish` returns (not after a round trip through Redis, which they then ignore):
+ * the instance that revokes or rotates something never serves the old state after saying it is done.
+ */
 export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
+  private readonly origin = randomUUID();
 
   constructor(
     private readonly publisher: Redis,
@@ -42,7 +49,10 @@ export class RedisPubSub extends PubSub {
     subscriber.on('message', (channel: string, raw: string) => {
       if (!channel.startsWith(prefix)) return;
       try {
-        void this.local.publish(channel.slice(prefix.length), JSON.parse(raw));
+        const parsed = JSON.parse(raw) as { from?: unknown; message?: Record<string, unknown> } & Record<string, unknown>;
+        // { from, message }; a bare message is from an instance of an earlier version (rolling upgrade).
+        const [from, message] = typeof parsed.from === 'string' && parsed.message && typeof parsed.message === 'object' ? [parsed.from, parsed.message] : [null, parsed];
+        if (from !== this.origin) void this.local.publish(channel.slice(prefix.length), message);
       } catch {
         /* not ours */
       }
@@ -52,7 +62,8 @@ export class RedisPubSub extends PubSub {
   }
 
   async publish(channel: string, message: Record<string, unknown>): Promise<void> {
-    await this.publisher.publish(this.prefix + channel, JSON.stringify(message));
+    this.publishLocal(channel, message);
+    await this.publisher.publish(this.prefix + channel, JSON.stringify({ from: this.origin, message }));
   }
 
   subscribe(channel: string, handler: PubSubHandler): () => void {

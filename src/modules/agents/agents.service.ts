@@ -123,6 +123,8 @@ export class AgentsService implements OnModuleInit {
       return true;
     });
     if (!rotated) throw notFound('agent');
+    // The old secret stops working at once on every instance (client authentication caches the agent).
+    await this.pubsub.publish(AGENT_CHANGED, { agentId: id });
     return { clientSecret };
   }
 

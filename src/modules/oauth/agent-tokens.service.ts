@@ -30,9 +30,12 @@ interface VerifiedToken {
   keySet: number;
 }
 
-/** What the guard needs to know about an agent, cached per instance and dropped on change. */
+/** What the guard and client authentication need to know about an agent, cached per instance and dropped on change. */
 interface AgentState {
+  /** Not suspended or revoked, and its user not deleted. */
   active: boolean;
+  /** The row as read (secret hash and keys included, for client authentication). */
+  agent: AgentEntity;
   appId: string;
   userId: string;
   model: string;
@@ -105,6 +108,16 @@ export class AgentTokensService implements OnModuleInit {
   async permits(agentId: string, userId: string, scope: string): Promise<boolean> {
     const state = await this.state(agentId);
     return !!state?.active && state.userId === userId && withinBoundaries(state.boundaries, scope);
+  }
+
+  /**
+   * The agent, if it may act (active, user not deleted): client authentication's lookup, from the
+   * same cache as the guard's, dropped on every change of the agent (suspension, revocation,
+   * secret rotation, new keys) on every instance.
+   */
+  async activeAgent(agentId: string): Promise<AgentEntity | null> {
+    const state = await this.state(agentId);
+    return state?.active ? state.agent : null;
   }
 
   /** Drops an agent from this instance's cache (done on every instance through pub/sub). */
@@ -212,6 +225,7 @@ export class AgentTokensService implements OnModuleInit {
     const user = await this.users.find(agent.appId, agent.userId);
     const state: AgentState = {
       active: agent.status === 'active' && user !== null,
+      agent,
       appId: agent.appId,
       userId: agent.userId,
       model: agent.model,

@@ -7,10 +7,9 @@ import { ReplayCache } from '../../common/cache/replay-cache.js';
 import { secretMatchesHash } from '../../common/crypto/tokens.js';
 import { OAuthError } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
-import { AgentsRepository } from '../agents/agents.repository.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { CLIENT_ASSERTION_ALGS } from '../agents/agents.service.js';
-import { UsersRepository } from '../users/users.repository.js';
+import { AgentTokensService } from './agent-tokens.service.js';
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Client assertions older or longer-lived than this are refused. */
@@ -40,8 +39,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 @Injectable()
 export class ClientAuthService {
   constructor(
-    private readonly agents: AgentsRepository,
-    private readonly users: UsersRepository,
+    private readonly tokens: AgentTokensService,
     private readonly replay: ReplayCache,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -90,12 +88,9 @@ export class ClientAuthService {
     return { agent, method: basic ? 'client_secret_basic' : 'client_secret_post' };
   }
 
+  /** An agent that is active and whose parent user exists (cached; every change of the agent drops it). */
   private async activeAgent(id: string | undefined): Promise<AgentEntity | null> {
-    if (!isId('agent', id)) return null;
-    const agent = await this.agents.findById(id);
-    if (!agent || agent.status !== 'active') return null;
-    // An agent whose parent user was deleted cannot authenticate.
-    return (await this.users.find(agent.appId, agent.userId)) ? agent : null;
+    return isId('agent', id) ? this.tokens.activeAgent(id) : null;
   }
 
   /** RFC 7523 §3 client assertion, signed by one of the agent's registered keys. */
