@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { createApp } from '../src/bootstrap.js';
 import { loadConfig } from '../src/config/config.js';
@@ -116,6 +117,28 @@ function timeStatements(ds: DataSource): () => string {
   return () => [...times].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12).map(([k, v]) => `  ${v.ms.toFixed(0).padStart(6)} ms ${String(v.n).padStart(7)}x  ${k}`).join('\n');
 }
 
+/** Wraps node-postgres' Client.query: wall time (round trip and queueing) and count per statement. */
+function timePgQueries(): () => string {
+  const times = new Map<string, { ms: number; n: number }>();
+  const proto = pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown };
+  const query = proto.query;
+  proto.query = function (this: unknown, ...a: unknown[]) {
+    const sql = typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: string })?.text ?? '?');
+    const key = sql.replace(/\s+/g, ' ').slice(0, 90);
+    const t = performance.now();
+    const done = () => {
+      const e = times.get(key) ?? { ms: 0, n: 0 };
+      e.ms += performance.now() - t;
+      e.n++;
+      times.set(key, e);
+    };
+    const r = query.apply(this, a);
+    if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(done, done);
+    return r;
+  };
+  return () => [...times].sort((x, y) => y[1].ms - x[1].ms).slice(0, 14).map(([k, v]) => `  ${v.ms.toFixed(0).padStart(6)} ms ${String(v.n).padStart(7)}x  ${k}`).join('\n');
+}
+
 interface Result {
   db: Db;
   mode: Mode;
@@ -142,7 +165,7 @@ async function runCase(db: Db, mode: Mode, apps: number): Promise<Result> {
   const app = await createApp(config);
   try {
     const ds = app.get(DataSource);
-    const sqlTimes = db === 'sqlite' && SQL_TIMES ? timeStatements(ds) : null;
+    const sqlTimes = SQL_TIMES ? (db === 'sqlite' ? timeStatements(ds) : timePgQueries()) : null;
     const outbox = app.get(OutboxService);
     const appsService = app.get(AppsService);
     const appIds: string[] = [];

@@ -22,9 +22,11 @@ const TICK_MS = 250;
  * these, and the rest of MAX_IN_FLIGHT stays for the other apps. It also bounds one app's
  * throughput per instance (about this many divided by its endpoint's response time).
  */
-export const WEBHOOK_PER_APP_CONCURRENCY = 16;
+export const WEBHOOK_PER_APP_CONCURRENCY = 32;
 /** Requests one instance has open in all. */
 const MAX_IN_FLIGHT = 256;
+/** Slots of an app (or of all, times 4) freed before a refill: a claim takes several rows, not one per finished delivery. */
+const REFILL_AT = 8;
 /** Apps considered per claim (round robin beyond that). */
 const APPS_PER_CLAIM = 1_000;
 /** Rows of one app without a webhookUrl finished as no_endpoint per round. */
@@ -75,6 +77,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   };
   private readonly unsubscribe: Array<() => void> = [];
   private refill = false;
+  /** Apps without a webhookUrl whose rows due by the reading at this time are all finished. */
+  private readonly drained = new Map<string, number>();
 
   constructor(
     private readonly repo: OutboxRepository,
@@ -139,11 +143,16 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     if (due.length === 0) return;
     const targets = await this.targetsOf(due);
 
-    // Apps without a webhookUrl: their due rows are finished in bulk, as of the target's reading.
-    const none = due.filter((appId) => targets.get(appId)?.target === null);
+    // Apps without a webhookUrl: their due rows are finished in bulk, as of the target's reading
+    // (rows due later wait for the next reading), skipping apps already drained as of that reading.
+    for (const appId of this.drained.keys()) if (!due.includes(appId)) this.drained.delete(appId);
+    const none = due.filter((appId) => targets.get(appId)?.target === null && this.drained.get(appId) !== targets.get(appId)!.readAt);
     if (none.length > 0) {
       const finished = await this.repo.finishWithoutEndpoint(none.map((appId) => ({ appId, k: NO_ENDPOINT_BATCH, dueBy: targets.get(appId)!.readAt })), now);
-      if ([...finished.values()].some((n) => n >= NO_ENDPOINT_BATCH)) this.again = true;
+      for (const appId of none) {
+        if ((finished.get(appId) ?? 0) >= NO_ENDPOINT_BATCH) this.again = true;
+        else this.drained.set(appId, targets.get(appId)!.readAt);
+      }
     }
 
     let capacity = MAX_IN_FLIGHT - this.inFlight.size;
@@ -193,9 +202,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
         else this.perApp.delete(row.appId);
         this.inFlight.delete(delivery);
         // Slots are free: the app's next due rows (or another app's) need not wait for the timer.
-        // Refilled once half the app's slots (or of all) are free, and once per turn, so a claim
-        // takes several rows rather than one per finished delivery.
-        if (left <= WEBHOOK_PER_APP_CONCURRENCY / 2 || this.inFlight.size <= MAX_IN_FLIGHT / 2) this.refillSoon();
+        // Refilled once REFILL_AT of the app's slots (or 4 × that of all) are free, once per turn.
+        if (left <= WEBHOOK_PER_APP_CONCURRENCY - REFILL_AT || this.inFlight.size <= MAX_IN_FLIGHT - 4 * REFILL_AT) this.refillSoon();
       });
     this.inFlight.add(delivery);
   }

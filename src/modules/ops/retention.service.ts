@@ -22,8 +22,9 @@ type Purge = (before: number, limit: number) => Promise<number>;
 /**
  * Retention: rows that no longer serve a purpose are purged on a schedule (RETENTION_SWEEP_SECONDS),
  * in bounded batches (RETENTION_BATCH_SIZE rows per DELETE, yielding between batches):
- * - outbox rows delivered more than RETENTION_OUTBOX_DAYS ago. Pending, failed and no_endpoint
- *   rows stay: the app can still retry them (`POST /v1/webhook-deliveries/:eventId/retry`);
+ * - outbox rows delivered more than RETENTION_OUTBOX_DAYS ago, and `no_endpoint` rows (the app had
+ *   no webhookUrl) written more than RETENTION_OUTBOX_DAYS ago: until then the app can still
+ *   retry them (`POST /v1/webhook-deliveries/:eventId/retry`). Pending and failed rows stay;
  * - revoked-token rows whose token has expired (an expired token is refused anyway, RFC 7009 §2.2);
  * - enrollment links that have expired (an expired link is a 404 anyway).
  * Audit events are never purged: the chain is verified from its first event.
@@ -72,6 +73,11 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
     return this.deleteBatch('outbox', 'id', `delivery_status = 'delivered' AND delivered_at < :before`, 'delivered_at', before, limit);
   }
 
+  /** Deletes up to `limit` no_endpoint outbox rows written before `before` (ix_outbox_no_endpoint_created). */
+  purgeNoEndpointOutbox(before: number, limit: number): Promise<number> {
+    return this.deleteBatch('outbox', 'id', `delivery_status = 'no_endpoint' AND created_at < :before`, 'created_at', before, limit);
+  }
+
   /** Deletes up to `limit` revoked-token rows whose token expired before `before`. */
   purgeExpiredRevokedTokens(before: number, limit: number): Promise<number> {
     return this.deleteBatch('revoked_tokens', 'jti', 'expires_at < :before', 'expires_at', before, limit);
@@ -96,7 +102,9 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
   private async sweepAll(): Promise<RetentionReport> {
     const now = this.clock.now();
     const report: RetentionReport = {
-      outbox: await this.drain((b, l) => this.purgeDeliveredOutbox(b, l), now - this.config.retention.outboxDays * DAY_MS),
+      outbox:
+        (await this.drain((b, l) => this.purgeDeliveredOutbox(b, l), now - this.config.retention.outboxDays * DAY_MS)) +
+        (await this.drain((b, l) => this.purgeNoEndpointOutbox(b, l), now - this.config.retention.outboxDays * DAY_MS)),
       revokedTokens: await this.drain((b, l) => this.purgeExpiredRevokedTokens(b, l), now - EXPIRED_GRACE_MS),
       enrollmentLinks: await this.drain((b, l) => this.purgeExpiredEnrollmentLinks(b, l), now - EXPIRED_GRACE_MS),
     };

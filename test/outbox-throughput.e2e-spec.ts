@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
+import { OutboxService } from '../src/modules/events/outbox.service.js';
+import { RetentionService } from '../src/modules/ops/retention.service.js';
+import { startApp, type TestApp } from './support/app.js';
+import { bearer, createTenant, type Tenant } from './support/fixtures.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
+
+// Issue 12: the outbox's background work costs in proportion to the new events, in statements too.
+let t: TestApp;
+beforeAll(async () => {
+  t = await startApp({ RETENTION_SWEEP_SECONDS: '0' });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const DAY = 86_400_000;
+
+/** `n` events for the tenant, written the way every module writes them, `perTx` to a transaction. */
+async function events(tenant: Tenant, n: number, perTx = 50): Promise<void> {
+  const outbox = t.app.get(OutboxService);
+  const ds = t.app.get(DataSource);
+  for (let i = 0; i < n; i += perTx) {
+    await ds.transaction(async (m) => {
+      for (let j = i; j < Math.min(n, i + perTx); j++) await outbox.add(m, tenant.appId, 'agent.revoked', { agentId: `agt_tp${j}`, userId: 'usr_tp', reason: 'deleted_by_app' });
+    });
+  }
+}
+
+/** The UPDATE statements this instance runs on the outbox while `fn` runs (TypeORM's query log hook). */
+async function outboxUpdatesDuring(fn: () => Promise<unknown>): Promise<string[]> {
+  const ds = t.app.get(DataSource);
+  const seen: string[] = [];
+  const spy = vi.spyOn(ds.logger, 'logQuery').mockImplementation((sql: string) => void (/^\s*(WITH [\s\S]*?\)\s*)?UPDATE\s+"?outbox"?\s/i.test(sql) && !/stream_seq =/.test(sql) && seen.push(sql)));
+  try {
+    await fn();
+  } finally {
+    spy.mockRestore();
+  }
+  return seen;
+}
+
+const statuses = async (appId: string) => {
+  const rows = await t.app.get(DataSource).getRepository(OutboxEntity).find({ select: { deliveryStatus: true }, where: { appId } });
+  return rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.deliveryStatus]: (acc[r.deliveryStatus] ?? 0) + 1 }), {});
+};
+
+describe('outbox background work (issue 12)', () => {
+  it('events of an app without a webhookUrl end no_endpoint in a few statements, not one per event', async () => {
+    const tenant = await createTenant(t);
+    const updates = await outboxUpdatesDuring(async () => {
+      await events(tenant, 300);
+      await expect.poll(() => statuses(tenant.appId), { timeout: 15_000, interval: 100 }).toEqual({ no_endpoint: 300 });
+    });
+    expect(updates.length).toBeLessThan(30);
+  });
+
+  it('deliveries are recorded many per statement, each still delivered once and signed', async () => {
+    const rx = await webhookReceiver();
+    try {
+      const tenant = await createTenant(t, undefined, { webhookUrl: rx.url });
+      const updates = await outboxUpdatesDuring(async () => {
+        await events(tenant, 300);
+        await expect.poll(() => statuses(tenant.appId), { timeout: 20_000, interval: 100 }).toEqual({ delivered: 300 });
+      });
+      // Claims and outcomes together: far fewer statements than the 300 rows (one outcome statement per row before).
+      expect(updates.length).toBeLessThan(150);
+      expect(new Set(rx.received.map((r) => r.json.id)).size).toBe(300);
+      const deliveries = (await t.http.get('/v1/webhook-deliveries?limit=5').set(bearer(tenant.apiKey)).expect(200)).body.deliveries;
+      for (const d of deliveries) expect(d).toMatchObject({ status: 'delivered', attempts: 1, lastError: null, deliveredAt: expect.any(String) });
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('a webhookUrl set after events ended no_endpoint: the next event is delivered at once, and a retried one too', async () => {
+    const rx = await webhookReceiver();
+    try {
+      const tenant = await createTenant(t);
+      await events(tenant, 1);
+      await expect.poll(() => statuses(tenant.appId), { timeout: 10_000, interval: 100 }).toEqual({ no_endpoint: 1 });
+      const [first] = (await t.http.get('/v1/webhook-deliveries').set(bearer(tenant.apiKey)).expect(200)).body.deliveries;
+      // The dispatcher has just read "no webhookUrl" for this app; the change must not wait for that reading to age.
+      await t.http.patch(`/v1/apps/${tenant.appId}`).set(bearer(t.adminToken)).send({ webhookUrl: rx.url }).expect(200);
+      await events(tenant, 1);
+      await expect.poll(() => rx.received.length, { timeout: 5_000, interval: 50 }).toBe(1);
+      await t.http.post(`/v1/webhook-deliveries/${first.eventId}/retry`).set(bearer(tenant.apiKey)).expect(200);
+      await expect.poll(() => rx.received.map((r) => r.json.id), { timeout: 5_000, interval: 50 }).toContain(first.eventId);
+      expect(await statuses(tenant.appId)).toEqual({ delivered: 2 });
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('retention purges no_endpoint rows written more than RETENTION_OUTBOX_DAYS ago, and keeps newer ones', async () => {
+    const ds = t.app.get(DataSource);
+    const tenant = await createTenant(t);
+    const now = Date.now();
+    const row = (createdAt: number): OutboxEntity =>
+      Object.assign(new OutboxEntity(), {
+        id: `evt_ne${randomBytes(8).toString('hex')}`, appId: tenant.appId, type: 'step_up.created', payload: { test: true }, createdAt, deliveredAt: null,
+        deliveryStatus: 'no_endpoint', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null, streamSeq: null,
+      });
+    const old = Array.from({ length: 5 }, () => row(now - 8 * DAY));
+    const recent = row(now - DAY);
+    const recentId = recent.id;
+    // Written out one by one: a multi-row TypeORM insert reads rows back and may assign them to the wrong objects.
+    for (const r of [...old, recent]) await ds.getRepository(OutboxEntity).insert(r as never);
+    const report = await t.app.get(RetentionService).sweep();
+    expect(report.outbox).toBeGreaterThanOrEqual(5);
+    const left = (await ds.getRepository(OutboxEntity).findBy({ appId: tenant.appId })).map((r) => r.id);
+    expect(left).toEqual([recentId]);
+  });
+});
