@@ -254,6 +254,28 @@ describe('verify', () => {
     }
   });
 
+  it('concurrent verifications of different tokens (several apps) are each decided once, each audited under its own request', async () => {
+    const humans = await Promise.all(Array.from({ length: 4 }, () => human(t)));
+    const tokens = await Promise.all(humans.map((h) => approvedToken(h)));
+    // Every token twice, all at once: they are consumed together (group commit) and must not mix.
+    const asks = humans.flatMap((h, i) => [0, 1].map((n) => ({ h, i, requestId: `verify-${i}-${n}-${Date.now()}` })));
+    const results = await Promise.all(
+      asks.map((a) =>
+        t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(a.h.tenant.apiKey)).set('X-Request-Id', a.requestId).send({ token: tokens[a.i], action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }),
+      ),
+    );
+    for (const [i, h] of humans.entries()) {
+      const mine = results.filter((_, k) => asks[k].i === i);
+      const valid = mine.filter((r) => r.body.valid === true);
+      expect(valid).toHaveLength(1);
+      expect(valid[0].body).toMatchObject({ agentId: h.agent.id, userId: h.userId, action: 'files:delete' });
+      expect(mine.filter((r) => r.body.reason === 'already_used')).toHaveLength(1);
+      const winner = asks[results.indexOf(valid[0])].requestId;
+      const events = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+      expect(events).toEqual([expect.objectContaining({ requestId: winner, agentId: h.agent.id, userId: h.userId, outcome: 'success' })]);
+    }
+  });
+
   it('each mismatch reason, and a mismatch does not consume', async () => {
     const h = await human(t);
     const token = await approvedToken(h, { details: { size: 42, path: '/q3.pdf' } });

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import type { RequestFields } from './request-context.js';
 
 /** One state change or refusal for the audit trail; the request's context fills in the actor. */
 export interface AuditInput {
@@ -24,4 +25,9 @@ export interface AuditInput {
 export abstract class AuditLog {
   /** Appends an event inside the caller's transaction. */
   abstract record(m: EntityManager, input: AuditInput): Promise<void>;
+  /**
+   * Appends several events inside the caller's transaction (one statement where the database
+   * allows), each with the context of the request it belongs to (a batch serves many requests).
+   */
+  abstract recordMany(m: EntityManager, events: { input: AuditInput; context: RequestFields }[]): Promise<void>;
 }

@@ -81,8 +81,17 @@ export class AuditRepository {
     return m.query(this.postgres ? PG_APPEND_ONE : SQLITE_APPEND, appendValues(e));
   }
 
-  /** Request events: one statement on PostgreSQL, one transaction of prepared inserts on SQLite. */
-  async insertMany(rows: Partial<AuditEventEntity>[]): Promise<void> {
+  /** Events in the caller's transaction: one statement on PostgreSQL, one (cached) statement per row on SQLite. */
+  async insertIn(m: EntityManager, rows: Partial<AuditEventEntity>[]): Promise<void> {
+    if (this.postgres) {
+      if (rows.length) await m.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+      return;
+    }
+    for (const e of rows) await m.query(SQLITE_APPEND, appendValues(e));
+  }
+
+  /** Request events, in their own transaction: one statement on PostgreSQL, one transaction of prepared inserts on SQLite. */
+  async insertBatch(rows: Partial<AuditEventEntity>[]): Promise<void> {
     if (rows.length === 0) return;
     if (this.postgres) {
       await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));

@@ -13,7 +13,7 @@ function slowRepository() {
     await new Promise<void>((resolve) => waiting.push(resolve));
     written.push(...rows);
   };
-  const repo = { insertMany: write } as unknown as AuditRepository;
+  const repo = { insertBatch: write } as unknown as AuditRepository;
   return { repo, written, finishWrites: () => waiting.splice(0).forEach((r) => r()) };
 }
 

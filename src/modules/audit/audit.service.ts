@@ -81,6 +81,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     await this.repo.insert(m, this.build(input, RequestContext.get()));
   }
 
+  /** Appends events of one batch inside the caller's transaction, each with its own request's context. */
+  async recordMany(m: EntityManager, events: { input: AuditInput; context: RequestFields }[]): Promise<void> {
+    await this.repo.insertIn(m, events.map((e) => this.build(e.input, e.context)));
+  }
+
   /**
    * Queues the event of one authenticated request (after the response; never fails or slows the
    * request). Queued events are written together every REQUEST_FLUSH_MS (and at shutdown): one
@@ -104,7 +109,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   private async writeQueued(): Promise<void> {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
-      await this.repo.insertMany(batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
+      await this.repo.insertBatch(batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
     }
   }
 

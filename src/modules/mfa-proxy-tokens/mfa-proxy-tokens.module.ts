@@ -5,11 +5,12 @@ import { OAuthModule } from '../oauth/oauth.module.js';
 import { StepUpsModule } from '../step-ups/step-ups.module.js';
 import { MfaProxyTokensController } from './mfa-proxy-tokens.controller.js';
 import { MfaProxyTokensService } from './mfa-proxy-tokens.service.js';
+import { TokenConsumer } from './token-consumer.js';
 
 @Module({
   imports: [AppsModule, KeysModule, OAuthModule, StepUpsModule],
   controllers: [MfaProxyTokensController],
-  providers: [MfaProxyTokensService],
+  providers: [MfaProxyTokensService, TokenConsumer],
   exports: [MfaProxyTokensService],
 })
 export class MfaProxyTokensModule {}

@@ -3,7 +3,6 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { AuditLog } from '../../common/audit-log.js';
-import { OutboxService } from '../events/outbox.service.js';
 import { appVerifyKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { KeysService } from '../keys/keys.service.js';
@@ -11,7 +10,7 @@ import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
 import { MFA_PROXY_TYP, type MfaProxyClaims } from '../step-ups/mfa-proxy-token.js';
 import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
-import { eventData } from '../step-ups/step-up-decisions.js';
+import { TokenConsumer } from './token-consumer.js';
 import { hashDetails } from '../../common/canonical-json.js';
 import type { VerifyMfaProxyTokenDto, VerifyReason, VerifyResultDto } from './dto/verify.dto.js';
 
@@ -25,7 +24,7 @@ export class MfaProxyTokensService {
     private readonly keys: KeysService,
     private readonly agents: AgentTokensService,
     private readonly audit: AuditLog,
-    private readonly outbox: OutboxService,
+    private readonly consumer: TokenConsumer,
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -52,15 +51,8 @@ export class MfaProxyTokensService {
     // The agent revoked or suspended, its user deleted, or its boundaries narrowed below the action since approval.
     if (!(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return this.fail(appId, dto, 'revoked', claims);
 
-    const now = this.clock.now();
-    const result = await this.stepUps.ds.transaction(async (m) => {
-      // Single use: one conditional write; one row changed means this call consumed it.
-      if (!(await this.stepUps.consumeToken(m, appId, claims.jti, now))) return null;
-      const s = (await this.stepUps.find(appId, claims.step_up_id, m))!;
-      await this.audit.record(m, { appId, type: 'mfa_proxy_token.consumed', outcome: 'success', userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, status: 200 });
-      await this.outbox.add(m, appId, 'mfa_proxy_token.consumed', eventData(s));
-      return s;
-    });
+    // Single use: one conditional write (with its audit row and event), batched with concurrent verifications.
+    const result = await this.consumer.consume(appId, claims.jti);
     if (!result) {
       // Not consumed by us: used before, or its step-up was cancelled since.
       const s = await this.stepUps.findByTokenJti(appId, claims.jti);

@@ -10,7 +10,7 @@ import { StepUpsRepository } from './step-ups.repository.js';
 
 const CHANGED = 'step-up.changed';
 
-export function eventData(s: StepUpEntity, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function eventData(s: Pick<StepUpEntity, 'id' | 'initiator' | 'agentId' | 'userId' | 'model' | 'taskId' | 'action' | 'resource' | 'detailsHash'>, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { stepUpId: s.id, actorType: s.initiator, agentId: s.agentId, userId: s.userId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, detailsHash: s.detailsHash, ...extra };
 }
 

@@ -3,6 +3,23 @@ import { DataSource, IsNull, LessThanOrEqual, MoreThan, type EntityManager } fro
 import type { Initiator, StepUpEntity, StepUpStatus } from './step-up.entity.js';
 import { StepUpEntity as Entity } from './step-up.entity.js';
 
+/** What verification reports and announces of a step-up whose token it consumed. */
+export type ConsumedStepUp = Pick<
+  StepUpEntity,
+  'id' | 'appId' | 'userId' | 'agentId' | 'model' | 'taskId' | 'action' | 'resource' | 'detailsHash' | 'method' | 'decidedAt' | 'initiator' | 'tokenJti'
+>;
+
+const CONSUMED_COLUMNS = ['id', 'app_id', 'user_id', 'agent_id', 'model', 'task_id', 'action', 'resource', 'details_hash', 'method', 'decided_at', 'initiator', 'token_jti'] as const;
+type ConsumedRow = Record<(typeof CONSUMED_COLUMNS)[number], string | null>;
+
+function consumedOf(r: ConsumedRow): ConsumedStepUp {
+  return {
+    id: r.id!, appId: r.app_id!, userId: r.user_id!, agentId: r.agent_id!, model: r.model!, taskId: r.task_id, action: r.action!, resource: r.resource,
+    detailsHash: r.details_hash!, method: r.method as ConsumedStepUp['method'], decidedAt: r.decided_at === null ? null : Number(r.decided_at),
+    initiator: r.initiator as ConsumedStepUp['initiator'], tokenJti: r.token_jti,
+  };
+}
+
 @Injectable()
 export class StepUpsRepository {
   constructor(readonly ds: DataSource) {}
@@ -69,6 +86,37 @@ export class StepUpsRepository {
   }
 
   /** Verify-and-consume: one conditional write; true when this call consumed the token. */
+  /**
+   * Single use, for a batch of tokens in the caller's transaction: each approved, unconsumed
+   * step-up whose (app, token jti) is asked for is marked consumed by this one conditional write,
+   * and returned. A token absent from the result was used before, cancelled, or never ours; on
+   * every instance at once, the write decides (a concurrent batch with the same jti changes nothing).
+   */
+  async consumeTokens(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
+    if (tokens.length === 0) return [];
+    if (this.ds.options.type === 'postgres') {
+      // Structured: node-postgres answers an UPDATE as [rows, count] otherwise.
+      const { records } = await m.queryRunner!.query(
+        `UPDATE step_ups s SET consumed_at = $1
+         FROM unnest($2::varchar[], $3::varchar[]) AS t(app_id, jti)
+         WHERE s.token_jti = t.jti AND s.app_id = t.app_id AND s.consumed_at IS NULL AND s.status = 'approved'
+         RETURNING ${CONSUMED_COLUMNS.map((c) => `s.${c}`).join(', ')}`,
+        [now, tokens.map((t) => t.appId), tokens.map((t) => t.jti)],
+        true,
+      );
+      return (records as ConsumedRow[]).map(consumedOf);
+    }
+    const out: ConsumedStepUp[] = [];
+    for (const t of tokens) {
+      const rows: ConsumedRow[] = await m.query(
+        `UPDATE step_ups SET consumed_at = ? WHERE token_jti = ? AND app_id = ? AND consumed_at IS NULL AND status = 'approved' RETURNING ${CONSUMED_COLUMNS.join(', ')}`,
+        [now, t.jti, t.appId],
+      );
+      out.push(...rows.map(consumedOf));
+    }
+    return out;
+  }
+
   async consumeToken(m: EntityManager, appId: string, jti: string, now: number): Promise<boolean> {
     const res = await m
       .createQueryBuilder()

@@ -1,0 +1,101 @@
+import { Injectable } from '@nestjs/common';
+import { AsyncResource } from 'node:async_hooks';
+import { AuditLog } from '../../common/audit-log.js';
+import { Clock } from '../../common/clock.js';
+import { RequestContext, type RequestFields } from '../../common/request-context.js';
+import { OutboxService } from '../events/outbox.service.js';
+import { eventData } from '../step-ups/step-up-decisions.js';
+import { StepUpsRepository, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
+
+/** Tokens consumed in one transaction at most. */
+const MAX_BATCH = 256;
+
+interface Waiting {
+  appId: string;
+  jti: string;
+  /** The asking request's context: its audit event carries its request id, address and actor. */
+  context: RequestFields;
+  resolve(consumed: ConsumedStepUp | null): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Consumes MFA-proxy tokens with group commit: the verifications that arrive while one batch is
+ * being written are written together in the next, in one transaction (one commit, one fsync):
+ * one conditional UPDATE for all of them, then the audit event and the outbox event of each
+ * token consumed, so none is consumed without its audit row and event, nor they without it.
+ *
+ * Each token is still decided individually and exactly once: the conditional write marks a token
+ * consumed only if it was not yet (on every instance, by the database), and a jti asked for twice
+ * in one batch is given to the first asker only. A failed batch rolls back whole, and each of its
+ * verifications fails (nothing was consumed). A batch starts at the end of the event-loop turn in
+ * which the first of its verifications arrived (no timer): a lone request never waits for company.
+ */
+@Injectable()
+export class TokenConsumer {
+  private queue: Waiting[] = [];
+  private running = false;
+  /** Batches run in the consumer's own async context, not in that of the request that happened to start them. */
+  private readonly scope = new AsyncResource('TokenConsumer');
+
+  constructor(
+    private readonly stepUps: StepUpsRepository,
+    private readonly audit: AuditLog,
+    private readonly outbox: OutboxService,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Consumes the token `jti` of `appId`: its step-up if this call consumed it, null if it was not consumable. */
+  consume(appId: string, jti: string): Promise<ConsumedStepUp | null> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ appId, jti, context: { ...RequestContext.get() }, resolve, reject });
+      if (this.running) return;
+      this.running = true;
+      // After the I/O of this loop turn: verifications that arrived in the same turn join the first batch.
+      this.scope.runInAsyncScope(() => setImmediate(() => void this.drain()));
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        await this.write(batch);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async write(batch: Waiting[]): Promise<void> {
+    // One asker per token: a second ask for the same jti in this batch finds it used.
+    const first = new Map<string, Waiting>();
+    for (const w of batch) if (!first.has(key(w.appId, w.jti))) first.set(key(w.appId, w.jti), w);
+    let consumed: ConsumedStepUp[];
+    try {
+      consumed = await this.stepUps.ds.transaction(async (m) => {
+        const now = this.clock.now();
+        const rows = await this.stepUps.consumeTokens(m, [...first.values()], now);
+        await this.audit.recordMany(
+          m,
+          rows.map((s) => ({
+            input: {
+              appId: s.appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: s.userId, agentId: s.agentId, model: s.model,
+              taskId: s.taskId, action: s.action, resource: s.resource, status: 200,
+            },
+            context: first.get(key(s.appId, s.tokenJti!))!.context,
+          })),
+        );
+        for (const s of rows) await this.outbox.add(m, s.appId, 'mfa_proxy_token.consumed', eventData(s));
+        return rows;
+      });
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    const byKey = new Map(consumed.map((s) => [key(s.appId, s.tokenJti!), s]));
+    for (const w of batch) w.resolve(first.get(key(w.appId, w.jti)) === w ? (byKey.get(key(w.appId, w.jti)) ?? null) : null);
+  }
+}
+
+const key = (appId: string, jti: string) => `${appId}\u0000${jti}`;

@@ -1,0 +1,54 @@
+import { decodeJwt } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RequestContext } from '../src/common/request-context.js';
+import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
+import { startApp, type TestApp } from './support/app.js';
+import { bearer } from './support/fixtures.js';
+import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+/**
+ * Verify-and-consume writes with group commit (issue 12): verifications arriving together are
+ * consumed in one transaction. These drive the consumer directly, so the batch is certain to hold
+ * several tokens of several apps, each asked for in its own request context.
+ */
+describe('token consumption in batches', () => {
+  async function approvedJti(h: Human): Promise<string> {
+    const created = await createStepUp(t, h).expect(201);
+    await expectStatus(approveWithPasskey(t, h, created.body.approvalUrl), 200);
+    const token = (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200)).body.mfaProxyToken as string;
+    return decodeJwt(token).jti!;
+  }
+
+  it('one batch: each token consumed once, by its first asker, audited and announced under that asker', async () => {
+    const consumer = t.app.get(TokenConsumer);
+    const humans = await Promise.all([human(t), human(t), human(t)]);
+    const jtis = await Promise.all(humans.map(approvedJti));
+    const asks = [
+      ...humans.map((h, i) => ({ appId: h.tenant.appId, jti: jtis[i], requestId: `batch-first-${i}` })),
+      { appId: humans[0].tenant.appId, jti: jtis[0], requestId: 'batch-again-0' },
+      // Another app's token id under this app: not this app's to consume.
+      { appId: humans[1].tenant.appId, jti: jtis[2], requestId: 'batch-foreign' },
+      { appId: humans[1].tenant.appId, jti: 'no-such-jti', requestId: 'batch-unknown' },
+    ];
+    // All in one tick: one batch.
+    const results = await Promise.all(asks.map((a) => RequestContext.run({ requestId: a.requestId, ip: '203.0.113.7' }, () => consumer.consume(a.appId, a.jti))));
+    expect(results.map((r) => r?.tokenJti ?? null)).toEqual([jtis[0], jtis[1], jtis[2], null, null, null]);
+    for (const [i, h] of humans.entries()) {
+      expect(results[i]).toMatchObject({ appId: h.tenant.appId, agentId: h.agent.id, userId: h.userId, action: 'files:delete' });
+      const events = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+      expect(events).toEqual([expect.objectContaining({ requestId: `batch-first-${i}`, ip: '203.0.113.7', agentId: h.agent.id, userId: h.userId })]);
+      const deliveries: { type: string }[] = (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
+      expect(deliveries.filter((d) => d.type === 'mfa_proxy_token.consumed')).toHaveLength(1);
+    }
+    // And once consumed, never again.
+    expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
+  });
+});
