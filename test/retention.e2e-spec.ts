@@ -95,7 +95,7 @@ async function auditEventAccesses(ds: DataSource, s: Statement): Promise<Access[
  * scans the sealed history (a SCAN of any other index or of the table fails).
  */
 function bounded(a: Access): boolean {
-  if (a.index === 'ix_audit_events_unsealed') return true;
+  if (a.index === 'ix_audit_events_unsealed_chain') return true;
   if (a.kind !== 'search') return false;
   // Primary key: `(id=?)` (SQLite), `((id)::text = ANY (...))` (PostgreSQL).
   if (/\(id=\?\)$/.test(a.detail) || /^\(\(id\)::text = /.test(a.detail)) return true;

@@ -1,48 +1,68 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 
-/** The better-sqlite3 connection, for statements prepared once and run synchronously. */
-export interface SqliteDb {
+/** The better-sqlite3 connection. */
+interface SqliteDb {
   inTransaction: boolean;
   prepare(sql: string): SqliteStatement;
-  transaction<A extends unknown[], T>(fn: (...args: A) => T): (...args: A) => T;
+  transaction<T>(fn: () => T): () => T;
 }
 
-export interface SqliteStatement {
+interface SqliteStatement {
   run(...params: unknown[]): { changes: number };
   get(...params: unknown[]): unknown;
   all(...params: unknown[]): unknown[];
 }
 
-const EXCLUSIVE = Symbol('mfaProxySqliteExclusive');
-type Exclusive = <T>(fn: () => Promise<T>) => Promise<T>;
-
 /**
- * Runs `fn` on the SQLite connection in its turn: after the transaction (or query) in progress,
- * before the next; `fn` is synchronous, so nothing interleaves with it. For hot writes done with
- * prepared statements instead of TypeORM's query building (the audit trail, the consume batch).
+ * Statements prepared once per SQL text and run synchronously, logged like TypeORM's own (so
+ * query logging and the tests that read it see them). For the hot writes that TypeORM's query
+ * building made costlier than the rest of a request (the audit trail).
  */
-export function onSqliteConnection<T>(ds: DataSource, fn: (db: SqliteDb) => T): Promise<T> {
-  const serial = (ds as unknown as { [EXCLUSIVE]?: { exclusive: Exclusive; inTransaction: AsyncLocalStorage<true> } })[EXCLUSIVE];
-  if (!serial) throw new Error('onSqliteConnection: not a serialised SQLite data source');
-  // Inside a transaction its turn would come only after that transaction: never.
-  if (serial.inTransaction.getStore()) throw new Error('onSqliteConnection: called inside a transaction');
-  const db = (ds.driver as unknown as { databaseConnection: SqliteDb }).databaseConnection;
-  return serial.exclusive(async () => {
-    if (db.inTransaction) throw new Error('onSqliteConnection: a transaction is open outside the serialised path');
-    return fn(db);
-  });
+export interface SqliteSession {
+  run(sql: string, ...params: unknown[]): { changes: number };
+  get<T>(sql: string, ...params: unknown[]): T | undefined;
+  all<T>(sql: string, ...params: unknown[]): T[];
+  /** Runs `fn` in one transaction (committed when it returns, rolled back if it throws). */
+  transaction<T>(fn: () => T): T;
 }
 
+const EXCLUSIVE = Symbol('mfaProxySqliteExclusive');
+type Exclusive = <T>(fn: () => Promise<T>) => Promise<T>;
 const statements = new WeakMap<SqliteDb, Map<string, SqliteStatement>>();
 
-/** A statement prepared once per connection and SQL text. */
-export function prepared(db: SqliteDb, sql: string): SqliteStatement {
+function prepared(db: SqliteDb, sql: string): SqliteStatement {
   let cache = statements.get(db);
   if (!cache) statements.set(db, (cache = new Map()));
   let st = cache.get(sql);
   if (!st) cache.set(sql, (st = db.prepare(sql)));
   return st;
+}
+
+/**
+ * Runs `fn` on the SQLite connection in its turn: after the transaction (or query) in progress,
+ * before the next; `fn` is synchronous, so nothing interleaves with it.
+ */
+export function onSqliteConnection<T>(ds: DataSource, fn: (s: SqliteSession) => T): Promise<T> {
+  const serial = (ds as unknown as { [EXCLUSIVE]?: { exclusive: Exclusive; inTransaction: AsyncLocalStorage<true> } })[EXCLUSIVE];
+  if (!serial) throw new Error('onSqliteConnection: not a serialised SQLite data source');
+  // Inside a transaction its turn would come only after that transaction: never.
+  if (serial.inTransaction.getStore()) throw new Error('onSqliteConnection: called inside a transaction');
+  const db = (ds.driver as unknown as { databaseConnection: SqliteDb }).databaseConnection;
+  const logged = (sql: string, params: unknown[]) => {
+    ds.logger.logQuery(sql, params);
+    return prepared(db, sql);
+  };
+  const session: SqliteSession = {
+    run: (sql, ...params) => logged(sql, params).run(...params),
+    get: <R>(sql: string, ...params: unknown[]) => logged(sql, params).get(...params) as R | undefined,
+    all: <R>(sql: string, ...params: unknown[]) => logged(sql, params).all(...params) as R[],
+    transaction: (body) => db.transaction(body)(),
+  };
+  return serial.exclusive(async () => {
+    if (db.inTransaction) throw new Error('onSqliteConnection: a transaction is open outside the serialised path');
+    return fn(session);
+  });
 }
 
 /**

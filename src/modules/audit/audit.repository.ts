@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, MoreThan, type EntityManager } from 'typeorm';
-import { onSqliteConnection, prepared, type SqliteDb } from '../../database/sqlite-serial.js';
+import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
 import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
 
@@ -38,7 +38,9 @@ interface UnsealedRow {
   outcome: string; status: number | null; ip: string | null; details: string | null;
 }
 
+/** One app's unsealed events in chain order: a range of ix_audit_events_unsealed_chain (named for SQLite's planner). */
 const SELECT_UNSEALED = `SELECT ${COLUMN_LIST} FROM audit_events WHERE app_id = $1 AND seq IS NULL ORDER BY at, id LIMIT $2`;
+const SELECT_UNSEALED_SQLITE = `SELECT ${COLUMN_LIST} FROM audit_events INDEXED BY ix_audit_events_unsealed_chain WHERE app_id = ? AND seq IS NULL ORDER BY at, id LIMIT ?`;
 
 /** Links events, in order, after the chain's head. */
 function chainAfter(lastSeq: number, lastHash: string, events: AuditEventEntity[]) {
@@ -97,17 +99,29 @@ export class AuditRepository {
       await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
       return;
     }
-    await onSqliteConnection(this.ds, (db) => {
-      const append = prepared(db, SQLITE_APPEND);
+    await onSqliteConnection(this.ds, (db) =>
       db.transaction(() => {
-        for (const e of rows) append.run(...appendValues(e));
-      })();
-    });
+        for (const e of rows) db.run(SQLITE_APPEND, ...appendValues(e));
+      }),
+    );
   }
 
-  /** Apps with unsealed events: read from the partial index `ix_audit_events_unsealed`, which holds only those rows. */
+  /**
+   * Apps with unsealed events: a skip scan of the partial index `ix_audit_events_unsealed_chain`
+   * (unsealed rows only), one probe per app, however many events wait.
+   */
   async appsWithUnsealed(limit: number): Promise<string[]> {
-    const rows: { app_id: string }[] = await this.ds.createQueryBuilder().select('DISTINCT e.app_id', 'app_id').from(AuditEventEntity, 'e').where('e.seq IS NULL').limit(limit).getRawMany();
+    // SQLite without statistics would walk ux_audit_events_app_seq (every sealed row) instead.
+    const index = this.postgres ? '' : 'INDEXED BY ix_audit_events_unsealed_chain';
+    const rows: { app_id: string }[] = await this.ds.query(
+      `WITH RECURSIVE a(app_id) AS (
+         SELECT (SELECT app_id FROM audit_events ${index} WHERE seq IS NULL ORDER BY app_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT e.app_id FROM audit_events e ${index} WHERE e.seq IS NULL AND e.app_id > a.app_id ORDER BY e.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL
+       )
+       SELECT app_id FROM a WHERE app_id IS NOT NULL LIMIT ${this.postgres ? '$1' : '?'}`,
+      [limit],
+    );
     return rows.map((r) => r.app_id);
   }
 
@@ -117,7 +131,7 @@ export class AuditRepository {
    * while appending never waits on this.
    */
   async seal(appId: string, batch = 500): Promise<number> {
-    if (!this.postgres) return onSqliteConnection(this.ds, (db) => db.transaction(() => this.sealSqlite(db, appId, batch))());
+    if (!this.postgres) return onSqliteConnection(this.ds, (db) => db.transaction(() => this.sealSqlite(db, appId, batch)));
     return this.ds.transaction(async (m) => {
       await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (app_id) DO NOTHING', [appId, GENESIS_HASH]);
       const [head] = await m.query('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = $1 FOR UPDATE', [appId]);
@@ -137,14 +151,13 @@ export class AuditRepository {
   }
 
   /** SQLite: one synchronous transaction of prepared statements (the connection is ours for its duration). */
-  private sealSqlite(db: SqliteDb, appId: string, batch: number): number {
-    prepared(db, 'INSERT OR IGNORE INTO audit_heads (app_id, last_seq, last_hash) VALUES (?, 0, ?)').run(appId, GENESIS_HASH);
-    const head = prepared(db, 'SELECT last_seq, last_hash FROM audit_heads WHERE app_id = ?').get(appId) as { last_seq: number; last_hash: string };
-    const events = (prepared(db, SELECT_UNSEALED.replace(/\$\d/g, '?')).all(appId, batch) as UnsealedRow[]).map(eventOf);
+  private sealSqlite(db: SqliteSession, appId: string, batch: number): number {
+    db.run('INSERT OR IGNORE INTO audit_heads (app_id, last_seq, last_hash) VALUES (?, 0, ?)', appId, GENESIS_HASH);
+    const head = db.get<{ last_seq: number; last_hash: string }>('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = ?', appId)!;
+    const events = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, batch).map(eventOf);
     const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
-    const link = prepared(db, 'UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL');
-    for (const r of chain.rows) link.run(r.seq, r.prevHash, r.hash, r.id);
-    if (chain.rows.length) prepared(db, 'UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?').run(chain.lastSeq, chain.lastHash, appId);
+    for (const r of chain.rows) db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL', r.seq, r.prevHash, r.hash, r.id);
+    if (chain.rows.length) db.run('UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?', chain.lastSeq, chain.lastHash, appId);
     return chain.rows.length;
   }
 
