@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { CreateAgentDto } from '../modules/agents/dto/agent.dto.js';
 import { CreateStepUpDto } from '../modules/step-ups/dto/step-up.dto.js';
 import { CreateTaskDto } from '../modules/tasks/dto/task.dto.js';
+import { VerifyMfaProxyTokenDto } from '../modules/mfa-proxy-tokens/dto/verify.dto.js';
+import { AppError } from './errors/app-error.js';
 import { AsParsed, ExactValidationPipe, NoControlChars } from './validation.js';
 
 class NoteDto {
@@ -99,5 +101,61 @@ describe(NoControlChars.name, () => {
 
   it('leaves non-strings to @IsString()', async () => {
     expect(await refused({ title: 5 })).toEqual(['title must be a string']);
+  });
+});
+
+describe('compiled body schemas accept exactly what their decorators accept', () => {
+  const options = { whitelist: true, forbidNonWhitelisted: true, transform: true, transformOptions: { enableImplicitConversion: false }, stopAtFirstError: false };
+  const compiled = new ExactValidationPipe(options);
+  const decorated = new ExactValidationPipe(options, { compiled: false });
+  const verdict = async (pipe: ExactValidationPipe, value: unknown) => {
+    try {
+      const out = (await pipe.transform(value, body(VerifyMfaProxyTokenDto))) as Record<string, unknown>;
+      return { ok: true, out: { ...out } };
+    } catch (err) {
+      expect(err instanceof BadRequestException || (err instanceof AppError && err.code === 'validation_failed')).toBe(true);
+      return { ok: false };
+    }
+  };
+  const token = 'eyJ.x.y';
+  const cases: [string, unknown][] = [
+    ['minimal', { token, action: 'files:delete' }],
+    ['every field', { token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42, nested: [1, { a: null }] }, agentId: 'agt_x' }],
+    ['null optional fields', { token, action: 'files:delete', resource: null, details: null, agentId: null }],
+    ['empty resource', { token, action: 'files:delete', resource: '' }],
+    ['missing token', { action: 'files:delete' }],
+    ['empty token', { token: '', action: 'files:delete' }],
+    ['token too long', { token: 'a'.repeat(8193), action: 'files:delete' }],
+    ['token at the limit', { token: 'a'.repeat(8192), action: 'files:delete' }],
+    ['token not a string', { token: 42, action: 'files:delete' }],
+    ['missing action', { token }],
+    ['empty action', { token, action: '' }],
+    ['action of 64', { token, action: 'a'.repeat(64) }],
+    ['action of 65', { token, action: 'a'.repeat(65) }],
+    ['NUL in action', { token, action: 'files:\u0000delete' }],
+    ['DEL in resource', { token, action: 'files:delete', resource: 'a\u007fb' }],
+    ['tab in agentId', { token, action: 'files:delete', agentId: 'agt\tx' }],
+    ['resource of 513', { token, action: 'files:delete', resource: 'r'.repeat(513) }],
+    ['agentId of 65', { token, action: 'files:delete', agentId: 'a'.repeat(65) }],
+    ['details an array', { token, action: 'files:delete', details: [1, 2] }],
+    ['details a string', { token, action: 'files:delete', details: '{}' }],
+    ['details a number', { token, action: 'files:delete', details: 7 }],
+    ['unknown key', { token, action: 'files:delete', extra: 1 }],
+    ['resource a number', { token, action: 'files:delete', resource: 5 }],
+    ['unicode text', { token, action: 'fichiers:supprimer', resource: 'drive://q3-été.pdf' }],
+    ['not an object', 'token'],
+    ['null body', null],
+    ['an array body', [{ token, action: 'files:delete' }]],
+  ];
+  it.each(cases)('%s', async (_name, value) => {
+    const [a, b] = [await verdict(compiled, value), await verdict(decorated, value)];
+    expect(a.ok).toBe(b.ok);
+    if (a.ok && b.ok) expect(a.out).toEqual(b.out);
+  });
+
+  it('passes details by reference, exactly as parsed', async () => {
+    const details = tricky();
+    const out = (await compiled.transform({ token, action: 'files:delete', details }, body(VerifyMfaProxyTokenDto))) as { details: unknown };
+    expect(out.details).toBe(details);
   });
 });

@@ -1,7 +1,19 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsObject, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
-import { AsParsed, NoControlChars } from '../../../common/validation.js';
+import { z } from 'zod';
+import { AsParsed, CompiledSchema, NoControlChars, schemas } from '../../../common/validation.js';
 
+/** The verify body as a compiled schema (the hot path); it accepts exactly what the decorators below accept. */
+export const verifyBodySchema = z.strictObject({
+  token: z.string().min(1).max(8192),
+  action: schemas.text(1, 64),
+  // @IsOptional() lets null through as well as a missing key.
+  resource: schemas.text(0, 512).nullish(),
+  details: schemas.parsedObject().nullish(),
+  agentId: schemas.text(0, 64).nullish(),
+});
+
+@CompiledSchema(verifyBodySchema)
 export class VerifyMfaProxyTokenDto {
   @ApiProperty({ description: 'The MFA-proxy token the agent presented' })
   @IsString() @MinLength(1) @MaxLength(8192)
