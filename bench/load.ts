@@ -37,6 +37,8 @@ export interface LoadResult {
   timeouts: number;
   /** 2xx answers that were not a success (refused verify, inactive token, no access_token). */
   invalid: number;
+  /** Non-2xx answers by status code. */
+  statuses: Record<string, number>;
   /** Why verifies were refused, by reason. */
   reasons: Record<string, number>;
   seconds: number;
@@ -67,6 +69,7 @@ function succeeded(expect: Expect, body: string, reasons: Record<string, number>
 
 async function load(req: LoadRequest): Promise<LoadResult> {
   const reasons: Record<string, number> = {};
+  const statuses: Record<string, number> = {};
   let ok = 0;
   let invalid = 0;
   let exhausted = false;
@@ -107,7 +110,7 @@ async function load(req: LoadRequest): Promise<LoadResult> {
               return req.authorizations ? { ...r, headers: { ...r.headers, authorization: v } } : { ...r, body: v };
             },
             onResponse: (status, body) => {
-              if (status < 200 || status > 299) return;
+              if (status < 200 || status > 299) return void (statuses[status] = (statuses[status] ?? 0) + 1);
               if (succeeded(req.expect, body, reasons)) ok++;
               else invalid++;
             },
@@ -125,6 +128,7 @@ async function load(req: LoadRequest): Promise<LoadResult> {
     errors: result.errors,
     timeouts: result.timeouts,
     invalid,
+    statuses,
     reasons,
     seconds,
     okPerSec: seconds > 0 ? ok / seconds : 0,

@@ -42,11 +42,16 @@ function rotate<T>(xs: T[], by: number): T[] {
 
 /** Sums the per-instance results of one 2-instance measurement. */
 function combine(a: LoadResult, b: LoadResult): LoadResult {
-  const reasons = { ...a.reasons };
-  for (const [k, v] of Object.entries(b.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
+  const merge = (x: Record<string, number>, y: Record<string, number>) => {
+    const out = { ...x };
+    for (const [k, v] of Object.entries(y)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  const reasons = merge(a.reasons, b.reasons);
+  const statuses = merge(a.statuses, b.statuses);
   return {
     sent: a.sent + b.sent, ok: a.ok + b.ok, non2xx: a.non2xx + b.non2xx, errors: a.errors + b.errors, timeouts: a.timeouts + b.timeouts,
-    invalid: a.invalid + b.invalid, reasons, seconds: Math.max(a.seconds, b.seconds), okPerSec: a.okPerSec + b.okPerSec,
+    invalid: a.invalid + b.invalid, statuses, reasons, seconds: Math.max(a.seconds, b.seconds), okPerSec: a.okPerSec + b.okPerSec,
     p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), exhausted: a.exhausted || b.exhausted, tokensSent: a.tokensSent + b.tokensSent,
   };
 }
@@ -103,6 +108,8 @@ class DbBench {
     const res = await seedTokens({ serviceDir: this.o.serviceDir, env: this.fleet.env, appId: tenant.appId, userId: tenant.userId, agentId }, Array(parts).fill(perPart), join(this.db.dir, `tokens-${this.seq++}`));
     this.seeded[floor ? 'floor' : 'service'] += res.minted;
     log(`    seeded ${res.minted.toLocaleString('en-US')} approved step-ups + tokens in ${(res.ms / 1000).toFixed(1)} s`);
+    // Tokens live 120 s from minting: the oldest must outlast the seeding plus the round.
+    if (res.ms / 1000 + this.o.seconds > 110) log('    warning: the first tokens may expire before the round ends (lower BENCH_VERIFY_MAX_RATE or BENCH_SECONDS)');
     return res.files;
   }
 
@@ -128,7 +135,7 @@ class DbBench {
     if (record) (r.rounds[t] ??= []).push(result);
     if (path === 'verify') this.bestVerify.set(t, Math.max(this.bestVerify.get(t) ?? 0, result.okPerSec));
     const fails = result.non2xx + result.errors + result.timeouts + result.invalid;
-    log(`    ${Math.round(result.okPerSec).toLocaleString('en-US')} ok/s, p50 ${result.p50} ms, p99 ${result.p99} ms` + (fails ? `, ${result.non2xx} non-2xx / ${result.errors + result.timeouts} errors / ${result.invalid} invalid` : '') + (result.exhausted ? ' (tokens ran out)' : ''));
+    log(`    ${Math.round(result.okPerSec).toLocaleString('en-US')} ok/s, p50 ${result.p50} ms, p99 ${result.p99} ms` + (fails ? `, ${result.non2xx} non-2xx ${JSON.stringify(result.statuses)} / ${result.errors + result.timeouts} errors / ${result.invalid} invalid ${JSON.stringify(result.reasons)}` : '') + (result.exhausted ? ' (tokens ran out)' : ''));
     await this.settle();
   }
 
@@ -228,12 +235,12 @@ async function main(): Promise<void> {
   const sections = reports.map((r) => `## ${r.label}\n\n${markdownTable(r)}`);
   for (const [i, r] of reports.entries()) {
     const doc = `# mfa-proxy bench: ${r.label}\n\n${head}\n\n${sections[i]}\n`;
-    writeFileSync(join(dir, `${ts}-${r.db}.md`), doc);
-    if (o.label) writeFileSync(join(dir, `${o.label}-${r.db}.md`), doc);
+    // A labelled run (e.g. "before") is kept under its label only, not as a dated copy.
+    writeFileSync(join(dir, o.label ? `${o.label}-${r.db}.md` : `${ts}-${r.db}.md`), doc);
   }
   if (!o.label) writeFileSync(join(dir, 'latest.md'), `# mfa-proxy bench\n\n${head}\n\n${sections.join('\n\n')}\n`);
   console.log(`\n${head}\n\n${sections.join('\n\n')}\n`);
-  console.log(`written: bench/results/${ts}-{${reports.map((r) => r.db).join(',')}}.md${o.label ? `, ${o.label}-*.md` : ', latest.md'}`);
+  console.log(`written: bench/results/${o.label ?? ts}-{${reports.map((r) => r.db).join(',')}}.md${o.label ? '' : ' and latest.md'}`);
 }
 
 main().then(

@@ -4,7 +4,8 @@
  *   --db sqlite|postgres|both   (default: both when PostgreSQL and Redis answer, else sqlite)
  *   --instances 1|2        2: also run two service processes on PostgreSQL + Redis
  *   --paths token,whoami,verify   a subset (default: all three)
- *   --label <name>         also write bench/results/<name>-<db>.md (e.g. "before")
+ *   --label <name>         write bench/results/<name>-<db>.md (e.g. "before") instead of the dated
+ *                          files and latest.md
  *   --no-build             do not run `tsc -p tsconfig.build.json` in the service dir first
  * BENCH_CONNECTIONS (50), BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_AGENTS (200),
  * BENCH_VERIFY_MAX_RATE (12000 verifies/s: tokens minted per verify round = this × seconds at first).

@@ -77,8 +77,13 @@ export interface Tenant {
 export interface BenchAgent {
   id: string;
   secret: string;
-  /** `Basic base64(id:secret)` (RFC 6749 §2.3.1; ids and secrets are URL-safe already). */
+  /** `Basic base64(id:secret)`, see basicAuth. */
   basic: string;
+}
+
+/** RFC 6749 §2.3.1: id and secret are form-encoded before base64 (a `+` would otherwise read as a space). */
+export function basicAuth(id: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
 
 export async function createTenant(base: string, adminToken: string, name: string, webhookUrl?: string): Promise<Tenant> {
@@ -96,7 +101,7 @@ export async function createAgents(base: string, t: Tenant, count: number, prefi
     const a = await api<{ id: string; clientSecret: string }>(base, 'POST', '/v1/agents', `Bearer ${t.apiKey}`, {
       userId: t.userId, name: `${prefix}-${i}`, model: 'bench-model', permissionBoundaries: BENCH_BOUNDARIES, rateLimitPerMinute: 1_000_000,
     });
-    out.push({ id: a.id, secret: a.clientSecret, basic: `Basic ${Buffer.from(`${a.id}:${a.clientSecret}`).toString('base64')}` });
+    out.push({ id: a.id, secret: a.clientSecret, basic: basicAuth(a.id, a.clientSecret) });
   }
   return out;
 }

@@ -4,12 +4,13 @@
  * N agents whose ids and secrets are also the peer's clients; a second tenant for the floor's
  * own verify tokens). `stopAll()` stops what was started, in reverse.
  */
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchDb } from './db.js';
 import { BENCH_DIST } from './options.js';
 import { startNode, stop, waitForHttp, type Started } from './procs.js';
-import { createAgents, createTenant, newSecrets, serviceEnv, startService, type BenchAgent, type ServiceInstance, type Tenant } from './service.js';
+import { basicAuth, createAgents, createTenant, newSecrets, serviceEnv, startService, type BenchAgent, type ServiceInstance, type Tenant } from './service.js';
 import type { FloorConfig } from '../servers/floor.js';
 import type { PeerOidcConfig } from '../servers/peer-oidc.js';
 import type { PeerNestConfig } from '../servers/peer-nest.js';
@@ -58,7 +59,7 @@ export async function startFleet(db: BenchDb, serviceDir: string, instances: num
     const [floorAgent] = await createAgents(base, floorTenant, 1, 'bench-floor');
 
     const floorCfg: FloorConfig = { port: PORTS.floor, databaseUrl: db.url, jwksUrl: `${base}/.well-known/jwks.json`, serviceIssuer: env.PUBLIC_URL, app: { id: floorTenant.appId, apiKey: floorTenant.apiKey } };
-    const introspector = { id: 'bench-resource-server', secret: `rs-${masterKey.slice(0, 16)}` };
+    const introspector = { id: 'bench-resource-server', secret: randomBytes(24).toString('hex') };
     const peerOidcCfg: PeerOidcConfig = { port: PORTS.peerOidc, clients: agents.map((a) => ({ id: a.id, secret: a.secret })), introspector };
     const peerNestCfg: PeerNestConfig = { port: PORTS.peerNest, jwksUrl: floorCfg.jwksUrl, serviceIssuer: env.PUBLIC_URL };
     const start = async (name: string, script: string, cfg: unknown, port: number) => {
@@ -75,7 +76,7 @@ export async function startFleet(db: BenchDb, serviceDir: string, instances: num
     const peerNest = await start('peer-nest', 'servers/peer-nest.js', peerNestCfg, PORTS.peerNest);
     return {
       services, env, tenant, floorTenant, floorAgent, agents, floor, peerOidc, peerNest,
-      introspector: { ...introspector, basic: `Basic ${Buffer.from(`${introspector.id}:${introspector.secret}`).toString('base64')}` },
+      introspector: { ...introspector, basic: basicAuth(introspector.id, introspector.secret) },
       procs, stopAll,
     };
   } catch (err) {
