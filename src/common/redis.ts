@@ -12,6 +12,9 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
     lazyConnect: false,
+    // Commands issued in one event-loop turn (every request's rate-limit check, replay claims) go
+    // to Redis as one pipeline: one write and one read for many requests. Not for the subscriber.
+    enableAutoPipelining: role === 'commands',
   });
   client.on('error', () => undefined); // reported through readiness and by the callers that fail
   return client;
