@@ -12,7 +12,7 @@ import { onClientError, onFrameworkError } from './common/errors/pre-routing.js'
 import { ProblemFilter } from './common/errors/problem.filter.js';
 import { parseStrictJson, StrictJsonError, type StrictJsonFault } from './common/json/strict-json.js';
 import { runMigrations } from './database/data-source.js';
-import { createRequestLogger, createRootLogger, PinoNestLogger, requestIdOf, stdoutBuffered } from './logger.js';
+import { BufferedStdout, createRequestLogger, createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import type { RequestFields } from './common/request-context.js';
@@ -65,7 +65,7 @@ export interface CreateAppOptions {
 
 /** Builds the whole service (used by main.ts and by the e2e tests): migrated, initialised, not listening. */
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
-  const destination = options.logDestination ?? stdoutBuffered();
+  const destination = options.logDestination ?? new BufferedStdout();
   const root = createRootLogger(config, destination);
   const requestLog = createRequestLogger(config, destination);
   const adapter = new FastifyAdapter({
@@ -111,6 +111,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const metrics = app.get(MetricsService);
   const audit = app.get(AuditService);
   const shutdown = app.get(ShutdownState);
+  // The HTTP server has closed and its requests completed: their lines (and shutdown's) go out now.
+  if (destination instanceof BufferedStdout) fastify.addHook('onClose', async () => destination.drain());
   fastify.addHook('onSend', async (request, reply, payload) => {
     reply.header('X-Request-Id', request.id);
     reply.header('X-Content-Type-Options', 'nosniff');

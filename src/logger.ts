@@ -65,7 +65,7 @@ export function serializeError(err: unknown, depth = 0): unknown {
 }
 
 /** The root logger of one service instance (structured JSON on stdout). */
-export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destination: pino.DestinationStream = stdoutBuffered()): Logger {
+export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destination: pino.DestinationStream = new BufferedStdout()): Logger {
   return pino(
     {
       level: config.logLevel,
@@ -102,13 +102,48 @@ export function createRequestLogger(config: Pick<AppConfig, 'logLevel'>, destina
   return { write: (level, line) => log[level](line, 'request completed') };
 }
 
+/** How long a line may wait in the buffer of standard output. */
+const FLUSH_EVERY_MS = 1_000;
+
 /**
- * Standard output, written in blocks of at least 4 KiB instead of one write per line: a line per
- * request written synchronously halved the throughput of the hot paths. pino flushes what is
- * buffered when the process exits (and at fatal), so a stop or a crash loses nothing written.
+ * Standard output, written in blocks of at least 4 KiB instead of one write per line (a line per
+ * request written synchronously halved the throughput of the hot paths), and at least once a
+ * second, so a quiet instance's lines (a refused request, a warning) never wait longer. At a
+ * graceful stop `drain()` writes what is left and every later line at once (Nest re-raises the
+ * signal after closing, so no exit handler would run); an exit (a crash included) writes it too.
  */
-export function stdoutBuffered(): pino.DestinationStream {
-  return pino.destination({ dest: 1, sync: false, minLength: 4096 });
+export class BufferedStdout implements pino.DestinationStream {
+  private readonly out = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  private eager = false;
+  private readonly timer = setInterval(() => this.flush(), FLUSH_EVERY_MS).unref();
+
+  constructor() {
+    process.once('exit', () => this.flushSync());
+  }
+
+  write(line: string): void {
+    this.out.write(line);
+    if (this.eager) this.flushSync();
+  }
+
+  /** Shutdown: what is buffered is written now, and every line from here on as it comes. */
+  drain(): void {
+    this.eager = true;
+    clearInterval(this.timer);
+    this.flushSync();
+  }
+
+  private flush(): void {
+    this.out.flush((err) => void err); // an error here is a closed stdout: nothing to tell it to
+  }
+
+  private flushSync(): void {
+    try {
+      this.out.flushSync();
+    } catch {
+      /* a write in progress completes on its own; stdout closed: nowhere to write */
+    }
+  }
 }
 
 /** Nest's logger interface on pino; every line carries the request context (request, app, agent, model, task). */

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootLogger } from '../src/logger.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, world } from './support/fixtures.js';
+import { deployment, startInstance } from './support/instances.js';
 import { approveWithCode, createStepUp, human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
 
@@ -132,5 +133,26 @@ describe('log redaction', () => {
     const [error, warn] = parsed(lines).slice(-2);
     expect(error.err).toMatchObject({ type: 'QueryFailedError', code: '23505', message: 'duplicate key value violates unique constraint "app_api_keys_key_hash"', query: 'INSERT INTO "app_api_keys"("id", "key_hash") VALUES ($1, $2)' });
     expect(warn.code).toBe('validation_failed');
+  });
+});
+
+describe('log lines of a real process (buffered standard output)', () => {
+  it('are written within a second on a quiet instance, and at a graceful stop', async () => {
+    const instance = await startInstance(deployment(), { LOG_LEVEL: 'info' });
+    try {
+      const probe = (n: number) => `flush-probe-${n}-${randomBytes(4).toString('hex')}`;
+      const first = probe(1);
+      await instance.t.http.get('/v1/whoami').set('X-Request-Id', first).set('Authorization', 'Bearer mpx_not_a_token').expect(401);
+      // Far less than the 4 KiB the buffer waits for: the periodic flush writes it.
+      const until = Date.now() + 3_000;
+      while (!instance.output().includes(first) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(instance.output()).toContain(first);
+      const last = probe(2);
+      await instance.t.http.get('/v1/whoami').set('X-Request-Id', last).set('Authorization', 'Bearer mpx_not_a_token').expect(401);
+      await instance.stop('SIGTERM');
+      expect(instance.output()).toContain(last);
+    } finally {
+      await instance.stop('SIGKILL');
+    }
   });
 });

@@ -96,6 +96,12 @@ describe('push cap and a store that cannot be reached', () => {
       const code = await approveWithCode(t3, h, s.body.approvalUrl);
       expect(code.status).toBe(503);
       expect(code.body.code).toBe('service_unavailable');
+      // A committed change is answered as done though its cache invalidation cannot be sent: the
+      // rotated secret is shown (and works here at once), the old one is refused here at once.
+      const rotated = await t3.http.post(`/v1/agents/${h.agent.id}/secret`).set(bearer(h.tenant.apiKey)).expect(201);
+      await t3.http.post('/oauth/token').auth(h.agent.id, rotated.body.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
+      await t3.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
+      await t3.http.get('/v1/whoami').set(bearer(h.token)).expect(401);
     } finally {
       await t3.close();
     }

@@ -143,6 +143,11 @@ describe('compiled body schemas accept exactly what their decorators accept', ()
     ['unknown key', { token, action: 'files:delete', extra: 1 }],
     ['resource a number', { token, action: 'files:delete', resource: 5 }],
     ['unicode text', { token, action: 'fichiers:supprimer', resource: 'drive://q3-été.pdf' }],
+    // class-validator counts a surrogate pair as one character and a presentation selector as none.
+    ['64 emoji (128 code units)', { token, action: '😀'.repeat(64) }],
+    ['65 emoji', { token, action: '😀'.repeat(65) }],
+    ['40 selector sequences (80 code units)', { token, action: 'a\uFE0F'.repeat(40) }],
+    ['lone surrogate text', { token, action: 'a\uD800b' }],
     ['not an object', 'token'],
     ['null body', null],
     ['an array body', [{ token, action: 'files:delete' }]],
@@ -151,6 +156,12 @@ describe('compiled body schemas accept exactly what their decorators accept', ()
     const [a, b] = [await verdict(compiled, value), await verdict(decorated, value)];
     expect(a.ok).toBe(b.ok);
     if (a.ok && b.ok) expect(a.out).toEqual(b.out);
+  });
+
+  it('refuses prototype-named keys as unknown (the ValidationPipe drops them silently instead)', async () => {
+    for (const key of ['constructor', 'prototype']) {
+      await expect(compiled.transform({ token, action: 'files:delete', [key]: 1 }, body(VerifyMfaProxyTokenDto))).rejects.toMatchObject({ code: 'validation_failed' });
+    }
   });
 
   it('passes details by reference, exactly as parsed', async () => {

@@ -1,6 +1,6 @@
 import { ValidationPipe, type ArgumentMetadata } from '@nestjs/common';
 import { Transform } from 'class-transformer';
-import { buildMessage, ValidateBy, type ValidationOptions } from 'class-validator';
+import { buildMessage, length, ValidateBy, type ValidationOptions } from 'class-validator';
 import { z } from 'zod';
 import { AppError } from './errors/app-error.js';
 
@@ -76,7 +76,8 @@ const COMPILED_SCHEMA = Symbol('mfa-proxy:compiled-schema');
  * class-transformer (about 150 µs per verify body, more than the rest of the request). The DTO
  * class stays for the OpenAPI document and the types; the schema must accept exactly what its
  * decorators accept (validation.spec.ts runs both over the same bodies). Unknown keys are refused
- * (as `forbidNonWhitelisted`), and objects pass by reference, exactly as parsed (as `@AsParsed()`).
+ * (as `forbidNonWhitelisted`), `constructor` and `prototype` too, which the ValidationPipe strips
+ * silently instead; objects pass by reference, exactly as parsed (as `@AsParsed()`).
  */
 export function CompiledSchema(schema: z.ZodType): ClassDecorator {
   return (target) => Reflect.defineMetadata(COMPILED_SCHEMA, schema, target);
@@ -84,8 +85,10 @@ export function CompiledSchema(schema: z.ZodType): ClassDecorator {
 
 /** Zod's counterparts of the decorators used on compiled bodies. */
 export const schemas = {
-  /** `@IsString() @NoControlChars()` with lengths. */
-  text: (min: number, max: number) => z.string().min(min).max(max).refine((v) => !CONTROL_CHARACTERS.test(v), 'must not contain control characters'),
+  /** `@IsString() @MinLength(min) @MaxLength(max)`, lengths counted as class-validator counts them. */
+  string: (min: number, max: number) => z.string('must be a string').refine((v) => length(v, min, max), `must be between ${min} and ${max} characters long`),
+  /** The same, and `@NoControlChars()`. */
+  text: (min: number, max: number) => schemas.string(min, max).refine((v) => !CONTROL_CHARACTERS.test(v), 'must not contain control characters'),
   /** `@AsParsed() @IsObject()`: a JSON object, the same reference as parsed. */
   parsedObject: () => z.custom<Record<string, unknown>>(isPlainRecord, 'must be an object'),
 };
@@ -99,7 +102,7 @@ function schemaError(error: z.ZodError): AppError {
   const messages = error.issues.map((i) => {
     if (i.code === 'unrecognized_keys') return i.keys.map((k) => `property ${k} should not exist`).join('; ');
     const path = i.path.join('.');
-    return path ? `${path}: ${i.message}` : i.message;
+    return path ? `${path} ${i.message}` : i.message;
   });
   return new AppError('validation_failed', messages.join('; '));
 }

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
@@ -38,6 +39,7 @@ export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
   private readonly origin = randomUUID();
+  private readonly logger = new Logger(RedisPubSub.name);
 
   constructor(
     private readonly publisher: Redis,
@@ -61,9 +63,18 @@ export class RedisPubSub extends PubSub {
     subscriber.on('ready', onReconnect);
   }
 
+  /**
+   * Never fails its caller: publishing follows a committed change, which must still be answered
+   * as done. With Redis unreachable the other instances' caches fall back to their lifetime
+   * (PRINCIPAL_CACHE_SECONDS) and re-read everything when the subscriber reconnects.
+   */
   async publish(channel: string, message: Record<string, unknown>): Promise<void> {
     this.publishLocal(channel, message);
-    await this.publisher.publish(this.prefix + channel, JSON.stringify({ from: this.origin, message }));
+    try {
+      await this.publisher.publish(this.prefix + channel, JSON.stringify({ from: this.origin, message }));
+    } catch (err) {
+      this.logger.warn({ channel, err: String(err) }, 'pub/sub message not sent: other instances rely on cache lifetimes until Redis is back');
+    }
   }
 
   subscribe(channel: string, handler: PubSubHandler): () => void {

@@ -5,7 +5,7 @@ import { AsParsed, CompiledSchema, NoControlChars, schemas } from '../../../comm
 
 /** The verify body as a compiled schema (the hot path); it accepts exactly what the decorators below accept. */
 export const verifyBodySchema = z.strictObject({
-  token: z.string().min(1).max(8192),
+  token: schemas.string(1, 8192),
   action: schemas.text(1, 64),
   // @IsOptional() lets null through as well as a missing key.
   resource: schemas.text(0, 512).nullish(),
