@@ -52,7 +52,7 @@ const SECONDS = Number(arg('seconds', '30'));
 const SQL_TIMES = process.argv.includes('--sql-times');
 const PG = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432';
 const REDIS = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
-const RECEIVER_PORT = 4300 + Math.floor(Math.random() * 100);
+const RECEIVER_PORT = 4500 + Math.floor(Math.random() * 200);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

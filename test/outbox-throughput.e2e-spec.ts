@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
+import { OutboxRepository } from '../src/modules/events/outbox.repository.js';
 import { OutboxService } from '../src/modules/events/outbox.service.js';
+import { WEBHOOK_PER_APP_CONCURRENCY, WebhookDispatcher } from '../src/modules/events/webhook-dispatcher.js';
 import { RetentionService } from '../src/modules/ops/retention.service.js';
-import { startApp, type TestApp } from './support/app.js';
+import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, type Tenant } from './support/fixtures.js';
 import { webhookReceiver } from './support/webhook-receiver.js';
 
@@ -92,6 +94,75 @@ describe('outbox background work (issue 12)', () => {
       expect(await statuses(tenant.appId)).toEqual({ delivered: 2 });
     } finally {
       await rx.close();
+    }
+  });
+
+  it('rows of a fast endpoint are claimed ahead of its free slots; one that waited too long for a slot is handed back, never delivered late', async () => {
+    const rx = await webhookReceiver({ delayMs: 100 });
+    const ds = t.app.get(DataSource);
+    const dispatcher = t.app.get(WebhookDispatcher);
+    try {
+      const tenant = await createTenant(t, undefined, { webhookUrl: rx.url });
+      const claimedHere = async () => ds.getRepository(OutboxEntity).countBy({ appId: tenant.appId, deliveryStatus: 'pending', claimedBy: dispatcher.instanceId });
+      await events(tenant, 400, 100);
+      // At this endpoint's pace the next rows wait claimed here while every slot is busy.
+      await expect.poll(claimedHere, { timeout: 10_000, interval: 20 }).toBeGreaterThan(WEBHOOK_PER_APP_CONCURRENCY);
+      expect(dispatcher.stats().perApp[tenant.appId]).toBeLessThanOrEqual(WEBHOOK_PER_APP_CONCURRENCY);
+      // Two seconds later by the clock, the queued rows' claims no longer cover a whole delivery:
+      // they are handed back (claim released) and claimed again, not started.
+      const handedBack = vi.spyOn(t.app.get(OutboxRepository), 'releaseClaimsOf');
+      try {
+        t.clock.advance(2_000);
+        await expect.poll(() => statuses(tenant.appId), { timeout: 30_000, interval: 100 }).toEqual({ delivered: 400 });
+        expect(handedBack).toHaveBeenCalled();
+      } finally {
+        handedBack.mockRestore();
+      }
+      const ids = rx.received.map((r) => r.json.id);
+      expect(new Set(ids).size).toBe(400);
+      expect(ids.length).toBe(400);
+    } finally {
+      t.clock.reset();
+      await rx.close();
+    }
+  });
+
+  it.skipIf(!usingPostgres())('publication skips a row another transaction holds (recording an outcome) instead of waiting on it: the two never deadlock', async () => {
+    const ds = t.app.get(DataSource);
+    const repo = t.app.get(OutboxRepository);
+    const tenant = await createTenant(t);
+    const row = (): OutboxEntity =>
+      Object.assign(new OutboxEntity(), {
+        id: `evt_lk${randomBytes(8).toString('hex')}`, appId: tenant.appId, type: 'agent.revoked', payload: { test: true }, createdAt: Date.now(), deliveredAt: null,
+        deliveryStatus: 'delivered', attempts: 1, nextAttemptAt: null, claimedUntil: null, claimedBy: null, lastError: null, streamSeq: null,
+      });
+    const holder = ds.createQueryRunner();
+    await holder.connect();
+    try {
+      // Written without the commit hook, and locked at once (the fallback publisher runs once a second; try again if it won).
+      let held: OutboxEntity | null = null;
+      let other: OutboxEntity | null = null;
+      for (let i = 0; i < 5 && !held; i++) {
+        const [a, b] = [row(), row()];
+        await ds.getRepository(OutboxEntity).insert(a as never);
+        await ds.getRepository(OutboxEntity).insert(b as never);
+        await holder.startTransaction();
+        const [locked] = await holder.query('SELECT stream_seq FROM outbox WHERE id = $1 FOR UPDATE', [a.id]);
+        if (locked.stream_seq === null) [held, other] = [a, b];
+        else await holder.rollbackTransaction();
+      }
+      expect(held).not.toBeNull();
+      const outcome = await Promise.race([repo.publish(500), new Promise((resolve) => setTimeout(() => resolve('waited'), 3_000))]);
+      expect(outcome).not.toBe('waited');
+      const seq = async (id: string) => (await ds.getRepository(OutboxEntity).findOneByOrFail({ id })).streamSeq;
+      expect(await seq(other!.id)).not.toBeNull();
+      expect(await seq(held!.id)).toBeNull();
+      await holder.commitTransaction();
+      // Published by a later pass once the holder lets go.
+      await expect.poll(() => seq(held!.id), { timeout: 5_000 }).not.toBeNull();
+    } finally {
+      if (holder.isTransactionActive) await holder.rollbackTransaction();
+      await holder.release();
     }
   });
 

@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
 import { OutboxService } from '../src/modules/events/outbox.service.js';
 import { WEBHOOK_PER_APP_CONCURRENCY, WebhookDispatcher } from '../src/modules/events/webhook-dispatcher.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
@@ -47,6 +48,9 @@ describe('webhook delivery is fair between apps (API.md v1.1)', () => {
       // This instance holds no more than its per-app limit of requests to the hanging endpoint
       // (on PostgreSQL the other test processes' dispatchers may hold their own share).
       expect(t.app.get(WebhookDispatcher).stats().perApp[stuck.appId]).toBeLessThanOrEqual(WEBHOOK_PER_APP_CONCURRENCY);
+      // Nothing of it is claimed ahead here either: a hanging endpoint's pace is zero, so its other rows stay free for other instances.
+      const claimed = await t.app.get(DataSource).getRepository(OutboxEntity).countBy({ appId: stuck.appId, claimedBy: t.app.get(WebhookDispatcher).instanceId });
+      expect(claimed).toBeLessThanOrEqual(WEBHOOK_PER_APP_CONCURRENCY);
       if (!usingPostgres()) expect(hanging.maxInFlight).toBeLessThanOrEqual(WEBHOOK_PER_APP_CONCURRENCY);
     } finally {
       await hanging.close();

@@ -27,6 +27,27 @@ export const WEBHOOK_PER_APP_CONCURRENCY = 32;
 const MAX_IN_FLIGHT = 256;
 /** Slots of an app (or of all, times 4) freed before a refill: a claim takes several rows, not one per finished delivery. */
 const REFILL_AT = 8;
+/**
+ * Rows of one app claimed ahead of its free slots (and of all apps, MAX_QUEUED): when a delivery
+ * ends, the app's next one starts at once from this queue instead of a claim round (two queries)
+ * later, and the queue is refilled while it still holds work. Without it one app's throughput
+ * per instance was its slots divided by (response time + claim round). An app's queue is as deep
+ * as its endpoint's recent pace delivers in half of CLAIM_AHEAD_MS (see depthOf): nothing for a
+ * hanging endpoint, so its rows stay free for other instances.
+ */
+const QUEUE_PER_APP = 2 * WEBHOOK_PER_APP_CONCURRENCY;
+/** An app's pace is measured over at least this long. */
+const PACE_MS = 100;
+const MAX_QUEUED = MAX_IN_FLIGHT;
+/**
+ * How long a row claimed ahead may wait in the queue. Its claim lasts this much longer than a
+ * delivery's (timeout + CLAIM_MARGIN_MS), and a row is started only while its claim still has
+ * a whole delivery's time left: one that waited longer is handed back, never delivered late, so
+ * no delivery outlives its claim (another instance may take the row once the claim lapses).
+ */
+const CLAIM_AHEAD_MS = 1_000;
+/** Claimed time beyond the delivery timeout (resolving the host, recording the outcome). */
+const CLAIM_MARGIN_MS = 5_000;
 /** Apps considered per claim (round robin beyond that). */
 const APPS_PER_CLAIM = 1_000;
 /** Rows of one app without a webhookUrl finished as no_endpoint per round. */
@@ -35,6 +56,11 @@ const NO_ENDPOINT_BATCH = 1_000;
 const FINISH_BATCH = 1_000;
 /** Idle keep-alive connections to webhook endpoints are closed after this long. */
 const IDLE_SOCKET_MS = 2_000;
+
+interface Queued {
+  row: OutboxEntity;
+  target: NonNullable<WebhookTarget['target']>;
+}
 
 /**
  * Delivers the outbox to each app's webhookUrl, at least once: claims due rows (SKIP LOCKED on
@@ -63,6 +89,13 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private again = false;
   private stopped = false;
   private readonly perApp = new Map<string, number>();
+  /** Rows claimed ahead, per app, oldest due first (see QUEUE_PER_APP); an app is moved to the end of the map each time it is served. */
+  private readonly queued = new Map<string, Queued[]>();
+  private queuedCount = 0;
+  /** The last claim could not give every app with due rows its share (the instance was full). */
+  private crowded = false;
+  /** Per app: deliveries ended since `since`, and the queue depth last derived from them (depthOf). */
+  private readonly pace = new Map<string, { done: number; since: number; depth: number }>();
   private readonly inFlight = new Set<Promise<void>>();
   /** Aborts requests still open at shutdown; their rows are handed back, not counted as attempts. */
   private readonly aborter = new AbortController();
@@ -139,6 +172,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   private async claimAndStart(): Promise<void> {
     const now = this.clock.now();
+    this.dropStale(now);
     const due = await this.repo.appsWithDue(now, APPS_PER_CLAIM);
     if (due.length === 0) return;
     const targets = await this.targetsOf(due);
@@ -146,6 +180,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     // Apps without a webhookUrl: their due rows are finished in bulk, as of the target's reading
     // (rows due later wait for the next reading), skipping apps already drained as of that reading.
     for (const appId of this.drained.keys()) if (!due.includes(appId)) this.drained.delete(appId);
+    for (const appId of this.pace.keys()) if (!due.includes(appId) && !this.perApp.has(appId)) this.pace.delete(appId);
     const none = due.filter((appId) => targets.get(appId)?.target === null && this.drained.get(appId) !== targets.get(appId)!.readAt);
     if (none.length > 0) {
       const finished = await this.repo.finishWithoutEndpoint(none.map((appId) => ({ appId, k: NO_ENDPOINT_BATCH, dueBy: targets.get(appId)!.readAt })), now);
@@ -155,23 +190,122 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       }
     }
 
-    let capacity = MAX_IN_FLIGHT - this.inFlight.size;
-    if (capacity <= 0) return;
-    const pending = due.filter((appId) => targets.get(appId)?.target && (this.perApp.get(appId) ?? 0) < WEBHOOK_PER_APP_CONCURRENCY);
+    // Slots free now, and room to claim ahead of them.
+    let capacity = MAX_IN_FLIGHT - this.inFlight.size - this.queuedCount;
+    let ahead = MAX_QUEUED - Math.max(0, this.queuedCount - (MAX_IN_FLIGHT - this.inFlight.size));
+    if (capacity <= 0 && ahead <= 0) {
+      this.crowded = true;
+      return;
+    }
+    const pending = due.filter((appId) => targets.get(appId)?.target && this.held(appId) < WEBHOOK_PER_APP_CONCURRENCY + this.depthOf(appId, now));
     if (pending.length === 0) return;
     // Round robin: start after the app served last, so with more apps than capacity each gets its turn.
     const from = pending.findIndex((appId) => appId > this.lastServed);
     const order = from <= 0 ? pending : [...pending.slice(from), ...pending.slice(0, from)];
     const wants: { appId: string; k: number }[] = [];
     for (const appId of order) {
-      if (capacity <= 0) break;
-      const k = Math.min(WEBHOOK_PER_APP_CONCURRENCY - (this.perApp.get(appId) ?? 0), capacity);
-      wants.push({ appId, k });
-      capacity -= k;
+      if (capacity <= 0 && ahead <= 0) break;
+      const held = this.held(appId);
+      const startNow = Math.min(Math.max(WEBHOOK_PER_APP_CONCURRENCY - held, 0), Math.max(capacity, 0));
+      // Ahead of its slots: never more than its pace's depth, even when the instance has no room to start any.
+      const depth = this.depthOf(appId, now);
+      const queue = Math.max(0, Math.min(WEBHOOK_PER_APP_CONCURRENCY + depth - held - startNow, depth, ahead));
+      if (startNow + queue <= 0) continue;
+      wants.push({ appId, k: startNow + queue });
+      capacity -= startNow;
+      ahead -= queue;
     }
+    // Apps left without their share for want of room: refill as soon as slots free up.
+    this.crowded = capacity <= 0 && wants.length < pending.length;
+    if (wants.length === 0) return;
     this.lastServed = wants[wants.length - 1].appId;
-    const rows = await this.repo.claim(wants, now, now + this.config.webhooks.timeoutMs + 5_000, this.instanceId);
-    for (const row of rows) this.start(row, targets.get(row.appId)!.target!);
+    const rows = await this.repo.claim(wants, now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS + CLAIM_AHEAD_MS, this.instanceId);
+    for (const row of rows) this.enqueue(row, targets.get(row.appId)!.target!);
+    this.pumpAll();
+  }
+
+  /**
+   * How many of the app's rows to hold claimed ahead: what its endpoint delivered here lately
+   * (over at least PACE_MS) would deliver in half of CLAIM_AHEAD_MS, at most QUEUE_PER_APP. So a
+   * queued row waits about half the window at most, and a slow or hanging endpoint gets none.
+   */
+  private depthOf(appId: string, now: number): number {
+    const p = this.pace.get(appId);
+    if (!p) {
+      this.pace.set(appId, { done: 0, since: now, depth: 0 });
+      return 0;
+    }
+    if (now - p.since >= PACE_MS) {
+      p.depth = Math.min(QUEUE_PER_APP, Math.floor((p.done * (CLAIM_AHEAD_MS / 2)) / (now - p.since)));
+      p.done = 0;
+      p.since = now;
+    }
+    return p.depth;
+  }
+
+  /** Rows of the app in flight or queued here. */
+  private held(appId: string): number {
+    return (this.perApp.get(appId) ?? 0) + (this.queued.get(appId)?.length ?? 0);
+  }
+
+  private enqueue(row: OutboxEntity, target: NonNullable<WebhookTarget['target']>): void {
+    const queue = this.queued.get(row.appId) ?? [];
+    // Claimed again (a manual retry let go of its claim): the new claim replaces the old entry.
+    const i = queue.findIndex((q) => q.row.id === row.id);
+    if (i >= 0) queue[i] = { row, target };
+    else {
+      queue.push({ row, target });
+      this.queuedCount++;
+    }
+    this.queued.set(row.appId, queue);
+  }
+
+  /** Whether the row's claim still covers a whole delivery started now. */
+  private startable(row: OutboxEntity, now: number): boolean {
+    return row.claimedUntil !== null && row.claimedUntil - now >= this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS;
+  }
+
+  /** Starts the app's queued rows while it has free slots (and the instance too); hands back rows that waited too long. */
+  private pump(appId: string): void {
+    const queue = this.queued.get(appId);
+    if (!queue) return;
+    const now = this.clock.now();
+    const stale: string[] = [];
+    while (queue.length > 0 && !this.stopped && (this.perApp.get(appId) ?? 0) < WEBHOOK_PER_APP_CONCURRENCY && this.inFlight.size < MAX_IN_FLIGHT) {
+      const { row, target } = queue.shift()!;
+      this.queuedCount--;
+      if (!this.startable(row, now)) stale.push(row.id);
+      else this.start(row, target);
+    }
+    // Served: to the back of the line (the map's order is the order pumpAll serves apps in).
+    this.queued.delete(appId);
+    if (queue.length > 0) this.queued.set(appId, queue);
+    this.handBack(stale);
+  }
+
+  /** Every app's queue in turn, while the instance has free slots. */
+  private pumpAll(): void {
+    for (const appId of [...this.queued.keys()]) {
+      if (this.inFlight.size >= MAX_IN_FLIGHT || this.stopped) break;
+      this.pump(appId);
+    }
+  }
+
+  /** Hands back queued rows whose time to start has passed (their claims would lapse during the delivery). */
+  private dropStale(now: number): void {
+    const stale: string[] = [];
+    for (const [appId, queue] of this.queued) {
+      const keep = queue.filter((q) => this.startable(q.row, now) || void stale.push(q.row.id));
+      this.queuedCount -= queue.length - keep.length;
+      if (keep.length > 0) this.queued.set(appId, keep);
+      else this.queued.delete(appId);
+    }
+    this.handBack(stale);
+  }
+
+  private handBack(ids: string[]): void {
+    if (ids.length === 0) return;
+    this.repo.releaseClaimsOf(this.instanceId, ids).catch((err) => this.logger.warn({ err: String(err), count: ids.length }, 'claims not handed back; they lapse'));
   }
 
   /** Each app's target; an app whose target cannot be read (its secret does not decrypt) is left out of this round. */
@@ -201,9 +335,16 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
         if (left > 0) this.perApp.set(row.appId, left);
         else this.perApp.delete(row.appId);
         this.inFlight.delete(delivery);
-        // Slots are free: the app's next due rows (or another app's) need not wait for the timer.
-        // Refilled once REFILL_AT of the app's slots (or 4 × that of all) are free, once per turn.
-        if (left <= WEBHOOK_PER_APP_CONCURRENCY - REFILL_AT || this.inFlight.size <= MAX_IN_FLIGHT - 4 * REFILL_AT) this.refillSoon();
+        const pace = this.pace.get(row.appId);
+        if (pace) pace.done++;
+        // A slot is free: the app's next claimed row starts now (or another app's, if the instance was full).
+        this.pump(row.appId);
+        if (this.queuedCount > 0 && this.inFlight.size < MAX_IN_FLIGHT) this.pumpAll();
+        // The app's next due rows (or another app's) need not wait for the timer: refilled once
+        // REFILL_AT of the app's places (half its queue, if deeper) are free, or at once when the
+        // last claim left apps out for want of room in the instance; once per turn.
+        const depth = pace?.depth ?? 0;
+        if (this.held(row.appId) <= WEBHOOK_PER_APP_CONCURRENCY + depth - Math.max(REFILL_AT, depth / 2) || (this.crowded && this.inFlight.size <= MAX_IN_FLIGHT - 4 * REFILL_AT)) this.refillSoon();
       });
     this.inFlight.add(delivery);
   }
@@ -227,7 +368,11 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       await new Promise((resolve) => setImmediate(resolve));
       while (this.outcomes.length > 0) {
         const batch = this.outcomes.splice(0, FINISH_BATCH);
-        await this.repo.finishMany(this.instanceId, batch).catch((err) => this.logger.warn({ err: String(err), count: batch.length }, 'delivery outcomes not recorded; those events will be delivered again'));
+        // Tried twice: a lost batch costs its events a second delivery, after their claims lapse.
+        await this.repo
+          .finishMany(this.instanceId, batch)
+          .catch(() => this.repo.finishMany(this.instanceId, batch))
+          .catch((err) => this.logger.warn({ err: String(err), count: batch.length }, 'delivery outcomes not recorded; those events will be delivered again'));
       }
     } finally {
       this.recording = null;
