@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { WebhookTargets } from '../src/modules/events/webhook-targets.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
 
 // Two instances need a shared database and Redis: this runs in CI's PostgreSQL + Redis pass.
@@ -46,6 +47,27 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     await token(b, rotated).expect(200);
     await a.http.patch(`/v1/agents/${agent.id}`).set(bearer(tenant.apiKey)).send({ status: 'suspended' }).expect(200);
     await token(b, rotated).expect(401);
+  });
+
+  it("an app's webhook URL or secret changed on A is dropped from B's delivery cache at once", async () => {
+    const tenant = await createTenant(a, 'webhook-move', { webhookUrl: 'http://127.0.0.1:9/old' });
+    const targets = b.app.get(WebhookTargets);
+    expect((await targets.get(tenant.appId)).target?.url).toBe('http://127.0.0.1:9/old');
+    await a.http.patch(`/v1/apps/${tenant.appId}`).set(bearer(a.adminToken)).send({ webhookUrl: 'http://127.0.0.1:9/new' }).expect(200);
+    // Well inside the cache's 1 s lifetime: only the announcement can explain the new reading.
+    const seen = async (expected: (t: Awaited<ReturnType<WebhookTargets['get']>>) => boolean) => {
+      const until = Date.now() + 300;
+      for (;;) {
+        const got = await targets.get(tenant.appId);
+        if (expected(got) || Date.now() > until) return got;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    expect((await seen((x) => x.target?.url === 'http://127.0.0.1:9/new')).target?.url).toBe('http://127.0.0.1:9/new');
+    const before = (await targets.get(tenant.appId)).target!.secrets;
+    expect(before).toHaveLength(1);
+    await a.http.post(`/v1/apps/${tenant.appId}/webhook-secret`).set(bearer(a.adminToken)).expect(201);
+    expect((await seen((x) => x.target?.secrets.length === 2)).target?.secrets).toHaveLength(2);
   });
 
   it('a token revoked on A fails on B; a user deleted on A locks its agents out on B', async () => {

@@ -10,6 +10,7 @@ import { AppError, notFound } from '../../common/errors/app-error.js';
 import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
+import { APP_CHANGED } from '../../common/cache/channels.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
 import { AuditLog } from '../../common/audit-log.js';
@@ -82,6 +83,8 @@ export class AppsService implements OnModuleInit {
     if (dto.origins !== undefined) patch.origins = dto.origins;
     if (dto.approvalUrlToAgent !== undefined) patch.approvalUrlToAgent = dto.approvalUrlToAgent;
     await this.repo.update(app.id, patch);
+    // Every instance drops its copy of the target (URL, secrets) now, not at its cache lifetime.
+    await this.pubsub.publish(APP_CHANGED, { appId: app.id });
     return this.get(app.id);
   }
 
@@ -144,6 +147,7 @@ export class AppsService implements OnModuleInit {
       webhookSecretPrevUntil: until,
       updatedAt: now,
     });
+    await this.pubsub.publish(APP_CHANGED, { appId: app.id });
     return { webhookSecret, previousValidUntil: iso(until) };
   }
 

@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
+import { APP_CHANGED } from '../../common/cache/channels.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { Clock } from '../../common/clock.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import { AppsService } from '../apps/apps.service.js';
 import { OutboxRepository } from './outbox.repository.js';
 
-/** How long a read webhook target is used: the longest another instance's change of URL or secret goes unseen here. */
+/** How long a read webhook target is used when no change is announced (Redis down, the end of a grace period). */
 export const WEBHOOK_TARGET_TTL_MS = 1_000;
 
 export interface WebhookTarget {
@@ -17,9 +18,10 @@ export interface WebhookTarget {
 
 /**
  * Each app's webhook URL and signing secrets, read once per app and second instead of once per
- * delivered row. A change made through this process (PATCH webhookUrl, secret rotation) drops the
- * cache at once; one made on another instance is seen within WEBHOOK_TARGET_TTL_MS, as is the end
- * of a rotation's grace period. Redis reconnecting (`cache.reset`) drops it too.
+ * delivered row. A change of URL or secret drops the app's entry on every instance at once
+ * (`app.changed` over pub/sub; a write to the apps table through this process drops them all); the
+ * end of a rotation's grace period is seen within WEBHOOK_TARGET_TTL_MS. Redis reconnecting
+ * (`cache.reset`) drops everything.
  */
 @Injectable()
 export class WebhookTargets {
@@ -34,12 +36,19 @@ export class WebhookTargets {
     pubsub: PubSub,
   ) {
     repo.onAppsUpdated(() => this.clear());
+    // A change of URL or secret on any instance (the apps module announces it).
+    pubsub.subscribe(APP_CHANGED, (m) => this.forget(String(m.appId)));
     pubsub.subscribe('cache.reset', () => this.clear());
   }
 
   clear(): void {
     this.generation++;
     this.cache.clear();
+  }
+
+  private forget(appId: string): void {
+    this.generation++;
+    this.cache.delete(appId);
   }
 
   async get(appId: string): Promise<WebhookTarget> {
