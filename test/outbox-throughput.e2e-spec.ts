@@ -91,7 +91,8 @@ describe('outbox background work (issue 12)', () => {
       await expect.poll(() => rx.received.length, { timeout: 5_000, interval: 50 }).toBe(1);
       await t.http.post(`/v1/webhook-deliveries/${first.eventId}/retry`).set(bearer(tenant.apiKey)).expect(200);
       await expect.poll(() => rx.received.map((r) => r.json.id), { timeout: 5_000, interval: 50 }).toContain(first.eventId);
-      expect(await statuses(tenant.appId)).toEqual({ delivered: 2 });
+      // Outcomes are recorded in batches just after the deliveries.
+      await expect.poll(() => statuses(tenant.appId), { timeout: 5_000, interval: 50 }).toEqual({ delivered: 2 });
     } finally {
       await rx.close();
     }

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestContext } from '../src/common/request-context.js';
 import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
-import { startApp, type TestApp } from './support/app.js';
+import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer } from './support/fixtures.js';
 import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
@@ -50,5 +50,36 @@ describe('token consumption in batches', () => {
     }
     // And once consumed, never again.
     expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
+  });
+});
+
+describe.runIf(usingPostgres() && !!process.env.TEST_REDIS_URL)('token consumption in batches on two instances sharing PostgreSQL', () => {
+  let b: TestApp;
+  beforeAll(async () => {
+    b = await startApp();
+  });
+  afterAll(async () => {
+    await b?.close();
+  });
+
+  it('two batches holding the same tokens in opposite orders neither deadlock nor consume a token twice', async () => {
+    const humans = await Promise.all(Array.from({ length: 4 }, () => human(t)));
+    const tokens: { appId: string; jti: string }[] = [];
+    for (const h of humans) {
+      for (let i = 0; i < 4; i++) {
+        const created = await createStepUp(t, h, { resource: `r-${i}` }).expect(201);
+        await expectStatus(approveWithPasskey(t, h, created.body.approvalUrl), 200);
+        const token = (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200)).body.mfaProxyToken as string;
+        tokens.push({ appId: h.tenant.appId, jti: decodeJwt(token).jti! });
+      }
+    }
+    const [onA, onB] = [t.app.get(TokenConsumer), b.app.get(TokenConsumer)];
+    // One batch per instance (all asked in one tick), each locking the same rows, in opposite orders.
+    const [fromA, fromB] = await Promise.all([
+      Promise.all(tokens.map((k) => onA.consume(k.appId, k.jti))),
+      Promise.all([...tokens].reverse().map((k) => onB.consume(k.appId, k.jti))),
+    ]);
+    fromB.reverse();
+    for (let i = 0; i < tokens.length; i++) expect([fromA[i], fromB[i]].filter((r) => r !== null)).toHaveLength(1);
   });
 });

@@ -18,6 +18,13 @@ interface SqliteHandle {
 const INSERT_COLUMNS = 'id, app_id, type, payload, created_at, delivered_at, delivery_status, attempts, next_attempt_at, claimed_until, claimed_by, last_error, stream_seq';
 const INSERT_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array.from({ length: 13 }, (_, i) => `$${i + 1}`).join(', ')})`;
 const INSERT_SQLITE = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array(13).fill('?').join(', ')})`;
+/** Many rows in one statement and one round trip (a batch of consumed tokens): one array per column. */
+const INSERT_MANY_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) SELECT * FROM unnest(${['varchar', 'varchar', 'varchar', 'text', 'bigint', 'bigint', 'varchar', 'int', 'bigint', 'bigint', 'varchar', 'text', 'bigint'].map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+
+const insertValues = (row: OutboxEntity): unknown[] => [
+  row.id, row.appId, row.type, JSON.stringify(row.payload), row.createdAt, row.deliveredAt, row.deliveryStatus, row.attempts,
+  row.nextAttemptAt, row.claimedUntil, row.claimedBy, row.lastError, row.streamSeq,
+];
 
 /** Rows per SQLite finish statement. */
 const FINISH_CHUNK = 500;
@@ -120,11 +127,19 @@ export class OutboxRepository {
    * TypeORM's insert would build the statement each time and, on SQLite, read the row back.
    */
   async insert(m: EntityManager, row: OutboxEntity): Promise<void> {
-    const values = [
-      row.id, row.appId, row.type, JSON.stringify(row.payload), row.createdAt, row.deliveredAt, row.deliveryStatus, row.attempts,
-      row.nextAttemptAt, row.claimedUntil, row.claimedBy, row.lastError, row.streamSeq,
-    ];
-    await m.query(this.postgres ? INSERT_PG : INSERT_SQLITE, values);
+    await m.query(this.postgres ? INSERT_PG : INSERT_SQLITE, insertValues(row));
+    this.added(m);
+  }
+
+  /** Several rows on the caller's transaction: one statement on PostgreSQL, one (cached) statement per row on SQLite. */
+  async insertMany(m: EntityManager, rows: OutboxEntity[]): Promise<void> {
+    if (rows.length === 0) return;
+    if (this.postgres) {
+      const values = rows.map(insertValues);
+      await m.query(INSERT_MANY_PG, values[0].map((_, column) => values.map((v) => v[column])));
+    } else {
+      for (const row of rows) await m.query(INSERT_SQLITE, insertValues(row));
+    }
     this.added(m);
   }
 

@@ -34,13 +34,23 @@ export class OutboxService {
   ) {}
 
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
+    const row = this.row(appId, type, data);
+    await this.repo.insert(m, row);
+    return row.id;
+  }
+
+  /** Several events in the caller's transaction, in one statement where the database allows (a batch of consumed tokens). */
+  async addMany(m: EntityManager, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
+    await this.repo.insertMany(m, events.map((e) => this.row(e.appId, e.type, e.data)));
+  }
+
+  private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {
     const id = newId('event');
     const createdAt = this.clock.now();
-    await this.repo.insert(m, {
+    return {
       id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data: sealEventData(this.cipher, id, data) }, createdAt, deliveredAt: null,
       deliveryStatus: 'pending', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null, streamSeq: null,
-    });
-    return id;
+    };
   }
 
   /** The payload as delivered (webhook body, SSE data). Throws DecryptionError if a sealed field does not open. */

@@ -9,6 +9,11 @@ import { StepUpsRepository, type ConsumedStepUp } from '../step-ups/step-ups.rep
 
 /** Tokens consumed in one transaction at most. */
 const MAX_BATCH = 256;
+/**
+ * Batches in flight at once: while one waits on its commit, the next is written (PostgreSQL; on
+ * SQLite's one connection they queue). Tokens shared by concurrent batches are locked in jti order.
+ */
+const MAX_IN_FLIGHT = 4;
 
 interface Waiting {
   appId: string;
@@ -20,7 +25,7 @@ interface Waiting {
 }
 
 /**
- * Consumes MFA-proxy tokens with group commit: the verifications that arrive while one batch is
+ * Consumes MFA-proxy tokens with group commit: the verifications that arrive while batches are
  * being written are written together in the next, in one transaction (one commit, one fsync):
  * one conditional UPDATE for all of them, then the audit event and the outbox event of each
  * token consumed, so none is consumed without its audit row and event, nor they without it.
@@ -34,7 +39,8 @@ interface Waiting {
 @Injectable()
 export class TokenConsumer {
   private queue: Waiting[] = [];
-  private running = false;
+  private inFlight = 0;
+  private scheduled = false;
   /** Batches run in the consumer's own async context, not in that of the request that happened to start them. */
   private readonly scope = new AsyncResource('TokenConsumer');
 
@@ -49,22 +55,27 @@ export class TokenConsumer {
   consume(appId: string, jti: string): Promise<ConsumedStepUp | null> {
     return new Promise((resolve, reject) => {
       this.queue.push({ appId, jti, context: { ...RequestContext.get() }, resolve, reject });
-      if (this.running) return;
-      this.running = true;
-      // After the I/O of this loop turn: verifications that arrived in the same turn join the first batch.
-      this.scope.runInAsyncScope(() => setImmediate(() => void this.drain()));
+      this.schedule();
     });
   }
 
-  private async drain(): Promise<void> {
-    try {
-      while (this.queue.length) {
-        const batch = this.queue.splice(0, MAX_BATCH);
-        await this.write(batch);
-      }
-    } finally {
-      this.running = false;
-    }
+  /** Starts batches after the I/O of this loop turn: verifications that arrived in the same turn share one. */
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= MAX_IN_FLIGHT) return;
+    this.scheduled = true;
+    this.scope.runInAsyncScope(() =>
+      setImmediate(() => {
+        this.scheduled = false;
+        while (this.queue.length && this.inFlight < MAX_IN_FLIGHT) {
+          const batch = this.queue.splice(0, MAX_BATCH);
+          this.inFlight++;
+          void this.write(batch).finally(() => {
+            this.inFlight--;
+            if (this.queue.length) this.schedule();
+          });
+        }
+      }),
+    );
   }
 
   private async write(batch: Waiting[]): Promise<void> {
@@ -86,7 +97,7 @@ export class TokenConsumer {
             context: first.get(key(s.appId, s.tokenJti!))!.context,
           })),
         );
-        for (const s of rows) await this.outbox.add(m, s.appId, 'mfa_proxy_token.consumed', eventData(s));
+        await this.outbox.addMany(m, rows.map((s) => ({ appId: s.appId, type: 'mfa_proxy_token.consumed' as const, data: eventData(s) })));
         return rows;
       });
     } catch (err) {

@@ -85,21 +85,27 @@ export class StepUpsRepository {
     return (res.affected ?? 0) === 1;
   }
 
-  /** Verify-and-consume: one conditional write; true when this call consumed the token. */
   /**
    * Single use, for a batch of tokens in the caller's transaction: each approved, unconsumed
    * step-up whose (app, token jti) is asked for is marked consumed by this one conditional write,
    * and returned. A token absent from the result was used before, cancelled, or never ours; on
    * every instance at once, the write decides (a concurrent batch with the same jti changes nothing).
+   * PostgreSQL locks the rows in jti order, so two instances' batches that share tokens (replays)
+   * wait for each other instead of deadlocking.
    */
   async consumeTokens(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
     if (tokens.length === 0) return [];
     if (this.ds.options.type === 'postgres') {
       // Structured: node-postgres answers an UPDATE as [rows, count] otherwise.
       const { records } = await m.queryRunner!.query(
-        `UPDATE step_ups s SET consumed_at = $1
-         FROM unnest($2::varchar[], $3::varchar[]) AS t(app_id, jti)
-         WHERE s.token_jti = t.jti AND s.app_id = t.app_id AND s.consumed_at IS NULL AND s.status = 'approved'
+        `WITH locked AS (
+           SELECT s.id FROM step_ups s JOIN unnest($2::varchar[], $3::varchar[]) AS t(app_id, jti) ON s.token_jti = t.jti AND s.app_id = t.app_id
+           WHERE s.consumed_at IS NULL AND s.status = 'approved'
+           ORDER BY s.token_jti
+           FOR UPDATE OF s
+         )
+         UPDATE step_ups s SET consumed_at = $1 FROM locked
+         WHERE s.id = locked.id AND s.consumed_at IS NULL AND s.status = 'approved'
          RETURNING ${CONSUMED_COLUMNS.map((c) => `s.${c}`).join(', ')}`,
         [now, tokens.map((t) => t.appId), tokens.map((t) => t.jti)],
         true,
@@ -115,16 +121,6 @@ export class StepUpsRepository {
       out.push(...rows.map(consumedOf));
     }
     return out;
-  }
-
-  async consumeToken(m: EntityManager, appId: string, jti: string, now: number): Promise<boolean> {
-    const res = await m
-      .createQueryBuilder()
-      .update(Entity)
-      .set({ consumedAt: now })
-      .where('app_id = :appId AND token_jti = :jti AND consumed_at IS NULL AND status = :approved', { appId, jti, approved: 'approved' })
-      .execute();
-    return (res.affected ?? 0) === 1;
   }
 
   findByTokenJti(appId: string, jti: string): Promise<StepUpEntity | null> {
