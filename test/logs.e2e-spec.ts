@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootLogger } from '../src/logger.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, world } from './support/fixtures.js';
+import { refuseWrites } from './support/faults.js';
 import { deployment, startInstance } from './support/instances.js';
 import { approveWithCode, createStepUp, human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
@@ -16,30 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
 });
-
-/**
- * Makes the database itself refuse one kind of write to `table` for one app (a trigger), so a real
- * query with its real parameters fails inside the service. PostgreSQL: SQLSTATE 22001 (string data
- * right truncation, what an over-long value gives); SQLite: SQLITE_CONSTRAINT_TRIGGER.
- */
-async function refuseWrites(table: string, op: 'INSERT' | 'UPDATE', appId: string): Promise<{ code: string; restore(): Promise<void> }> {
-  expect(appId).toMatch(/^app_[A-Za-z0-9_-]+$/); // interpolated into DDL below
-  const ds = t.app.get(DataSource);
-  const name = `test_refuse_${randomBytes(6).toString('hex')}`;
-  if (usingPostgres()) {
-    await ds.query(`CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure' USING ERRCODE = '22001'; END $$`);
-    await ds.query(`CREATE TRIGGER ${name} BEFORE ${op} ON ${table} FOR EACH ROW WHEN (NEW.app_id = '${appId}') EXECUTE FUNCTION ${name}()`);
-    return {
-      code: '22001',
-      restore: async () => {
-        await ds.query(`DROP TRIGGER ${name} ON ${table}`);
-        await ds.query(`DROP FUNCTION ${name}()`);
-      },
-    };
-  }
-  await ds.query(`CREATE TRIGGER ${name} BEFORE ${op} ON ${table} FOR EACH ROW WHEN NEW.app_id = '${appId}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
-  return { code: 'SQLITE_CONSTRAINT_TRIGGER', restore: async () => void (await ds.query(`DROP TRIGGER ${name}`)) };
-}
 
 const parsed = (lines: string[]) => lines.map((l) => JSON.parse(l) as Record<string, any>);
 
@@ -58,7 +35,7 @@ describe('500 logs', () => {
     const from = logs.length;
     const secondRefresh = `rt-second-${randomUUID()}`;
     const secondSecret = `cs-${randomUUID()}`;
-    const update = await refuseWrites('user_connections', 'UPDATE', tenant.appId);
+    const update = await refuseWrites(t, 'user_connections', 'UPDATE', tenant.appId);
     try {
       const res = await t.http.put(`/v1/users/${userId}/connections/${con.body.id}`).set(bearer(tenant.apiKey)).send({ refreshToken: secondRefresh });
       expect(res.status).toBe(500);
@@ -66,7 +43,7 @@ describe('500 logs', () => {
     } finally {
       await update.restore();
     }
-    const insert = await refuseWrites('connections', 'INSERT', tenant.appId);
+    const insert = await refuseWrites(t, 'connections', 'INSERT', tenant.appId);
     try {
       const res = await t.http.post('/v1/connections').set(bearer(tenant.apiKey)).send({ name: 'mail', tokenEndpoint: 'http://127.0.0.1:9/token', clientId: 'c', clientSecret: secondSecret });
       expect(res.status).toBe(500);
@@ -94,7 +71,7 @@ describe('500 logs', () => {
     const created = await createStepUp(t, h, { resource: 'log-check' }).expect(201);
     const code = await totpCode(h.totpSecret);
     const from = logs.length;
-    const refuse = await refuseWrites('step_ups', 'UPDATE', h.tenant.appId);
+    const refuse = await refuseWrites(t, 'step_ups', 'UPDATE', h.tenant.appId);
     try {
       expect((await approveWithCode(t, h, created.body.approvalUrl, code)).status).toBe(500);
       expect((await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(h.token))).status).toBe(500);

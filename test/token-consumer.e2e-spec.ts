@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestContext } from '../src/common/request-context.js';
 import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { refuseWrites } from './support/faults.js';
 import { bearer } from './support/fixtures.js';
 import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
@@ -50,6 +51,27 @@ describe('token consumption in batches', () => {
     }
     // And once consumed, never again.
     expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
+  });
+
+  it('a batch that fails is rolled back whole: each of its verifications fails, no token is consumed, no event written', async () => {
+    const consumer = t.app.get(TokenConsumer);
+    const [h1, h2] = await Promise.all([human(t), human(t)]);
+    const [j1, j2] = await Promise.all([approvedJti(h1), approvedJti(h2)]);
+    // The database refuses the outbox row of one app's token: the batch holding both fails.
+    const refuse = await refuseWrites(t, 'outbox', 'INSERT', h2.tenant.appId);
+    try {
+      const results = await Promise.allSettled([consumer.consume(h1.tenant.appId, j1), consumer.consume(h2.tenant.appId, j2)]);
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    } finally {
+      await refuse.restore();
+    }
+    for (const h of [h1, h2]) {
+      const events = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+      expect(events).toEqual([]);
+    }
+    // Nothing was consumed: both tokens are still good, once.
+    const again = await Promise.all([consumer.consume(h1.tenant.appId, j1), consumer.consume(h2.tenant.appId, j2)]);
+    expect(again.map((r) => r?.tokenJti)).toEqual([j1, j2]);
   });
 });
 
