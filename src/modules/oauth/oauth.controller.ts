@@ -37,7 +37,7 @@ export class OAuthController {
     @Body() body: unknown,
     @Ip() ip: string, // Fastify's request.ip: the peer address (trustProxy is off)
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<TokenResponse> {
+  ): Promise<TokenResponse | Record<string, unknown>> {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
     return this.oauth.token(authorization, dpop, formBody(body), ip);
   }

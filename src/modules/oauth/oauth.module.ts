@@ -13,11 +13,12 @@ import { OAuthService } from './oauth.service.js';
 import { RevocationList } from './revocation-list.js';
 import { WorkerTasksPort } from './worker-tasks.port.js';
 import { DpopProofs } from './dpop-proofs.js';
+import { OAuthGrants } from './grants.js';
 
 @Module({
   imports: [AppsModule, UsersModule, AgentsModule, KeysModule],
   controllers: [OAuthController, WhoamiController],
-  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, WorkerTasksPort, DpopProofs],
-  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, WorkerTasksPort, DpopProofs],
+  providers: [AgentTokensService, AgentGuard, AgentOrAppGuard, ClientAuthService, OAuthService, OAuthMetadata, RevocationList, WorkerTasksPort, DpopProofs, OAuthGrants],
+  exports: [AgentTokensService, AgentGuard, AgentOrAppGuard, WorkerTasksPort, DpopProofs, OAuthGrants, OAuthService],
 })
 export class OAuthModule {}

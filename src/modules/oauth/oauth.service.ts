@@ -8,6 +8,7 @@ import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.servic
 import { ClientAuthService } from './client-auth.service.js';
 import { DpopError } from './dpop.js';
 import { DpopProofs } from './dpop-proofs.js';
+import { OAuthGrants } from './grants.js';
 import { RevocationList } from './revocation-list.js';
 import { TokenInvalidError } from './token-verifier.js';
 import { oauthTokenFailuresKey, oauthTokenKey } from '../rate-limit/buckets.js';
@@ -39,21 +40,26 @@ export class OAuthService {
     private readonly revocations: RevocationList,
     private readonly proofs: DpopProofs,
     private readonly limits: RateLimitService,
+    private readonly grants: OAuthGrants,
   ) {}
 
   /**
    * RFC 6749 §4.4 client credentials grant, with RFC 9449 binding when a DPoP proof is sent.
    * `ip` is the peer address: failed authentications are throttled per (claimed client, source).
    */
-  async token(authorization: string | undefined, dpop: string | string[] | undefined, body: Record<string, unknown>, ip: string): Promise<TokenResponse> {
+  async token(authorization: string | undefined, dpop: string | string[] | undefined, body: Record<string, unknown>, ip: string): Promise<TokenResponse | Record<string, unknown>> {
     const grantType = optionalString(body, 'grant_type');
     if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
-    if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'only client_credentials is supported');
+    if (grantType !== 'client_credentials') {
+      const handler = this.grants.handler(grantType);
+      if (!handler) throw new OAuthError('unsupported_grant_type', `supported grant types: ${['client_credentials', ...this.grants.types()].join(', ')}`);
+      return handler({ body, dpop, authenticate: () => this.authenticateClient(authorization, body, ip) });
+    }
     const scopeParam = optionalString(body, 'scope');
     const taskId = optionalString(body, 'task_id');
     if (taskId !== undefined && !TASK_ID_PATTERN.test(taskId)) throw new OAuthError('invalid_request', 'task_id must match [A-Za-z0-9._:/-]{1,128}');
 
-    const agent = await this.authenticateThrottled(authorization, body, ip);
+    const agent = await this.authenticateClient(authorization, body, ip);
     // From here the request is the agent's: it is audited (and logged) under its ids.
     RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: taskId ?? null });
     // Issuance is budgeted per authenticated client: nobody else can spend an agent's budget.
@@ -89,7 +95,7 @@ export class OAuthService {
    * failure budget is refused before any secret is checked; only failures spend from it. The claimed
    * client's issuance budget is never touched here, so a flood of wrong secrets locks out no one but its source.
    */
-  private async authenticateThrottled(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<AgentEntity> {
+  async authenticateClient(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<AgentEntity> {
     const failuresKey = oauthTokenFailuresKey(this.clients.clientIdHint(authorization, body), ip);
     await this.limits.check('oauthTokenFailures', failuresKey);
     try {
