@@ -6,7 +6,7 @@ import { KEY_REVOKED } from '../apps/apps.service.js';
 import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
-import { OutboxService } from './outbox.service.js';
+import { OutboxService, PING_EVENT } from './outbox.service.js';
 
 /** Fallback when a publication hint is lost (Redis reconnecting): the shared poller looks anyway. */
 const FALLBACK_POLL_MS = 2_000;
@@ -237,6 +237,8 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
 
   /** The SSE message of an event: `id` is the event id (what Last-Event-ID carries back). */
   private message(row: OutboxEntity): string | null {
+    // A CIBA ping is the agent's, not an event of the app (PingDispatcher delivers it).
+    if (row.type === PING_EVENT) return null;
     try {
       return `id: ${row.id}\nevent: ${row.type}\ndata: ${JSON.stringify(this.outbox.deliverable(row))}\n\n`;
     } catch (err) {

@@ -5,6 +5,7 @@ import { EventsController } from './events.controller.js';
 import { OutboxPublisher } from './outbox-publisher.js';
 import { OutboxRepository } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
+import { PingDispatcher } from './ping-dispatcher.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookTargets } from './webhook-targets.js';
 
@@ -12,7 +13,7 @@ import { WebhookTargets } from './webhook-targets.js';
 @Module({
   imports: [AppsModule],
   controllers: [EventsController],
-  providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, WebhookTargets, EventStreamService],
+  providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, WebhookTargets, EventStreamService, PingDispatcher],
   exports: [OutboxService, WebhookDispatcher],
 })
 export class EventsModule {}

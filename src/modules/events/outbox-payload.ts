@@ -2,10 +2,11 @@ import type { Cipher, CipherContext } from '../../common/crypto/cipher.js';
 
 /**
  * Fields of an event's `data` that are a capability of the human (API.md: `approvalUrl` reaches
- * the human through the app): encrypted at rest in the outbox, opened only to build the webhook
- * body or the SSE message, so the delivered payload is exactly what was added.
+ * the human through the app), or a client's secret (a CIBA ping's body and bearer token):
+ * encrypted at rest in the outbox, opened only to build the webhook body, the SSE message or the
+ * ping, so the delivered payload is exactly what was added.
  */
-export const SEALED_FIELDS = ['approvalUrl'] as const;
+export const SEALED_FIELDS = ['approvalUrl', 'pingBody', 'pingBearer'] as const;
 
 /** A sealed value in place of the field (same key, so the payload's field order is kept). */
 interface Sealed {

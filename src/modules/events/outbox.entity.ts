@@ -17,8 +17,12 @@ export class OutboxEntity {
   @JsonColumn('payload') payload: Record<string, unknown>;
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('delivered_at', { nullable: true }) deliveredAt: number | null;
-  /** pending → delivered | failed (retries exhausted) | no_endpoint (the app has no webhookUrl). */
-  @Column({ type: 'varchar', length: 16, name: 'delivery_status', default: 'pending' }) deliveryStatus: 'pending' | 'delivered' | 'failed' | 'no_endpoint';
+  /**
+   * pending → delivered | failed (retries exhausted) | no_endpoint (the app has no webhookUrl).
+   * A CIBA ping (type `ciba.ping`, PingDispatcher): ping → delivered | ping_failed; the webhook
+   * dispatcher, the app's retry and the event stream never take these rows.
+   */
+  @Column({ type: 'varchar', length: 16, name: 'delivery_status', default: 'pending' }) deliveryStatus: 'pending' | 'delivered' | 'failed' | 'no_endpoint' | 'ping' | 'ping_failed';
   @Column({ type: 'integer', default: 0 }) attempts: number;
   @TimeColumn('next_attempt_at', { nullable: true }) nextAttemptAt: number | null;
   /** A dispatcher's claim; a crashed dispatcher's claim lapses at this time. */

@@ -32,7 +32,8 @@ const FINISH_CHUNK = 500;
 /** The outcome of one delivery attempt (OutboxRepository.finishMany). */
 export interface DeliveryOutcome {
   id: string;
-  status: 'pending' | 'delivered' | 'failed';
+  /** ping / ping_failed: a CIBA ping's own statuses (PingDispatcher). */
+  status: 'pending' | 'delivered' | 'failed' | 'ping' | 'ping_failed';
   deliveredAt: number | null;
   attempts: number;
   lastError: string | null;
@@ -359,6 +360,32 @@ export class OutboxRepository {
         [...chunk.flatMap((o) => [o.id, o.status, o.deliveredAt, o.attempts, o.lastError, o.nextAttemptAt]), by],
       );
     }
+  }
+
+  /**
+   * Claims up to `limit` due CIBA pings for `by` until `until` (ix_outbox_ping_due) and returns them
+   * whole; SKIP LOCKED on PostgreSQL, so instances share them.
+   */
+  async claimPings(now: number, until: number, by: string, limit: number): Promise<OutboxEntity[]> {
+    const raw = this.postgres
+      ? await this.records<Record<string, unknown>>(
+          `UPDATE outbox SET claimed_until = $1, claimed_by = $2
+           WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = 'ping' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
+           RETURNING *`,
+          [until, by, now, limit],
+        )
+      : await this.records<Record<string, unknown>>(
+          `UPDATE outbox SET claimed_until = ?, claimed_by = ?
+           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_ping_due WHERE delivery_status = 'ping' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
+           RETURNING *`,
+          [until, by, now, now, limit],
+        );
+    return raw.map(fromRaw);
+  }
+
+  /** Hands back the pings `by` claimed and did not finish (shutdown). */
+  async releasePingClaims(by: string): Promise<void> {
+    await this.ds.getRepository(OutboxEntity).update({ claimedBy: by, deliveryStatus: 'ping' }, { claimedBy: null, claimedUntil: null });
   }
 
   /** Hands back what `by` claimed and did not finish (shutdown). */

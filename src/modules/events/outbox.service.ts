@@ -18,7 +18,11 @@ export type EventType =
   | 'agent.cooldown'
   | 'agent.suspended'
   | 'task.ended'
-  | 'connection.reauth_required';
+  | 'connection.reauth_required'
+  | typeof PING_EVENT;
+
+/** A CIBA ping (CIBA Core §10.2): delivered to the agent's endpoint by PingDispatcher, never to the app. */
+export const PING_EVENT = 'ciba.ping';
 
 /**
  * The transactional outbox: an event is written with the change that causes it, or not at all.
@@ -35,6 +39,18 @@ export class OutboxService {
 
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const row = this.row(appId, type, data);
+    await this.repo.insert(m, row);
+    return row.id;
+  }
+
+  /**
+   * A ping to a client's endpoint (CIBA ping mode) in the caller's transaction: POSTs `body` as
+   * JSON with `Authorization: Bearer <bearer>` (both sealed at rest), retried, SSRF-guarded. The
+   * row is the app's (tenancy) but is neither a webhook nor a stream event.
+   */
+  async addPing(m: EntityManager, appId: string, p: { endpoint: string; bearer: string; body: Record<string, unknown>; agentId: string; stepUpId: string }): Promise<string> {
+    const row = this.row(appId, PING_EVENT, { agentId: p.agentId, stepUpId: p.stepUpId, endpoint: p.endpoint, pingBody: JSON.stringify(p.body), pingBearer: p.bearer });
+    row.deliveryStatus = 'ping';
     await this.repo.insert(m, row);
     return row.id;
   }

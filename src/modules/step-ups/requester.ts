@@ -6,7 +6,8 @@ import { isId } from '../../common/ids.js';
 import { RequestContext } from '../../common/request-context.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
-import type { Initiator } from './step-up.entity.js';
+import type { AgentEntity } from '../agents/agent.entity.js';
+import type { BackchannelChannel, Initiator } from './step-up.entity.js';
 
 /**
  * Who asks, with what authority: an agent within its token's scope (a worker token within its
@@ -26,13 +27,15 @@ export interface Requester {
   tokenScopes: string[];
   jkt: string | null;
   workerTaskId: string | null;
+  /** A backchannel request's own binding (its channel options): replaces the token binding in the request hash. */
+  binding?: string;
 }
 
 /** What a step-up is bound to on the agent's side: the asking token's scopes, DPoP key and task. */
 export function tokenBinding(scopes: string[], jkt: string | null, workerTaskId: string | null): string {
   return canonicalJson({ scopes: [...new Set(scopes)].sort(), jkt, task: workerTaskId });
 }
-export const requesterBinding = (r: Requester) => (r.initiator === 'app' ? 'app' : tokenBinding(r.tokenScopes, r.jkt, r.workerTaskId));
+export const requesterBinding = (r: Requester) => (r.initiator === 'app' ? 'app' : r.binding !== undefined ? `${r.initiator}:${r.binding}` : tokenBinding(r.tokenScopes, r.jkt, r.workerTaskId));
 
 /** Turns the caller of `POST /v1/step-ups` into a Requester. */
 @Injectable()
@@ -58,5 +61,18 @@ export class Requesters {
     RequestContext.assign({ agentId: agent.id, userId: agent.userId, model: agent.model });
     const b = agent.permissionBoundaries;
     return { initiator: 'app', appId: agent.appId, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: null, authority: b, sudoAuthority: [], tokenScopes: [], jkt: null, workerTaskId: null };
+  }
+
+  /**
+   * A client-authenticated agent at a backchannel endpoint (CIBA bc-authorize, TAC). There is no
+   * access token, so no token scope: its authority is its permission boundaries, which the app set
+   * and can narrow at any time (a narrowing voids what is approved and not yet handed out). That is
+   * the same authority the app-initiated path uses, and what a client credentials token without
+   * `scope` would carry; every such request still needs the human's approval. Sudo scopes too lie
+   * within the boundaries, and the sudo token holds only the granted scopes (no token to add to).
+   */
+  backchannel(agent: AgentEntity, channel: BackchannelChannel, binding: string): Requester {
+    const b = agent.permissionBoundaries;
+    return { initiator: channel, appId: agent.appId, agentId: agent.id, userId: agent.userId, model: agent.model, taskId: null, authority: b, sudoAuthority: b, tokenScopes: [], jkt: null, workerTaskId: null, binding };
   }
 }

@@ -11,7 +11,9 @@ import { StepUpsRepository } from './step-ups.repository.js';
 const CHANGED = 'step-up.changed';
 
 export function eventData(s: Pick<StepUpEntity, 'id' | 'initiator' | 'agentId' | 'userId' | 'model' | 'taskId' | 'action' | 'resource' | 'detailsHash'>, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { stepUpId: s.id, actorType: s.initiator, agentId: s.agentId, userId: s.userId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, detailsHash: s.detailsHash, ...extra };
+  // A backchannel's step-up is the agent's own request: actorType agent, and the channel named.
+  const actor = s.initiator === 'app' || s.initiator === 'agent' ? { actorType: s.initiator } : { actorType: 'agent', channel: s.initiator };
+  return { stepUpId: s.id, ...actor, agentId: s.agentId, userId: s.userId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource, detailsHash: s.detailsHash, ...extra };
 }
 
 /**
@@ -21,6 +23,8 @@ export function eventData(s: Pick<StepUpEntity, 'id' | 'initiator' | 'agentId' |
 @Injectable()
 export class StepUpDecisions implements OnModuleInit, BeforeApplicationShutdown {
   private readonly waiters = new EventEmitter().setMaxListeners(0);
+  /** Run in the deciding transaction after its events (backchannel.ts: CIBA pings). */
+  private readonly decidedIn: Array<(m: EntityManager, s: StepUpEntity, to: Exclude<StepUpStatus, 'pending'>) => Promise<void>> = [];
   private closing = false;
 
   constructor(
@@ -50,7 +54,13 @@ export class StepUpDecisions implements OnModuleInit, BeforeApplicationShutdown 
       userId: s.userId, agentId: s.agentId, model: s.model, taskId: s.taskId, action: s.action, resource: s.resource,
     });
     await this.outbox.add(m, s.appId, `step_up.${to}`, eventData(s, { status: to, ...(fields.reason ? { reason: fields.reason } : {}), ...(fields.method ? { method: fields.method } : {}) }));
+    for (const listener of this.decidedIn) await listener(m, s, to);
     return true;
+  }
+
+  /** `listener` runs in the transaction of every decision, for its winner only (a failure rolls the decision back). */
+  onDecidedIn(listener: (m: EntityManager, s: StepUpEntity, to: Exclude<StepUpStatus, 'pending'>) => Promise<void>): void {
+    this.decidedIn.push(listener);
   }
 
   async decide(s: StepUpEntity, to: Exclude<StepUpStatus, 'pending'>, fields: Partial<StepUpEntity> = {}): Promise<boolean> {

@@ -4,8 +4,14 @@ import type { FactorType } from '../factors/factor.entity.js';
 
 export type StepUpStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
 export type GrantType = 'token' | 'sudo';
-/** Who asked: the agent itself, or its app on its behalf (API.md v1.1); only the initiator reads it. */
-export type Initiator = 'agent' | 'app';
+/** A backchannel a client polls with a handle instead of reading the step-up (backchannel.ts): CIBA, or a transaction challenge. */
+export type BackchannelChannel = 'ciba' | 'txn';
+/**
+ * Who asked: the agent itself, or its app on its behalf (API.md v1.1), or the agent through a
+ * backchannel (CIBA `auth_req_id`, TAC `transaction_authorization_id`); only the initiator reads it,
+ * and a backchannel's step-up only through that backchannel.
+ */
+export type Initiator = 'agent' | 'app' | BackchannelChannel;
 
 @Entity({ name: 'step_ups' })
 export class StepUpEntity {
@@ -51,4 +57,14 @@ export class StepUpEntity {
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('expires_at') expiresAt: number;
   @TimeColumn('decided_at', { nullable: true }) decidedAt: number | null;
+  /** Backchannel step-ups (initiator ciba/txn): SHA-256 of the handle the client polls with (auth_req_id). */
+  @Column({ type: 'varchar', length: 64, name: 'backchannel_hash', nullable: true }) backchannelHash?: string | null;
+  /** The handle, encrypted (bound to the row): an identical request is answered with the same one, and a ping carries it. */
+  @Column({ type: 'text', name: 'backchannel_enc', nullable: true }) backchannelEnc?: string | null;
+  /** The last poll that was answered (slow_down is one conditional write on it). */
+  @TimeColumn('backchannel_polled_at', { nullable: true }) backchannelPolledAt?: number | null;
+  /** CIBA ping mode: the client_notification_token, encrypted (bound to the row): it is sent back, so not hashed. */
+  @Column({ type: 'text', name: 'notification_token_enc', nullable: true }) notificationTokenEnc?: string | null;
+  /** The channel's own request data (CIBA: openid, authorization_details; TAC: its fields). */
+  @JsonColumn('backchannel_data', { nullable: true }) backchannelData?: Record<string, unknown> | null;
 }

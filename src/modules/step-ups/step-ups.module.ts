@@ -4,6 +4,7 @@ import { AppsModule } from '../apps/apps.module.js';
 import { FactorsModule } from '../factors/factors.module.js';
 import { KeysModule } from '../keys/keys.module.js';
 import { OAuthModule } from '../oauth/oauth.module.js';
+import { StepUpsBackchannel } from './backchannel.js';
 import { FatigueService } from './fatigue.service.js';
 import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
 import { Requesters } from './requester.js';
@@ -16,7 +17,7 @@ import { StepUpsService } from './step-ups.service.js';
 @Module({
   imports: [OAuthModule, FactorsModule, KeysModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter, Requesters],
-  exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter, Requesters, StepUpsBackchannel],
+  exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpsBackchannel],
 })
 export class StepUpsModule {}

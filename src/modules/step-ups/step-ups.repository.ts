@@ -182,6 +182,26 @@ export class StepUpsRepository {
     await m.update(Entity, { appId: s.appId, id: s.id, status: 'approved', tokenDeliveredAt: IsNull() }, { tokenDeliveredAt: now, tokenJti: null, reason: 'boundaries_narrowed' });
   }
 
+  /** A backchannel step-up by the hash of its handle (ux_step_ups_backchannel_hash), within the app. */
+  findByBackchannelHash(appId: string, hash: string): Promise<StepUpEntity | null> {
+    return this.repo().findOneBy({ appId, backchannelHash: hash });
+  }
+
+  /**
+   * One poll of a pending backchannel step-up, as one conditional write: recorded only when the
+   * previous answered poll is at least `intervalMs` old. False: polled too fast (slow_down), on
+   * every instance alike.
+   */
+  async markPolled(s: StepUpEntity, now: number, intervalMs: number): Promise<boolean> {
+    const res = await this.repo()
+      .createQueryBuilder()
+      .update()
+      .set({ backchannelPolledAt: now })
+      .where('id = :id AND app_id = :appId AND (backchannel_polled_at IS NULL OR backchannel_polled_at <= :before)', { id: s.id, appId: s.appId, before: now - intervalMs })
+      .execute();
+    return (res.affected ?? 0) === 1;
+  }
+
   pendingOf(m: EntityManager, where: { appId: string; agentId?: string; userId?: string }): Promise<StepUpEntity[]> {
     return m.find(Entity, { where: { ...where, status: 'pending' } });
   }

@@ -88,6 +88,18 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
   async create(caller: Caller, dto: CreateStepUpRequestDto, idempotencyKey?: string): Promise<{ status: 200 | 201; body: CreatedStepUpDto }> {
     if (idempotencyKey !== undefined && (idempotencyKey.length < 1 || idempotencyKey.length > 255)) throw new AppError('validation_failed', 'Idempotency-Key must be 1..255 characters');
     const r = await this.requesters.resolveOrThrow(caller, dto.agentId);
+    const revealUrl = async () => r.initiator === 'app' || (await this.apps.findOrThrow(r.appId)).approvalUrlToAgent;
+    const { status, stepUp } = await this.createFor(r, dto, idempotencyKey);
+    return { status, body: this.createdDto(stepUp, await revealUrl()) };
+  }
+
+  /**
+   * The one creation path of every step-up (POST /v1/step-ups, and the backchannels through
+   * backchannel.ts): authority, cooldown, dedupe, idempotency, the pending cap, push budgets,
+   * audit and the step_up.created event. `decorate` adds a caller's own columns to a new row
+   * before it is inserted (never to a replayed or deduplicated one). 201 new, 200 the same request's step-up.
+   */
+  async createFor(r: Requester, dto: CreateStepUpRequestDto, idempotencyKey?: string, decorate?: (s: StepUpEntity) => void): Promise<{ status: 200 | 201; stepUp: StepUpEntity }> {
     await this.limits.consume('stepUpCreate', stepUpCreateKey(r.agentId));
     // The action must lie within the caller's authority; nothing is pushed otherwise.
     if (!withinBoundaries(r.authority, dto.action)) throw new AppError('action_not_permitted', `the action is not covered by ${r.initiator === 'app' ? "the agent's permission boundaries" : "the calling token's scope"}`);
@@ -114,8 +126,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const sameBody = (prior: StepUpEntity) =>
       prior.requestHash === requestHash && canonicalJson({ m: prior.methods, b: prior.bindingMessage }) === canonicalJson({ m: methods, b: dto.bindingMessage ?? null });
     const now = this.clock.now();
-    const revealUrl = r.initiator === 'app' || (await this.apps.findOrThrow(r.appId)).approvalUrlToAgent;
-    const reply = (status: 200 | 201, s: StepUpEntity) => ({ status, body: this.createdDto(s, revealUrl) });
+    const reply = (status: 200 | 201, stepUp: StepUpEntity) => ({ status, stepUp });
 
     // Replays and duplicates are answered without spending a push (checked again under the lock).
     const replay = await this.replayOrNull(r, idempotencyKey, sameBody, now);
@@ -126,6 +137,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     if (!methods.some((m) => enrolled.has(m))) throw new AppError('no_enrolled_factor', `the user has no active ${methods.join(' or ')} factor`);
 
     const s = this.newStepUp(r, dto, { details, detailsHash, grantType, grantScopes, grantDuration, methods, requestHash, idempotencyKey: idempotencyKey ?? null, now });
+    decorate?.(s);
     // One creation at a time per user (across instances on PostgreSQL): the pending cap, the
     // idempotency key and the dedupe are decided on what is committed, never on a stale count.
     try {
@@ -253,7 +265,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
    * The token of an approved step-up, minted at the first fetch only (token_delivered_at guard),
    * and only until the step-up's expiresAt: a late fetch gets nothing (API.md v1.1).
    */
-  private async handOut(s: StepUpEntity): Promise<Partial<StepUpDto>> {
+  async handOut(s: StepUpEntity): Promise<Partial<StepUpDto>> {
     if (s.status !== 'approved') return {};
     // Delivered, or voided (no jti) when the agent's boundaries were narrowed below it.
     if (s.tokenDeliveredAt !== null) return s.tokenJti !== null ? { tokenIssued: true } : { tokenIssued: false };
