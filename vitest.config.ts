@@ -17,6 +17,19 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // The SDKs (packages/*) against the real service; `@mfa-proxy/*` resolve to their sources
+        // (the `source` export condition), so the tests need no build first.
+        extends: true,
+        resolve: { conditions: ['source'] },
+        ssr: { resolve: { conditions: ['source'] } },
+        test: {
+          name: 'packages',
+          include: ['packages/*/test/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
     ],
   },
 });
