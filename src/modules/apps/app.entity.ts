@@ -1,3 +1,4 @@
+import type { JSONWebKeySet } from 'jose';
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { JsonColumn, TimeColumn } from '../../database/columns.js';
 
@@ -18,6 +19,10 @@ export class AppEntity {
   @TimeColumn('webhook_secret_prev_until', { nullable: true }) webhookSecretPrevUntil: number | null;
   /** Whether the agent's step-up response carries the human's approval URL (API.md v1.1; default false). */
   @Column({ type: 'boolean', name: 'approval_url_to_agent', default: false }) approvalUrlToAgent: boolean;
+  /** (v1.1, TAC) The app's resource identifier: `iss` of its transaction challenges, `aud` of the tokens issued for them. Unique. */
+  @Column({ type: 'varchar', length: 512, nullable: true }) resource: string | null;
+  /** (v1.1, TAC) Public keys the app signs its transaction challenges with. */
+  @JsonColumn('challenge_jwks', { nullable: true }) challengeJwks: JSONWebKeySet | null;
 }
 
 @Entity({ name: 'app_api_keys' })

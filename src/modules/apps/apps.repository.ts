@@ -17,6 +17,10 @@ export class AppsRepository {
     });
   }
 
+  findByResource(resource: string): Promise<AppEntity | null> {
+    return this.ds.getRepository(AppEntity).findOneBy({ resource });
+  }
+
   async update(id: string, patch: Partial<AppEntity>): Promise<void> {
     await this.ds.getRepository(AppEntity).update({ id }, patch);
   }

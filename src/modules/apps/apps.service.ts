@@ -14,6 +14,8 @@ import { APP_CHANGED } from '../../common/cache/channels.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
 import { AuditLog } from '../../common/audit-log.js';
+import { isUniqueViolation } from '../../database/errors.js';
+import { resourceProblem, validateChallengeJwksOrThrow } from './challenge-keys.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
 import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
@@ -50,6 +52,7 @@ export class AppsService implements OnModuleInit {
     const id = newId('app');
     const apiKey = randomToken(TOKEN_PREFIX.appKey);
     this.checkWebhookUrl(dto.webhookUrl);
+    const txn = await this.txnSettingsOrThrow(dto.resource, dto.challengeJwks);
     const webhookSecret = newWebhookSecret();
     const app = Object.assign(new AppEntity(), {
       id,
@@ -58,13 +61,15 @@ export class AppsService implements OnModuleInit {
       webhookUrl: dto.webhookUrl ?? null,
       origins: dto.origins ?? [],
       approvalUrlToAgent: dto.approvalUrlToAgent ?? false,
+      resource: txn.resource ?? null,
+      challengeJwks: txn.challengeJwks ?? null,
       webhookSecretEnc: this.cipher.encrypt(webhookSecret, { table: 'apps', column: 'webhook_secret_enc', id }),
       createdAt: now,
       updatedAt: now,
     });
     const key = this.newKey(id, apiKey, now);
-    await this.repo.createWithKey(app, key);
-    return { id, name: app.name, webhookUrl: app.webhookUrl, origins: app.origins, approvalUrlToAgent: app.approvalUrlToAgent, apiKey, apiKeyId: key.id, webhookSecret, createdAt: iso(now) };
+    await this.uniqueResourceOrConflict(() => this.repo.createWithKey(app, key));
+    return { id, name: app.name, webhookUrl: app.webhookUrl, origins: app.origins, approvalUrlToAgent: app.approvalUrlToAgent, resource: app.resource, challengeJwks: app.challengeJwks, apiKey, apiKeyId: key.id, webhookSecret, createdAt: iso(now) };
   }
 
   async get(id: string): Promise<AppDto> {
@@ -82,7 +87,8 @@ export class AppsService implements OnModuleInit {
     }
     if (dto.origins !== undefined) patch.origins = dto.origins;
     if (dto.approvalUrlToAgent !== undefined) patch.approvalUrlToAgent = dto.approvalUrlToAgent;
-    await this.repo.update(app.id, patch);
+    Object.assign(patch, await this.txnSettingsOrThrow(dto.resource, dto.challengeJwks, app.id));
+    await this.uniqueResourceOrConflict(() => this.repo.update(app.id, patch));
     // Every instance drops its copy of the target (URL, secrets) now, not at its cache lifetime.
     await this.pubsub.publish(APP_CHANGED, { appId: app.id });
     return this.get(app.id);
@@ -162,6 +168,38 @@ export class AppsService implements OnModuleInit {
     return { url: app.webhookUrl, secrets };
   }
 
+  /** The app registered with this `resource` (TAC: a challenge's `iss`), or null. */
+  findByResource(resource: string): Promise<AppEntity | null> {
+    return this.repo.findByResource(resource);
+  }
+
+  /**
+   * TAC settings, checked before anything is written: `resource` (null removes it) and
+   * `challengeJwks` (null removes them). Undefined fields are left as they are.
+   */
+  private async txnSettingsOrThrow(resource: string | null | undefined, jwks: unknown, appId?: string): Promise<Pick<Partial<AppEntity>, 'resource' | 'challengeJwks'>> {
+    const out: Pick<Partial<AppEntity>, 'resource' | 'challengeJwks'> = {};
+    if (resource !== undefined && resource !== null) {
+      const problem = resourceProblem(resource, this.config.webhookAllowPrivate, this.config.issuer);
+      if (problem) throw new AppError('validation_failed', problem);
+      const holder = await this.repo.findByResource(resource);
+      if (holder && holder.id !== appId) throw new AppError('conflict', 'another app has registered this resource');
+    }
+    if (resource !== undefined) out.resource = resource;
+    if (jwks !== undefined) out.challengeJwks = jwks === null ? null : await validateChallengeJwksOrThrow(jwks);
+    return out;
+  }
+
+  /** A resource taken by another app in between (the unique index decides): 409, nothing written. */
+  private async uniqueResourceOrConflict(write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('conflict', 'another app has registered this resource');
+      throw err;
+    }
+  }
+
   private checkWebhookUrl(url: string | undefined): void {
     const problem = url === undefined ? null : webhookUrlProblem(url, this.config.webhookAllowPrivate);
     if (problem) throw new AppError('validation_failed', problem);
@@ -183,6 +221,8 @@ export class AppsService implements OnModuleInit {
       webhookUrl: app.webhookUrl,
       origins: app.origins,
       approvalUrlToAgent: app.approvalUrlToAgent,
+      resource: app.resource,
+      challengeJwks: app.challengeJwks,
       apiKeys: keys.map((k) => ({ id: k.id, createdAt: iso(k.createdAt) })),
       createdAt: iso(app.createdAt),
     };
