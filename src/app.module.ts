@@ -17,6 +17,7 @@ import { AuditModule } from './modules/audit/audit.module.js';
 import { EventsModule } from './modules/events/events.module.js';
 import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-tokens.module.js';
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
+import { CibaModule } from './modules/ciba/ciba.module.js';
 import { TasksModule } from './modules/tasks/tasks.module.js';
 import { RateLimitModule } from './modules/rate-limit/rate-limit.service.js';
 import { KeysModule } from './modules/keys/keys.module.js';
@@ -58,6 +59,7 @@ export class AppModule implements NestModule {
         FactorsModule,
         MfaProxyTokensModule,
         StepUpsModule,
+        CibaModule,
         ApprovalsModule,
         TasksModule,
         WebModule,

@@ -40,7 +40,14 @@ export type OAuthErrorCode =
   | 'invalid_scope'
   | 'invalid_dpop_proof'
   | 'invalid_token'
-  | 'server_error';
+  | 'server_error'
+  // OpenID CIBA Core 1.0 §11 and §13 (RFC 8628 §3.5 for the polling ones).
+  | 'access_denied'
+  | 'authorization_pending'
+  | 'slow_down'
+  | 'expired_token'
+  | 'unknown_user_id'
+  | 'invalid_binding_message';
 
 const OAUTH_STATUS: Record<OAuthErrorCode, number> = {
   invalid_request: 400,
@@ -52,6 +59,12 @@ const OAUTH_STATUS: Record<OAuthErrorCode, number> = {
   invalid_dpop_proof: 400,
   invalid_token: 401,
   server_error: 500,
+  access_denied: 400,
+  authorization_pending: 400,
+  slow_down: 400,
+  expired_token: 400,
+  unknown_user_id: 400,
+  invalid_binding_message: 400,
 };
 
 /** An error of an `/oauth/*` endpoint, written as `{ error, error_description }`. */

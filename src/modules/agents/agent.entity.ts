@@ -21,4 +21,6 @@ export class AgentEntity {
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('updated_at') updatedAt: number;
   @TimeColumn('revoked_at', { nullable: true }) revokedAt: number | null;
+  /** CIBA ping mode (CIBA Core §10.2): where a decided request's `{ auth_req_id }` is POSTed (https, or loopback when WEBHOOK_ALLOW_PRIVATE). */
+  @Column({ type: 'varchar', length: 2048, name: 'ciba_notification_endpoint', nullable: true }) cibaNotificationEndpoint: string | null;
 }

@@ -11,6 +11,7 @@ import { PubSub } from '../../common/cache/pubsub.js';
 import { AGENT_CHANGED } from '../../common/cache/channels.js';
 import { Cascades, CascadeScope, type CascadeEvent } from '../../common/cascade.js';
 import { iso } from '../../common/time.js';
+import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { UsersService } from '../users/users.service.js';
@@ -47,6 +48,7 @@ export class AgentsService implements OnModuleInit {
     const user = await this.users.findOrThrow(appId, dto.userId);
     const jwks = dto.jwks ? await this.validateJwks(dto.jwks as JSONWebKeySet) : null;
     const clientSecret = jwks ? undefined : randomToken(TOKEN_PREFIX.agentSecret);
+    this.checkNotificationEndpoint(dto.cibaNotificationEndpoint);
     const now = this.clock.now();
     const agent = Object.assign(new AgentEntity(), {
       id: newId('agent'),
@@ -63,6 +65,7 @@ export class AgentsService implements OnModuleInit {
       createdAt: now,
       updatedAt: now,
       revokedAt: null,
+      cibaNotificationEndpoint: dto.cibaNotificationEndpoint ?? null,
     });
     await this.repo.ds.transaction(async (m) => {
       await this.repo.insert(m, agent);
@@ -86,6 +89,10 @@ export class AgentsService implements OnModuleInit {
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.permissionBoundaries !== undefined) patch.permissionBoundaries = [...new Set(dto.permissionBoundaries)];
     if (dto.status !== undefined) patch.status = dto.status;
+    if (dto.cibaNotificationEndpoint !== undefined) {
+      this.checkNotificationEndpoint(dto.cibaNotificationEndpoint ?? undefined);
+      patch.cibaNotificationEndpoint = dto.cibaNotificationEndpoint;
+    }
     const scope = new CascadeScope();
     const updated = await this.repo.ds.transaction(async (m) => {
       if (!(await this.repo.updateLive(appId, id, patch, m))) return false;
@@ -184,7 +191,22 @@ export class AgentsService implements OnModuleInit {
       tokenTtl: agent.tokenTtl,
       rateLimitPerMinute: agent.rateLimitPerMinute,
       authMethod: agent.jwks ? 'private_key_jwt' : 'client_secret',
+      cibaNotificationEndpoint: agent.cibaNotificationEndpoint ?? null,
       createdAt: iso(agent.createdAt),
     };
+  }
+
+  /**
+   * CIBA ping endpoint (API.md v1.1): https, or a loopback http URL when WEBHOOK_ALLOW_PRIVATE;
+   * never a literal private or loopback address otherwise (the webhooks' SSRF rules, which
+   * delivery checks again against what the name resolves to).
+   */
+  private checkNotificationEndpoint(url: string | undefined): void {
+    if (url === undefined) return;
+    const problem = webhookUrlProblem(url, this.config.webhookAllowPrivate)?.replace('webhookUrl', 'cibaNotificationEndpoint');
+    if (problem) throw new AppError('validation_failed', problem);
+    const { protocol, hostname } = new URL(url);
+    const loopback = hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+    if (protocol !== 'https:' && !(this.config.webhookAllowPrivate && loopback)) throw new AppError('validation_failed', 'cibaNotificationEndpoint must be https (http only to loopback when WEBHOOK_ALLOW_PRIVATE)');
   }
 }

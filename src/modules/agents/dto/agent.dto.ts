@@ -41,6 +41,10 @@ export class CreateAgentDto {
   @ApiPropertyOptional({ type: JwksDto, description: 'Public keys for private_key_jwt; when given, no client secret is issued.' })
   @IsOptional() @AsParsed() @IsObject()
   jwks?: JwksDto;
+
+  @ApiPropertyOptional({ description: 'CIBA ping mode: where `{ auth_req_id }` is POSTed once a backchannel request is decided (https; loopback only when WEBHOOK_ALLOW_PRIVATE)', maxLength: 2048 })
+  @IsOptional() @IsString() @NoControlChars() @MaxLength(2048)
+  cibaNotificationEndpoint?: string;
 }
 
 export class UpdateAgentDto {
@@ -54,6 +58,10 @@ export class UpdateAgentDto {
   @ApiPropertyOptional({ enum: ['active', 'suspended'] })
   @IsOptional() @IsIn(['active', 'suspended'])
   status?: 'active' | 'suspended';
+
+  @ApiPropertyOptional({ nullable: true, type: String, description: 'CIBA ping endpoint; null removes it', maxLength: 2048 })
+  @IsOptional() @IsString() @NoControlChars() @MaxLength(2048)
+  cibaNotificationEndpoint?: string | null;
 }
 
 export class ListAgentsQuery {
@@ -72,6 +80,7 @@ export class AgentDto {
   @ApiProperty() tokenTtl: number;
   @ApiProperty() rateLimitPerMinute: number;
   @ApiProperty({ enum: ['client_secret', 'private_key_jwt'] }) authMethod: 'client_secret' | 'private_key_jwt';
+  @ApiProperty({ nullable: true, type: String, description: 'CIBA ping endpoint' }) cibaNotificationEndpoint: string | null;
   @ApiProperty() createdAt: string;
 }
 
