@@ -74,7 +74,8 @@ describe('README walk-through', () => {
       issuer: PUBLIC_URL,
       token_endpoint: `${PUBLIC_URL}/oauth/token`,
       jwks_uri: `${PUBLIC_URL}/.well-known/jwks.json`,
-      grant_types_supported: ['client_credentials'],
+      // v1.1: extension grants (CIBA) registered at start-up are listed too (see stock-clients.e2e-spec.ts).
+      grant_types_supported: expect.arrayContaining(['client_credentials']),
       token_endpoint_auth_methods_supported: expect.arrayContaining(['client_secret_basic', 'client_secret_post', 'private_key_jwt']),
       dpop_signing_alg_values_supported: expect.arrayContaining(['ES256']),
     });

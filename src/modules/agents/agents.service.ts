@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import type { JSONWebKeySet } from 'jose';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
@@ -15,12 +15,13 @@ import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { OutboxService } from '../events/outbox.service.js';
 import { UsersService } from '../users/users.service.js';
+import { validateAgentJwksOrThrow } from './agent-jwks.js';
 import { AgentEntity } from './agent.entity.js';
 import { AgentsRepository } from './agents.repository.js';
 import type { AgentDto, AgentSecretDto, CreateAgentDto, CreatedAgentDto, UpdateAgentDto } from './dto/agent.dto.js';
 
 /** Algorithms an agent may sign its client assertions with (asymmetric only). */
-export const CLIENT_ASSERTION_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+export { CLIENT_ASSERTION_ALGS } from './agent-jwks.js';
 
 type RevokeReason = Extract<CascadeEvent, { type: 'agent.revoked' }>['reason'];
 
@@ -46,7 +47,7 @@ export class AgentsService implements OnModuleInit {
 
   async create(appId: string, dto: CreateAgentDto): Promise<CreatedAgentDto> {
     const user = await this.users.findOrThrow(appId, dto.userId);
-    const jwks = dto.jwks ? await this.validateJwks(dto.jwks as JSONWebKeySet) : null;
+    const jwks = dto.jwks ? await validateAgentJwksOrThrow(dto.jwks as JSONWebKeySet) : null;
     const clientSecret = jwks ? undefined : randomToken(TOKEN_PREFIX.agentSecret);
     this.checkNotificationEndpoint(dto.cibaNotificationEndpoint);
     const now = this.clock.now();
@@ -157,27 +158,6 @@ export class AgentsService implements OnModuleInit {
     const agent = isId('agent', id) ? await this.repo.findLive(appId, id) : null;
     if (!agent) throw notFound('agent');
     return agent;
-  }
-
-  /** Public keys only, asymmetric only, each importable: a bad key set is refused at the door. */
-  private async validateJwks(jwks: JSONWebKeySet): Promise<JSONWebKeySet> {
-    const keys: JWK[] = [];
-    for (const [i, key] of jwks.keys.entries()) {
-      if (typeof key.kty !== 'string' || !['EC', 'OKP', 'RSA'].includes(key.kty)) {
-        throw new AppError('validation_failed', `jwks.keys[${i}]: kty must be EC, OKP or RSA`);
-      }
-      if ('d' in key || 'p' in key || 'k' in key) throw new AppError('validation_failed', `jwks.keys[${i}] is a private key; send the public key only`);
-      const alg = key.alg ?? (key.kty === 'EC' ? 'ES256' : key.kty === 'OKP' ? 'EdDSA' : 'RS256');
-      if (!CLIENT_ASSERTION_ALGS.includes(alg)) throw new AppError('validation_failed', `jwks.keys[${i}]: alg must be one of ${CLIENT_ASSERTION_ALGS.join(', ')}`);
-      try {
-        await importJWK(key, alg);
-      } catch {
-        throw new AppError('validation_failed', `jwks.keys[${i}] is not a valid ${alg} public key`);
-      }
-      const { kty, crv, x, y, n, e, kid, use } = key;
-      keys.push(Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, use, alg }).filter(([, v]) => v !== undefined)) as JWK);
-    }
-    return { keys };
   }
 
   toDto(agent: AgentEntity): AgentDto {

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import { MalformedBasicError, parseBasic } from '../../common/auth/basic.js';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
@@ -8,7 +9,7 @@ import { secretMatchesHash } from '../../common/crypto/tokens.js';
 import { OAuthError } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
-import { CLIENT_ASSERTION_ALGS } from '../agents/agents.service.js';
+import { CLIENT_ASSERTION_ALGS } from '../agents/agent-jwks.js';
 import { AgentTokensService } from './agent-tokens.service.js';
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -20,16 +21,13 @@ export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'p
 const invalidClient = (description = 'client authentication failed') =>
   new OAuthError('invalid_client', description, { 'WWW-Authenticate': 'Basic realm="mfa-proxy"' });
 
-/** RFC 6749 §2.3.1 (form-encoded id and secret inside Basic). */
-function parseBasic(header: string | undefined): { id: string; secret: string } | null {
-  if (!header || !/^basic /i.test(header)) return null;
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) throw invalidClient('malformed Basic credentials');
+/** RFC 6749 §2.3.1 Basic credentials; undecodable ones are a failed client authentication. */
+function basicCredentials(header: string | undefined): { id: string; secret: string } | null {
   try {
-    return { id: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')), secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')) };
-  } catch {
-    throw invalidClient('malformed Basic credentials');
+    return parseBasic(header);
+  } catch (err) {
+    if (err instanceof MalformedBasicError) throw invalidClient('malformed Basic credentials');
+    throw err;
   }
 }
 
@@ -48,7 +46,7 @@ export class ClientAuthService {
   /** The client id a request claims (before authentication), for the failed-authentication throttle. */
   clientIdHint(authorization: string | undefined, body: Record<string, unknown>): string {
     try {
-      const basic = parseBasic(authorization);
+      const basic = basicCredentials(authorization);
       if (basic) return basic.id;
     } catch {
       /* malformed Basic: counted under "unknown" */
@@ -65,7 +63,7 @@ export class ClientAuthService {
   }
 
   async authenticate(authorization: string | undefined, body: Record<string, unknown>): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
-    const basic = parseBasic(authorization);
+    const basic = basicCredentials(authorization);
     const postSecret = str(body.client_secret);
     const assertion = str(body.client_assertion);
     // RFC 6749 §2.3: a client uses exactly one authentication method per request.
@@ -106,9 +104,11 @@ export class ClientAuthService {
     const agent = await this.activeAgent(iss);
     if (!agent?.jwks) throw invalidClient();
     const now = this.clock.nowSeconds();
-    let payload;
+    let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(assertion, createLocalJWKSet(agent.jwks), {
+      payload = await verifyWithKeySet(assertion, createLocalJWKSet(agent.jwks), {
+        // Every algorithm the metadata advertises; the key set narrows it further: a key with
+        // `alg` verifies only that algorithm, a key without one every algorithm of its type.
         algorithms: CLIENT_ASSERTION_ALGS,
         issuer: agent.id,
         subject: agent.id, // §3 item 2: sub is the client_id
@@ -116,7 +116,7 @@ export class ClientAuthService {
         currentDate: new Date(now * 1000),
         clockTolerance: 5,
         requiredClaims: ['exp', 'jti'], // §3 items 4 and 7
-      }));
+      });
     } catch {
       throw invalidClient('client assertion invalid');
     }
@@ -131,5 +131,25 @@ export class ClientAuthService {
     }
     if (!fresh) throw invalidClient('client assertion already used');
     return agent;
+  }
+}
+
+/**
+ * jwtVerify against a key set. When several registered keys fit the assertion (no `kid`, same key
+ * type), each is tried in turn (jose leaves that to the caller): one of the agent's keys signed it.
+ */
+async function verifyWithKeySet(jwt: string, keys: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(jwt, keys, options)).payload;
+  } catch (err) {
+    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+    for await (const key of err as errors.JWKSMultipleMatchingKeys & AsyncIterable<CryptoKey>) {
+      try {
+        return (await jwtVerify(jwt, key, options)).payload;
+      } catch (inner) {
+        if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
   }
 }

@@ -1,9 +1,9 @@
 import { Body, Controller, Get, Headers, HttpCode, Ip, Post, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBasicAuth, ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { CurrentAgent, CurrentApp, type AgentPrincipal, type AppPrincipal } from '../../common/auth/principals.js';
 import { OAuthError } from '../../common/errors/app-error.js';
-import { AppKeyGuard } from '../apps/app-key.guard.js';
+import { AppClientGuard } from '../apps/app-key.guard.js';
 import { KeysService } from '../keys/keys.service.js';
 import { AgentGuard } from './agent.guard.js';
 import { OAuthMetadata } from './metadata.js';
@@ -44,8 +44,9 @@ export class OAuthController {
 
   @Post('oauth/introspect')
   @HttpCode(200)
-  @UseGuards(AppKeyGuard)
+  @UseGuards(AppClientGuard)
   @ApiBearerAuth('appKey')
+  @ApiBasicAuth('appClient')
   @ApiOperation({ summary: 'RFC 7662 introspection of an agent token, for the app that owns the agent' })
   @ApiConsumes('application/x-www-form-urlencoded', 'application/json')
   @ApiBody({ schema: FORM_SCHEMA })
@@ -58,8 +59,8 @@ export class OAuthController {
   @ApiOperation({ summary: 'RFC 7009 revocation of one of the calling agent’s tokens (client authentication as at /oauth/token)' })
   @ApiConsumes('application/x-www-form-urlencoded', 'application/json')
   @ApiBody({ schema: FORM_SCHEMA })
-  async revoke(@Headers('authorization') authorization: string | undefined, @Body() body: unknown): Promise<Record<string, never>> {
-    await this.oauth.revoke(authorization, formBody(body));
+  async revoke(@Headers('authorization') authorization: string | undefined, @Body() body: unknown, @Ip() ip: string): Promise<Record<string, never>> {
+    await this.oauth.revoke(authorization, formBody(body), ip);
     return {};
   }
 
@@ -67,6 +68,18 @@ export class OAuthController {
   @ApiOperation({ summary: 'RFC 8414 authorization server metadata' })
   serverMetadata(): Record<string, unknown> {
     return this.metadata.document();
+  }
+
+  @Get('.well-known/openid-configuration')
+  @ApiOperation({ summary: 'OpenID Connect Discovery 1.0 provider metadata (the same document as RFC 8414 metadata)' })
+  openidConfiguration(): Record<string, unknown> {
+    return this.metadata.document();
+  }
+
+  @Get('.well-known/oauth-protected-resource')
+  @ApiOperation({ summary: 'RFC 9728 protected resource metadata of the agent API' })
+  protectedResourceMetadata(): Record<string, unknown> {
+    return this.metadata.protectedResource();
   }
 
   @Get('.well-known/jwks.json')

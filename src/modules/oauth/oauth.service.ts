@@ -126,11 +126,12 @@ export class OAuthService {
    * RFC 7009: the agent revokes one of its own tokens. The agent authenticates as at the token
    * endpoint, or with one of its live access tokens (Bearer). Unknown or invalid tokens: 200, nothing done (§2.2); another client's token: unauthorized_client (§2.1).
    */
-  async revoke(authorization: string | undefined, body: Record<string, unknown>): Promise<void> {
+  async revoke(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<void> {
     const token = optionalString(body, 'token');
     if (!token) throw new OAuthError('invalid_request', 'token is required');
     const bearer = bearerToken(authorization);
-    const agent = bearer !== null ? await this.bearerAgent(bearer) : (await this.clients.authenticate(authorization, body)).agent;
+    // The same (throttled) client authentication as at the token endpoint.
+    const agent = bearer !== null ? await this.bearerAgent(bearer) : await this.authenticateClient(authorization, body, ip);
     RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id });
     let claims: AgentTokenClaims;
     try {
