@@ -217,6 +217,17 @@ describe('client credentials with every advertised client authentication', () =>
     }
   });
 
+  it('an agent with several keys and no kid: the key that signed the assertion is found', async () => {
+    const first = await keyPair('ES256');
+    const second = await keyPair('ES256');
+    const res = await t.http.post('/v1/agents').set('Authorization', `Bearer ${tenant.apiKey}`)
+      .send({ userId, name: 'two-keys', model: 'm-1', permissionBoundaries: ['research:read'], jwks: { keys: [first.jwk, second.jwk] } }).expect(201);
+    for (const key of [first.privateKey, second.privateKey]) {
+      const tokens = await client.clientCredentialsGrant(await discover(res.body.id, client.PrivateKeyJwt(key)));
+      expect(tokens.token_type).toBe('bearer');
+    }
+  });
+
   it('DPoP-bound tokens through getDPoPHandle (ES256 and Ed25519 proofs), used at an agent endpoint', async () => {
     const agent = await createAgent(t, tenant, userId);
     const config = await discover(agent.id, client.ClientSecretBasic(agent.clientSecret));
@@ -273,6 +284,21 @@ describe('client authentication failures', () => {
     const form = { grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion };
     await t.http.post('/oauth/token').type('form').send(form).expect(200);
     expect((await t.http.post('/oauth/token').type('form').send(form).expect(401)).body.error).toBe('invalid_client');
+  });
+});
+
+describe('one client authentication for every /oauth endpoint', () => {
+  it('failed authentications at /oauth/revoke spend the same per-source budget as at /oauth/token', async () => {
+    const agent = await createAgent(t, tenant, userId);
+    // oauthTokenFailures: 20 failures per (claimed client, source) in 5 minutes.
+    for (let i = 0; i < 20; i++) {
+      const res = await t.http.post('/oauth/revoke').auth(agent.id, `${agent.clientSecret}x`).type('form').send({ token: 'x' });
+      expect(res.status).toBe(401);
+    }
+    const blocked = await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' });
+    expect(blocked.status).toBe(429);
+    expect(blocked.body.error).toBe('invalid_request');
+    expect(blocked.headers['retry-after']).toEqual(expect.any(String));
   });
 });
 
