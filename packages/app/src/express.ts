@@ -1,0 +1,75 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { transactionTokenOf, type MfaProxyApp } from './app.js';
+import { AgentAuthError, ApprovalRequiredError } from './errors.js';
+import type { AgentSession, Approved, ApprovalSpec } from './types.js';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Set by `agentAuth`: the authenticated agent. */
+      agentSession?: AgentSession;
+      /** Set by `requireApproval`: the consumed approval of this operation. */
+      approval?: Approved;
+    }
+  }
+}
+
+/** The absolute URL the client called (the DPoP `htu`). */
+export function requestUrl(req: Request): string {
+  return `${req.protocol}://${req.get('host')}${req.originalUrl}`;
+}
+
+/** Writes an AgentAuthError or ApprovalRequiredError as its HTTP answer; false for anything else. */
+export function sendAuthError(res: Response, err: unknown): boolean {
+  if (err instanceof AgentAuthError) {
+    res.status(err.status).set('WWW-Authenticate', err.wwwAuthenticate).json({ error: err.code ?? 'unauthorized', error_description: err.message });
+    return true;
+  }
+  if (err instanceof ApprovalRequiredError) {
+    if (err.wwwAuthenticate) res.set('WWW-Authenticate', err.wwwAuthenticate);
+    res.status(err.status).json(err.body);
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Authenticates the agent (its token verified locally against the service's JWKS, DPoP when
+ * bound) and sets `req.agentSession`; 401 with `WWW-Authenticate` otherwise. A request carrying a
+ * transaction token (the retry of a transaction challenge) goes on to `requireApproval` as it is.
+ */
+export function agentAuth(app: MfaProxyApp): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (transactionTokenOf(req.get('authorization'))) return next();
+    app
+      .authenticateAgent(req.get('authorization'), { method: req.method, url: requestUrl(req), dpop: req.get('dpop') })
+      .then((session) => {
+        req.agentSession = session;
+        next();
+      })
+      .catch((err: unknown) => {
+        if (!sendAuthError(res, err)) next(err);
+      });
+  };
+}
+
+/**
+ * Guards one operation: with a valid single-use token for exactly the operation `specOf(req)`
+ * describes, consumes it, sets `req.approval` and calls `next()`; else 401 with a transaction
+ * challenge (403 when the agent did not send `Accept-Txn-Challenge: ?1`).
+ */
+export function requireApproval(app: MfaProxyApp, specOf: (req: Request) => ApprovalSpec | Promise<ApprovalSpec>): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => specOf(req))
+      .then((spec) => app.approve(spec, { method: req.method, url: requestUrl(req), headers: req.headers }))
+      .then((approved) => {
+        req.approval = approved;
+        next();
+      })
+      .catch((err: unknown) => {
+        if (!sendAuthError(res, err)) next(err);
+      });
+  };
+}

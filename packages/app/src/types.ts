@@ -1,0 +1,69 @@
+/** The seed's agent session: what an app merges into its own session for an agent's request. */
+export interface AgentSession {
+  user: { id: string };
+  /** ISO 8601: when the agent's token expires. */
+  expires: string;
+  isAgent: true;
+  agentMetadata: {
+    agentId: string;
+    model: string;
+    /** The user the agent acts for. */
+    parentId: string;
+    /** The agent's permission boundaries. */
+    permissionBoundaries: string[];
+    /** The scopes of this token. */
+    scopes: string[];
+    taskId: string | null;
+  };
+}
+
+/** One exact operation a human approves. */
+export interface ActionDescriptor {
+  action: string;
+  resource?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface ApprovalSpec extends ActionDescriptor {
+  /** Shown to the human: why the app asks. */
+  reason: string;
+}
+
+export type VerifyInput = (ActionDescriptor & { token: string; agentId?: string }) | { token: string; txn: string };
+
+export interface VerifiedApproval {
+  valid: true;
+  stepUpId: string;
+  userId: string;
+  agentId: string;
+  model: string;
+  taskId: string | null;
+  action: string;
+  resource: string | null;
+  detailsHash: string;
+  method: string;
+  approvedAt: string;
+  [claim: string]: unknown;
+}
+
+export type VerifyResult = VerifiedApproval | { valid: false; reason: string };
+
+/** What `requireApproval` resolves with: the consumed approval. */
+export type Approved = VerifiedApproval;
+
+/** A request as the framework-neutral core sees it. */
+export interface IncomingRequest {
+  method: string;
+  /** The absolute URL the client called (the DPoP `htu`). */
+  url: string;
+  headers: Record<string, string | string[] | undefined> | Headers;
+}
+
+/** An event delivered to the app's webhook (Standard Webhooks) or SSE stream. */
+export interface MfaProxyEvent {
+  id: string;
+  type: string;
+  createdAt?: string;
+  data: Record<string, unknown>;
+  [key: string]: unknown;
+}
