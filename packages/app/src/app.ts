@@ -285,6 +285,7 @@ export class MfaProxyApp {
       agentId = checked.agentId;
     }
 
+    if (!agentId) agentId = request.agentSession?.agentMetadata.agentId;
     if (!agentId) agentId = (await this.authenticateAgent(authorization, { method: request.method, url: request.url, dpop: headerOf(request.headers, 'dpop') })).agentMetadata.agentId;
     if (headerOf(request.headers, 'accept-txn-challenge')?.trim() !== '?1') {
       throw new ApprovalRequiredError('this operation needs the human’s approval', 403, undefined, {

@@ -63,7 +63,7 @@ export function requireApproval(app: MfaProxyApp, specOf: (req: Request) => Appr
   return (req: Request, res: Response, next: NextFunction) => {
     Promise.resolve()
       .then(() => specOf(req))
-      .then((spec) => app.approve(spec, { method: req.method, url: requestUrl(req), headers: req.headers }))
+      .then((spec) => app.approve(spec, { method: req.method, url: requestUrl(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) }))
       .then((approved) => {
         req.approval = approved;
         next();

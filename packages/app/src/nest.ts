@@ -2,7 +2,7 @@ import { applyDecorators, Inject, Injectable, Module, SetMetadata, UnauthorizedE
 import { Reflector } from '@nestjs/core';
 import { MfaProxyApp, transactionTokenOf, type MfaProxyAppOptions } from './app.js';
 import { AgentAuthError, ApprovalRequiredError } from './errors.js';
-import type { ApprovalSpec } from './types.js';
+import type { AgentSession, ApprovalSpec } from './types.js';
 
 /** The injection token of the module's MfaProxyApp (also injectable as the class itself). */
 export const MFA_PROXY_APP = Symbol.for('@mfa-proxy/app');
@@ -14,7 +14,7 @@ interface HttpRequestLike {
   originalUrl?: string;
   protocol?: string;
   headers: Record<string, string | string[] | undefined>;
-  agentSession?: unknown;
+  agentSession?: AgentSession;
   approval?: unknown;
 }
 
@@ -84,7 +84,7 @@ export class RequireApprovalGuard implements CanActivate {
     const http = context.switchToHttp();
     const req = http.getRequest<HttpRequestLike>();
     try {
-      req.approval = await this.app.approve(await specOf(req), { method: req.method, url: absoluteUrl(req), headers: req.headers });
+      req.approval = await this.app.approve(await specOf(req), { method: req.method, url: absoluteUrl(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) });
       return true;
     } catch (err) {
       rethrow(err, http.getResponse());

@@ -57,6 +57,8 @@ export interface IncomingRequest {
   /** The absolute URL the client called (the DPoP `htu`). */
   url: string;
   headers: Record<string, string | string[] | undefined> | Headers;
+  /** The agent already authenticated for this request (by agentAuth or AgentAuthGuard): its proof is not checked twice. */
+  agentSession?: AgentSession;
 }
 
 /** An event delivered to the app's webhook (Standard Webhooks) or SSE stream. */
