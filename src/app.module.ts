@@ -19,6 +19,7 @@ import { MfaProxyTokensModule } from './modules/mfa-proxy-tokens/mfa-proxy-token
 import { StepUpsModule } from './modules/step-ups/step-ups.module.js';
 import { CibaModule } from './modules/ciba/ciba.module.js';
 import { TasksModule } from './modules/tasks/tasks.module.js';
+import { TxnAuthorizationModule } from './modules/txn-authorization/txn-authorization.module.js';
 import { RateLimitModule } from './modules/rate-limit/rate-limit.service.js';
 import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
@@ -61,6 +62,7 @@ export class AppModule implements NestModule {
         StepUpsModule,
         CibaModule,
         ApprovalsModule,
+        TxnAuthorizationModule,
         TasksModule,
         WebModule,
       ],

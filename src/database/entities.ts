@@ -11,5 +11,6 @@ import { EnrollmentLinkEntity } from '../modules/factors/enrollment/enrollment-l
 import { FactorEntity } from '../modules/factors/factor.entity.js';
 import { TotpSecretEntity } from '../modules/factors/totp/totp-secret.entity.js';
 import { WebauthnCredentialEntity } from '../modules/factors/webauthn/webauthn-credential.entity.js';
+import { TxnChallengeEntity } from '../modules/txn-authorization/txn-challenge.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity];

@@ -50,6 +50,34 @@ function tokenRequest(a: ApprovalDto): { title: string; body: string } {
 }
 
 /**
+ * A transaction challenge (TAC): the app signed the description, so it leads, labelled as the
+ * app's, with the app's reason; the agent wrote none of it (draft-rosomakho-oauth-txn-challenge-00
+ * §4.4: never an agent-written description).
+ */
+function transactionRequest(a: ApprovalDto): { title: string; body: string } {
+  const c = a.transactionChallenge!;
+  return {
+    title: `Approve ${a.action}? — ${a.app.name}`,
+    body: `<h1>${escapeHtml(a.app.name)} asks for your approval</h1>
+<p>${asker(a)}, tried an operation that <strong>${escapeHtml(a.app.name)}</strong> wants you to approve first.</p>
+<section id="transaction" aria-labelledby="what-h">
+  <h2 id="what-h">The operation, as described and signed by ${escapeHtml(a.app.name)}</h2>
+  <dl>
+    <dt>Action</dt><dd><code id="action">${escapeHtml(a.action)}</code></dd>
+    <dt>Resource</dt><dd><code id="resource">${escapeHtml(a.resource ?? '—')}</code></dd>
+    <dt>Grant</dt><dd>One single use of this operation</dd>
+    <dt>Transaction</dt><dd><code id="txn">${escapeHtml(c.txn)}</code></dd>
+    ${timeLeft(a)}
+  </dl>
+  <h3>Details</h3>
+  <pre id="details">${escapeHtml(JSON.stringify(a.details, null, 2))}</pre>
+  <h3>Reason given by ${escapeHtml(a.app.name)}</h3>
+  <p class="app-text" id="app-reason">${escapeHtml(c.reason)}</p>
+</section>`,
+  };
+}
+
+/**
  * A sudo grant: what is granted (scopes, duration) leads. The action is only the agent's stated
  * purpose; the elevated token is not limited to it, so it must not be what the human reads first.
  */
@@ -85,7 +113,7 @@ function sudoRequest(a: ApprovalDto): { title: string; body: string } {
 /** The approval page: everything the agent wrote is escaped (invisible characters shown), nothing inline runs. */
 export function approvalPage(token: string, a: ApprovalDto): string {
   const pending = a.status === 'pending';
-  const { title, body } = a.grant?.type === 'sudo' ? sudoRequest(a) : tokenRequest(a);
+  const { title, body } = a.transactionChallenge ? transactionRequest(a) : a.grant?.type === 'sudo' ? sudoRequest(a) : tokenRequest(a);
   return layout(
     title,
     `${body}

@@ -19,6 +19,7 @@ import { StepUpDecisions } from '../step-ups/step-up-decisions.js';
 import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
 import { approvalChallenge } from '../step-ups/transaction.js';
+import { txnDataOf } from '../step-ups/txn-token.js';
 import { UsersRepository } from '../users/users.repository.js';
 import type { ApprovalDto } from './dto/approval.dto.js';
 
@@ -62,6 +63,7 @@ export class ApprovalsService {
   async lookup(token: string): Promise<ApprovalDto> {
     const s = await this.resolve(token);
     const [appName, agent, user] = await Promise.all([this.apps.name(s.appId), this.agents.findById(s.agentId), this.users.find(s.appId, s.userId)]);
+    const txn = txnDataOf(s);
     return {
       id: s.id,
       status: s.status,
@@ -79,6 +81,8 @@ export class ApprovalsService {
       expiresAt: new Date(s.expiresAt).toISOString(),
       grant: s.grantType === 'sudo' ? { type: 'sudo', scopes: s.grantScopes, duration: s.grantDuration } : { type: 'token' },
       ...(s.reason ? { reason: s.reason } : {}),
+      // TAC: action, resource and details above are the app's signed description; its reason with them.
+      ...(txn ? { transactionChallenge: { describedBy: 'app' as const, issuer: txn.audience, txn: txn.txn, reason: txn.reason } } : {}),
     };
   }
 

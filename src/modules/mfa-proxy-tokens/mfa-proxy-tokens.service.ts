@@ -12,9 +12,25 @@ import { MFA_PROXY_TYP, type MfaProxyClaims } from '../step-ups/mfa-proxy-token.
 import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
 import { TokenConsumer } from './token-consumer.js';
 import { hashDetails } from '../../common/canonical-json.js';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { AppsService } from '../apps/apps.service.js';
+import { TXN_TOKEN_TYP, type TxnTokenClaims } from '../step-ups/txn-token.js';
 import type { VerifyMfaProxyTokenDto, VerifyReason, VerifyResultDto } from './dto/verify.dto.js';
 
 const invalid = (reason: VerifyReason): VerifyResultDto => ({ valid: false, reason });
+
+/**
+ * A TAC access token (`at+jwt` carrying `txn`), told from an MFA-proxy token by its header and
+ * unverified claims only to pick the checks; every claim is then verified. Anything else takes the
+ * MFA-proxy path unchanged (an agent token there stays `malformed`).
+ */
+function isTxnToken(token: string): boolean {
+  try {
+    return decodeProtectedHeader(token).typ === TXN_TOKEN_TYP && typeof decodeJwt(token).txn === 'string';
+  } catch {
+    return false;
+  }
+}
 
 /** Verifies-and-consumes MFA-proxy tokens for apps (they are minted at hand-out by the step-ups module). */
 @Injectable()
@@ -27,12 +43,16 @@ export class MfaProxyTokensService {
     private readonly consumer: TokenConsumer,
     private readonly clock: Clock,
     private readonly limits: RateLimitService,
+    private readonly apps: AppsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** Checks in order: form, signature, audience, expiry, the bound request, the agent; then consumes once. */
   async verify(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
     await this.limits.consume('appVerify', appVerifyKey(appId));
+    if (isTxnToken(dto.token)) return this.verifyTxn(appId, dto);
+    // A transaction id belongs to a TAC token: an MFA-proxy token is bound to no transaction.
+    if (dto.txn !== undefined && dto.txn !== null) return this.fail(appId, dto, 'details_mismatch');
     let claims: MfaProxyClaims;
     try {
       // Audience is checked below so a foreign token reads `wrong_audience`, not a generic failure.
@@ -70,6 +90,59 @@ export class MfaProxyTokensService {
       detailsHash: result.detailsHash,
       method: result.method ?? undefined,
       approvedAt: new Date(result.decidedAt!).toISOString(),
+    };
+  }
+
+  /**
+   * A TAC access token (draft-rosomakho-oauth-txn-challenge-00 §6.2), verified for the app whose
+   * resource is its audience and consumed exactly once through the same path as MFA-proxy tokens
+   * (the step-up's token jti; its audit row and event in the consuming transaction).
+   */
+  private async verifyTxn(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
+    let claims: TxnTokenClaims;
+    try {
+      // Our signature, typ at+jwt, our issuer, time claims; the audience is the app's resource (below).
+      claims = (await verifyOwnJwt(this.keys, dto.token, { typ: TXN_TOKEN_TYP, issuer: this.config.issuer, nowSeconds: this.clock.nowSeconds(), toleranceSeconds: 0 })).payload as unknown as TxnTokenClaims;
+    } catch (err) {
+      if (err instanceof TokenInvalidError) return this.fail(appId, dto, err.reason === 'invalid' ? 'malformed' : err.reason);
+      throw err;
+    }
+    const detail = Array.isArray(claims.authorization_details) && claims.authorization_details.length === 1 ? (claims.authorization_details[0] as { action?: unknown; resource?: unknown; details?: unknown }) : null;
+    // An agent access token (it has a scope) or anything else that is not a TAC token of ours.
+    if (!detail || typeof detail.action !== 'string' || typeof claims.txn !== 'string' || typeof claims.client_id !== 'string' || claims.act?.sub !== claims.client_id || 'scope' in claims) {
+      return this.fail(appId, dto, 'malformed');
+    }
+    // §6.2: the token's audience is this app's resource; no other app may consume it.
+    const resource = (await this.apps.findOrThrow(appId)).resource;
+    if (resource === null || claims.aud !== resource) return this.fail(appId, dto, 'wrong_audience');
+    const who = { aud: appId, sub: claims.sub, client_id: claims.client_id };
+    // §6.2: bound to the same txn as the challenge the app issued (required: it names the operation).
+    if (dto.txn !== claims.txn) return this.fail(appId, dto, 'details_mismatch', who);
+    // What the app names besides must match the granted authorization detail.
+    if (dto.action !== undefined && dto.action !== detail.action) return this.fail(appId, dto, 'action_mismatch', who);
+    if (dto.resource !== undefined && dto.resource !== null && dto.resource !== (detail.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', who);
+    if (dto.details !== undefined && dto.details !== null && hashDetails(dto.details) !== hashDetails(detail.details as Record<string, unknown> | undefined)) return this.fail(appId, dto, 'details_mismatch', who);
+    if (dto.agentId !== undefined && dto.agentId !== null && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch', who);
+    if (!(await this.agents.permits(claims.client_id, claims.sub, detail.action))) return this.fail(appId, dto, 'revoked', who);
+
+    const result = await this.consumer.consume(appId, claims.jti);
+    if (!result) {
+      const s = await this.stepUps.findByTokenJti(appId, claims.jti);
+      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', who);
+    }
+    return {
+      valid: true,
+      stepUpId: result.id,
+      userId: result.userId,
+      agentId: result.agentId,
+      model: result.model,
+      taskId: result.taskId,
+      action: result.action,
+      resource: result.resource,
+      detailsHash: result.detailsHash,
+      method: result.method ?? undefined,
+      approvedAt: new Date(result.decidedAt!).toISOString(),
+      txn: claims.txn,
     };
   }
 

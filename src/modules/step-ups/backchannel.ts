@@ -145,7 +145,7 @@ export class StepUpsBackchannel implements OnModuleInit {
     return { handle, stepUpId: stepUp.id, expiresIn: Math.max(0, Math.ceil((stepUp.expiresAt - this.clock.now()) / 1000)), interval: POLL_INTERVAL_S, created: status === 201 };
   }
 
-  async redeem(appId: string, agentId: string, channel: BackchannelChannel, handle: string, now: number = this.clock.now(), _options: RedeemOptions = {}): Promise<BackchannelRedeemed> {
+  async redeem(appId: string, agentId: string, channel: BackchannelChannel, handle: string, now: number = this.clock.now(), options: RedeemOptions = {}): Promise<BackchannelRedeemed> {
     const found = handle.length > 0 && handle.length <= 128 ? await this.repo.findByBackchannelHash(appId, hashSecret(handle)) : null;
     // Bound to the client and the channel: another client's handle is as unknown as a made-up one (CIBA §11).
     if (!found || found.agentId !== agentId || found.initiator !== channel) throw new BackchannelPollRefused('invalid_grant', 'unknown auth_req_id');
@@ -161,7 +161,7 @@ export class StepUpsBackchannel implements OnModuleInit {
       case 'expired':
         throw new BackchannelPollRefused('expired_token', 'the request expired before the user decided');
     }
-    const grant = await this.stepUps.handOut(s);
+    const grant = await this.stepUps.handOut(s, options);
     if (grant.mfaProxyToken || grant.sudoToken) return { stepUp: s, grant, data: s.backchannelData ?? {} };
     // Single use (CIBA §11): a handle whose grant was handed out is spent.
     if (grant.tokenIssued === true) throw new BackchannelPollRefused('invalid_grant', 'the auth_req_id was already redeemed');

@@ -7,6 +7,7 @@ import { OAuthModule } from '../oauth/oauth.module.js';
 import { StepUpsBackchannel } from './backchannel.js';
 import { FatigueService } from './fatigue.service.js';
 import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
+import { TxnTokenMinter } from './txn-token.js';
 import { Requesters } from './requester.js';
 import { StepUpCascades } from './step-up-cascades.js';
 import { StepUpDecisions } from './step-up-decisions.js';
@@ -17,7 +18,7 @@ import { StepUpsService } from './step-ups.service.js';
 @Module({
   imports: [OAuthModule, FactorsModule, KeysModule, AgentsModule, AppsModule],
   controllers: [StepUpsController],
-  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter, Requesters, StepUpsBackchannel],
+  providers: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpCascades, MfaProxyTokenMinter, TxnTokenMinter, Requesters, StepUpsBackchannel],
   exports: [StepUpsRepository, StepUpDecisions, StepUpsService, FatigueService, StepUpsBackchannel],
 })
 export class StepUpsModule {}

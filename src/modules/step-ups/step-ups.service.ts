@@ -26,6 +26,7 @@ import type { CreateStepUpRequestDto } from './dto/create-step-up-request.dto.js
 import type { CreatedStepUpDto, StepUpDto } from './dto/step-up.dto.js';
 import { FatigueService } from './fatigue.service.js';
 import { MfaProxyTokenMinter } from './mfa-proxy-token.js';
+import { TxnTokenMinter } from './txn-token.js';
 import { Requesters, requesterBinding, tokenBinding, type Requester } from './requester.js';
 import { StepUpDecisions, eventData } from './step-up-decisions.js';
 import { StepUpEntity } from './step-up.entity.js';
@@ -56,6 +57,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly decisions: StepUpDecisions,
     private readonly factors: FactorsRepository,
     private readonly mfaTokens: MfaProxyTokenMinter,
+    private readonly txnTokens: TxnTokenMinter,
     private readonly agentTokens: AgentTokensService,
     private readonly audit: AuditLog,
     private readonly outbox: OutboxService,
@@ -265,7 +267,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
    * The token of an approved step-up, minted at the first fetch only (token_delivered_at guard),
    * and only until the step-up's expiresAt: a late fetch gets nothing (API.md v1.1).
    */
-  async handOut(s: StepUpEntity): Promise<Partial<StepUpDto>> {
+  async handOut(s: StepUpEntity, options: { jkt?: string | null } = {}): Promise<Partial<StepUpDto>> {
     if (s.status !== 'approved') return {};
     // Delivered, or voided (no jti) when the agent's boundaries were narrowed below it.
     if (s.tokenDeliveredAt !== null) return s.tokenJti !== null ? { tokenIssued: true } : { tokenIssued: false };
@@ -274,7 +276,9 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     // Boundaries narrowed (or the agent stopped) since the request: nothing beyond them is handed out.
     for (const scope of [s.action, ...s.grantScopes]) if (!(await this.agentTokens.permits(s.agentId, s.userId, scope))) return { tokenIssued: false, reason: 'revoked' };
     if (s.grantType === 'token') {
-      const minted = await this.mfaTokens.mint(s);
+      // A transaction challenge's step-up (TAC) hands out its access token for the app's resource
+      // (bound to the poll's DPoP key, if any) as its single-use token, in the same place.
+      const minted = s.initiator === 'txn' ? await this.txnTokens.mint(s, options.jkt ?? null) : await this.mfaTokens.mint(s);
       if (!(await this.repo.markDelivered(s, minted.jti, now, minted.expiresAt))) return { tokenIssued: true };
       return { mfaProxyToken: minted.token };
     }

@@ -18,6 +18,14 @@ export class DenyDto {
   reason?: string;
 }
 
+/** (TAC) The app-signed transaction challenge behind a step-up: what it describes is the app's, not the agent's. */
+export class TransactionChallengeDto {
+  @ApiProperty({ description: 'Always "app": action, resource and details of this request come from a challenge the app signed' }) describedBy: 'app';
+  @ApiProperty({ description: "The app's resource that signed the challenge (its iss)" }) issuer: string;
+  @ApiProperty({ description: 'The transaction id' }) txn: string;
+  @ApiProperty({ description: "The app's reason (the challenge's `reason`), written by the app" }) reason: string;
+}
+
 export class ApprovalDto {
   @ApiProperty() id: string;
   @ApiProperty({ enum: ['pending', 'approved', 'denied', 'expired', 'cancelled'] }) status: string;
@@ -35,4 +43,5 @@ export class ApprovalDto {
   @ApiProperty() expiresAt: string;
   @ApiPropertyOptional() grant?: { type: string; scopes?: string[]; duration?: number };
   @ApiPropertyOptional() reason?: string;
+  @ApiPropertyOptional({ type: TransactionChallengeDto, description: '(TAC) Present when the request comes from an app-signed transaction challenge' }) transactionChallenge?: TransactionChallengeDto;
 }

@@ -1,17 +1,23 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsObject, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsObject, IsOptional, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
 import { z } from 'zod';
 import { AsParsed, CompiledSchema, NoControlChars, schemas } from '../../../common/validation.js';
 
-/** The verify body as a compiled schema (the hot path); it accepts exactly what the decorators below accept. */
-export const verifyBodySchema = z.strictObject({
-  token: schemas.string(1, 8192),
-  action: schemas.text(1, 64),
-  // @IsOptional() lets null through as well as a missing key.
-  resource: schemas.text(0, 512).nullish(),
-  details: schemas.parsedObject().nullish(),
-  agentId: schemas.text(0, 64).nullish(),
-});
+/**
+ * The verify body as a compiled schema (the hot path); it accepts exactly what the decorators below
+ * accept. `action` is required, unless `txn` is given (a TAC token: the transaction names the operation).
+ */
+export const verifyBodySchema = z
+  .strictObject({
+    token: schemas.string(1, 8192),
+    action: schemas.text(1, 64).optional(),
+    // @IsOptional() lets null through as well as a missing key.
+    resource: schemas.text(0, 512).nullish(),
+    details: schemas.parsedObject().nullish(),
+    agentId: schemas.text(0, 64).nullish(),
+    txn: schemas.text(1, 255).nullish(),
+  })
+  .refine((b) => b.action !== undefined || (b.txn !== undefined && b.txn !== null), { path: ['action'], message: 'must be a string' });
 
 @CompiledSchema(verifyBodySchema)
 export class VerifyMfaProxyTokenDto {
@@ -19,9 +25,9 @@ export class VerifyMfaProxyTokenDto {
   @IsString() @MinLength(1) @MaxLength(8192)
   token: string;
 
-  @ApiProperty({ description: 'The action the agent is about to perform', example: 'files:delete' })
-  @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
-  action: string;
+  @ApiProperty({ description: 'The action the agent is about to perform. Optional with `txn` (a transaction-challenge token), where it must match the token’s authorization detail if given.', example: 'files:delete' })
+  @ValidateIf((o: VerifyMfaProxyTokenDto) => o.action !== undefined || o.txn === undefined || o.txn === null) @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
+  action?: string;
 
   @ApiPropertyOptional({ description: 'The resource, when the step-up named one' })
   @IsOptional() @IsString() @NoControlChars() @MaxLength(512)
@@ -34,6 +40,10 @@ export class VerifyMfaProxyTokenDto {
   @ApiPropertyOptional({ description: 'The agent that presented the token' })
   @IsOptional() @IsString() @NoControlChars() @MaxLength(64)
   agentId?: string;
+
+  @ApiPropertyOptional({ description: '(TAC) The transaction id of the challenge the app issued: verifies a transaction-challenge access token (whose `aud` is the app’s resource) instead of an MFA-proxy token. A missing or different txn is `details_mismatch`; with an MFA-proxy token (bound to no transaction) a txn is `details_mismatch` too.', maxLength: 255 })
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(255)
+  txn?: string;
 }
 
 export type VerifyReason =
@@ -54,4 +64,5 @@ export class VerifyResultDto {
   @ApiPropertyOptional() detailsHash?: string;
   @ApiPropertyOptional({ enum: ['webauthn', 'totp'] }) method?: string;
   @ApiPropertyOptional() approvedAt?: string;
+  @ApiPropertyOptional({ description: '(TAC) The transaction the token was issued for' }) txn?: string;
 }
