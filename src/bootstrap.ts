@@ -148,9 +148,13 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       .setTitle('mfa-proxy')
       .setDescription('Step-up authentication for AI agents: scoped agent tokens, human approval of one exact action, single-use MFA-proxy tokens.')
       .setVersion('1')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' }, 'adminToken')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'App API key (mpx_app_...)' }, 'appKey')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Agent access token (or DPoP scheme with a proof)' }, 'agentToken')
+      // API keys and the admin token are opaque random strings, not JWTs: no bearerFormat.
+      .addSecurity('adminToken', { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN (operator)' })
+      .addSecurity('appKey', { type: 'http', scheme: 'bearer', description: 'App API key (mpx_app_..., opaque; shown once)' })
+      .addSecurity('appClient', { type: 'http', scheme: 'basic', description: 'App as OAuth client at /oauth/introspect: app id and an API key (client_secret_basic; client_secret_post in the body works too)' })
+      .addSecurity('agentClient', { type: 'http', scheme: 'basic', description: 'Agent as OAuth client: agent id and client secret (client_secret_basic); client_secret_post and private_key_jwt (RFC 7523) go in the body' })
+      .addSecurity('agentToken', { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Agent access token (RFC 9068 at+jwt). A DPoP-bound token is sent as `Authorization: DPoP <token>` with a DPoP proof header (see dpop).' })
+      .addSecurity('dpop', { type: 'apiKey', in: 'header', name: 'DPoP', description: 'RFC 9449 DPoP proof JWT (typ dpop+jwt; htm, htu, iat, jti; ath with a bound token). With a DPoP-bound token, Authorization uses the DPoP scheme.' })
       .build(),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
 import { sendPage } from '../../web/html.js';
@@ -9,6 +10,7 @@ import { ApprovalCodeDto, ApprovalDto, AssertionDto, DenyDto } from './dto/appro
 
 @ApiTags('human: approvals')
 @ApiNotFoundResponse({ description: 'unknown approval token' })
+@ApiProblemResponses(400, 404, 409, 410, 429)
 @Controller()
 export class ApprovalsController {
   constructor(private readonly approvals: ApprovalsService) {}
@@ -28,6 +30,7 @@ export class ApprovalsController {
 
   @Get('v1/approvals/:token/events')
   @ApiOperation({ summary: 'Live status of this one step-up as Server-Sent Events (event "status"); ends once decided' })
+  @ApiOkResponse({ description: 'Server-Sent Events: event "status" with the step-up status JSON', content: { 'text/event-stream': { schema: { type: 'string' } } } })
   async events(@Param('token') token: string, @Res() reply: FastifyReply): Promise<void> {
     const s = await this.approvals.resolve(token); // 404 before the stream opens
     reply.hijack();
@@ -43,6 +46,7 @@ export class ApprovalsController {
   @Post('v1/approvals/:token/webauthn/options')
   @HttpCode(200)
   @ApiOperation({ summary: 'PublicKeyCredentialRequestOptionsJSON whose challenge commits to this exact request' })
+  @ApiOkResponse({ schema: { type: 'object', description: 'PublicKeyCredentialRequestOptionsJSON (WebAuthn Level 3)', required: ['challenge'], additionalProperties: true } })
   webauthnOptions(@Param('token') token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
     return this.approvals.webauthnOptions(token);
   }
@@ -50,6 +54,7 @@ export class ApprovalsController {
   @Post('v1/approvals/:token/webauthn/verify')
   @HttpCode(200)
   @ApiOperation({ summary: 'Approve with a passkey assertion' })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['approved', 'denied'] } } } })
   webauthnVerify(@Param('token') token: string, @Body() dto: AssertionDto): Promise<{ status: 'approved' | 'denied' }> {
     return this.approvals.webauthnVerify(token, dto.response);
   }
@@ -57,6 +62,7 @@ export class ApprovalsController {
   @Post('v1/approvals/:token/totp')
   @HttpCode(200)
   @ApiOperation({ summary: 'Approve with an authenticator-app code (5 wrong codes deny the request)' })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['approved', 'denied'] } } } })
   totp(@Param('token') token: string, @Body() dto: ApprovalCodeDto): Promise<{ status: 'approved' | 'denied' }> {
     return this.approvals.totpApprove(token, dto.code);
   }
@@ -64,6 +70,7 @@ export class ApprovalsController {
   @Post('v1/approvals/:token/deny')
   @HttpCode(200)
   @ApiOperation({ summary: 'Deny the request' })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['approved', 'denied'] } } } })
   deny(@Param('token') token: string, @Body() dto: DenyDto): Promise<{ status: 'approved' | 'denied' }> {
     return this.approvals.deny(token, dto.reason);
   }

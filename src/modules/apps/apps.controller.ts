@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { AdminGuard } from '../../common/auth/admin.guard.js';
 import { AppsService } from './apps.service.js';
 import { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
@@ -7,6 +8,7 @@ import { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } f
 @ApiTags('operator')
 @ApiBearerAuth('adminToken')
 @UseGuards(AdminGuard)
+@ApiProblemResponses(400, 401, 404, 409)
 @Controller('v1/apps')
 export class AppsController {
   constructor(private readonly apps: AppsService) {}
@@ -39,7 +41,7 @@ export class AppsController {
 
   @Post(':id/webhook-secret')
   @ApiOperation({ summary: 'Rotate the webhook secret; the previous one keeps signing (second signature) for 24 h' })
-  @ApiCreatedResponse({ schema: { example: { webhookSecret: 'whsec_...', previousValidUntil: '2026-01-01T00:00:00.000Z' } } })
+  @ApiCreatedResponse({ schema: { type: 'object', properties: { webhookSecret: { type: 'string', description: 'shown once' }, previousValidUntil: { type: 'string', format: 'date-time' } }, example: { webhookSecret: 'whsec_...', previousValidUntil: '2026-01-01T00:00:00.000Z' } } })
   rotateWebhookSecret(@Param('id') id: string): Promise<{ webhookSecret: string; previousValidUntil: string }> {
     return this.apps.rotateWebhookSecret(id);
   }

@@ -1,5 +1,6 @@
 import { Controller, Get, Query, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { AuditService } from './audit.service.js';
@@ -8,6 +9,7 @@ import { AuditPageDto, AuditQuery, AuditVerifyDto } from './dto/audit.dto.js';
 @ApiTags('app: audit')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
+@ApiProblemResponses(400, 401)
 @Controller('v1/audit-events')
 export class AuditController {
   constructor(private readonly audit: AuditService) {}

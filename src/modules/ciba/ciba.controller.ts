@@ -1,5 +1,6 @@
 import { Body, Controller, Headers, HttpCode, Ip, Post, Res } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiOAuthErrors } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
 import { OAuthError } from '../../common/errors/app-error.js';
 import { CibaService } from './ciba.service.js';
@@ -12,6 +13,7 @@ function formBody(body: unknown): Record<string, unknown> {
 }
 
 @ApiTags('oauth')
+@ApiOAuthErrors(400, 401, 429)
 @Controller()
 export class CibaController {
   constructor(private readonly ciba: CibaService) {}

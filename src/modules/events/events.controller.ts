@@ -1,5 +1,6 @@
 import { Controller, Get, Headers, HttpCode, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import type { FastifyReply } from 'fastify';
@@ -43,6 +44,7 @@ function sseSink(raw: ServerResponse): StreamSink {
 @ApiTags('app: events')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
+@ApiProblemResponses(400, 401, 404)
 @Controller('v1')
 export class EventsController {
   constructor(
@@ -54,6 +56,7 @@ export class EventsController {
   @Get('events/stream')
   @ApiOperation({ summary: "The app's events as Server-Sent Events (Last-Event-ID resumes); heartbeats every 15 s" })
   @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: 'Server-Sent Events: `id`, `event` (the event type) and `data` (the event JSON)', content: { 'text/event-stream': { schema: { type: 'string' } } } })
   stream(@CurrentApp() app: AppPrincipal, @Headers('last-event-id') lastEventId: string | undefined, @Res() reply: FastifyReply): void {
     reply.hijack();
     reply.raw.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no', 'X-Request-Id': String(reply.request.id) });
@@ -63,7 +66,7 @@ export class EventsController {
 
   @Get('webhook-deliveries')
   @ApiOperation({ summary: 'Delivery state of the app’s events, newest first' })
-  @ApiOkResponse({ schema: { example: { deliveries: [{ eventId: 'evt_...', type: 'step_up.created', status: 'delivered', attempts: 1 }], nextCursor: null } } })
+  @ApiOkResponse({ schema: { type: 'object', properties: { deliveries: { type: 'array', items: { type: 'object', additionalProperties: true } }, nextCursor: { type: 'string', nullable: true } }, example: { deliveries: [{ eventId: 'evt_...', type: 'step_up.created', status: 'delivered', attempts: 1 }], nextCursor: null } } })
   async deliveries(@CurrentApp() app: AppPrincipal, @Query() q: DeliveriesQuery) {
     const limit = q.limit ?? 50;
     const before = q.before ? await this.outbox.findForApp(app.appId, q.before) : null;
@@ -82,6 +85,7 @@ export class EventsController {
   @Post('webhook-deliveries/:eventId/retry')
   @HttpCode(200)
   @ApiOperation({ summary: 'Deliver an event again (e.g. after fixing the endpoint)' })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['pending'] } } } })
   async retry(@CurrentApp() app: AppPrincipal, @Param('eventId') eventId: string): Promise<{ status: 'pending' }> {
     if (!isId('event', eventId) || !(await this.dispatcher.retry(app.appId, eventId))) throw notFound('delivery');
     return { status: 'pending' };

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { CreateEnrollmentLinkDto, EnrollmentLinkDto } from './dto/factor.dto.js';
@@ -9,6 +10,7 @@ import { FactorsService } from './factors.service.js';
 @ApiTags('users')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
+@ApiProblemResponses(400, 401, 404)
 @Controller('v1/users/:id')
 export class FactorsController {
   constructor(

@@ -1,5 +1,6 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { VerifyMfaProxyTokenDto, VerifyResultDto } from './dto/verify.dto.js';
@@ -8,6 +9,7 @@ import { MfaProxyTokensService } from './mfa-proxy-tokens.service.js';
 @ApiTags('app: verify')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
+@ApiProblemResponses(400, 401, 429)
 @Controller('v1/mfa-proxy-tokens')
 export class MfaProxyTokensController {
   constructor(private readonly tokens: MfaProxyTokensService) {}

@@ -1,5 +1,6 @@
 import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
 import type { Redis } from 'ioredis';
 import { DataSource } from 'typeorm';
@@ -15,6 +16,8 @@ async function within<T>(ms: number, p: Promise<T>): Promise<T> {
   }
 }
 
+const READINESS_SCHEMA = { type: 'object' as const, properties: { status: { type: 'string' as const, enum: ['ok', 'unavailable'] }, checks: { type: 'object' as const, additionalProperties: { type: 'string' as const, enum: ['ok', 'unreachable'] } } }, example: { status: 'ok', checks: { database: 'ok', redis: 'ok' } } };
+
 @ApiTags('operations')
 @Controller()
 export class OpsController {
@@ -26,15 +29,17 @@ export class OpsController {
 
   @Get('healthz')
   @ApiOperation({ summary: 'Liveness: the process is up' })
-  @ApiOkResponse({ schema: { example: { status: 'ok' } } })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } }, example: { status: 'ok' } } })
+  @ApiProblemResponses(431)
   healthz(): { status: 'ok' } {
     return { status: 'ok' };
   }
 
   @Get('readyz')
   @ApiOperation({ summary: 'Readiness: the database (and Redis, when configured) answer' })
-  @ApiOkResponse({ schema: { example: { status: 'ok', checks: { database: 'ok', redis: 'ok' } } } })
-  @ApiServiceUnavailableResponse()
+  @ApiOkResponse({ schema: READINESS_SCHEMA })
+  @ApiServiceUnavailableResponse({ description: 'A dependency is unreachable (the same body, status "unavailable")', schema: READINESS_SCHEMA })
+  @ApiProblemResponses(431)
   async readyz(@Res({ passthrough: true }) reply: FastifyReply): Promise<{ status: string; checks: Record<string, string> }> {
     const checks: Record<string, string> = {};
     checks.database = await within(2000, this.ds.query('SELECT 1')).then(() => 'ok', () => 'unreachable');

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
 import { CurrentCaller, type Caller } from '../../common/auth/principals.js';
 import { AgentOrAppGuard } from '../oauth/agent-or-app.guard.js';
@@ -12,6 +13,7 @@ import { StepUpsService } from './step-ups.service.js';
 @ApiBearerAuth('agentToken')
 @ApiBearerAuth('appKey')
 @UseGuards(AgentOrAppGuard)
+@ApiProblemResponses(400, 401, 403, 404, 409, 429)
 @Controller('v1/step-ups')
 export class StepUpsController {
   constructor(private readonly stepUps: StepUpsService) {}
@@ -40,7 +42,7 @@ export class StepUpsController {
 
   @Delete(':id')
   @ApiOperation({ summary: 'Cancel a pending step-up' })
-  @ApiOkResponse({ schema: { example: { status: 'cancelled' } } })
+  @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['cancelled'] } }, example: { status: 'cancelled' } } })
   cancel(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<{ status: 'cancelled' }> {
     return this.stepUps.cancel(caller, id);
   }

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Req, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiHeader, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import type { FastifyRequest } from 'fastify';
 import { CurrentAgent, CurrentApp, CurrentCaller, type AgentPrincipal, type AppPrincipal, type Caller } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
@@ -11,6 +12,7 @@ import { TasksService } from './tasks.service.js';
 const DPOP_HEADER = { name: 'DPoP', required: true, description: 'RFC 9449 proof signed by the task’s worker key' };
 
 @ApiTags('agent: tasks and the vault')
+@ApiProblemResponses(400, 401, 403, 404)
 @Controller('v1')
 export class TasksController {
   constructor(private readonly tasks: TasksService) {}
@@ -48,6 +50,8 @@ export class TasksController {
   @HttpCode(200)
   @ApiHeader(DPOP_HEADER)
   @ApiOperation({ summary: 'The worker draws an ephemeral DPoP-bound agent token (default 300 s)' })
+  @ApiOkResponse({ schema: { type: 'object', required: ['access_token', 'token_type', 'expires_in', 'scope'], properties: { access_token: { type: 'string' }, token_type: { type: 'string', enum: ['DPoP'] }, expires_in: { type: 'integer' }, scope: { type: 'string' } } } })
+  @ApiProblemResponses(410)
   workerToken(@Req() req: FastifyRequest, @Param('id') id: string) {
     return this.tasks.workerToken(req, id);
   }
@@ -56,6 +60,8 @@ export class TasksController {
   @HttpCode(200)
   @ApiHeader(DPOP_HEADER)
   @ApiOperation({ summary: 'The user’s upstream access token for the worker (the refresh token stays in the vault)' })
+  @ApiOkResponse({ schema: { type: 'object', required: ['access_token'], properties: { access_token: { type: 'string' }, expires_in: { type: 'integer' }, scope: { type: 'string' } } } })
+  @ApiProblemResponses(409, 410, 502)
   upstreamToken(@Req() req: FastifyRequest, @Param('id') id: string, @Param('connectionId') connectionId: string) {
     return this.tasks.upstreamToken(req, id, connectionId);
   }
@@ -64,7 +70,7 @@ export class TasksController {
   @UseGuards(AppKeyGuard)
   @ApiBearerAuth('appKey')
   @ApiOperation({ summary: 'Register an upstream OAuth provider (client secret stored encrypted)' })
-  @ApiCreatedResponse({ schema: { example: { id: 'con_...', name: 'Google Drive' } } })
+  @ApiCreatedResponse({ schema: { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' } }, example: { id: 'con_...', name: 'Google Drive' } } })
   createConnection(@CurrentApp() app: AppPrincipal, @Body() dto: CreateConnectionDto): Promise<{ id: string; name: string }> {
     return this.tasks.createConnection(app.appId, dto);
   }

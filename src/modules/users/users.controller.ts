@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../common/openapi.js';
 import { CurrentApp, type AppPrincipal } from '../../common/auth/principals.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { CreateUserDto, UserDto, UserWithFactorsDto } from './dto/user.dto.js';
@@ -8,6 +9,7 @@ import { UsersService } from './users.service.js';
 @ApiTags('users')
 @ApiBearerAuth('appKey')
 @UseGuards(AppKeyGuard)
+@ApiProblemResponses(400, 401, 404, 409)
 @Controller('v1/users')
 export class UsersController {
   constructor(private readonly users: UsersService) {}

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiCreatedResponse, ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblemResponses } from '../../../common/openapi.js';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
 import { sendPage } from '../../../web/html.js';
@@ -12,6 +13,7 @@ import { EnrollmentService } from './enrollment.service.js';
 /** The human side of enrollment: the secret in the link is the credential. */
 @ApiTags('human: enrollment')
 @ApiNotFoundResponse({ description: 'unknown, expired or revoked link' })
+@ApiProblemResponses(400, 404, 429)
 @Controller()
 export class EnrollmentController {
   constructor(private readonly enrollment: EnrollmentService) {}
@@ -32,6 +34,7 @@ export class EnrollmentController {
   @Post('v1/enrollment/:token/webauthn/options')
   @HttpCode(200)
   @ApiOperation({ summary: 'PublicKeyCredentialCreationOptionsJSON for registering a passkey' })
+  @ApiOkResponse({ schema: { type: 'object', description: 'PublicKeyCredentialCreationOptionsJSON (WebAuthn Level 3)', required: ['challenge', 'rp', 'user', 'pubKeyCredParams'], additionalProperties: true } })
   webauthnOptions(@Param('token') token: string, @Body() dto: FactorNameDto): Promise<PublicKeyCredentialCreationOptionsJSON> {
     return this.enrollment.webauthnOptions(token, dto.name);
   }
