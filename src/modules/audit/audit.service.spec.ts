@@ -79,4 +79,32 @@ describe(AuditService.name, () => {
       }
     });
   });
+
+  describe('sealAll', () => {
+    it('lets the event loop turn between batches, so a backlog never stalls requests for its whole length', async () => {
+      // SQLite's sealing batches are synchronous: each settles in a microtask, without a turn of the loop between them.
+      let turns = 0;
+      let sealing = true;
+      const tick = () => {
+        turns++;
+        if (sealing) setImmediate(tick);
+      };
+      const turnsAtBatch: number[] = [];
+      const repo = {
+        insertBatch: async () => undefined,
+        appsWithUnsealed: async () => ['app_1'],
+        seal: async () => {
+          turnsAtBatch.push(turns);
+          return turnsAtBatch.length <= 4 ? 500 : 0;
+        },
+      } as unknown as AuditRepository;
+      const sut = new AuditService(repo, new Clock());
+      setImmediate(tick);
+      await sut.sealAll();
+      sealing = false;
+      expect(turnsAtBatch).toHaveLength(5);
+      // Other callbacks (requests' I/O) ran between every two batches.
+      for (let i = 1; i < turnsAtBatch.length; i++) expect(turnsAtBatch[i], `batch ${i + 1}`).toBeGreaterThan(turnsAtBatch[i - 1]);
+    });
+  });
 });

@@ -150,7 +150,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
       try {
         await this.flushRequests();
         // A pass in progress at shutdown ends after its current batch.
-        for (const appId of await this.repo.appsWithUnsealed(100)) while (!this.stopping && (await this.repo.seal(appId)) > 0);
+        for (const appId of await this.repo.appsWithUnsealed(100)) while (!this.stopping && (await this.sealBatch(appId)) > 0);
       } finally {
         this.sealing = null;
       }
@@ -160,7 +160,18 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
 
   async seal(appId: string): Promise<void> {
     await this.flushRequests();
-    while ((await this.repo.seal(appId)) > 0);
+    while ((await this.sealBatch(appId)) > 0);
+  }
+
+  /**
+   * One batch, then the rest of the event loop's turn: on SQLite a batch is synchronous and its
+   * promise settles in a microtask, so back-to-back batches would hold the loop for the whole
+   * backlog (seconds of requests' audit rows at once), stalling every request behind them.
+   */
+  private async sealBatch(appId: string): Promise<number> {
+    const sealed = await this.repo.seal(appId);
+    await new Promise((resolve) => setImmediate(resolve));
+    return sealed;
   }
 
   async list(appId: string, q: AuditQuery): Promise<AuditPageDto> {
