@@ -1,1 +1,1 @@
-export {};
+export { guardTool, type Extra, type GuardOptions, type ToolGuard } from './guard-tool.js';
