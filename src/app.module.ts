@@ -25,6 +25,7 @@ import { KeysModule } from './modules/keys/keys.module.js';
 import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
 import { UsersModule } from './modules/users/users.module.js';
+import { MeModule } from './modules/me/me.module.js';
 
 /** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
 function requestContextMiddleware(req: IncomingMessage & { id?: unknown; context?: RequestFields }, _res: ServerResponse, next: () => void): void {
@@ -64,6 +65,7 @@ export class AppModule implements NestModule {
         ApprovalsModule,
         TxnAuthorizationModule,
         TasksModule,
+        MeModule,
         WebModule,
       ],
     };

@@ -12,6 +12,8 @@ export const ID_PREFIX = {
   connection: 'con_',
   enrollment: 'enr_',
   userConnection: 'ucn_',
+  signInLink: 'sil_',
+  session: 'ses_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

@@ -5,7 +5,8 @@ export interface RequestFields {
   requestId?: string;
   ip?: string;
   appId?: string;
-  actorType?: 'operator' | 'app' | 'agent' | 'human' | 'system';
+  /** `human`: a link holder (approval, enrollment); `user`: a signed-in user (dashboard session). */
+  actorType?: 'operator' | 'app' | 'agent' | 'human' | 'user' | 'system';
   actorId?: string;
   userId?: string;
   agentId?: string;

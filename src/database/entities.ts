@@ -12,5 +12,7 @@ import { FactorEntity } from '../modules/factors/factor.entity.js';
 import { TotpSecretEntity } from '../modules/factors/totp/totp-secret.entity.js';
 import { WebauthnCredentialEntity } from '../modules/factors/webauthn/webauthn-credential.entity.js';
 import { TxnChallengeEntity } from '../modules/txn-authorization/txn-challenge.entity.js';
+import { HumanSessionEntity } from '../modules/me/session/human-session.entity.js';
+import { LoginChallengeEntity, SignInLinkEntity } from '../modules/me/sign-in/sign-in-link.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity, HumanSessionEntity, SignInLinkEntity, LoginChallengeEntity];

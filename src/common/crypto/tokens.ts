@@ -8,6 +8,8 @@ export const TOKEN_PREFIX = {
   approval: 'mpx_apr_',
   webhookSecret: 'whsec_',
   admin: 'mpx_adm_',
+  signIn: 'mpx_sin_',
+  session: 'mpx_ses_',
 } as const;
 
 /** A random secret: the prefix and 32 random bytes, base64url. */

@@ -8,6 +8,11 @@ export interface AppErrorOptions {
   extensions?: Record<string, unknown>;
   /** Extra response headers, e.g. `Retry-After`. */
   headers?: Record<string, string>;
+  /**
+   * A status other than the code's usual one, where API.md gives one code two statuses
+   * (`reauth_required`: 409 at the vault, 403 for the dashboard's factor changes).
+   */
+  status?: number;
 }
 
 /** The one error type of the service: a stable code, its status, and a client-safe detail. */
@@ -23,7 +28,7 @@ export class AppError extends Error {
   ) {
     super(detail, { cause: options.cause });
     this.name = 'AppError';
-    this.status = ERROR_STATUS[code];
+    this.status = options.status ?? ERROR_STATUS[code];
     this.title = ERROR_TITLE[code];
   }
 }

@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'invalid_dpop_proof'
   | 'task_ended'
   | 'reauth_required'
+  | 'csrf_required'
+  | 'last_factor'
   | 'upstream_error'
   | 'service_unavailable'
   | 'internal_error';
@@ -54,7 +56,10 @@ export const ERROR_STATUS = {
   invalid_code: 400,
   invalid_dpop_proof: 401,
   task_ended: 410,
+  // 409 at the vault (the upstream grant is gone); the dashboard's factor changes answer 403 (AppErrorOptions.status).
   reauth_required: 409,
+  csrf_required: 403,
+  last_factor: 409,
   upstream_error: 502,
   service_unavailable: 503,
   internal_error: 500,
@@ -86,6 +91,8 @@ export const ERROR_TITLE = {
   invalid_dpop_proof: 'Invalid DPoP proof',
   task_ended: 'Task ended',
   reauth_required: 'Re-consent required',
+  csrf_required: 'CSRF header required',
+  last_factor: 'Last factor',
   upstream_error: 'Upstream error',
   service_unavailable: 'Service unavailable',
   internal_error: 'Internal server error',

@@ -17,7 +17,7 @@ export class AuditEventDto {
   @ApiProperty() seq: number;
   @ApiProperty() at: string;
   @ApiProperty({ nullable: true, type: String }) requestId: string | null;
-  @ApiProperty({ enum: ['operator', 'app', 'agent', 'human', 'system'] }) actorType: string;
+  @ApiProperty({ enum: ['operator', 'app', 'agent', 'human', 'user', 'system'] }) actorType: string;
   @ApiProperty({ nullable: true, type: String }) actorId: string | null;
   @ApiProperty({ nullable: true, type: String }) userId: string | null;
   @ApiProperty({ nullable: true, type: String }) agentId: string | null;
