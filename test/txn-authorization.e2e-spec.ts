@@ -447,6 +447,17 @@ describe('a bad challenge: 400, no step-up, nothing changed', () => {
     await refused(w, await challenge(w, { authorization_details: [{ ...ACTION, action: 'Payments Send' }] }));
   });
 
+  it('not a compact JWS at all, or oversized: 400, never 5xx', async () => {
+    const w = await tacWorld();
+    const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+    const header = b64({ alg: 'ES256', typ: 'txn-authz-challenge+jwt', kid: w.key.jwk.kid });
+    for (const jws of ['x', 'a.b.c', `${header}.${b64('not json')}.AAAA`, `${header}.${b64([1, 2])}.AAAA`, `${header}.${b64(claims(w))}`, `${b64('{')}.${b64(claims(w))}.AAAA`, `${header}.${b64(claims(w))}.${'A'.repeat(17_000)}`]) {
+      await refused(w, jws);
+    }
+    expect((await expectStatus(t.http.post(TXN_PATH).auth(w.agent.id, w.agent.clientSecret).send({ transaction_challenge: 42 }), 400)).body).toEqual(oauthError('invalid_request'));
+    expect((await expectStatus(txnPost(w, { transaction_authorization_id: 'x'.repeat(5000) }), 400)).body).toEqual(oauthError('invalid_grant'));
+  });
+
   it('an action outside the agent’s permission boundaries is access_denied', async () => {
     const w = await tacWorld();
     await refused(w, await challenge(w, { authorization_details: [{ ...ACTION, action: 'admin:delete' }] }), 'access_denied');

@@ -25,7 +25,7 @@ export class VerifyMfaProxyTokenDto {
   @IsString() @MinLength(1) @MaxLength(8192)
   token: string;
 
-  @ApiProperty({ description: 'The action the agent is about to perform. Optional with `txn` (a transaction-challenge token), where it must match the token’s authorization detail if given.', example: 'files:delete' })
+  @ApiPropertyOptional({ description: 'The action the agent is about to perform. Required, unless `txn` is given (a transaction-challenge token), where it must match the token’s authorization detail if given.', example: 'files:delete' })
   @ValidateIf((o: VerifyMfaProxyTokenDto) => o.action !== undefined || o.txn === undefined || o.txn === null) @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
   action?: string;
 
