@@ -9,6 +9,8 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 export const envSchema = z.object({
@@ -66,11 +68,27 @@ export const envSchema = z.object({
   RETENTION_OUTBOX_DAYS: int(1, 3650).default(7),
   /** Rows removed by one DELETE; a sweep repeats batches until nothing is left, yielding in between. */
   RETENTION_BATCH_SIZE: int(1, 100_000).default(1000),
+  /** Web Push identity (VAPID, RFC 8292): the application server's P-256 public key, uncompressed point (65 bytes), base64url. Dev: generated into DATA_DIR/vapid.json. */
+  VAPID_PUBLIC_KEY: z
+    .string()
+    .refine((v) => BASE64URL.test(v) && Buffer.from(v, 'base64url').length === 65 && Buffer.from(v, 'base64url')[0] === 0x04, 'must be base64url of an uncompressed P-256 point (65 bytes)')
+    .optional(),
+  /** The matching private key (32 bytes, base64url). */
+  VAPID_PRIVATE_KEY: z
+    .string()
+    .refine((v) => BASE64URL.test(v) && Buffer.from(v, 'base64url').length === 32, 'must be base64url of a 32-byte P-256 private key')
+    .optional(),
+  /** Who push services contact about our pushes (RFC 8292 §2.1 `sub`): a mailto: or https: URL. */
+  VAPID_SUBJECT: z
+    .string()
+    .max(512)
+    .refine((v) => /^mailto:[^\s@]+@[^\s@]+$/.test(v) || URL.canParse(v) && new URL(v).protocol === 'https:', 'must be a mailto: address or an https: URL')
+    .optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
 
-export const SECRET_VARIABLES = new Set(['MASTER_KEY', 'MASTER_KEY_PREVIOUS', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL']);
+export const SECRET_VARIABLES = new Set(['MASTER_KEY', 'MASTER_KEY_PREVIOUS', 'ADMIN_TOKEN', 'DATABASE_URL', 'REDIS_URL', 'VAPID_PRIVATE_KEY']);
 
 export interface AppConfig {
   env: Env['NODE_ENV'];
@@ -103,4 +121,6 @@ export interface AppConfig {
   fatigue: { cooldownAfterDenials: number; windowSeconds: number; cooldownSeconds: number; autoSuspendAfterDenials: number; pushesPerUserPerHour: number };
   /** Purging of rows that no longer serve a purpose (audit events are never purged). */
   retention: { sweepSeconds: number; outboxDays: number; batchSize: number };
+  /** Web Push identity (VAPID, RFC 8292); keys base64url as web-push takes them. */
+  vapid: { publicKey: string; privateKey: string; subject: string };
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import webpush from 'web-push';
 import { ConfigError, loadConfig, type BootNotice } from './config.js';
 
 const key = randomBytes(32).toString('base64');
@@ -34,7 +35,8 @@ describe(loadConfig.name, () => {
   it('refuses production without MASTER_KEY or PUBLIC_URL', () => {
     expect(() => loadConfig({ NODE_ENV: 'production', PUBLIC_URL: 'https://mfa.example', ADMIN_TOKEN: 'x'.repeat(32) })).toThrow(/MASTER_KEY/);
     expect(() => loadConfig({ NODE_ENV: 'production', MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32) })).toThrow(/PUBLIC_URL/);
-    const ok = loadConfig({ NODE_ENV: 'production', MASTER_KEY: key, PUBLIC_URL: 'https://mfa.example/', ADMIN_TOKEN: 'x'.repeat(32) });
+    const vapid = webpush.generateVAPIDKeys();
+    const ok = loadConfig({ NODE_ENV: 'production', MASTER_KEY: key, PUBLIC_URL: 'https://mfa.example/', ADMIN_TOKEN: 'x'.repeat(32), VAPID_PUBLIC_KEY: vapid.publicKey, VAPID_PRIVATE_KEY: vapid.privateKey, VAPID_SUBJECT: 'mailto:ops@mfa.example' });
     expect(ok.publicUrl).toBe('https://mfa.example');
     expect(ok.webhookAllowPrivate).toBe(false);
   });
@@ -69,5 +71,60 @@ describe(loadConfig.name, () => {
     expect(sut.database).toEqual({ type: 'postgres', url: 'postgres://u@h/db' });
     expect(sut.redis?.url).toBe('redis://127.0.0.1:6379');
     expect(sut.rpId).toBe('auth.acme.example');
+  });
+
+  describe('VAPID (Web Push)', () => {
+    const pair = webpush.generateVAPIDKeys();
+    const prod = { NODE_ENV: 'production', MASTER_KEY: key, PUBLIC_URL: 'https://mfa.example', ADMIN_TOKEN: 'x'.repeat(32) };
+
+    it('generates a key pair into DATA_DIR/vapid.json (mode 0600) with a warning, and keeps it', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mpx-config-'));
+      const notices: BootNotice[] = [];
+      const sut = loadConfig({ DATA_DIR: dir, MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32) }, notices);
+      expect(statSync(join(dir, 'vapid.json')).mode & 0o777).toBe(0o600);
+      expect(Buffer.from(sut.vapid.publicKey, 'base64url')).toHaveLength(65);
+      expect(Buffer.from(sut.vapid.privateKey, 'base64url')).toHaveLength(32);
+      expect(sut.vapid.subject).toBe('mailto:mfa-proxy@localhost');
+      expect(notices.some((n) => n.level === 'warn' && n.message.includes('VAPID_PUBLIC_KEY'))).toBe(true);
+      expect(notices.some((n) => n.message.includes(sut.vapid.privateKey))).toBe(false);
+      expect(loadConfig({ DATA_DIR: dir, MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32) }).vapid).toEqual(sut.vapid);
+    });
+
+    it('takes the keys and subject from the environment', () => {
+      const sut = loadConfig({ ...prod, VAPID_PUBLIC_KEY: pair.publicKey, VAPID_PRIVATE_KEY: pair.privateKey, VAPID_SUBJECT: 'mailto:ops@mfa.example' });
+      expect(sut.vapid).toEqual({ publicKey: pair.publicKey, privateKey: pair.privateKey, subject: 'mailto:ops@mfa.example' });
+    });
+
+    it('refuses production without each of VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY and VAPID_SUBJECT, naming it', () => {
+      const all = { VAPID_PUBLIC_KEY: pair.publicKey, VAPID_PRIVATE_KEY: pair.privateKey, VAPID_SUBJECT: 'https://mfa.example' };
+      for (const name of Object.keys(all) as (keyof typeof all)[]) {
+        const env: Record<string, string> = { ...prod, ...all };
+        delete env[name];
+        expect(() => loadConfig(env)).toThrow(new RegExp(`NODE_ENV=production requires ${name}`));
+      }
+    });
+
+    it('names a bad, lone or mismatched VAPID variable, never printing the private key', () => {
+      const other = webpush.generateVAPIDKeys();
+      const cases: [Record<string, string>, RegExp][] = [
+        [{ VAPID_PUBLIC_KEY: 'AAAA', VAPID_PRIVATE_KEY: pair.privateKey }, /VAPID_PUBLIC_KEY: must be base64url of an uncompressed P-256 point/],
+        [{ VAPID_PUBLIC_KEY: pair.publicKey, VAPID_PRIVATE_KEY: 'AAAA' }, /VAPID_PRIVATE_KEY: must be base64url of a 32-byte/],
+        [{ VAPID_PUBLIC_KEY: pair.publicKey }, /VAPID_PRIVATE_KEY must be set together with VAPID_PUBLIC_KEY/],
+        [{ VAPID_PRIVATE_KEY: pair.privateKey }, /VAPID_PUBLIC_KEY must be set together with VAPID_PRIVATE_KEY/],
+        [{ VAPID_PUBLIC_KEY: other.publicKey, VAPID_PRIVATE_KEY: pair.privateKey }, /VAPID_PUBLIC_KEY: does not match VAPID_PRIVATE_KEY/],
+        [{ VAPID_SUBJECT: 'http://mfa.example' }, /VAPID_SUBJECT: must be a mailto: address or an https: URL/],
+      ];
+      for (const [env, message] of cases) {
+        let error: unknown;
+        try {
+          loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: mkdtempSync(join(tmpdir(), 'mpx-config-')), ...env });
+        } catch (err) {
+          error = err;
+        }
+        expect(error).toBeInstanceOf(ConfigError);
+        expect(String(error)).toMatch(message);
+        expect(String(error)).not.toContain(pair.privateKey);
+      }
+    });
   });
 });

@@ -1,5 +1,6 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createECDH, randomBytes } from 'node:crypto';
+import webpush from 'web-push';
 import { isAbsolute, join, resolve } from 'node:path';
 import { envSchema, type AppConfig, type Env } from './config.schema.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../common/crypto/tokens.js';
@@ -30,9 +31,61 @@ function parseEnv(env: Record<string, string | undefined>): Env {
 
 function readOrCreateFile(path: string, create: () => string): { value: string; created: boolean } {
   if (existsSync(path)) return { value: readFileSync(path, 'utf8').trim(), created: false };
-  writeFileSync(path, create() + '\n', { mode: 0o600, flag: 'wx' });
-  chmodSync(path, 0o600);
-  return { value: readFileSync(path, 'utf8').trim(), created: true };
+  // Written whole under a temporary name, then linked into place: processes starting together
+  // (tests, several dev instances) never read a half-written file, and the first link wins.
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(tmp, create() + '\n', { mode: 0o600, flag: 'wx' });
+  let created = true;
+  try {
+    chmodSync(tmp, 0o600);
+    linkSync(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    created = false;
+  } finally {
+    unlinkSync(tmp);
+  }
+  return { value: readFileSync(path, 'utf8').trim(), created };
+}
+
+/**
+ * The VAPID identity (RFC 8292): from VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY / VAPID_SUBJECT, or in
+ * development a key pair generated once into DATA_DIR/vapid.json (mode 0600) with a warning.
+ */
+function vapidConfig(env: Env, publicUrl: string, ensureDataDir: () => string, notices: BootNotice[]): AppConfig['vapid'] {
+  if (!!env.VAPID_PUBLIC_KEY !== !!env.VAPID_PRIVATE_KEY) throw new ConfigError(`${env.VAPID_PUBLIC_KEY ? 'VAPID_PRIVATE_KEY' : 'VAPID_PUBLIC_KEY'} must be set together with ${env.VAPID_PUBLIC_KEY ? 'VAPID_PUBLIC_KEY' : 'VAPID_PRIVATE_KEY'}`);
+  let publicKey = env.VAPID_PUBLIC_KEY;
+  let privateKey = env.VAPID_PRIVATE_KEY;
+  if (!publicKey || !privateKey) {
+    const file = join(ensureDataDir(), 'vapid.json');
+    const { value, created } = readOrCreateFile(file, () => JSON.stringify(webpush.generateVAPIDKeys()));
+    let keys: { publicKey?: unknown; privateKey?: unknown };
+    try {
+      keys = JSON.parse(value);
+    } catch {
+      throw new ConfigError(`${file}: must hold { "publicKey", "privateKey" } (base64url)`);
+    }
+    if (typeof keys.publicKey !== 'string' || typeof keys.privateKey !== 'string') throw new ConfigError(`${file}: must hold { "publicKey", "privateKey" } (base64url)`);
+    publicKey = keys.publicKey;
+    privateKey = keys.privateKey;
+    notices.push({
+      level: 'warn',
+      message: `VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY not set: using the development Web Push keys in ${file}${created ? ' (just generated)' : ''}. Set them in production.`,
+    });
+  }
+  // The pair must match, or every push service refuses our signatures (RFC 8292 §3.2).
+  let derived: Buffer;
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(Buffer.from(privateKey, 'base64url'));
+    derived = ecdh.getPublicKey();
+  } catch {
+    throw new ConfigError('VAPID_PRIVATE_KEY: not a valid P-256 private key');
+  }
+  if (!derived.equals(Buffer.from(publicKey, 'base64url'))) throw new ConfigError('VAPID_PUBLIC_KEY: does not match VAPID_PRIVATE_KEY');
+  const url = new URL(publicUrl);
+  const subject = env.VAPID_SUBJECT ?? (url.protocol === 'https:' ? url.origin : `mailto:mfa-proxy@${url.hostname}`);
+  return { publicKey, privateKey, subject };
 }
 
 /**
@@ -49,9 +102,14 @@ export function loadConfig(
     const missing = (['MASTER_KEY', 'PUBLIC_URL'] as const).filter((k) => !env[k]);
     if (missing.length) throw new ConfigError(`NODE_ENV=production requires ${missing.join(' and ')}`);
     if (!env.ADMIN_TOKEN) throw new ConfigError('NODE_ENV=production requires ADMIN_TOKEN');
+    const vapid = (['VAPID_PUBLIC_KEY', 'VAPID_PRIVATE_KEY', 'VAPID_SUBJECT'] as const).filter((k) => !env[k]);
+    if (vapid.length) throw new ConfigError(`NODE_ENV=production requires ${vapid.join(' and ')} (Web Push; generate a pair with \`npx web-push generate-vapid-keys\`)`);
   }
   const dataDir = resolve(env.DATA_DIR);
-  const ensureDataDir = () => mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const ensureDataDir = () => {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    return dataDir;
+  };
 
   let masterKey: Buffer;
   if (env.MASTER_KEY) {
@@ -129,6 +187,7 @@ export function loadConfig(
       pushesPerUserPerHour: env.PUSHES_PER_USER_PER_HOUR,
     },
     retention: { sweepSeconds: env.RETENTION_SWEEP_SECONDS, outboxDays: env.RETENTION_OUTBOX_DAYS, batchSize: env.RETENTION_BATCH_SIZE },
+    vapid: vapidConfig(env, publicUrl, ensureDataDir, notices),
   };
 }
 
