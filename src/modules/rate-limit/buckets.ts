@@ -35,6 +35,15 @@ export const BUCKETS = {
    * 100 consecutive failures, so an agent cannot brute-force codes nor lock its human out for long.
    */
   userTotp: { points: 20, duration: 900, failClosed: true, code: 'rate_limited' },
+  /** Proof attempts per sign-in link (guards a secret: fails closed); the link itself is spent after 5 failures. */
+  signInAttempts: { points: 30, duration: 60, failClosed: true, code: 'rate_limited' },
+  /**
+   * Passkey sign-in challenges (no link, no credential yet) per source IP: bounds how many
+   * unauthenticated rows one source keeps outstanding (each lives 5 min): at most 30.
+   */
+  loginChallenges: { points: 30, duration: 300, failClosed: false, code: 'rate_limited' },
+  /** Passkey sign-in verifications per source IP (assertions are signatures: this bounds load). */
+  loginVerify: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
 } as const satisfies Record<string, { points: number; duration: number; failClosed: boolean; code: ErrorCode }>;
 
 export type Bucket = keyof typeof BUCKETS;
@@ -50,3 +59,6 @@ export const oauthTokenFailuresKey = (claimedClientId: string, ip: string) => `i
 export const appVerifyKey = (appId: string) => `app:${appId}`;
 export const approvalAttemptsKey = (stepUpId: string) => `stp:${stepUpId}`;
 export const userTotpKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
+export const signInAttemptsKey = (linkId: string) => `sil:${linkId}`;
+export const loginChallengesKey = (ip: string) => `ip:${ip.slice(0, 64)}`;
+export const loginVerifyKey = (ip: string) => `ip:${ip.slice(0, 64)}`;

@@ -165,6 +165,25 @@ export class WebauthnStrategy implements FactorStrategy {
   }
 
   /**
+   * Request options for passkey sign-in without a link (discoverable credentials, WebAuthn L3
+   * §5.4.4 with an empty allowCredentials): no `allowCredentials`, so the authenticator offers
+   * its resident credentials for our rp id; user verification required.
+   */
+  discoverableOptions(challenge: Uint8Array, timeoutMs: number): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return generateAuthenticationOptions({ rpID: this.config.rpId, userVerification: 'required', challenge: new Uint8Array(challenge), timeout: timeoutMs });
+  }
+
+  /** An active credential by its id, across apps (credential ids are unique service-wide): for discoverable sign-in only. */
+  credentialById(credentialId: string): Promise<WebauthnCredentialEntity | null> {
+    if (typeof credentialId !== 'string' || credentialId.length === 0 || credentialId.length > 1400) return Promise.resolve(null);
+    return this.ds.getRepository(WebauthnCredentialEntity)
+      .createQueryBuilder('c')
+      .innerJoin(FactorEntity, 'f', 'f.id = c.factor_id AND f.app_id = c.app_id')
+      .where('c.credential_id = :credentialId AND f.status = :active', { credentialId, active: 'active' })
+      .getOne();
+  }
+
+  /**
    * Verifies an assertion by one of `credentials` (the step-up user's own) against the expected
    * challenge. Returns the credential and its new sign counter; throws webauthn_verification_failed.
    */

@@ -1,0 +1,88 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, LessThanOrEqual, type EntityManager } from 'typeorm';
+import { LoginChallengeEntity, SignInLinkEntity } from './sign-in-link.entity.js';
+
+/** Sign-in links and login challenges: the queries of the sign-in ceremonies. */
+@Injectable()
+export class SignInRepository {
+  constructor(readonly ds: DataSource) {}
+
+  insertLink(link: SignInLinkEntity): Promise<unknown> {
+    return this.ds.getRepository(SignInLinkEntity).insert(link);
+  }
+
+  findLinkByTokenHash(tokenHash: string): Promise<SignInLinkEntity | null> {
+    return this.ds.getRepository(SignInLinkEntity).findOneBy({ tokenHash });
+  }
+
+  findLink(id: string, m?: EntityManager): Promise<SignInLinkEntity | null> {
+    return (m ?? this.ds.manager).findOneBy(SignInLinkEntity, { id });
+  }
+
+  async setChallenge(link: SignInLinkEntity, challenge: string, expiresAt: number): Promise<void> {
+    await this.ds.getRepository(SignInLinkEntity).update({ id: link.id, appId: link.appId }, { webauthnChallenge: challenge, webauthnChallengeExpiresAt: expiresAt });
+  }
+
+  /** Takes the pending challenge and clears it in one conditional write: one verify attempt per options call. */
+  async takeChallenge(link: SignInLinkEntity, now: number): Promise<string | null> {
+    const fresh = await this.findLink(link.id);
+    if (!fresh?.webauthnChallenge) return null;
+    const res = await this.ds
+      .createQueryBuilder()
+      .update(SignInLinkEntity)
+      .set({ webauthnChallenge: null, webauthnChallengeExpiresAt: null })
+      .where('id = :id AND webauthn_challenge = :challenge', { id: link.id, challenge: fresh.webauthnChallenge })
+      .execute();
+    if ((res.affected ?? 0) !== 1 || (fresh.webauthnChallengeExpiresAt ?? 0) <= now) return null;
+    return fresh.webauthnChallenge;
+  }
+
+  /** Single use: the one conditional write that spends the link. True when this call spent it. */
+  async markUsed(m: EntityManager, link: SignInLinkEntity, now: number, maxAttempts: number): Promise<boolean> {
+    const res = await m
+      .createQueryBuilder()
+      .update(SignInLinkEntity)
+      .set({ usedAt: now, webauthnChallenge: null, webauthnChallengeExpiresAt: null })
+      .where('id = :id AND app_id = :appId AND used_at IS NULL AND expires_at > :now AND attempts < :max', { id: link.id, appId: link.appId, now, max: maxAttempts })
+      .execute();
+    return (res.affected ?? 0) === 1;
+  }
+
+  /** Counts one failed proof (while the link is unused); returns the failures so far, or null when it is spent. */
+  async addFailure(link: SignInLinkEntity, m?: EntityManager): Promise<number | null> {
+    const manager = m ?? this.ds.manager;
+    const res = await manager
+      .createQueryBuilder()
+      .update(SignInLinkEntity)
+      .set({ attempts: () => 'attempts + 1' })
+      .where('id = :id AND app_id = :appId AND used_at IS NULL', { id: link.id, appId: link.appId })
+      .execute();
+    if ((res.affected ?? 0) !== 1) return null;
+    return (await manager.findOneBy(SignInLinkEntity, { id: link.id }))?.attempts ?? null;
+  }
+
+  async deleteLinksOfUser(m: EntityManager, appId: string, userId: string): Promise<void> {
+    await m.delete(SignInLinkEntity, { appId, userId });
+  }
+
+  async insertChallenge(c: LoginChallengeEntity): Promise<void> {
+    await this.ds.getRepository(LoginChallengeEntity).insert(c);
+  }
+
+  /** Single use: deleting the live challenge is taking it. */
+  async takeChallengeByHash(challengeHash: string, now: number): Promise<boolean> {
+    const res = await this.ds
+      .createQueryBuilder()
+      .delete()
+      .from(LoginChallengeEntity)
+      .where('challenge_hash = :challengeHash AND expires_at > :now', { challengeHash, now })
+      .execute();
+    return (res.affected ?? 0) === 1;
+  }
+
+  /** Housekeeping: expired challenges and links. */
+  async deleteExpired(now: number): Promise<void> {
+    await this.ds.getRepository(LoginChallengeEntity).delete({ expiresAt: LessThanOrEqual(now) });
+    await this.ds.getRepository(SignInLinkEntity).delete({ expiresAt: LessThanOrEqual(now - 86_400_000) });
+  }
+}
