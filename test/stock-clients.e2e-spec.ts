@@ -6,7 +6,7 @@
  * http://localhost. It changes only which URL schemes the client will fetch, nothing it checks.
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import * as client from 'openid-client';
 import * as oauth from 'oauth4webapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -236,6 +236,41 @@ describe('client credentials with every advertised client authentication', () =>
       expect(res.status, alg).toBe(200);
       expect(((await res.json()) as { jkt: string }).jkt, alg).toBe(await calculateJwkThumbprint(await exportJWK(keys.publicKey)));
     }
+  });
+});
+
+describe('JWK registration for private_key_jwt', () => {
+  it('refuses malformed key sets and keys unfit for client assertions with 400, never 5xx', async () => {
+    const ec = (await keyPair('ES256')).jwk;
+    const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    const x25519 = { kty: 'OKP', crv: 'X25519', x: ec.x };
+    const bad: unknown[] = [
+      {}, { keys: 'x' }, { keys: [] }, { keys: [1] }, { keys: [null] }, { keys: [[]] },
+      { keys: [{ ...ec, use: 'enc' }] },
+      { keys: [{ ...ec, crv: 'P-384' }] },
+      { keys: [{ ...ec, alg: 'RS256' }] },
+      { keys: [{ ...ec, alg: 5 }] },
+      { keys: [{ ...ec, kid: 7 }] },
+      { keys: [{ kty: 'RSA', n: 123, e: 'AQAB' }] },
+      { keys: [rsa1024] },
+      { keys: [x25519] },
+      { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] },
+      { keys: Array.from({ length: 11 }, () => ec) },
+    ];
+    for (const jwks of bad) {
+      const res = await t.http.post('/v1/agents').set('Authorization', `Bearer ${tenant.apiKey}`).send({ userId, name: 'bad-keys', model: 'm', permissionBoundaries: [], jwks });
+      expect(res.status, JSON.stringify(jwks).slice(0, 80)).toBe(400);
+      expect(res.body.code).toBe('validation_failed');
+    }
+  });
+
+  it('stores a key registered without alg without one, and one with alg with it', async () => {
+    const { jwk } = await keyPair('RS256');
+    const loose = await jwtAgent(jwk);
+    const pinned = await jwtAgent({ ...jwk, alg: 'PS256', kid: 'k1' });
+    // The agent resource never returns keys; the behaviour shows at authentication (see private_key_jwt tests).
+    expect(loose).toMatch(/^agt_/);
+    expect(pinned).toMatch(/^agt_/);
   });
 });
 
