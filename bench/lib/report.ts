@@ -74,14 +74,14 @@ export function reasonsOf(rs: LoadResult[] | undefined): string {
 
 export function markdownTable(r: DbReport): string {
   const lines = [
-    '| path | mfa-proxy req/s | p50 | p99 | non-2xx / errors / invalid | floor req/s | ratio | peer req/s | ratio | peer |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| path | mfa-proxy req/s | p50 | p99 | non-2xx / errors / invalid | floor req/s | floor p99 | ratio | peer req/s | peer p99 | ratio | peer |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   for (const p of r.paths) {
     const s = summarize(p.rounds.service);
     const f = summarize(p.rounds.floor);
     const q = summarize(p.rounds.peer);
-    lines.push(`| ${PATH_TITLES[p.path].title} | ${fmt(s.rate)}${s.exhausted ? ' (tokens ran out)' : ''} | ${ms(s.p50)} | ${ms(s.p99)} | ${s.failures} | ${fmt(f.rate)} | ${ratio(s.rate, f.rate)} | ${fmt(q.rate)} | ${ratio(s.rate, q.rate)} | ${PATH_TITLES[p.path].peer} |`);
+    lines.push(`| ${PATH_TITLES[p.path].title} | ${fmt(s.rate)}${s.exhausted ? ' (tokens ran out)' : ''} | ${ms(s.p50)} | ${ms(s.p99)} | ${s.failures} | ${fmt(f.rate)} | ${ms(f.p99)} | ${ratio(s.rate, f.rate)} | ${fmt(q.rate)} | ${ms(q.p99)} | ${ratio(s.rate, q.rate)} | ${PATH_TITLES[p.path].peer} |`);
   }
   const out = [lines.join('\n')];
   if (r.instances === 2) {
