@@ -11,5 +11,7 @@ import { ApprovalsService } from './approvals.service.js';
   imports: [StepUpsModule, FactorsModule, AppsModule, AgentsModule, UsersModule],
   controllers: [ApprovalsController],
   providers: [ApprovalsService],
+  // The dashboard (me module) decides inline through the same service methods.
+  exports: [ApprovalsService],
 })
 export class ApprovalsModule {}

@@ -5,6 +5,7 @@ import { Clock } from '../../common/clock.js';
 import { ShutdownState } from '../../common/shutdown.js';
 import { hashSecret, TOKEN_PREFIX } from '../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../common/errors/app-error.js';
+import { isId } from '../../common/ids.js';
 import { RequestContext } from '../../common/request-context.js';
 import { Serializer } from '../../database/serializer.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
@@ -60,8 +61,22 @@ export class ApprovalsService {
     return this.decisions.expireIfDue(s);
   }
 
+  /**
+   * A step-up of this user, for the signed-in human's dashboard (keyed by step-up, not by approval
+   * token; lazily expired). Another user's or app's, or an unknown id: 404.
+   */
+  async resolveForUser(appId: string, userId: string, id: string): Promise<StepUpEntity> {
+    const s = isId('stepUp', id) ? await this.stepUps.find(appId, id) : null;
+    if (!s || s.userId !== userId || s.reason === 'user_deleted') throw notFound('step-up');
+    return this.decisions.expireIfDue(s);
+  }
+
   async lookup(token: string): Promise<ApprovalDto> {
-    const s = await this.resolve(token);
+    return this.view(await this.resolve(token));
+  }
+
+  /** Everything the approval page shows of a step-up (the page, `GET /v1/approvals/<token>` and the dashboard). */
+  async view(s: StepUpEntity): Promise<ApprovalDto> {
     const [appName, agent, user] = await Promise.all([this.apps.name(s.appId), this.agents.findById(s.agentId), this.users.find(s.appId, s.userId)]);
     const txn = txnDataOf(s);
     return {
@@ -109,8 +124,29 @@ export class ApprovalsService {
     }
   }
 
-  async webauthnOptions(token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    const s = this.pendingOrThrow(await this.resolve(token), 'webauthn');
+  webauthnOptions(token: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.resolve(token).then((s) => this.webauthnOptionsFor(s));
+  }
+
+  webauthnVerify(token: string, response: Record<string, unknown>): Promise<Decided> {
+    return this.resolve(token).then((s) => this.webauthnVerifyFor(s, response));
+  }
+
+  totpApprove(token: string, code: string): Promise<Decided> {
+    return this.resolve(token).then((s) => this.totpApproveFor(s, code));
+  }
+
+  deny(token: string, reason?: string): Promise<Decided> {
+    return this.resolve(token).then((s) => this.denyFor(s, reason));
+  }
+
+  /*
+   * The ceremonies, keyed by step-up: the approval link (above) and the signed-in human's dashboard
+   * (me module) decide through these same methods, with the same rules, limits, errors and events.
+   */
+
+  async webauthnOptionsFor(resolved: StepUpEntity): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const s = this.pendingOrThrow(resolved, 'webauthn');
     const credentials = await this.webauthn.credentials(s.appId, s.userId);
     if (credentials.length === 0) throw new AppError('no_enrolled_factor', 'the user has no passkey');
     const nonce = randomBytes(16);
@@ -120,8 +156,8 @@ export class ApprovalsService {
     return options;
   }
 
-  async webauthnVerify(token: string, response: Record<string, unknown>): Promise<Decided> {
-    const s = this.pendingOrThrow(await this.resolve(token), 'webauthn');
+  async webauthnVerifyFor(resolved: StepUpEntity, response: Record<string, unknown>): Promise<Decided> {
+    const s = this.pendingOrThrow(resolved, 'webauthn');
     await this.limits.consume('approvalAttempts', approvalAttemptsKey(s.id));
     // One verify attempt per options call: the nonce is cleared whatever the outcome.
     const nonce = await this.stepUps.takeNonce(s, this.clock.now());
@@ -146,8 +182,8 @@ export class ApprovalsService {
     return { status: 'approved' };
   }
 
-  async totpApprove(token: string, code: string): Promise<Decided> {
-    const s = this.pendingOrThrow(await this.resolve(token), 'totp');
+  async totpApproveFor(resolved: StepUpEntity, code: string): Promise<Decided> {
+    const s = this.pendingOrThrow(resolved, 'totp');
     // Rate-limit before verifying: per approval and account-wide for the user.
     await this.limits.consume('approvalAttempts', approvalAttemptsKey(s.id));
     await this.limits.consume('userTotp', userTotpKey(s.appId, s.userId));
@@ -176,8 +212,8 @@ export class ApprovalsService {
     throw new AppError('invalid_code', outcome.remaining === 0 ? 'too many wrong codes: the request was denied' : 'the code is not valid', { extensions: { attemptsRemaining: outcome.remaining } });
   }
 
-  async deny(token: string, reason?: string): Promise<Decided> {
-    const s = this.pendingOrThrow(await this.resolve(token));
+  async denyFor(resolved: StepUpEntity, reason?: string): Promise<Decided> {
+    const s = this.pendingOrThrow(resolved);
     if (!(await this.decisions.decide(s, 'denied', { reason: reason ? `denied_by_user: ${reason}`.slice(0, 64) : 'denied_by_user' }))) throw await this.notPendingError(s);
     await this.fatigue.afterDenial(s);
     return { status: 'denied' };

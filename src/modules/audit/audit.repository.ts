@@ -171,6 +171,25 @@ export class AuditRepository {
     return this.ds.getRepository(AuditEventEntity).find({ where: { appId, seq: MoreThan(afterSeq), ...where }, order: { seq: 'ASC' }, take: limit });
   }
 
+  /** A user's sealed events, newest first, before `beforeSeq` (null: from the newest); request events left out. */
+  userPageDesc(appId: string, userId: string, beforeSeq: number | null, limit: number): Promise<AuditEventEntity[]> {
+    const qb = this.ds.getRepository(AuditEventEntity).createQueryBuilder('e')
+      .where("e.app_id = :appId AND e.user_id = :userId AND e.seq IS NOT NULL AND e.type <> 'http.request'", { appId, userId });
+    if (beforeSeq !== null) qb.andWhere('e.seq < :beforeSeq', { beforeSeq });
+    return qb.orderBy('e.seq', 'DESC').take(limit).getMany();
+  }
+
+  /** When each agent last made an authenticated request or state change (actor = the agent). */
+  async lastAgentActivity(appId: string, agentIds: string[]): Promise<Map<string, number>> {
+    if (agentIds.length === 0) return new Map();
+    const rows: { agent_id: string; at: string | number }[] = await this.ds.getRepository(AuditEventEntity).createQueryBuilder('e')
+      .select('e.agent_id', 'agent_id').addSelect('MAX(e.at)', 'at')
+      .where("e.app_id = :appId AND e.agent_id IN (:...agentIds) AND e.actor_type = 'agent'", { appId, agentIds })
+      .groupBy('e.agent_id')
+      .getRawMany();
+    return new Map(rows.map((r) => [r.agent_id, Number(r.at)]));
+  }
+
   async allAppIds(): Promise<string[]> {
     const rows: { app_id: string }[] = await this.ds.createQueryBuilder().select('h.app_id', 'app_id').from(AuditHeadEntity, 'h').getRawMany();
     return rows.map((r) => r.app_id);

@@ -185,6 +185,25 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     return { events, nextCursor: rows.length > limit ? String(events[events.length - 1].seq) : null };
   }
 
+  /**
+   * A user's audit events for their dashboard, newest first (request events left out): `after` is
+   * the `nextCursor` of the previous page.
+   */
+  async listForUser(appId: string, userId: string, q: { after?: string; limit?: number }): Promise<AuditPageDto> {
+    const before = q.after === undefined ? null : Number(q.after);
+    if (before !== null && (!Number.isSafeInteger(before) || before < 1)) throw new AppError('validation_failed', 'after must be a cursor returned as nextCursor');
+    await this.seal(appId);
+    const limit = q.limit ?? 50;
+    const rows = await this.repo.userPageDesc(appId, userId, before, limit + 1);
+    const events = rows.slice(0, limit).map((e) => this.toDto(e));
+    return { events, nextCursor: rows.length > limit ? String(events[events.length - 1].seq) : null };
+  }
+
+  /** When each agent was last active (its own requests), from the audit trail. */
+  lastAgentActivity(appId: string, agentIds: string[]): Promise<Map<string, number>> {
+    return this.repo.lastAgentActivity(appId, agentIds);
+  }
+
   async verify(appId: string): Promise<ChainCheck> {
     await this.seal(appId);
     const walker = new ChainWalker();

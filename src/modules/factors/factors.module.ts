@@ -15,6 +15,6 @@ import { WebauthnStrategy } from './webauthn/webauthn.strategy.js';
   imports: [AppsModule, UsersModule],
   controllers: [FactorsController, EnrollmentController],
   providers: [FactorsRepository, FactorsService, FactorStrategies, WebauthnStrategy, TotpStrategy, EnrollmentRepository, EnrollmentService],
-  exports: [FactorsRepository, FactorStrategies, WebauthnStrategy, TotpStrategy],
+  exports: [FactorsRepository, FactorsService, FactorStrategies, WebauthnStrategy, TotpStrategy],
 })
 export class FactorsModule {}

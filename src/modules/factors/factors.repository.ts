@@ -6,8 +6,8 @@ import { FactorEntity } from './factor.entity.js';
 export class FactorsRepository {
   constructor(readonly ds: DataSource) {}
 
-  active(appId: string, userId: string): Promise<FactorEntity[]> {
-    return this.ds.getRepository(FactorEntity).find({ where: { appId, userId, status: 'active' }, order: { createdAt: 'ASC' } });
+  active(appId: string, userId: string, m?: EntityManager): Promise<FactorEntity[]> {
+    return (m ?? this.ds.manager).getRepository(FactorEntity).find({ where: { appId, userId, status: 'active' }, order: { createdAt: 'ASC' } });
   }
 
   /** Every factor of a user, pending ones included (for the user-deletion cascade). */

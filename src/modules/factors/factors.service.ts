@@ -1,7 +1,8 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { Cascades } from '../../common/cascade.js';
-import { notFound } from '../../common/errors/app-error.js';
+import { AppError, notFound } from '../../common/errors/app-error.js';
+import { Serializer } from '../../database/serializer.js';
 import { isId } from '../../common/ids.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { UserFactorsPort } from '../users/user-factors.port.js';
@@ -22,6 +23,7 @@ export class FactorsService implements OnModuleInit {
     private readonly audit: AuditLog,
     private readonly cascades: Cascades,
     private readonly userFactors: UserFactorsPort,
+    private readonly serializer: Serializer,
   ) {}
 
   onModuleInit(): void {
@@ -40,6 +42,25 @@ export class FactorsService implements OnModuleInit {
       await this.removeIn(m, factor);
       await this.audit.record(m, { appId, type: 'factor.removed', outcome: 'success', userId: user.id, action: factor.type, resource: factor.id });
     });
+  }
+
+  /**
+   * The human removes one of their own factors (dashboard): never the last active one (409
+   * `last_factor`). Decided one removal at a time per user, so two racing removals cannot leave none.
+   */
+  async deleteUnlessLast(appId: string, userId: string, factorId: string): Promise<void> {
+    const factor = isId('factor', factorId) ? await this.repo.find(appId, userId, factorId) : null;
+    if (!factor) throw notFound('factor');
+    const outcome = await this.serializer.run(`factors:${appId}:${userId}`, async (m) => {
+      const active = await this.repo.active(appId, userId, m);
+      if (factor.status === 'active' && active.length <= 1) return 'last' as const;
+      if (!(await this.repo.delete(m, factor))) return 'gone' as const;
+      await this.strategies.for(factor.type).removeData(m, factor);
+      await this.audit.record(m, { appId, type: 'factor.removed', outcome: 'success', userId, action: factor.type, resource: factor.id });
+      return 'removed' as const;
+    });
+    if (outcome === 'last') throw new AppError('last_factor', 'this is your last active factor: add another one before removing it');
+    if (outcome === 'gone') throw notFound('factor');
   }
 
   /** The audit event of a factor that became usable, in the enrollment's transaction. */

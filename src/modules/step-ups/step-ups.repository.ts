@@ -202,6 +202,30 @@ export class StepUpsRepository {
     return (res.affected ?? 0) === 1;
   }
 
+  /** A user's step-ups for the dashboard, newest first (pending only, or all). */
+  ofUser(appId: string, userId: string, pendingOnly: boolean, limit: number): Promise<StepUpEntity[]> {
+    return this.repo().find({ where: { appId, userId, ...(pendingOnly ? { status: 'pending' as const } : {}) }, order: { createdAt: 'DESC' }, take: limit });
+  }
+
+  /** A user's approved sudo step-ups decided since `since` (the longest grant is 900 s): candidates for active grants. */
+  approvedSudoOfUser(appId: string, userId: string, since: number): Promise<StepUpEntity[]> {
+    return this.repo().find({ where: { appId, userId, status: 'approved', grantType: 'sudo', decidedAt: MoreThan(since) }, order: { decidedAt: 'DESC' } });
+  }
+
+  /**
+   * The human ends a sudo grant: one conditional write marks it (`reason`), and a token not yet
+   * handed out never will be (delivered as nothing, like voidHandOut). True when this call ended it.
+   */
+  async endSudoGrant(m: EntityManager, s: StepUpEntity, reason: string, now: number): Promise<boolean> {
+    const res = await m
+      .createQueryBuilder()
+      .update(Entity)
+      .set({ reason, tokenDeliveredAt: () => `COALESCE(token_delivered_at, ${Number(now)})` } as never)
+      .where("id = :id AND app_id = :appId AND status = 'approved' AND grant_type = 'sudo' AND (reason IS NULL OR reason <> :reason)", { id: s.id, appId: s.appId, reason })
+      .execute();
+    return (res.affected ?? 0) === 1;
+  }
+
   pendingOf(m: EntityManager, where: { appId: string; agentId?: string; userId?: string }): Promise<StepUpEntity[]> {
     return m.find(Entity, { where: { ...where, status: 'pending' } });
   }

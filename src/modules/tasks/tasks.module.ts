@@ -14,5 +14,7 @@ import { WorkerProof } from './worker-proof.js';
   imports: [AppsModule, AgentsModule, UsersModule, OAuthModule],
   controllers: [TasksController],
   providers: [TasksRepository, TasksService, TaskStatus, VaultService, WorkerProof],
+  // The dashboard (me module) lists and ends a user's tasks.
+  exports: [TasksService],
 })
 export class TasksModule {}

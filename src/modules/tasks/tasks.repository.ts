@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, MoreThan, type EntityManager } from 'typeorm';
 import { ConnectionEntity, TaskEntity, UserConnectionEntity } from './task.entity.js';
 
 /** Tasks, upstream connections and users' deposited credentials: the queries of the tasks module. */
@@ -28,6 +28,11 @@ export class TasksRepository {
 
   activeOfAgent(m: EntityManager, appId: string, agentId: string): Promise<TaskEntity[]> {
     return m.find(TaskEntity, { where: { appId, agentId, status: 'active' } });
+  }
+
+  /** A user's active tasks (the dashboard's grants), soonest end first. */
+  activeOfUser(appId: string, userId: string, now: number): Promise<TaskEntity[]> {
+    return this.ds.getRepository(TaskEntity).find({ where: { appId, userId, status: 'active', expiresAt: MoreThan(now) }, order: { expiresAt: 'ASC' } });
   }
 
   activeCreatedBy(m: EntityManager, appId: string, agentId: string, creatorJti: string): Promise<TaskEntity[]> {

@@ -190,6 +190,18 @@ export class TasksService implements OnModuleInit {
     return task;
   }
 
+  /** The signed-in human's active tasks (dashboard). */
+  activeOfUser(appId: string, userId: string): Promise<TaskEntity[]> {
+    return this.repo.activeOfUser(appId, userId, this.clock.now());
+  }
+
+  /** The signed-in human ends one of their tasks: as the app's DELETE (no more tokens). Another user's: 404. */
+  async endForUser(appId: string, userId: string, id: string): Promise<void> {
+    const task = isId('task', id) ? await this.repo.find(appId, id) : null;
+    if (!task || task.userId !== userId) throw notFound('task');
+    if (!(await this.endTask(task, 'ended_by_user'))) throw new AppError('task_ended', 'the task has already ended');
+  }
+
   private async endTask(task: TaskEntity, reason: string): Promise<boolean> {
     const scope = new CascadeScope();
     const ended = await this.repo.ds.transaction((m) => this.endIn(m, scope, task, reason, this.clock.now()));

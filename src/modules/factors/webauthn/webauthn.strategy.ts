@@ -77,7 +77,8 @@ export class WebauthnStrategy implements FactorStrategy {
       .getMany();
   }
 
-  async registrationOptions(user: UserEntity, rpName: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  /** `challenge`: one the caller derived (default: random, from the library). */
+  async registrationOptions(user: UserEntity, rpName: string, challenge?: Uint8Array): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const existing = await this.credentials(user.appId, user.id);
     return generateRegistrationOptions({
       rpName,
@@ -91,6 +92,7 @@ export class WebauthnStrategy implements FactorStrategy {
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
       supportedAlgorithmIDs: SUPPORTED_ALGS,
       timeout: 300_000,
+      ...(challenge ? { challenge: new Uint8Array(challenge) } : {}),
     });
   }
 
