@@ -26,6 +26,7 @@ import { OAuthModule } from './modules/oauth/oauth.module.js';
 import { OpsModule } from './modules/ops/ops.module.js';
 import { UsersModule } from './modules/users/users.module.js';
 import { MeModule } from './modules/me/me.module.js';
+import { PushModule } from './modules/push/push.module.js';
 
 /** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
 function requestContextMiddleware(req: IncomingMessage & { id?: unknown; context?: RequestFields }, _res: ServerResponse, next: () => void): void {
@@ -66,6 +67,7 @@ export class AppModule implements NestModule {
         TxnAuthorizationModule,
         TasksModule,
         MeModule,
+        PushModule,
         WebModule,
       ],
     };

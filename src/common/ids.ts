@@ -14,6 +14,7 @@ export const ID_PREFIX = {
   userConnection: 'ucn_',
   signInLink: 'sil_',
   session: 'ses_',
+  pushSubscription: 'psb_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

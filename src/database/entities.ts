@@ -14,5 +14,6 @@ import { WebauthnCredentialEntity } from '../modules/factors/webauthn/webauthn-c
 import { TxnChallengeEntity } from '../modules/txn-authorization/txn-challenge.entity.js';
 import { HumanSessionEntity } from '../modules/me/session/human-session.entity.js';
 import { LoginChallengeEntity, SignInLinkEntity } from '../modules/me/sign-in/sign-in-link.entity.js';
+import { PushSubscriptionEntity } from '../modules/push/push-subscription.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity, HumanSessionEntity, SignInLinkEntity, LoginChallengeEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity, HumanSessionEntity, SignInLinkEntity, LoginChallengeEntity, PushSubscriptionEntity];

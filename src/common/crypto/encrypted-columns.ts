@@ -39,6 +39,8 @@ export const ENCRYPTED_COLUMNS: readonly EncryptedTable[] = [
   { kind: 'columns', table: 'tasks', id: 'id', columns: ['credential_enc'] },
   { kind: 'columns', table: 'connections', id: 'id', columns: ['client_secret_enc'] },
   { kind: 'columns', table: 'user_connections', id: 'id', columns: ['refresh_token_enc', 'access_token_enc'] },
+  // Web Push subscriptions (issue 15): the endpoint (a capability) and the user agent's RFC 8291 keys.
+  { kind: 'columns', table: 'push_subscriptions', id: 'id', columns: ['endpoint_enc', 'p256dh_enc', 'auth_enc'] },
   // The approval URL in an event's payload, sealed while the event waits in the outbox (issue 11 item 10).
   { kind: 'json', table: 'outbox', id: 'id', column: 'payload', paths: ['data.approvalUrl'] },
 ];

@@ -6,7 +6,7 @@ import { KEY_REVOKED } from '../apps/apps.service.js';
 import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
-import { OutboxService, PING_EVENT } from './outbox.service.js';
+import { OutboxService, PING_EVENT, PUSH_EVENT } from './outbox.service.js';
 
 /** Fallback when a publication hint is lost (Redis reconnecting): the shared poller looks anyway. */
 const FALLBACK_POLL_MS = 2_000;
@@ -239,6 +239,8 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
   private message(row: OutboxEntity): string | null {
     // A CIBA ping is the agent's, not an event of the app (PingDispatcher delivers it).
     if (row.type === PING_EVENT) return null;
+    // A Web Push is the human's (PushDispatcher in modules/push delivers it).
+    if (row.type === PUSH_EVENT) return null;
     try {
       return `id: ${row.id}\nevent: ${row.type}\ndata: ${JSON.stringify(this.outbox.deliverable(row))}\n\n`;
     } catch (err) {

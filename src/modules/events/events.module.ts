@@ -14,6 +14,7 @@ import { WebhookTargets } from './webhook-targets.js';
   imports: [AppsModule],
   controllers: [EventsController],
   providers: [OutboxRepository, OutboxService, OutboxPublisher, WebhookDispatcher, WebhookTargets, EventStreamService, PingDispatcher],
-  exports: [OutboxService, WebhookDispatcher],
+  // OutboxRepository: the push module's dispatcher claims and finishes its own rows (delivery status 'push').
+  exports: [OutboxService, OutboxRepository, WebhookDispatcher],
 })
 export class EventsModule {}

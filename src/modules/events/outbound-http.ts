@@ -8,7 +8,7 @@ export interface OutboundResponse {
 }
 
 /**
- * One outbound POST to a URL someone configured (webhook, upstream token endpoint): the host is
+ * One outbound POST to a URL someone configured (webhook, upstream token endpoint, push service): the host is
  * resolved and checked, the connection goes to the checked address, no redirects are followed,
  * time and response size are bounded; `signal` aborts it (shutdown).
  *
@@ -19,7 +19,7 @@ export interface OutboundResponse {
  */
 export async function postOutbound(
   url: URL,
-  body: string,
+  body: string | Buffer,
   headers: Record<string, string>,
   opts: { timeoutMs: number; allowPrivate: boolean; maxBytes?: number; signal?: AbortSignal; agents?: { http: HttpAgent; https: HttpsAgent } },
 ): Promise<OutboundResponse> {

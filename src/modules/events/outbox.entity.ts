@@ -21,8 +21,10 @@ export class OutboxEntity {
    * pending → delivered | failed (retries exhausted) | no_endpoint (the app has no webhookUrl).
    * A CIBA ping (type `ciba.ping`, PingDispatcher): ping → delivered | ping_failed; the webhook
    * dispatcher, the app's retry and the event stream never take these rows.
+   * A Web Push (type `push.notification`, PushDispatcher in modules/push): push → delivered | push_failed,
+   * likewise never a webhook or stream event.
    */
-  @Column({ type: 'varchar', length: 16, name: 'delivery_status', default: 'pending' }) deliveryStatus: 'pending' | 'delivered' | 'failed' | 'no_endpoint' | 'ping' | 'ping_failed';
+  @Column({ type: 'varchar', length: 16, name: 'delivery_status', default: 'pending' }) deliveryStatus: 'pending' | 'delivered' | 'failed' | 'no_endpoint' | 'ping' | 'ping_failed' | 'push' | 'push_failed';
   @Column({ type: 'integer', default: 0 }) attempts: number;
   @TimeColumn('next_attempt_at', { nullable: true }) nextAttemptAt: number | null;
   /** A dispatcher's claim; a crashed dispatcher's claim lapses at this time. */

@@ -32,8 +32,8 @@ const FINISH_CHUNK = 500;
 /** The outcome of one delivery attempt (OutboxRepository.finishMany). */
 export interface DeliveryOutcome {
   id: string;
-  /** ping / ping_failed: a CIBA ping's own statuses (PingDispatcher). */
-  status: 'pending' | 'delivered' | 'failed' | 'ping' | 'ping_failed';
+  /** ping / ping_failed: a CIBA ping's own statuses (PingDispatcher); push / push_failed: a Web Push's (PushDispatcher). */
+  status: 'pending' | 'delivered' | 'failed' | 'ping' | 'ping_failed' | 'push' | 'push_failed';
   deliveredAt: number | null;
   attempts: number;
   lastError: string | null;
@@ -381,6 +381,32 @@ export class OutboxRepository {
           [until, by, now, now, limit],
         );
     return raw.map(fromRaw);
+  }
+
+  /**
+   * Claims up to `limit` due Web Pushes for `by` until `until` (ix_outbox_push_due) and returns them
+   * whole; SKIP LOCKED on PostgreSQL, so instances share them.
+   */
+  async claimPushes(now: number, until: number, by: string, limit: number): Promise<OutboxEntity[]> {
+    const raw = this.postgres
+      ? await this.records<Record<string, unknown>>(
+          `UPDATE outbox SET claimed_until = $1, claimed_by = $2
+           WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = 'push' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
+           RETURNING *`,
+          [until, by, now, limit],
+        )
+      : await this.records<Record<string, unknown>>(
+          `UPDATE outbox SET claimed_until = ?, claimed_by = ?
+           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_push_due WHERE delivery_status = 'push' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
+           RETURNING *`,
+          [until, by, now, now, limit],
+        );
+    return raw.map(fromRaw);
+  }
+
+  /** Hands back the pushes `by` claimed and did not finish (shutdown). */
+  async releasePushClaims(by: string): Promise<void> {
+    await this.ds.getRepository(OutboxEntity).update({ claimedBy: by, deliveryStatus: 'push' }, { claimedBy: null, claimedUntil: null });
   }
 
   /** Hands back the pings `by` claimed and did not finish (shutdown). */

@@ -19,10 +19,17 @@ export type EventType =
   | 'agent.suspended'
   | 'task.ended'
   | 'connection.reauth_required'
-  | typeof PING_EVENT;
+  | typeof PING_EVENT
+  | typeof PUSH_EVENT;
 
 /** A CIBA ping (CIBA Core §10.2): delivered to the agent's endpoint by PingDispatcher, never to the app. */
 export const PING_EVENT = 'ciba.ping';
+
+/** A Web Push to one subscription of a human: delivered by PushDispatcher (modules/push), never to the app. */
+export const PUSH_EVENT = 'push.notification';
+
+/** Runs inside the transaction that adds an event of its type (a failure rolls the whole change back). */
+export type AddedInListener = (m: EntityManager, event: { id: string; appId: string; type: EventType; data: Record<string, unknown> }) => Promise<void>;
 
 /**
  * The transactional outbox: an event is written with the change that causes it, or not at all.
@@ -31,6 +38,8 @@ export const PING_EVENT = 'ciba.ping';
  */
 @Injectable()
 export class OutboxService {
+  private readonly addedIn = new Map<EventType, AddedInListener[]>();
+
   constructor(
     private readonly repo: OutboxRepository,
     private readonly clock: Clock,
@@ -40,7 +49,32 @@ export class OutboxService {
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const row = this.row(appId, type, data);
     await this.repo.insert(m, row);
+    await this.notifyAddedIn(m, [{ id: row.id, appId, type, data }]);
     return row.id;
+  }
+
+  /**
+   * `listener` runs in the transaction of every event of `type` added from now on, after its row
+   * (the push module fans `step_up.created` out to a push per subscription this way: written with
+   * the step-up or not at all). Added rows of the outbox's own kinds (pings, pushes) never notify.
+   */
+  onAddedIn(type: EventType, listener: AddedInListener): void {
+    this.addedIn.set(type, [...(this.addedIn.get(type) ?? []), listener]);
+  }
+
+  private async notifyAddedIn(m: EntityManager, events: { id: string; appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
+    if (this.addedIn.size === 0) return;
+    for (const event of events) for (const listener of this.addedIn.get(event.type) ?? []) await listener(m, event);
+  }
+
+  /**
+   * Web Pushes in the caller's transaction, one row per subscription (delivery status `push`),
+   * delivered by PushDispatcher. `data` is public (no capability: the subscription's endpoint and
+   * keys stay in their own sealed row); never a webhook or stream event.
+   */
+  async addPushes(m: EntityManager, appId: string, pushes: Record<string, unknown>[]): Promise<void> {
+    const rows = pushes.map((data) => Object.assign(this.row(appId, PUSH_EVENT, data), { deliveryStatus: 'push' as const }));
+    await this.repo.insertMany(m, rows);
   }
 
   /**
@@ -57,7 +91,9 @@ export class OutboxService {
 
   /** Several events in the caller's transaction, in one statement where the database allows (a batch of consumed tokens). */
   async addMany(m: EntityManager, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
-    await this.repo.insertMany(m, events.map((e) => this.row(e.appId, e.type, e.data)));
+    const rows = events.map((e) => this.row(e.appId, e.type, e.data));
+    await this.repo.insertMany(m, rows);
+    await this.notifyAddedIn(m, rows.map((r, i) => ({ id: r.id, appId: r.appId, type: events[i].type, data: events[i].data })));
   }
 
   private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {
