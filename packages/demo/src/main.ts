@@ -1,6 +1,7 @@
 // npm run demo: one command, no configuration. Starts the service on a temporary SQLite file and
 // free ports, an Express "files" app whose DELETE is guarded by requireApproval, and an agent on
-// @mfa-proxy/agent; a scripted human approves with TOTP. Prints each step, stops what it started.
+// @mfa-proxy/agent; a scripted human approves with TOTP, or with `--browser` Chromium with a virtual
+// passkey on the real enrollment and approval pages. Prints each step, stops what it started.
 import { MfaProxyAgent } from '@mfa-proxy/agent';
 import { MfaProxyApp } from '@mfa-proxy/app';
 import { agentAuth, requireApproval } from '@mfa-proxy/app/express';
@@ -14,8 +15,10 @@ import { join, resolve } from 'node:path';
 import express from 'express';
 import { exportJWK, generateKeyPair } from 'jose';
 import { generate } from 'otplib';
+import { addVirtualAuthenticator, launchBrowser, waitForText } from './browser.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
+const BROWSER = process.argv.includes('--browser');
 const started: Array<() => Promise<void>> = [];
 const step = (n: number, text: string) => console.log(`\n[${n}] ${text}`);
 const note = (text: string) => console.log(`    ${text}`);
@@ -126,7 +129,7 @@ async function main(): Promise<void> {
     (req, res) => {
       const name = String(req.params.name);
       files.delete(name);
-      res.json({ deleted: name, approvedBy: req.approval?.userId });
+      res.json({ deleted: name, approvedBy: req.approval?.userId, method: req.approval?.method });
     },
   );
   const server: Server = await new Promise((r) => {
@@ -138,15 +141,37 @@ async function main(): Promise<void> {
   }));
   note(`app: ${appBase} (registered as ${String(registered.id)})`);
 
-  step(3, 'Ada signs up in the app and enrols an authenticator app (TOTP)');
   const user = await call(base, 'POST', '/v1/users', apiKey, { externalId: 'ada', displayName: 'Ada Lovelace' });
   const link = String((await call(base, 'POST', `/v1/users/${String(user.id)}/enrollment-links`, apiKey, {})).url);
-  const enrollToken = link.split('/enroll/')[1];
-  const factor = await call(base, 'POST', `/v1/enrollment/${enrollToken}/totp`, '', {});
-  // enrol with the previous step's code, so the current one stays free for the approval
-  if (Date.now() % 30_000 > 27_000) await new Promise((r) => setTimeout(r, 3_500));
-  await call(base, 'POST', `/v1/enrollment/${enrollToken}/totp/verify`, '', { factorId: factor.factorId, code: await totp(String(factor.secret), Date.now() - 30_000) });
-  note(`user ${String(user.id)} with TOTP factor ${String(factor.factorId)}`);
+  let secret = '';
+  let page: import('playwright-core').Page | undefined;
+  if (BROWSER) {
+    step(3, 'Ada signs up in the app and adds a passkey on the enrollment page (Chromium, virtual authenticator)');
+    const browser = await launchBrowser();
+    started.push(() => browser.close());
+    page = await browser.context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    const authenticator = await addVirtualAuthenticator(page);
+    await page.goto(link);
+    note(`Chromium opened ${link.replace(/\/enroll\/.*/, '/enroll/…')}: "${((await page.textContent('h1')) ?? '').trim()}"`);
+    await page.getByLabel('Name for this passkey').fill('Demo passkey');
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    note(`page: ${(await waitForText(page, '#status', 'added')).trim()}`);
+    if ((await authenticator.credentials()) !== 1) throw new Error('the virtual authenticator holds no passkey');
+    if (pageErrors.length) throw new Error(`the enrollment page failed: ${pageErrors.join('; ')}`);
+    const factors = (await call(base, 'GET', `/v1/users/${String(user.id)}`, apiKey)).factors as Array<{ type: string; name?: string }>;
+    note(`user ${String(user.id)} with factors ${JSON.stringify(factors.map((f) => `${f.type}${f.name ? `:${f.name}` : ''}`))}`);
+  } else {
+    step(3, 'Ada signs up in the app and enrols an authenticator app (TOTP)');
+    const enrollToken = link.split('/enroll/')[1];
+    const factor = await call(base, 'POST', `/v1/enrollment/${enrollToken}/totp`, '', {});
+    secret = String(factor.secret);
+    // enrol with the previous step's code, so the current one stays free for the approval
+    if (Date.now() % 30_000 > 27_000) await new Promise((r) => setTimeout(r, 3_500));
+    await call(base, 'POST', `/v1/enrollment/${enrollToken}/totp/verify`, '', { factorId: factor.factorId, code: await totp(secret, Date.now() - 30_000) });
+    note(`user ${String(user.id)} with TOTP factor ${String(factor.factorId)}`);
+  }
 
   step(4, 'The app registers Ada’s agent');
   const agentRow = await call(base, 'POST', '/v1/agents', apiKey, { userId: user.id, name: 'tidy-bot', model: 'demo-model-1', permissionBoundaries: ['files:*'] });
@@ -171,17 +196,28 @@ async function main(): Promise<void> {
   step(6, 'The agent deletes q3-report.pdf: the app answers with a transaction challenge, the agent takes it to mfa-proxy and waits');
   const deleting = agent.fetch(`${appBase}/files/q3-report.pdf`, { method: 'DELETE' });
 
-  step(7, 'The human gets the approval link (from the app’s webhook) and approves with a TOTP code');
+  step(7, BROWSER
+    ? 'The human opens the approval link (from the app’s webhook) in Chromium and approves with the passkey'
+    : 'The human gets the approval link (from the app’s webhook) and approves with a TOTP code');
   const until = Date.now() + 30_000;
   while (!approvalLinks.length) {
     if (Date.now() > until) throw new Error('no approval link arrived');
     await new Promise((r) => setTimeout(r, 100));
   }
   const approvalToken = approvalLinks[0]!.split('/approve/')[1];
-  const shown = await (await fetch(`${base}/v1/approvals/${approvalToken}`)).json() as Record<string, unknown>;
-  note(`approval page shows: ${String(shown.action)} ${String(shown.resource)} ${JSON.stringify(shown.details)} (code ${String(shown.bindingCode)})`);
-  await call(base, 'POST', `/v1/approvals/${approvalToken}/totp`, '', { code: await totp(String(factor.secret)) });
-  note('approved');
+  if (page) {
+    await page.goto(approvalLinks[0]!);
+    const text = async (sel: string) => ((await page!.textContent(sel)) ?? '').trim();
+    // a transaction challenge's page shows the app-signed operation and the app's reason
+    note(`approval page shows: ${await text('h1')}: ${await text('#action')} ${await text('#resource')} ${(await text('#details')).replace(/\s+/g, '')} (“${await text('#app-reason')}”)`);
+    await page.getByRole('button', { name: 'Approve with passkey' }).click();
+    note(`page: ${(await waitForText(page, '#outcome', 'Approved')).trim()}`);
+  } else {
+    const shown = await (await fetch(`${base}/v1/approvals/${approvalToken}`)).json() as Record<string, unknown>;
+    note(`approval page shows: ${String(shown.action)} ${String(shown.resource)} ${JSON.stringify(shown.details)} (code ${String(shown.bindingCode)})`);
+    await call(base, 'POST', `/v1/approvals/${approvalToken}/totp`, '', { code: await totp(secret) });
+    note('approved');
+  }
 
   step(8, 'The agent retries once with the issued single-use token: the delete succeeds');
   const deleted = await deleting;
@@ -196,7 +232,7 @@ async function main(): Promise<void> {
   note(`the same DELETE with the spent token → ${replay.status} (${refused.reason ?? 'refused'})`);
   if (replay.status !== 401 || refused.reason !== 'already_used' || !files.has('q3-report.pdf')) throw new Error('the replay was not refused');
 
-  console.log('\nDemo finished: one approval, one delete, replay refused.');
+  console.log(`\nDemo finished: one approval${BROWSER ? ' (passkey in Chromium)' : ''}, one delete, replay refused.`);
 }
 
 let code = 0;
