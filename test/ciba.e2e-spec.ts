@@ -7,6 +7,9 @@ import { freePort } from './support/browser.js';
 import { bearer, createAgent } from './support/fixtures.js';
 import { approvalToken, approveWithCode, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 import { webhookReceiver } from './support/webhook-receiver.js';
+import { proof, worker } from './support/worker.js';
+import { calculateJwkThumbprint, decodeJwt } from 'jose';
+import { createHash } from 'node:crypto';
 
 const CIBA = 'urn:openid:params:grant-type:ciba';
 const detail = (over: Record<string, unknown> = {}) => JSON.stringify([{ type: 'mfa_proxy_action', action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 }, ...over }]);
@@ -168,6 +171,30 @@ describe('CIBA polling outcomes', () => {
       expect(body.expires_in).toBeGreaterThan(290);
       const who = (await t.http.get('/v1/whoami').set(bearer(body.access_token)).expect(200)).body;
       expect([...who.scopes].sort()).toEqual(['files:delete', 'payments:send']);
+    } finally {
+      await h.rx.close();
+    }
+  });
+
+  it('a DPoP proof on the CIBA grant binds the sudo token to its key (RFC 9449 §5); a bad proof is refused before anything is redeemed', async () => {
+    const h = await humanWithHook();
+    try {
+      const { auth_req_id } = (await bcAuthorize(h, { scope: 'files:delete' }).expect(200)).body;
+      await expectStatus(approveWithCode(t, h, await approvalUrlFromApp(h.rx)), 200);
+      const key = await worker();
+      const grant = (headers: Record<string, string>) =>
+        t.http.post('/oauth/token').auth(h.agent.id, h.agent.clientSecret).set(headers).type('form').send({ grant_type: CIBA, auth_req_id });
+      // A proof for another URL, then garbage: invalid_dpop_proof, and the approval is still there to redeem.
+      expect((await grant({ DPoP: await proof(key, 'POST', '/oauth/bc-authorize', { htu: `${base}/oauth/bc-authorize` }) }).expect(400)).body.error).toBe('invalid_dpop_proof');
+      expect((await grant({ DPoP: 'garbage' }).expect(400)).body.error).toBe('invalid_dpop_proof');
+      const body = (await grant({ DPoP: await proof(key, 'POST', '/oauth/token', { htu: `${base}/oauth/token` }) }).expect(200)).body;
+      expect(body.token_type).toBe('DPoP');
+      expect(decodeJwt(body.access_token).cnf).toEqual({ jkt: await calculateJwkThumbprint(key.jwk) });
+      // Bound: useless as a Bearer token, good with a proof of the key.
+      expect((await t.http.get('/v1/whoami').set(bearer(body.access_token))).status).toBe(401);
+      const ath = createHash('sha256').update(body.access_token).digest('base64url');
+      const headers = { Authorization: `DPoP ${body.access_token}`, DPoP: await proof(key, 'GET', '/v1/whoami', { htu: `${base}/v1/whoami`, ath }) };
+      expect((await t.http.get('/v1/whoami').set(headers).expect(200)).body.scopes).toEqual(['files:delete']);
     } finally {
       await h.rx.close();
     }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, UnsecuredJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, UnsecuredJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StepUpEntity } from '../src/modules/step-ups/step-up.entity.js';
@@ -289,10 +289,22 @@ describe('single use at the app, and nowhere else', () => {
     const { txn } = decodeJwt(jws) as { txn: string };
     const id = (await expectStatus(txnPost(w, { transaction_challenge: jws }), 200)).body.transaction_authorization_id as string;
     await expectStatus(approveWithCode(t, w, await approvalUrlOf(w.userId)), 200);
-    const headers: Record<string, string> = dpop ? { DPoP: await proof(await worker(), 'POST', TXN_PATH) } : {};
+    const key = await worker();
+    const headers: Record<string, string> = dpop ? { DPoP: await proof(key, 'POST', TXN_PATH) } : {};
     const token = (await expectStatus(txnPost(w, { transaction_authorization_id: id }, headers), 200)).body.access_token as string;
-    return { w, txn, token };
+    return { w, txn, token, jkt: await calculateJwkThumbprint(key.jwk) };
   }
+
+  it('a DPoP-bound token: the answer names its key (cnf.jkt), and a jkt the app names that is not its key is refused unconsumed', async () => {
+    const { w, txn, token, jkt } = await grantedToken(true);
+    const other = await calculateJwkThumbprint((await worker()).jwk);
+    expect((await verify(w.tenant.apiKey, { token, txn, jkt: other })).body).toEqual({ valid: false, reason: 'agent_mismatch' });
+    expect((await verify(w.tenant.apiKey, { token, txn, jkt })).body).toMatchObject({ valid: true, txn, cnf: { jkt } });
+    expect((await verify(w.tenant.apiKey, { token, txn, jkt })).body).toEqual({ valid: false, reason: 'already_used' });
+    // Unbound: no cnf in the answer.
+    const unbound = await grantedToken();
+    expect((await verify(unbound.w.tenant.apiKey, { token: unbound.token, txn: unbound.txn })).body).not.toHaveProperty('cnf');
+  });
 
   it('another app cannot consume it (wrong_audience), even one that knows the txn; the owner still can', async () => {
     const { w, txn, token } = await grantedToken();
@@ -329,6 +341,8 @@ describe('single use at the app, and nowhere else', () => {
     await expectStatus(approveWithCode(t, w, await approvalUrlOf(w.userId)), 200);
     const token = (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(w.token)).expect(200)).body.mfaProxyToken as string;
     expect((await verify(w.tenant.apiKey, { token, txn: 'x' })).body).toEqual({ valid: false, reason: 'details_mismatch' });
+    // Something that is not a token of ours stays what it is, txn or not (API.md: malformed or invalid_signature).
+    expect((await verify(w.tenant.apiKey, { token: 'a.b.c', txn: 'x' })).body).toEqual({ valid: false, reason: 'malformed' });
     expect((await verify(w.tenant.apiKey, { token, action: 'files:delete', resource: 'drive://q3.pdf' })).body).toMatchObject({ valid: true });
   });
 });

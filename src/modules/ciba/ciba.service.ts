@@ -7,6 +7,7 @@ import { RequestContext } from '../../common/request-context.js';
 import { SCOPE_PATTERN, parseScope, withinBoundaries } from '../../common/scopes.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { KeysService } from '../keys/keys.service.js';
+import { DpopProofs } from '../oauth/dpop-proofs.js';
 import { OAuthGrants, type GrantRequest } from '../oauth/grants.js';
 import { OAuthService } from '../oauth/oauth.service.js';
 import { BackchannelPollRefused, StepUpsBackchannel, type BackchannelRedeemed, type BackchannelRequest } from '../step-ups/backchannel.js';
@@ -54,6 +55,7 @@ export class CibaService implements OnModuleInit {
     private readonly backchannel: StepUpsBackchannel,
     private readonly users: UsersRepository,
     private readonly keys: KeysService,
+    private readonly proofs: DpopProofs,
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -165,23 +167,26 @@ export class CibaService implements OnModuleInit {
     RequestContext.assign({ appId: agent.appId, actorType: 'agent', actorId: agent.id, agentId: agent.id, userId: agent.userId, model: agent.model });
     const authReqId = param(request.body, 'auth_req_id');
     if (!authReqId) throw new OAuthError('invalid_request', 'auth_req_id is required');
+    // RFC 9449 §5: a proof at the token endpoint binds what this grant issues (a sudo token), checked before anything is redeemed.
+    const jkt = await this.proofs.jktAtTokenEndpoint(request.dpop, '/oauth/token');
     let redeemed: BackchannelRedeemed;
     try {
-      redeemed = await this.backchannel.redeem(agent.appId, agent.id, 'ciba', authReqId, this.clock.now());
+      redeemed = await this.backchannel.redeem(agent.appId, agent.id, 'ciba', authReqId, this.clock.now(), { jkt });
     } catch (err) {
       if (err instanceof BackchannelPollRefused) throw new OAuthError(err.code, err.description);
       throw err;
     }
-    return this.tokenResponse(agent, redeemed);
+    return this.tokenResponse(agent, redeemed, jkt);
   }
 
   /** CIBA §10.1.1: the MFA-proxy token (grant token) or the sudo token, and an ID token for `openid`. */
-  private async tokenResponse(agent: AgentEntity, r: BackchannelRedeemed): Promise<Record<string, unknown>> {
+  private async tokenResponse(agent: AgentEntity, r: BackchannelRedeemed, jkt: string | null): Promise<Record<string, unknown>> {
     const s = r.stepUp;
     const now = this.clock.nowSeconds();
+    // The MFA-proxy token is verified by the app, never bound (RFC 9449 §5: `Bearer` says so); a sudo token is bound to the poll's DPoP key.
     const body: Record<string, unknown> = r.grant.mfaProxyToken
       ? { access_token: r.grant.mfaProxyToken, token_type: 'Bearer', expires_in: MFA_PROXY_TOKEN_TTL_S }
-      : { access_token: r.grant.sudoToken, token_type: 'Bearer', expires_in: Math.max(1, Math.floor(Date.parse(r.grant.sudoExpiresAt!) / 1000) - now), scope: r.data.scope };
+      : { access_token: r.grant.sudoToken, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: Math.max(1, Math.floor(Date.parse(r.grant.sudoExpiresAt!) / 1000) - now), scope: r.data.scope };
     if (Array.isArray(r.data.authorizationDetails)) body.authorization_details = r.data.authorizationDetails;
     if (r.data.openid === true) {
       const authTime = Math.floor((s.decidedAt ?? this.clock.now()) / 1000);

@@ -51,8 +51,6 @@ export class MfaProxyTokensService {
   async verify(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
     await this.limits.consume('appVerify', appVerifyKey(appId));
     if (isTxnToken(dto.token)) return this.verifyTxn(appId, dto);
-    // A transaction id belongs to a TAC token: an MFA-proxy token is bound to no transaction.
-    if (dto.txn !== undefined && dto.txn !== null) return this.fail(appId, dto, 'details_mismatch');
     let claims: MfaProxyClaims;
     try {
       // Audience is checked below so a foreign token reads `wrong_audience`, not a generic failure.
@@ -63,6 +61,8 @@ export class MfaProxyTokensService {
     }
     if (typeof claims.step_up_id !== 'string' || typeof claims.action !== 'string') return this.fail(appId, dto, 'malformed', claims);
     if (claims.aud !== appId) return this.fail(appId, dto, 'wrong_audience', claims);
+    // A transaction id belongs to a TAC token: an MFA-proxy token is bound to no transaction.
+    if (dto.txn !== undefined && dto.txn !== null) return this.fail(appId, dto, 'details_mismatch', claims);
     // The token approves one exact request: a mismatch is refused and does not consume it.
     if (dto.action !== claims.action) return this.fail(appId, dto, 'action_mismatch', claims);
     if ((dto.resource ?? null) !== (claims.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', claims);
@@ -71,12 +71,16 @@ export class MfaProxyTokensService {
     // The agent revoked or suspended, its user deleted, or its boundaries narrowed below the action since approval.
     if (!(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return this.fail(appId, dto, 'revoked', claims);
 
-    // Single use: one conditional write (with its audit row and event), batched with concurrent verifications.
-    const result = await this.consumer.consume(appId, claims.jti);
+    return this.consumeOnce(appId, dto, claims.jti, claims);
+  }
+
+  /** Single use: one conditional write (with its audit row and event), batched with concurrent verifications. */
+  private async consumeOnce(appId: string, dto: VerifyMfaProxyTokenDto, jti: string, who: Partial<MfaProxyClaims>, extra: Partial<VerifyResultDto> = {}): Promise<VerifyResultDto> {
+    const result = await this.consumer.consume(appId, jti);
     if (!result) {
       // Not consumed by us: used before, or its step-up was cancelled since.
-      const s = await this.stepUps.findByTokenJti(appId, claims.jti);
-      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', claims);
+      const s = await this.stepUps.findByTokenJti(appId, jti);
+      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', who);
     }
     return {
       valid: true,
@@ -90,6 +94,7 @@ export class MfaProxyTokensService {
       detailsHash: result.detailsHash,
       method: result.method ?? undefined,
       approvedAt: new Date(result.decidedAt!).toISOString(),
+      ...extra,
     };
   }
 
@@ -123,27 +128,13 @@ export class MfaProxyTokensService {
     if (dto.resource !== undefined && dto.resource !== null && dto.resource !== (detail.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', who);
     if (dto.details !== undefined && dto.details !== null && hashDetails(dto.details) !== hashDetails(detail.details as Record<string, unknown> | undefined)) return this.fail(appId, dto, 'details_mismatch', who);
     if (dto.agentId !== undefined && dto.agentId !== null && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch', who);
+    // RFC 9449 §7: a DPoP-bound token is good only from the holder of its key. The app checks the
+    // proof it was presented with; the key it names (`jkt`) must be the token's, or it is refused unconsumed.
+    const boundTo = claims.cnf?.jkt ?? null;
+    if (dto.jkt !== undefined && dto.jkt !== null && boundTo !== null && dto.jkt !== boundTo) return this.fail(appId, dto, 'agent_mismatch', who);
     if (!(await this.agents.permits(claims.client_id, claims.sub, detail.action))) return this.fail(appId, dto, 'revoked', who);
-
-    const result = await this.consumer.consume(appId, claims.jti);
-    if (!result) {
-      const s = await this.stepUps.findByTokenJti(appId, claims.jti);
-      return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', who);
-    }
-    return {
-      valid: true,
-      stepUpId: result.id,
-      userId: result.userId,
-      agentId: result.agentId,
-      model: result.model,
-      taskId: result.taskId,
-      action: result.action,
-      resource: result.resource,
-      detailsHash: result.detailsHash,
-      method: result.method ?? undefined,
-      approvedAt: new Date(result.decidedAt!).toISOString(),
-      txn: claims.txn,
-    };
+    // The binding travels with the answer, so an app that did not send `jkt` still learns it must check a proof.
+    return this.consumeOnce(appId, dto, claims.jti, who, { txn: claims.txn, ...(boundTo ? { cnf: { jkt: boundTo } } : {}) });
   }
 
   /**

@@ -3,6 +3,7 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { ReplayCache } from '../../common/cache/replay-cache.js';
+import { OAuthError } from '../../common/errors/app-error.js';
 import { DpopError, verifyDpopProof, type DpopResult } from './dpop.js';
 
 /** The replay cache (Redis) could not be reached: callers fail closed. */
@@ -39,6 +40,22 @@ export class DpopProofs {
     } catch (err) {
       if (err instanceof DpopError) throw err;
       throw new DpopUnavailableError(err);
+    }
+  }
+
+  /**
+   * The key a token issued at this `/oauth` endpoint is bound to: the thumbprint of the request's
+   * DPoP proof, or null without one. RFC 9449 §5: a proof at a token endpoint applies to every
+   * grant, extension grants included; a bad one is `invalid_dpop_proof`, and an unchecked one is
+   * never accepted (fail closed).
+   */
+  async jktAtTokenEndpoint(proof: string | string[] | undefined, path: string): Promise<string | null> {
+    if (proof === undefined) return null;
+    try {
+      return (await this.verify(proof, 'POST', path)).jkt;
+    } catch (err) {
+      if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
+      throw new OAuthError('server_error', 'replay protection unavailable');
     }
   }
 }

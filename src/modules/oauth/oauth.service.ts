@@ -6,7 +6,6 @@ import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
 import { ClientAuthService } from './client-auth.service.js';
-import { DpopError } from './dpop.js';
 import { DpopProofs } from './dpop-proofs.js';
 import { OAuthGrants } from './grants.js';
 import { RevocationList } from './revocation-list.js';
@@ -76,15 +75,7 @@ export class OAuthService {
       if (bad) throw new OAuthError('invalid_scope', "a requested scope is outside the agent's permission boundaries");
     }
 
-    let jkt: string | null = null;
-    if (dpop !== undefined) {
-      try {
-        ({ jkt } = await this.proofs.verify(dpop, 'POST', '/oauth/token'));
-      } catch (err) {
-        if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
-        throw new OAuthError('server_error', 'replay protection unavailable');
-      }
-    }
+    const jkt = await this.proofs.jktAtTokenEndpoint(dpop, '/oauth/token');
 
     const issued = await this.tokens.issue({ agent, scopes, ttlSeconds: agent.tokenTtl, taskId, jkt });
     return { access_token: issued.token, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: issued.expiresIn, scope: scopes.join(' ') };

@@ -293,7 +293,8 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       scopes: [...new Set([...s.agentScopes, ...s.grantScopes])],
       ttlSeconds: ttl,
       taskId: s.taskId,
-      jkt: s.agentJkt,
+      // A backchannel (CIBA) step-up has no asking token: its sudo token is bound to the redeeming poll's DPoP key, if any.
+      jkt: s.agentJkt ?? options.jkt ?? null,
       extra: { acr: 'mfa', auth_time: Math.floor((s.decidedAt ?? now) / 1000), step_up_id: s.id, ...(s.workerTaskId ? { tsk: s.workerTaskId } : {}) },
     });
     if (!(await this.repo.markDelivered(s, issued.jti, now, exp * 1000))) return { tokenIssued: true };

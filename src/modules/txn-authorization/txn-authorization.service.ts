@@ -7,7 +7,6 @@ import { RequestContext } from '../../common/request-context.js';
 import { withinBoundaries } from '../../common/scopes.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AppsService } from '../apps/apps.service.js';
-import { DpopError } from '../oauth/dpop.js';
 import { DpopProofs } from '../oauth/dpop-proofs.js';
 import { OAuthService } from '../oauth/oauth.service.js';
 import { BackchannelPollRefused, StepUpsBackchannel } from '../step-ups/backchannel.js';
@@ -126,15 +125,7 @@ export class TxnAuthorizationService implements OnApplicationBootstrap, OnApplic
 
   /** §5.3 and §5.4: poll as CIBA does; on approval the token, exactly once, bound to the poll's DPoP key if it sent a proof. */
   private async poll(agent: AgentEntity, id: string, dpop: string | string[] | undefined): Promise<TxnAuthorizationToken> {
-    let jkt: string | null = null;
-    if (dpop !== undefined) {
-      try {
-        ({ jkt } = await this.proofs.verify(dpop, 'POST', TXN_AUTHORIZATION_PATH));
-      } catch (err) {
-        if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
-        throw new OAuthError('server_error', 'replay protection unavailable');
-      }
-    }
+    const jkt = await this.proofs.jktAtTokenEndpoint(dpop, TXN_AUTHORIZATION_PATH);
     let redeemed;
     try {
       redeemed = await this.backchannel.redeem(agent.appId, agent.id, 'txn', id, undefined, { jkt });

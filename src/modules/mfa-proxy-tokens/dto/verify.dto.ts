@@ -16,6 +16,7 @@ export const verifyBodySchema = z
     details: schemas.parsedObject().nullish(),
     agentId: schemas.text(0, 64).nullish(),
     txn: schemas.text(1, 255).nullish(),
+    jkt: schemas.text(1, 64).nullish(),
   })
   .refine((b) => b.action !== undefined || (b.txn !== undefined && b.txn !== null), { path: ['action'], message: 'must be a string' });
 
@@ -44,6 +45,10 @@ export class VerifyMfaProxyTokenDto {
   @ApiPropertyOptional({ description: '(TAC) The transaction id of the challenge the app issued: verifies a transaction-challenge access token (whose `aud` is the app’s resource) instead of an MFA-proxy token. A missing or different txn is `details_mismatch`; with an MFA-proxy token (bound to no transaction) a txn is `details_mismatch` too.', maxLength: 255 })
   @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(255)
   txn?: string;
+
+  @ApiPropertyOptional({ description: '(TAC, RFC 9449) The JWK SHA-256 thumbprint of the key whose DPoP proof the app checked when the agent presented the token. A token bound to another key is `agent_mismatch` and is not consumed.', maxLength: 64 })
+  @IsOptional() @IsString() @NoControlChars() @MinLength(1) @MaxLength(64)
+  jkt?: string;
 }
 
 export type VerifyReason =
@@ -65,4 +70,5 @@ export class VerifyResultDto {
   @ApiPropertyOptional({ enum: ['webauthn', 'totp'] }) method?: string;
   @ApiPropertyOptional() approvedAt?: string;
   @ApiPropertyOptional({ description: '(TAC) The transaction the token was issued for' }) txn?: string;
+  @ApiPropertyOptional({ description: '(TAC, RFC 9449) Present when the token is DPoP-bound: the app must have checked a DPoP proof of this key', type: 'object', properties: { jkt: { type: 'string' } } }) cnf?: { jkt: string };
 }
