@@ -29,10 +29,14 @@
   }
 
   const passkey = document.getElementById('signin-passkey');
-  if (passkey) passkey.addEventListener('click', async function () {
+  let clicked = false;
+  async function signInWithPasskey(event) {
+    if (event) event.preventDefault();
+    clicked = true;
     passkey.disabled = true;
     try {
       say('Confirm with your passkey…');
+      // A new ceremony aborts the conditional one below (SimpleWebAuthn's abort service).
       const options = await call('/webauthn/options', {});
       const response = await SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: options });
       await call('/webauthn/verify', { response: response });
@@ -42,7 +46,27 @@
     } finally {
       passkey.disabled = false;
     }
-  });
+  }
+  const loginForm = document.getElementById('login-form');
+  if (loginForm) loginForm.addEventListener('submit', signInWithPasskey);
+  else if (passkey) passkey.addEventListener('click', function () { signInWithPasskey(); });
+
+  // Conditional UI (/me/login): the browser offers the passkeys in the field's autofill, no click needed.
+  async function conditional() {
+    if (!(await SimpleWebAuthnBrowser.browserSupportsWebAuthnAutofill())) return;
+    try {
+      const options = await call('/webauthn/options', {});
+      // Started after a click, it would abort the click's ceremony instead.
+      if (clicked) return;
+      const response = await SimpleWebAuthnBrowser.startAuthentication({ optionsJSON: options, useBrowserAutofill: true });
+      await call('/webauthn/verify', { response: response });
+      done();
+    } catch (err) {
+      // Aborted by the button's ceremony, or nothing chosen: the button still works.
+      if (err && err.name !== 'AbortError' && err.name !== 'NotAllowedError') say(err.message);
+    }
+  }
+  if (!token && loginForm) conditional();
 
   const form = document.getElementById('totp-form');
   if (form) form.addEventListener('submit', async function (event) {

@@ -10,6 +10,8 @@ const FILES: Record<string, { path: string; type: string }> = {
   'enroll.js': { path: 'public/enroll.js', type: 'text/javascript; charset=utf-8' },
   'approve.js': { path: 'public/approve.js', type: 'text/javascript; charset=utf-8' },
   'signin.js': { path: 'public/signin.js', type: 'text/javascript; charset=utf-8' },
+  'dashboard.js': { path: 'public/dashboard.js', type: 'text/javascript; charset=utf-8' },
+  'dashboard.css': { path: 'public/dashboard.css', type: 'text/css; charset=utf-8' },
   'simplewebauthn-browser.js': { path: 'node_modules/@simplewebauthn/browser/dist/bundle/index.umd.min.js', type: 'text/javascript; charset=utf-8' },
 };
 const cache = new Map<string, string>();

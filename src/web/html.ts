@@ -40,7 +40,8 @@ export const PAGE_HEADERS: Record<string, string> = {
   'Cross-Origin-Opener-Policy': 'same-origin',
 };
 
-export function layout(title: string, body: string, attrs = ''): string {
+/** A page: `attrs` go on <body>; `styles` are extra same-origin stylesheets after page.css. */
+export function layout(title: string, body: string, attrs = '', styles: string[] = []): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -50,7 +51,7 @@ export function layout(title: string, body: string, attrs = ''): string {
 <title>${escapeHtml(title)}</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/page.css">
-</head>
+${styles.map((href) => `<link rel="stylesheet" href="${escapeHtml(href)}">\n`).join('')}</head>
 <body${attrs}>
 <main>
 ${body}

@@ -10,6 +10,7 @@ import { MeAgentsService } from './dashboard/me-agents.service.js';
 import { MeFactorsService } from './dashboard/me-factors.service.js';
 import { MeStepUpsService } from './dashboard/me-step-ups.service.js';
 import { MeResourcesController } from './me-resources.controller.js';
+import { MePagesController } from './pages/me-pages.controller.js';
 import { MeController } from './me.controller.js';
 import { MeService } from './me.service.js';
 import { HumanSessionsModule } from './session/human-sessions.module.js';
@@ -23,7 +24,7 @@ import { SignInService } from './sign-in/sign-in.service.js';
  */
 @Module({
   imports: [HumanSessionsModule, AppsModule, UsersModule, FactorsModule, ApprovalsModule, StepUpsModule, AgentsModule, TasksModule],
-  controllers: [MeController, MeResourcesController, SignInLinksController, SignInController],
+  controllers: [MeController, MeResourcesController, SignInLinksController, SignInController, MePagesController],
   providers: [MeService, SignInRepository, SignInService, MeStepUpsService, MeAgentsService, MeFactorsService],
 })
 export class MeModule {}

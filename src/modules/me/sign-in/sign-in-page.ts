@@ -22,13 +22,18 @@ ${info.methods.includes('totp') ? `<form id="totp-form" novalidate>
   );
 }
 
-/** Passkey sign-in without a link (discoverable credentials). */
+/** Passkey sign-in without a link (discoverable credentials), offered in the field by conditional UI where the browser can. */
 export function loginPage(): string {
   return layout(
     'Sign in',
     `<h1>Sign in</h1>
-<p>Use the passkey you registered for your account.</p>
-<button id="signin-passkey" type="button">Sign in with passkey</button>
+<p>Use the passkey you registered for your account. Your browser may offer it in the field below.</p>
+<form id="login-form" novalidate>
+  <label for="login-username">Account</label>
+  <input id="login-username" name="username" autocomplete="username webauthn" autocapitalize="none" spellcheck="false" placeholder="Choose your passkey">
+  <button id="signin-passkey" type="submit">Sign in with passkey</button>
+</form>
+<p class="muted">No passkey on this device? Ask the app for a sign-in link.</p>
 <p id="status" role="alert"></p>
 <script src="/assets/simplewebauthn-browser.js"></script>
 <script src="/assets/signin.js"></script>`,
