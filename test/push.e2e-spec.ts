@@ -162,6 +162,28 @@ describe('Web Push', () => {
     }
   });
 
+  it('a hanging push service holds at most a few delivery slots: with 27 pushes stuck there, another push service still gets its pushes at once', async () => {
+    const slow = await pushService();
+    try {
+      const h = await human(t);
+      const stuck = [];
+      for (let i = 0; i < 9; i++) {
+        const s = await subscribed(h, slow.endpoint());
+        slow.answer(s.endpoint, 'hang', 'hang', 'hang', 'hang');
+        stuck.push(s);
+      }
+      const fine = await subscribed(h);
+      const started = Date.now();
+      for (const action of ['files:a', 'files:b', 'files:c']) await expectStatus(createStepUp(t, h, { action }), 201);
+      await expect.poll(() => ps.to(fine.endpoint).length, { timeout: 5_000 }).toBe(3);
+      expect(Date.now() - started).toBeLessThan(2_500);
+      // The stuck service never has more than MAX_IN_FLIGHT_PER_ORIGIN (4) of them at once.
+      expect(slow.received.length).toBeLessThanOrEqual(4);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('no push for a user without subscriptions, and none to another user of the app', async () => {
     const h = await human(t);
     const other = await createUser(t, h.tenant);
