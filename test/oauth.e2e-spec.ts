@@ -190,6 +190,11 @@ describe('POST /oauth/token', () => {
       await t.http.post('/oauth/token').type('form').send(form(noJti)).expect(401);
       const longLived = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'ES256' }).setIssuer(agent.id).setSubject(agent.id).setAudience(PUBLIC_URL).setIssuedAt().setExpirationTime('1h').sign(agent.privateKey);
       await t.http.post('/oauth/token').type('form').send(form(longLived)).expect(401);
+      // draft-ietf-oauth-rfc7523bis: one audience; an array naming us among others is refused (audience injection).
+      const severalAud = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'ES256' }).setIssuer(agent.id).setSubject(agent.id).setAudience(['https://elsewhere.example', PUBLIC_URL]).setIssuedAt().setExpirationTime('60s').sign(agent.privateKey);
+      expect((await t.http.post('/oauth/token').type('form').send(form(severalAud)).expect(401)).body.error).toBe('invalid_client');
+      const issuerAud = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'ES256' }).setIssuer(agent.id).setSubject(agent.id).setAudience(PUBLIC_URL).setIssuedAt().setExpirationTime('60s').sign(agent.privateKey);
+      await t.http.post('/oauth/token').type('form').send(form(issuerAud)).expect(200);
     });
 
     it('refuses private keys and symmetric keys in jwks', async () => {
@@ -198,6 +203,12 @@ describe('POST /oauth/token', () => {
       const res = await t.http.post('/v1/agents').set(bearer(tenant.apiKey)).send({ userId, name: 'x', model: 'm', permissionBoundaries: [], jwks: { keys: [priv] } }).expect(400);
       expect(res.body.code).toBe('validation_failed');
       await t.http.post('/v1/agents').set(bearer(tenant.apiKey)).send({ userId, name: 'x', model: 'm', permissionBoundaries: [], jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } }).expect(400);
+      // Any private member of an RSA key (RFC 7518 §6.3.2), not only `d`: the app leaked its private key, and is told.
+      const rsa = await exportJWK((await generateKeyPair('RS256', { extractable: true })).privateKey);
+      for (const member of ['q', 'dp', 'dq', 'qi']) {
+        const { d: _d, p: _p, ...rest } = rsa;
+        await t.http.post('/v1/agents').set(bearer(tenant.apiKey)).send({ userId, name: 'x', model: 'm', permissionBoundaries: [], jwks: { keys: [{ ...rest, [member]: rsa[member as keyof typeof rsa] }] } }).expect(400);
+      }
     });
   });
 

@@ -112,6 +112,17 @@ describe('registration of resource and challengeJwks (POST/PATCH /v1/apps)', () 
     await t.http.patch(`/v1/apps/${other.appId}`).set(admin()).send({ resource: before.resource }).expect(200);
   });
 
+  it('one spelling per resource: another spelling of a registered one is 409, a non-normal spelling 400', async () => {
+    const host = `api-${randomBytes(6).toString('hex')}.acme.example`;
+    await t.http.post('/v1/apps').set(admin()).send({ name: 'first', resource: `https://${host}` }).expect(201);
+    expect((await t.http.post('/v1/apps').set(admin()).send({ name: 'second', resource: `https://${host}/` }).expect(409)).body).toEqual(problem(409, 'conflict'));
+    for (const spelling of [`HTTPS://${host}/api`, `https://${host.toUpperCase()}/api`, ` https://${host}/api`, `https://${host}/./api`, `https://${host}/%61pi`, `https://${host}/x/../api`]) {
+      const res = await t.http.post('/v1/apps').set(admin()).send({ name: 'third', resource: spelling });
+      expect(res.status, spelling).toBe(400);
+    }
+    await t.http.post('/v1/apps').set(admin()).send({ name: 'fourth', resource: `https://${host}/api` }).expect(201);
+  });
+
   it('http on loopback is accepted when private targets are allowed (the test default)', async () => {
     const res = await t.http.post('/v1/apps').set(admin()).send({ name: 'dev', resource: `http://127.0.0.1:47301/${randomBytes(4).toString('hex')}` }).expect(201);
     expect(res.body.resource).toMatch(/^http:\/\/127\.0\.0\.1:47301\//);

@@ -126,13 +126,13 @@ export class MfaProxyAgent {
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
     const params = new URLSearchParams(form);
     if (this.options.privateJwk) {
-      // RFC 7523 §2.2: a JWT signed by the client, aud = the endpoint it is sent to
+      // RFC 7523 §3: a JWT signed by the client; aud = the issuer identifier, one value (draft-ietf-oauth-rfc7523bis), whichever endpoint it is sent to
       const jwk = this.options.privateJwk;
       const assertion = await new SignJWT({})
         .setProtectedHeader({ alg: algOf(jwk), ...(jwk.kid ? { kid: jwk.kid } : {}) })
         .setIssuer(this.options.clientId)
         .setSubject(this.options.clientId)
-        .setAudience(url)
+        .setAudience(this.issuer)
         .setJti(randomUUID())
         .setIssuedAt()
         .setExpirationTime('60s')

@@ -1,4 +1,5 @@
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { PRIVATE_JWK_MEMBERS } from '../../common/crypto/jwk-members.js';
 import { AppError } from '../../common/errors/app-error.js';
 
 /**
@@ -40,7 +41,7 @@ export async function validateAgentJwksOrThrow(jwks: JSONWebKeySet): Promise<JSO
     if (!key || typeof key !== 'object' || Array.isArray(key)) throw invalid(`jwks.keys[${i}] must be a JWK object`);
     const kty: unknown = key.kty;
     if (!isAssertionKty(kty)) throw invalid(`jwks.keys[${i}]: kty must be EC, OKP or RSA`);
-    if ('d' in key || 'p' in key || 'k' in key) throw invalid(`jwks.keys[${i}] is a private key; send the public key only`);
+    if (PRIVATE_JWK_MEMBERS.some((m) => m in key)) throw invalid(`jwks.keys[${i}] is a private key; send the public key only`);
     if (key.kid !== undefined && (typeof key.kid !== 'string' || key.kid.length < 1 || key.kid.length > 256)) throw invalid(`jwks.keys[${i}]: kid must be a string of 1 to 256 characters`);
     // RFC 7517 §4.2: a key meant for encryption is not a client-assertion key.
     if (key.use !== undefined && key.use !== 'sig') throw invalid(`jwks.keys[${i}]: use must be "sig" when given`);

@@ -15,7 +15,7 @@ import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { isUniqueViolation } from '../../database/errors.js';
-import { resourceProblem, validateChallengeJwksOrThrow } from './challenge-keys.js';
+import { resourceProblem, resourceSpellings, validateChallengeJwksOrThrow } from './challenge-keys.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
 import type { AppDto, CreateAppDto, CreatedApiKeyDto, CreatedAppDto, UpdateAppDto } from './dto/app.dto.js';
@@ -182,8 +182,10 @@ export class AppsService implements OnModuleInit {
     if (resource !== undefined && resource !== null) {
       const problem = resourceProblem(resource, this.config.webhookAllowPrivate, this.config.issuer);
       if (problem) throw new AppError('validation_failed', problem);
-      const holder = await this.repo.findByResource(resource);
-      if (holder && holder.id !== appId) throw new AppError('conflict', 'another app has registered this resource');
+      for (const spelling of resourceSpellings(new URL(resource))) {
+        const holder = await this.repo.findByResource(spelling);
+        if (holder && holder.id !== appId) throw new AppError('conflict', 'another app has registered this resource');
+      }
     }
     if (resource !== undefined) out.resource = resource;
     if (jwks !== undefined) out.challengeJwks = jwks === null ? null : await validateChallengeJwksOrThrow(jwks);

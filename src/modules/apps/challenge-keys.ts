@@ -1,5 +1,6 @@
 import { importJWK, type JSONWebKeySet, type JWK } from 'jose';
 import { isIP } from 'node:net';
+import { PRIVATE_JWK_MEMBERS } from '../../common/crypto/jwk-members.js';
 import { AppError } from '../../common/errors/app-error.js';
 
 /**
@@ -12,8 +13,6 @@ export const TXN_CHALLENGE_ALGS = ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'
 const MAX_KEYS = 10;
 const MAX_JWKS_BYTES = 16 * 1024;
 const MAX_KID = 128;
-/** Members of a private or symmetric JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /** Which algorithms each key type may sign challenges with. */
 const ALGS_BY_KTY: Record<string, readonly string[]> = { EC: ['ES256'], OKP: ['EdDSA', 'Ed25519'], RSA: ['RS256', 'PS256'] };
 
@@ -26,6 +25,18 @@ const isLoopback = (host: string) => host === 'localhost' || host.endsWith('.loc
  * private targets are allowed (development), without credentials, and not on this service's own
  * origin (tokens whose audience is this service are agent tokens, never a resource's).
  */
+/**
+ * The spellings of one resource identifier: its WHATWG serialization, and for an empty path also
+ * the origin without the slash (RFC 9728 identifiers are often written so). Two apps never hold two
+ * spellings of one resource.
+ */
+export function resourceSpellings(url: URL): string[] {
+  return url.pathname === '/' && !url.search && !url.hash ? [url.href, url.href.slice(0, -1)] : [url.href];
+}
+
+/** A percent-encoded unreserved character (RFC 3986 §2.3): equivalent to the character itself. */
+const UNRESERVED_ENCODED = /%(?:[46][1-9A-F]|[57][0-9A]|3[0-9]|2D|2E|5F|7E)/i;
+
 export function resourceProblem(raw: string, allowPrivate: boolean, issuer: string): string | null {
   let url: URL;
   try {
@@ -39,6 +50,9 @@ export function resourceProblem(raw: string, allowPrivate: boolean, issuer: stri
   }
   if (url.username || url.password) return 'resource must not carry credentials';
   if (raw.includes('#') || raw.includes('?')) return 'resource must not have a query or fragment';
+  // One spelling per resource, so no second app can register an equivalent one (RFC 3986 §6.2.2:
+  // case, dot segments, percent-encoded unreserved characters; and no surrounding whitespace).
+  if (!resourceSpellings(url).includes(raw) || UNRESERVED_ENCODED.test(raw)) return 'resource must be written in normal form (lower-case scheme and host, no dot segments, no percent-encoded letters, digits or -._~, no whitespace)';
   if (url.origin === new URL(issuer).origin) return "resource must not be on this service's origin";
   return null;
 }
@@ -60,7 +74,7 @@ export async function validateChallengeJwksOrThrow(input: unknown): Promise<JSON
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${at} must be a JWK object`);
     const key = raw as Record<string, unknown>;
     // A private (or shared) key in a public key set is a leak: refused, and not stored.
-    if (PRIVATE_MEMBERS.some((m) => m in key) || key.kty === 'oct') throw invalid(`${at} is a private or symmetric key; send the public key only`);
+    if (PRIVATE_JWK_MEMBERS.some((m) => m in key) || key.kty === 'oct') throw invalid(`${at} is a private or symmetric key; send the public key only`);
     const allowed = typeof key.kty === 'string' ? ALGS_BY_KTY[key.kty] : undefined;
     if (!allowed) throw invalid(`${at}: kty must be EC, OKP or RSA`);
     if (key.kty === 'EC' && key.crv !== 'P-256') throw invalid(`${at}: an EC key must be on P-256`);

@@ -120,6 +120,8 @@ export class ClientAuthService {
     } catch {
       throw invalidClient('client assertion invalid');
     }
+    // draft-ietf-oauth-rfc7523bis §4: `aud` is one value, never an array a client could be led to sign for several servers.
+    if (typeof payload.aud !== 'string') throw invalidClient('client assertion aud must be a single value: the issuer');
     if (payload.exp! - now > MAX_ASSERTION_LIFETIME_S) throw invalidClient('client assertion lives too long');
     if (typeof payload.jti !== 'string' || payload.jti.length > 256) throw invalidClient('client assertion jti invalid');
     // §3 item 7: a jti is accepted once; remembered until the assertion expires.
