@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { DPOP_ALGS, dpopProblem, headerOf, ReplayCache } from './dpop.js';
 import { AgentAuthError, ApprovalRequiredError, errorFrom } from './errors.js';
-import type { ActionDescriptor, AgentSession, Approved, ApprovalSpec, IncomingRequest, MfaProxyEvent, VerifiedApproval, VerifyInput, VerifyResult } from './types.js';
+import type { ActionDescriptor, AgentSession, Approved, ApprovalSpec, IncomingRequest, MfaProxyEvent, SudoGrant, SudoSpec, VerifiedApproval, VerifyInput, VerifyResult } from './types.js';
 
 export interface MfaProxyAppOptions {
   /** The service's issuer URL. */
@@ -38,6 +38,8 @@ const AGENT_CACHE_MS = 30_000;
 /** A challenge's life (the draft leaves it to the resource; the service takes at most 600 s). */
 const CHALLENGE_TTL_S = 300;
 const LONG_POLL_S = 30;
+/** `acr` of the service's sudo tokens: the human approved with a second factor. */
+const SUDO_ACR = 'mfa';
 
 /**
  * The app's side of mfa-proxy: verifies single-use approvals, authenticates agents locally
@@ -52,6 +54,8 @@ export class MfaProxyApp {
   private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
   private readonly agents = new Map<string, { record: Promise<AgentRecord | null>; at: number }>();
   private readonly replay = new ReplayCache();
+  /** The verified token behind each session authenticateAgent returned (for requireSudo behind agentAuth). */
+  private readonly sessionTokens = new WeakMap<AgentSession, { token: string; claims: JWTPayload }>();
 
   constructor(private readonly options: MfaProxyAppOptions) {
     this.issuer = options.issuer.replace(/\/+$/, '');
@@ -193,7 +197,7 @@ export class MfaProxyApp {
     const agent = await this.agentRecord(payload.client_id);
     // a suspended or revoked agent (or one of another user) is refused at once, token or not
     if (!agent || agent.status !== 'active' || agent.userId !== payload.sub) throw refuse('the agent is not active');
-    return {
+    const session: AgentSession = {
       user: { id: payload.sub },
       expires: new Date((payload.exp ?? 0) * 1000).toISOString(),
       isAgent: true,
@@ -206,12 +210,72 @@ export class MfaProxyApp {
         taskId: typeof payload.task_id === 'string' ? payload.task_id : null,
       },
     };
+    this.sessionTokens.set(session, { token, claims: payload });
+    return session;
   }
 
   /** A JWT of the service (RFC 9068 access token) for `audience`, verified against the cached JWKS. */
   private async verifyServiceJwt(token: string, audience: string): Promise<JWTPayload> {
     const { payload } = await jwtVerify(token, await this.keySet(), { issuer: this.issuer, audience, typ: 'at+jwt', algorithms: AGENT_TOKEN_ALGS });
     return payload;
+  }
+
+  // ---- recent step-up authentication (RFC 9470) ----
+
+  /**
+   * The RFC 9470 challenge for an operation that needs a recent sudo grant of `spec.scopes`:
+   * `WWW-Authenticate: Bearer error="insufficient_user_authentication", acr_values="mfa",
+   * max_age=<s>, scope="<scopes>"` (the RFC 6750 `scope` tells the agent which grant to ask for).
+   */
+  stepUpChallenge(spec: SudoSpec, scheme: 'Bearer' | 'DPoP' = 'Bearer'): { status: 401; wwwAuthenticate: string } {
+    const description = (spec.reason ?? 'this operation needs a recent approval by the human').replace(/["\\]/g, '');
+    return {
+      status: 401,
+      wwwAuthenticate: `${scheme} error="insufficient_user_authentication", error_description="${description}", acr_values="${SUDO_ACR}", max_age=${Math.floor(spec.maxAge)}, scope="${spec.scopes.join(' ')}"`,
+    };
+  }
+
+  /**
+   * The framework-neutral guard of an operation that needs a recent sudo grant: resolves when the
+   * agent's token is a sudo token (`acr: "mfa"`) for every one of `spec.scopes`, the human approved
+   * it (`auth_time`) at most `spec.maxAge` seconds ago, and the service still holds the grant
+   * (introspection: a grant the human revoked stops at once). Otherwise rejects with
+   * ApprovalRequiredError (401 and the RFC 9470 challenge of `stepUpChallenge`); a bad agent
+   * credential rejects with AgentAuthError.
+   */
+  requireSudo(spec: SudoSpec): (request: IncomingRequest) => Promise<SudoGrant> {
+    return (request) => this.sudo(spec, request);
+  }
+
+  /** `requireSudo` for a spec known only per request. */
+  async sudo(spec: SudoSpec, request: IncomingRequest): Promise<SudoGrant> {
+    if (!spec.scopes.length || !(spec.maxAge > 0)) throw new TypeError('requireSudo needs scopes and a positive maxAge');
+    const authorization = headerOf(request.headers, 'authorization');
+    let session = request.agentSession;
+    let verified = session ? this.sessionTokens.get(session) : undefined;
+    if (!session || !verified) {
+      session = await this.authenticateAgent(authorization, { method: request.method, url: request.url, dpop: headerOf(request.headers, 'dpop') });
+      verified = this.sessionTokens.get(session)!;
+    }
+    const { claims, token } = verified;
+    const scheme = verified.claims.cnf ? 'DPoP' : 'Bearer';
+    const insufficient = (why: string) => {
+      const challenge = this.stepUpChallenge(spec, scheme);
+      return new ApprovalRequiredError(why, 401, challenge.wwwAuthenticate, { error: 'insufficient_user_authentication', error_description: spec.reason ?? why, reason: why });
+    };
+    const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
+    if (claims.acr !== SUDO_ACR || typeof claims.auth_time !== 'number') throw insufficient('no_sudo_grant');
+    if (Math.floor(Date.now() / 1000) - claims.auth_time > spec.maxAge) throw insufficient('too_old');
+    if (!spec.scopes.every((sc) => scopes.includes(sc))) throw insufficient('scope_not_granted');
+    // the human may have revoked the grant (dashboard): the service is asked, not only the signature
+    const res = await this.fetchFn(`${this.issuer}/oauth/introspect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.options.apiKey}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    if (!res.ok) throw await errorFrom(res, 'introspection failed');
+    if (!((await res.json()) as { active?: unknown }).active) throw insufficient('revoked');
+    return { session, stepUpId: typeof claims.step_up_id === 'string' ? claims.step_up_id : '', authTime: new Date(claims.auth_time * 1000).toISOString(), scopes };
   }
 
   // ---- transaction challenges (draft-rosomakho-oauth-txn-challenge-00) ----

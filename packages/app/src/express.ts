@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { transactionTokenOf, type MfaProxyApp } from './app.js';
 import { AgentAuthError, ApprovalRequiredError } from './errors.js';
-import type { AgentSession, Approved, ApprovalSpec } from './types.js';
+import type { AgentSession, Approved, ApprovalSpec, SudoGrant, SudoSpec } from './types.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -11,6 +11,8 @@ declare global {
       agentSession?: AgentSession;
       /** Set by `requireApproval`: the consumed approval of this operation. */
       approval?: Approved;
+      /** Set by `requireSudo`: the recent sudo grant the agent's token carries. */
+      sudo?: SudoGrant;
     }
   }
 }
@@ -66,6 +68,29 @@ export function requireApproval(app: MfaProxyApp, specOf: (req: Request) => Appr
       .then((spec) => app.approve(spec, { method: req.method, url: requestUrl(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) }))
       .then((approved) => {
         req.approval = approved;
+        next();
+      })
+      .catch((err: unknown) => {
+        if (!sendAuthError(res, err)) next(err);
+      });
+  };
+}
+
+/**
+ * Guards an operation that needs a recent sudo grant (RFC 9470): with an agent token carrying
+ * `acr: "mfa"`, every one of `scopes`, and an `auth_time` at most `maxAge` seconds old (and a
+ * grant the service still holds), sets `req.sudo` and `req.agentSession` and calls `next()`; else
+ * 401 `WWW-Authenticate: Bearer error="insufficient_user_authentication", acr_values="mfa",
+ * max_age=<maxAge>, scope="<scopes>"`, which `MfaProxyAgent.fetch` meets with a sudo step-up and one retry.
+ */
+export function requireSudo(app: MfaProxyApp, spec: SudoSpec | ((req: Request) => SudoSpec | Promise<SudoSpec>)): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => (typeof spec === 'function' ? spec(req) : spec))
+      .then((s) => app.sudo(s, { method: req.method, url: requestUrl(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) }))
+      .then((grant) => {
+        req.sudo = grant;
+        req.agentSession = grant.session;
         next();
       })
       .catch((err: unknown) => {

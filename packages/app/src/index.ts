@@ -1,3 +1,3 @@
 export { MfaProxyApp, transactionTokenOf, type MfaProxyAppOptions } from './app.js';
 export { AgentAuthError, ApprovalRequiredError, MfaProxyError } from './errors.js';
-export type { ActionDescriptor, AgentSession, Approved, ApprovalSpec, IncomingRequest, MfaProxyEvent, VerifiedApproval, VerifyInput, VerifyResult } from './types.js';
+export type { ActionDescriptor, AgentSession, Approved, ApprovalSpec, IncomingRequest, MfaProxyEvent, SudoGrant, SudoSpec, VerifiedApproval, VerifyInput, VerifyResult } from './types.js';

@@ -69,3 +69,24 @@ export interface MfaProxyEvent {
   data: Record<string, unknown>;
   [key: string]: unknown;
 }
+
+/** An operation that needs a recent sudo grant (RFC 9470 step-up authentication). */
+export interface SudoSpec {
+  /** The scopes the operation needs; the agent SDK asks the human for a sudo grant of exactly these. */
+  scopes: string[];
+  /** At most this many seconds since the human approved the grant (`auth_time`): RFC 9470 `max_age`. */
+  maxAge: number;
+  /** The challenge's `error_description`. */
+  reason?: string;
+}
+
+/** What `requireSudo` resolves with: the agent and the sudo grant its token carries. */
+export interface SudoGrant {
+  session: AgentSession;
+  /** The step-up whose approval granted it. */
+  stepUpId: string;
+  /** ISO 8601: when the human approved (`auth_time`). */
+  authTime: string;
+  /** The token's scopes. */
+  scopes: string[];
+}
