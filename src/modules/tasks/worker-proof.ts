@@ -4,7 +4,8 @@ import { AppError } from '../../common/errors/app-error.js';
 import { DpopError } from '../oauth/dpop.js';
 import { DpopProofs } from '../oauth/dpop-proofs.js';
 
-const refuse = (detail: string) => new AppError('invalid_dpop_proof', detail, { headers: { 'WWW-Authenticate': 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA"' } });
+/** RFC 9449 §7.1: the algorithms a worker key (EC P-256 or Ed25519) can sign its proofs with. */
+const refuse = (detail: string) => new AppError('invalid_dpop_proof', detail, { headers: { 'WWW-Authenticate': 'DPoP realm="mfa-proxy", error="invalid_dpop_proof", algs="ES256 EdDSA Ed25519"' } });
 
 /** The worker's only credential: a fresh DPoP proof (RFC 9449) signed by the task's worker key. */
 @Injectable()
