@@ -156,6 +156,8 @@ function factors(d: Pick<DashboardData, 'factors'>): string {
 }
 
 const OUTCOME: Record<string, string> = { success: 'ok', failure: 'failed', denied: 'refused' };
+/** Who did it, from the event's actor (its agent, if any, is what it concerns). */
+const BY: Record<string, string> = { user: 'by you', human: 'by you', agent: 'by the agent', app: 'by the app', operator: 'by the operator', system: 'automatic' };
 
 function activity(d: Pick<DashboardData, 'activity' | 'agents'>): string {
   if (d.activity.length === 0) return '<p class="empty muted">Nothing yet.</p>';
@@ -163,8 +165,8 @@ function activity(d: Pick<DashboardData, 'activity' | 'agents'>): string {
   return `<ol class="activity">${d.activity
     .map(
       (ev) => `<li><span class="when">${time(ev.at)}</span> <code class="type">${e(ev.type)}</code>${ev.action ? ` <code>${e(ev.action)}</code>` : ''}${
-        ev.agentId ? ` <span class="muted">by</span> ${e(names.get(ev.agentId) ?? ev.agentId)}` : ev.actorType === 'user' ? ' <span class="muted">by you</span>' : ''
-      } <span class="outcome ${e(ev.outcome)}">${e(OUTCOME[ev.outcome] ?? ev.outcome)}</span></li>`,
+        ev.agentId ? ` <span class="muted">·</span> ${e(names.get(ev.agentId) ?? ev.agentId)}` : ''
+      } <span class="muted">${e(BY[ev.actorType] ?? ev.actorType)}</span> <span class="outcome ${e(ev.outcome)}">${e(OUTCOME[ev.outcome] ?? ev.outcome)}</span></li>`,
     )
     .join('\n')}</ol>`;
 }
