@@ -6,6 +6,7 @@ import { PUBLIC_URL, startApp, usingPostgres, type TestApp } from './support/app
 import { bearer, createTenant, createUser } from './support/fixtures.js';
 import { approvalToken, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 import { pushService, pushSubscriber, verifyVapid, type PushSubscriber } from './support/web-push.js';
+import { browserAvailable, freePort, launchBrowser } from './support/browser.js';
 
 const VAPID = webpush.generateVAPIDKeys();
 const SUBJECT = 'mailto:push-test@example.com';
@@ -369,6 +370,54 @@ describe.runIf(usingPostgres())('two instances on one PostgreSQL (the outbox is 
       expect(new Set(ids).size).toBe(4);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe.runIf(browserAvailable)('the service worker in Chromium', () => {
+  it('shows a step-up push as a notification naming app, agent, action and binding code, opening only a page of this origin', async () => {
+    const port = await freePort();
+    const origin = `http://localhost:${port}`;
+    const app = await startApp({ ...env, PUBLIC_URL: origin });
+    await app.app.listen({ port, host: '127.0.0.1' });
+    const browser = await launchBrowser();
+    try {
+      await browser.grantPermissions(['notifications'], { origin });
+      const page = await browser.newPage();
+      await page.goto(`${origin}/v1/push/vapid-public-key`);
+      const cdp = await browser.newCDPSession(page);
+      const registrationId = new Promise<string>((resolve) =>
+        cdp.on('ServiceWorker.workerVersionUpdated', (e) => {
+          const v = e.versions.find((x) => x.scriptURL === `${origin}/me/sw.js` && x.status === 'activated');
+          if (v) resolve(v.registrationId);
+        }),
+      );
+      await cdp.send('ServiceWorker.enable');
+      // Browser-side code (this project's TS has no DOM lib): typed loosely.
+      await page.evaluate(async () => {
+        await (globalThis as unknown as { navigator: { serviceWorker: { register(url: string, o: { scope: string }): Promise<unknown> } } }).navigator.serviceWorker.register('/me/sw.js', { scope: '/me' });
+      });
+      const id = await registrationId;
+      const worker = browser.serviceWorkers().find((w) => w.url() === `${origin}/me/sw.js`)!;
+      const notifications = () =>
+        worker.evaluate(async () => {
+          type Shown = { title: string; body: string; tag: string; data: { url: string } };
+          const sw = globalThis as unknown as { registration: { getNotifications(): Promise<Shown[]> } };
+          return (await sw.registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data.url }));
+        });
+      const push = (data: unknown) => cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId: id, data: JSON.stringify(data) });
+
+      // An invisible right-to-left override in the agent's name is shown, not obeyed.
+      await push({ type: 'step_up.created', stepUpId: 'stp_one', app: 'Acme Books', agent: 'research\u202Ebot', action: 'files:delete', bindingCode: 'K7P2QX', url: `${origin}/me?stepUp=stp_one` });
+      await expect.poll(notifications, { timeout: 5_000 }).toEqual([
+        { title: 'research[U+202E]bot asks for your approval', body: 'files:delete\nAcme Books · code K7P2QX', tag: 'step-up:stp_one', url: `${origin}/me?stepUp=stp_one` },
+      ]);
+      // A payload naming another origin opens the dashboard instead.
+      await push({ type: 'step_up.created', stepUpId: 'stp_two', app: 'Acme Books', agent: 'bot', action: 'files:write', bindingCode: 'AB23CD', url: 'https://evil.example/phish' });
+      await expect.poll(async () => (await notifications()).find((n) => n.tag === 'step-up:stp_two')?.url, { timeout: 5_000 }).toBe(`${origin}/me`);
+    } finally {
+      await browser.close();
+      await app.close();
     }
   });
 });
