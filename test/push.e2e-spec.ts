@@ -7,6 +7,7 @@ import { bearer, createTenant, createUser } from './support/fixtures.js';
 import { approvalToken, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 import { pushService, pushSubscriber, verifyVapid, type PushSubscriber } from './support/web-push.js';
 import { browserAvailable, freePort, launchBrowser } from './support/browser.js';
+import { signInWithPasskey } from './support/me.js';
 
 const VAPID = webpush.generateVAPIDKeys();
 const SUBJECT = 'mailto:push-test@example.com';
@@ -27,7 +28,10 @@ afterAll(async () => {
   await ps?.close();
 });
 
-/** A dashboard session of this user (the sign-in ceremony is tested with the `me` module): its Cookie header. */
+/**
+ * A dashboard session of this user without the ceremony (users made here may have no factor; the
+ * sign-in itself is tested with the `me` module, and once below): its Cookie header.
+ */
 async function sessionOf(app: TestApp, appId: string, userId: string): Promise<string> {
   const sessions = app.app.get(HumanSessionsService, { strict: false });
   const setCookie = await app.app.get(DataSource).transaction((m) => sessions.startIn(m, { appId, userId }, 'totp'));
@@ -38,8 +42,8 @@ function subscribe(app: TestApp, cookie: string, body: unknown) {
   return app.http.post('/v1/me/push-subscriptions').set('Cookie', cookie).set(CSRF).send(body as object);
 }
 
-async function subscribed(h: Human, endpoint = ps.endpoint()): Promise<{ id: string; endpoint: string; sub: PushSubscriber; cookie: string }> {
-  const cookie = await sessionOf(t, h.tenant.appId, h.userId);
+async function subscribed(h: Human, endpoint = ps.endpoint(), session?: string): Promise<{ id: string; endpoint: string; sub: PushSubscriber; cookie: string }> {
+  const cookie = session ?? (await sessionOf(t, h.tenant.appId, h.userId));
   const sub = pushSubscriber();
   const res = await expectStatus(subscribe(t, cookie, { endpoint, keys: sub.keys, expirationTime: null }), 201);
   expect(res.body).toEqual({ id: expect.stringMatching(/^psb_[A-Za-z0-9_-]{22}$/) });
@@ -60,7 +64,8 @@ describe('Web Push', () => {
 
   it('a new step-up reaches every subscription of the user as an RFC 8291 push with TTL = remaining lifetime, Urgency high and a valid VAPID JWT', async () => {
     const h = await human(t);
-    const a = await subscribed(h);
+    // Signed in as the dashboard does (a sign-in link proven by the user's passkey).
+    const a = await subscribed(h, ps.endpoint(), await signInWithPasskey(t, h));
     const b = await subscribed(h);
     const created = await expectStatus(createStepUp(t, h, { expiresIn: 600 }), 201);
     await expect.poll(() => ps.to(a.endpoint).length + ps.to(b.endpoint).length, { timeout: 10_000 }).toBe(2);
@@ -398,23 +403,33 @@ describe.runIf(browserAvailable)('the service worker in Chromium', () => {
         await (globalThis as unknown as { navigator: { serviceWorker: { register(url: string, o: { scope: string }): Promise<unknown> } } }).navigator.serviceWorker.register('/me/sw.js', { scope: '/me' });
       });
       const id = await registrationId;
-      const worker = browser.serviceWorkers().find((w) => w.url() === `${origin}/me/sw.js`)!;
+      const worker = browser.serviceWorkers().find((w) => w.url() === `${origin}/me/sw.js`) ?? (await browser.waitForEvent('serviceworker'));
+      // Running and past its activate handler (clients.claim) before the first push.
+      await expect.poll(() => worker.evaluate(() => (globalThis as unknown as { registration: { active: { state: string } | null } }).registration.active?.state), { timeout: 5_000 }).toBe('activated');
       const notifications = () =>
         worker.evaluate(async () => {
           type Shown = { title: string; body: string; tag: string; data: { url: string } };
           const sw = globalThis as unknown as { registration: { getNotifications(): Promise<Shown[]> } };
           return (await sw.registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data.url }));
         });
-      const push = (data: unknown) => cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId: id, data: JSON.stringify(data) });
+      // CDP's synthetic push is now and then dropped right after activation: delivered again until
+      // its notification shows (same tag: a repeat replaces, never duplicates).
+      const pushUntilShown = async (data: { stepUpId: string } & Record<string, unknown>) => {
+        await expect.poll(async () => {
+          const shown = (await notifications()).find((n) => n.tag === `step-up:${data.stepUpId}`);
+          if (!shown) await cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId: id, data: JSON.stringify(data) });
+          return shown !== undefined;
+        }, { timeout: 10_000, interval: 500 }).toBe(true);
+      };
 
       // An invisible right-to-left override in the agent's name is shown, not obeyed.
-      await push({ type: 'step_up.created', stepUpId: 'stp_one', app: 'Acme Books', agent: 'research\u202Ebot', action: 'files:delete', bindingCode: 'K7P2QX', url: `${origin}/me?stepUp=stp_one` });
-      await expect.poll(notifications, { timeout: 5_000 }).toEqual([
+      await pushUntilShown({ type: 'step_up.created', stepUpId: 'stp_one', app: 'Acme Books', agent: 'research\u202Ebot', action: 'files:delete', bindingCode: 'K7P2QX', url: `${origin}/me?stepUp=stp_one` });
+      expect(await notifications()).toEqual([
         { title: 'research[U+202E]bot asks for your approval', body: 'files:delete\nAcme Books · code K7P2QX', tag: 'step-up:stp_one', url: `${origin}/me?stepUp=stp_one` },
       ]);
       // A payload naming another origin opens the dashboard instead.
-      await push({ type: 'step_up.created', stepUpId: 'stp_two', app: 'Acme Books', agent: 'bot', action: 'files:write', bindingCode: 'AB23CD', url: 'https://evil.example/phish' });
-      await expect.poll(async () => (await notifications()).find((n) => n.tag === 'step-up:stp_two')?.url, { timeout: 5_000 }).toBe(`${origin}/me`);
+      await pushUntilShown({ type: 'step_up.created', stepUpId: 'stp_two', app: 'Acme Books', agent: 'bot', action: 'files:write', bindingCode: 'AB23CD', url: 'https://evil.example/phish' });
+      expect((await notifications()).find((n) => n.tag === 'step-up:stp_two')?.url).toBe(`${origin}/me`);
     } finally {
       await browser.close();
       await app.close();
