@@ -133,7 +133,7 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     await page.close();
   }, 120_000);
 
-  it('a request decided elsewhere leaves the page live; without a session /me goes to /me/login', async () => {
+  it('a request decided elsewhere leaves the page live; /me?stepUp=<id> (a push click) focuses that request; without a session /me goes to /me/login', async () => {
     const { t, browser } = env;
     const page = await browser.newPage();
     const p = await person(t, page);
@@ -143,6 +143,9 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     await signInByLink(t, p);
     const created = await t.http.post('/v1/step-ups').set(bearer(p.token)).send({ action: 'files:share' }).expect(201);
     await card(page, created.body.id).waitFor({ timeout: 10_000 });
+    // A push notification opens /me?stepUp=<id> (issue 15's push payload): that request gets the focus.
+    await page.goto(`${origin}/me?stepUp=${created.body.id}`);
+    expect(await page.evaluate('document.activeElement.id')).toBe(`stepup-h-${created.body.id}`);
     await t.http.delete(`/v1/step-ups/${created.body.id}`).set(bearer(p.token)).expect(200);
     await card(page, created.body.id).waitFor({ state: 'detached', timeout: 10_000 });
     expect(await page.textContent('#live')).toContain('decided elsewhere, cancelled or expired');
