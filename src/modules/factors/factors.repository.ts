@@ -15,8 +15,8 @@ export class FactorsRepository {
     return m.find(FactorEntity, { where: { appId, userId } });
   }
 
-  find(appId: string, userId: string, id: string): Promise<FactorEntity | null> {
-    return this.ds.getRepository(FactorEntity).findOneBy({ appId, userId, id });
+  find(appId: string, userId: string, id: string, m?: EntityManager): Promise<FactorEntity | null> {
+    return (m ?? this.ds.manager).findOneBy(FactorEntity, { appId, userId, id });
   }
 
   insert(m: EntityManager, factor: FactorEntity): Promise<unknown> {

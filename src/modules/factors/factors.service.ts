@@ -45,17 +45,28 @@ export class FactorsService implements OnModuleInit {
   }
 
   /**
+   * Runs `fn` as one transaction at a time per user, on every instance: the human's factor removals
+   * and activations, so a removal decides on the user's factors as they are, not as they were.
+   */
+  underUserLock<T>(appId: string, userId: string, fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    return this.serializer.run(`factors:${appId}:${userId}`, fn);
+  }
+
+  /**
    * The human removes one of their own factors (dashboard): never the last active one (409
-   * `last_factor`). Decided one removal at a time per user, so two racing removals cannot leave none.
+   * `last_factor`). Decided inside the per-user lock from fresh rows (a factor read as pending may
+   * have been activated meanwhile), so racing removals and activations cannot leave none.
    */
   async deleteUnlessLast(appId: string, userId: string, factorId: string): Promise<void> {
-    const factor = isId('factor', factorId) ? await this.repo.find(appId, userId, factorId) : null;
-    if (!factor) throw notFound('factor');
-    const outcome = await this.serializer.run(`factors:${appId}:${userId}`, async (m) => {
+    if (!isId('factor', factorId) || !(await this.repo.find(appId, userId, factorId))) throw notFound('factor');
+    const outcome = await this.underUserLock(appId, userId, async (m) => {
+      const factor = await this.repo.find(appId, userId, factorId, m);
+      if (!factor) return 'gone' as const;
       const active = await this.repo.active(appId, userId, m);
       if (factor.status === 'active' && active.length <= 1) return 'last' as const;
-      if (!(await this.repo.delete(m, factor))) return 'gone' as const;
+      // Secrets first, then the factor: the order of a TOTP confirmation's writes (no lock-order deadlock).
       await this.strategies.for(factor.type).removeData(m, factor);
+      if (!(await this.repo.delete(m, factor))) throw notFound('factor');
       await this.audit.record(m, { appId, type: 'factor.removed', outcome: 'success', userId, action: factor.type, resource: factor.id });
       return 'removed' as const;
     });

@@ -85,7 +85,8 @@ export class MeFactorsService {
     const factor = isId('factor', factorId) ? await this.factors.find(user.appId, user.id, factorId) : null;
     if (!factor || factor.type !== 'totp') throw notFound('factor');
     if (factor.status === 'active') return { factorId, status: 'active' };
-    const ok = await this.factors.ds.transaction(async (m) => {
+    // Under the per-user lock of factor removals: a removal decides after this activation, or before it.
+    const ok = await this.factorsService.underUserLock(user.appId, user.id, async (m) => {
       const step = await this.totp.consumeCode(m, user.appId, factorId, code);
       if (step === null || !(await this.factors.activate(m, user.appId, factorId, this.clock.now()))) return false;
       await this.factorsService.recordEnrolled(m, factor);

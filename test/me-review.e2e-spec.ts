@@ -1,0 +1,104 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { FactorsRepository } from '../src/modules/factors/factors.repository.js';
+import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { CSRF, signInWithPasskey } from './support/me.js';
+import { human, type Human } from './support/step-up.js';
+import { totpCode } from './support/totp.js';
+
+/** Findings of the security review of sign-in, sessions and /v1/me: each test fails without its fix. */
+
+// Two instances need a shared database and Redis (CI's PostgreSQL + Redis pass); on SQLite both are one app.
+const shared = usingPostgres() && !!process.env.TEST_REDIS_URL;
+
+let t: TestApp;
+let b: TestApp;
+beforeAll(async () => {
+  const prefix = `mpx-test-${randomBytes(4).toString('hex')}:`;
+  t = await startApp(shared ? { REDIS_KEY_PREFIX: prefix } : {});
+  b = shared ? await startApp({ REDIS_KEY_PREFIX: prefix }) : t;
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  t.clock.reset();
+});
+afterAll(async () => {
+  if (b !== t) await b?.close();
+  await t?.close();
+});
+
+const as = (app: TestApp, cookie: string) => ({
+  get: (path: string) => app.http.get(path).set('Cookie', cookie),
+  post: (path: string, body: Record<string, unknown> = {}) => app.http.post(path).set('Cookie', cookie).set(CSRF).send(body),
+  del: (path: string) => app.http.delete(path).set('Cookie', cookie).set(CSRF),
+});
+
+type Factor = { id: string; type: string };
+
+/** A signed-in user with one active passkey P and one pending TOTP factor T (its secret known). */
+async function passkeyAndPendingTotp(): Promise<{ h: Human; cookie: string; p: string; tId: string; tSecret: string }> {
+  const h = await human(t);
+  const cookie = await signInWithPasskey(t, h);
+  const me = as(t, cookie);
+  const factors = (await me.get('/v1/me/factors').expect(200)).body.factors as Factor[];
+  await me.del(`/v1/me/factors/${factors.find((f) => f.type === 'totp')!.id}`).expect(204);
+  const created = (await me.post('/v1/me/factors/totp', { name: 'Phone 2' }).expect(201)).body;
+  return { h, cookie, p: factors.find((f) => f.type === 'webauthn')!.id, tId: created.factorId, tSecret: created.secret };
+}
+
+/** Delays the first `find` of factor `id` on `app` (after it has read the row) until `release` resolves. */
+function holdFirstRead(app: TestApp, id: string, release: Promise<void>): Promise<void> {
+  const repo = app.app.get(FactorsRepository);
+  const original = repo.find.bind(repo);
+  let reached!: () => void;
+  const reachedP = new Promise<void>((r) => (reached = r));
+  let held = false;
+  vi.spyOn(repo, 'find').mockImplementation(async (...args: Parameters<FactorsRepository['find']>) => {
+    const row = await original(...args);
+    if (!held && args[2] === id) {
+      held = true;
+      reached();
+      await release;
+    }
+    return row;
+  });
+  return reachedP;
+}
+
+describe('M1: concurrent factor changes never leave a user without an active factor', () => {
+  it('DELETE T read T as pending; T is verified and P deleted meanwhile: DELETE T is 409 last_factor, T stays', async () => {
+    const { cookie, p, tId, tSecret } = await passkeyAndPendingTotp();
+    let release!: () => void;
+    const reached = holdFirstRead(t, tId, new Promise<void>((r) => (release = r)));
+    const deleteT = as(t, cookie).del(`/v1/me/factors/${tId}`).then((r) => r);
+    await reached;
+    await as(b, cookie).post('/v1/me/factors/totp/verify', { factorId: tId, code: await totpCode(tSecret) }).expect(200);
+    await as(b, cookie).del(`/v1/me/factors/${p}`).expect(204);
+    release();
+    const res = await deleteT;
+    expect(res.status, JSON.stringify(res.body)).toBe(409);
+    expect(res.body).toMatchObject({ status: 409, code: 'last_factor' });
+    expect(((await as(t, cookie).get('/v1/me/factors').expect(200)).body.factors as Factor[]).map((f) => f.id)).toEqual([tId]);
+  });
+
+  it(`races of DELETE T (instance 1) against verify T then DELETE P (instance 2)${shared ? ', two instances on PostgreSQL' : ''}: always >= 1 active factor, the losing DELETE is 409 last_factor`, async () => {
+    for (let round = 0; round < 8; round++) {
+      const { cookie, p, tId, tSecret } = await passkeyAndPendingTotp();
+      // Instance 1's read of T takes a little longer each round (a slow database), so every interleaving is tried.
+      const delay = round * 5;
+      holdFirstRead(t, tId, new Promise<void>((r) => setTimeout(r, delay)));
+      const code = await totpCode(tSecret);
+      const [delT, delP] = await Promise.all([
+        as(t, cookie).del(`/v1/me/factors/${tId}`).then((r) => r),
+        as(b, cookie)
+          .post('/v1/me/factors/totp/verify', { factorId: tId, code })
+          .then(() => as(b, cookie).del(`/v1/me/factors/${p}`).then((r) => r)),
+      ]);
+      vi.restoreAllMocks();
+      const active = (await as(t, cookie).get('/v1/me/factors').expect(200)).body.factors as Factor[];
+      expect(active.length, `round ${round}`).toBeGreaterThanOrEqual(1);
+      expect([delT.status, delP.status].sort(), `round ${round}: ${JSON.stringify([delT.body, delP.body])}`).toEqual([204, 409]);
+      expect([delT, delP].find((r) => r.status === 409)!.body.code).toBe('last_factor');
+    }
+  });
+});
