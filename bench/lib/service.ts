@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import webpush from 'web-push';
 import type { BenchDb } from './db.js';
 import { startNode, waitForHttp, type Started } from './procs.js';
 
@@ -27,6 +28,9 @@ export function newSecrets(): { masterKey: string; adminToken: string } {
   return { masterKey: randomBytes(32).toString('base64'), adminToken: `mpx_adm_${randomBytes(24).toString('base64url')}` };
 }
 
+/** One Web Push identity for every instance of a run (production requires it; the bench pushes to no one). */
+const VAPID = webpush.generateVAPIDKeys();
+
 /** The service's environment; the seeder boots the same AppModule with it (minus the port). */
 export function serviceEnv({ db, masterKey, adminToken, port, extra }: ServiceEnvInput): Record<string, string> {
   return {
@@ -38,6 +42,9 @@ export function serviceEnv({ db, masterKey, adminToken, port, extra }: ServiceEn
     ...(db.redisUrl ? { REDIS_URL: db.redisUrl, REDIS_KEY_PREFIX: db.redisPrefix! } : {}),
     MASTER_KEY: masterKey,
     ADMIN_TOKEN: adminToken,
+    VAPID_PUBLIC_KEY: VAPID.publicKey,
+    VAPID_PRIVATE_KEY: VAPID.privateKey,
+    VAPID_SUBJECT: 'mailto:bench@mfa-proxy.invalid',
     DATA_DIR: join(db.dir, 'data'),
     LOG_LEVEL: 'warn',
     // Checked on every request, never refusing at bench load.
