@@ -4,6 +4,7 @@ import { join, relative } from 'node:path';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENTITIES } from '../../database/entities.js';
+import { SEALED_FIELDS } from '../../modules/events/outbox-payload.js';
 import { ENCRYPTED_COLUMNS, encryptedContexts } from './encrypted-columns.js';
 
 const SRC = join(import.meta.dirname, '../..');
@@ -55,5 +56,9 @@ describe('ENCRYPTED_COLUMNS', () => {
       expect(meta!.primaryColumns.map((c) => c.databaseName), t.table).toEqual([t.id]);
       for (const column of t.kind === 'columns' ? t.columns : [t.column]) expect(meta!.columns.map((c) => c.databaseName), t.table).toContain(column);
     }
+  });
+
+  it('covers every field the outbox seals inside an event payload (CIBA ping body and bearer too)', () => {
+    for (const field of SEALED_FIELDS) expect(encryptedContexts(), field).toContain(`outbox.payload.data.${field}`);
   });
 });

@@ -35,14 +35,16 @@ export const ENCRYPTED_COLUMNS: readonly EncryptedTable[] = [
   { kind: 'columns', table: 'apps', id: 'id', columns: ['webhook_secret_enc', 'webhook_secret_prev_enc'] },
   { kind: 'columns', table: 'signing_keys', id: 'kid', columns: ['private_jwk_enc'] },
   { kind: 'columns', table: 'totp_secrets', id: 'factor_id', columns: ['secret_enc'] },
-  { kind: 'columns', table: 'step_ups', id: 'id', columns: ['approval_token_enc'] },
+  // The approval token; CIBA/TAC: the poll handle (to answer an identical request) and the client's ping bearer token.
+  { kind: 'columns', table: 'step_ups', id: 'id', columns: ['approval_token_enc', 'backchannel_enc', 'notification_token_enc'] },
   { kind: 'columns', table: 'tasks', id: 'id', columns: ['credential_enc'] },
   { kind: 'columns', table: 'connections', id: 'id', columns: ['client_secret_enc'] },
   { kind: 'columns', table: 'user_connections', id: 'id', columns: ['refresh_token_enc', 'access_token_enc'] },
   // Web Push subscriptions (issue 15): the endpoint (a capability) and the user agent's RFC 8291 keys.
   { kind: 'columns', table: 'push_subscriptions', id: 'id', columns: ['endpoint_enc', 'p256dh_enc', 'auth_enc'] },
-  // The approval URL in an event's payload, sealed while the event waits in the outbox (issue 11 item 10).
-  { kind: 'json', table: 'outbox', id: 'id', column: 'payload', paths: ['data.approvalUrl'] },
+  // The approval URL in an event's payload, sealed while the event waits in the outbox (issue 11 item 10),
+  // and a CIBA ping's body (the auth_req_id) and bearer token (events/outbox-payload.ts SEALED_FIELDS).
+  { kind: 'json', table: 'outbox', id: 'id', column: 'payload', paths: ['data.approvalUrl', 'data.pingBody', 'data.pingBearer'] },
 ];
 
 /** `table.column` of every context this table covers (for JSON fields: `table.column.path`). */
