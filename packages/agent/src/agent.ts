@@ -240,14 +240,16 @@ export class MfaProxyAgent {
 
     const txn = findChallenge(header, 'transaction_authorization_required');
     if (txn?.params.transaction_challenge) {
-      await res.body?.cancel();
+      // not awaited: when the caller's fetch tee'd the response (res.clone()), cancel settles only once every branch is cancelled
+      void res.body?.cancel().catch(() => undefined);
       const issued = await this.authorizeTransaction(txn.params.transaction_challenge, init.signal ?? undefined);
       return send(await this.authHeaders(issued, request.method, request.url));
     }
 
     const insufficient = findChallenge(header, 'insufficient_user_authentication');
     if (insufficient) {
-      await res.body?.cancel();
+      // not awaited: when the caller's fetch tee'd the response (res.clone()), cancel settles only once every branch is cancelled
+      void res.body?.cancel().catch(() => undefined);
       const scopes = (insufficient.params.scope ?? '').split(' ').filter(Boolean);
       if (!scopes.length) throw new MfaProxyError('insufficient_user_authentication without a scope: cannot tell which grant to ask for', 401, 'insufficient_user_authentication');
       const maxAge = Number(insufficient.params.max_age);

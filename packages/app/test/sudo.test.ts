@@ -50,7 +50,12 @@ function agentOf(x: Human) {
     onPending: (p) => void links.push(p.approvalUrl!),
     fetch: async (input, init) => {
       const res = await fetch(input, init);
-      if (new Request(input, init).url.startsWith(server.base)) answers.push({ status: res.status, wwwAuthenticate: res.headers.get('www-authenticate') });
+      // a logging wrapper that keeps a copy of each answer (res.clone() tees the body; the copy is never read):
+      // the SDK must not wait for the body it drops to be cancelled
+      if (new Request(input, init).url.startsWith(server.base)) {
+        const copy = res.clone();
+        answers.push({ status: copy.status, wwwAuthenticate: copy.headers.get('www-authenticate') });
+      }
       return res;
     },
   });
