@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FactorsRepository } from '../src/modules/factors/factors.repository.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
-import { CSRF, signInWithPasskey } from './support/me.js';
+import { CSRF, setCookie, signInWithPasskey } from './support/me.js';
 import { human, type Human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
 
@@ -100,5 +100,29 @@ describe('M1: concurrent factor changes never leave a user without an active fac
       expect([delT.status, delP.status].sort(), `round ${round}: ${JSON.stringify([delT.body, delP.body])}`).toEqual([204, 409]);
       expect([delT, delP].find((r) => r.status === 409)!.body.code).toBe('last_factor');
     }
+  });
+});
+
+describe('L1: challenges have a purpose', () => {
+  it("a passkey registration challenge (me-factors) is refused at passkey login: 400, no session", async () => {
+    const h = await human(t);
+    const cookie = await signInWithPasskey(t, h);
+    const registration = (await as(t, cookie).post('/v1/me/factors/webauthn/options').expect(200)).body;
+    const assertion = await h.authenticator.assert({ challenge: registration.challenge, rpId: 'localhost', userVerification: 'required' });
+    const res = await t.http.post('/v1/me/login/webauthn/verify').set(CSRF).send({ response: assertion });
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.code).toBe('webauthn_verification_failed');
+    expect(setCookie(res)).toBe('');
+    // Still a registration challenge: it registers a passkey (it was not taken by the login attempt).
+    await as(t, cookie).post('/v1/me/factors/webauthn/verify', { response: await h.authenticator.register(registration) }).expect(201);
+  });
+
+  it('a login challenge is refused by passkey registration', async () => {
+    const h = await human(t);
+    const cookie = await signInWithPasskey(t, h);
+    const login = (await t.http.post('/v1/me/login/webauthn/options').set(CSRF).send({}).expect(200)).body;
+    const registration = (await as(t, cookie).post('/v1/me/factors/webauthn/options').expect(200)).body;
+    const res = await as(t, cookie).post('/v1/me/factors/webauthn/verify', { response: await h.authenticator.register({ ...registration, challenge: login.challenge }) }).expect(400);
+    expect(res.body.code).toBe('webauthn_verification_failed');
   });
 });

@@ -51,7 +51,7 @@ export class MeFactorsService {
     const options = await this.webauthn.registrationOptions(user, await this.apps.name(user.appId), registrationChallenge(human.sessionId, randomBytes(NONCE_BYTES)));
     const now = this.clock.now();
     // Issued challenges are single use: stored hashed, taken by the verify.
-    await this.challenges.insertChallenge(Object.assign(new LoginChallengeEntity(), { challengeHash: hashSecret(options.challenge), ip: null, createdAt: now, expiresAt: now + CHALLENGE_TTL_MS }));
+    await this.challenges.insertChallenge(Object.assign(new LoginChallengeEntity(), { challengeHash: hashSecret(options.challenge), ip: null, purpose: 'register', createdAt: now, expiresAt: now + CHALLENGE_TTL_MS }));
     return options;
   }
 
@@ -63,7 +63,7 @@ export class MeFactorsService {
     // Ours, for this session, and unused (taken now: one attempt per options call).
     const raw = Buffer.from(challenge, 'base64url');
     if (raw.length !== NONCE_BYTES + 32 || !registrationChallenge(human.sessionId, raw.subarray(0, NONCE_BYTES)).equals(raw)) throw failed('challenge not issued to this session');
-    if (!(await this.challenges.takeChallengeByHash(hashSecret(challenge), this.clock.now()))) throw failed('no, expired or reused challenge');
+    if (!(await this.challenges.takeChallengeByHash(hashSecret(challenge), this.clock.now(), 'register'))) throw failed('no, expired or reused challenge');
     const factorId = await this.webauthn.verifyRegistration({
       user,
       response: response as unknown as RegistrationResponseJSON,

@@ -20,12 +20,17 @@ export class SignInLinkEntity {
   @TimeColumn('webauthn_challenge_expires_at', { nullable: true }) webauthnChallengeExpiresAt: number | null;
 }
 
+/** 'login': passkey sign-in without a link; 'register': a passkey added on the dashboard. */
+export type ChallengePurpose = 'login' | 'register';
+
 /** A challenge of passkey sign-in without a link (discoverable credentials): single use, short-lived. */
 @Entity({ name: 'login_challenges' })
 export class LoginChallengeEntity {
   /** SHA-256 (base64url) of the challenge. */
   @PrimaryColumn({ type: 'varchar', length: 64, name: 'challenge_hash' }) challengeHash: string;
   @Column({ type: 'varchar', length: 64, nullable: true }) ip: string | null;
+  /** What the challenge is for: each verify takes only challenges of its own purpose. */
+  @Column({ type: 'varchar', length: 16, default: 'login' }) purpose: ChallengePurpose;
   @TimeColumn('created_at') createdAt: number;
   @TimeColumn('expires_at') expiresAt: number;
 }

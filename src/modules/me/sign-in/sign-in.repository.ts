@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, LessThanOrEqual, type EntityManager } from 'typeorm';
-import { LoginChallengeEntity, SignInLinkEntity } from './sign-in-link.entity.js';
+import { LoginChallengeEntity, SignInLinkEntity, type ChallengePurpose } from './sign-in-link.entity.js';
 
 /** Sign-in links and login challenges: the queries of the sign-in ceremonies. */
 @Injectable()
@@ -69,13 +69,13 @@ export class SignInRepository {
     await this.ds.getRepository(LoginChallengeEntity).insert(c);
   }
 
-  /** Single use: deleting the live challenge is taking it. */
-  async takeChallengeByHash(challengeHash: string, now: number): Promise<boolean> {
+  /** Single use: deleting the live challenge of this purpose is taking it. */
+  async takeChallengeByHash(challengeHash: string, now: number, purpose: ChallengePurpose): Promise<boolean> {
     const res = await this.ds
       .createQueryBuilder()
       .delete()
       .from(LoginChallengeEntity)
-      .where('challenge_hash = :challengeHash AND expires_at > :now', { challengeHash, now })
+      .where('challenge_hash = :challengeHash AND expires_at > :now AND purpose = :purpose', { challengeHash, now, purpose })
       .execute();
     return (res.affected ?? 0) === 1;
   }

@@ -177,7 +177,7 @@ export class SignInService implements OnModuleInit {
     const now = this.clock.now();
     await this.repo.deleteExpired(now);
     const options = await this.webauthn.discoverableOptions(randomBytes(32), CHALLENGE_TTL_MS);
-    await this.repo.insertChallenge(Object.assign(new LoginChallengeEntity(), { challengeHash: hashSecret(options.challenge), ip: ip.slice(0, 64), createdAt: now, expiresAt: now + CHALLENGE_TTL_MS }));
+    await this.repo.insertChallenge(Object.assign(new LoginChallengeEntity(), { challengeHash: hashSecret(options.challenge), ip: ip.slice(0, 64), purpose: 'login', createdAt: now, expiresAt: now + CHALLENGE_TTL_MS }));
     return options;
   }
 
@@ -186,7 +186,7 @@ export class SignInService implements OnModuleInit {
     const assertion = response as unknown as AuthenticationResponseJSON;
     // The challenge we issued, taken (deleted) before anything else: one attempt per challenge.
     const challenge = clientData(assertion).challenge;
-    if (typeof challenge !== 'string' || challenge.length > 200 || !(await this.repo.takeChallengeByHash(hashSecret(challenge), this.clock.now()))) throw failed('no, expired or reused login challenge');
+    if (typeof challenge !== 'string' || challenge.length > 200 || !(await this.repo.takeChallengeByHash(hashSecret(challenge), this.clock.now(), 'login'))) throw failed('no, expired or reused login challenge');
     const credential = await this.webauthn.credentialById(assertion.id);
     if (!credential) throw failed('unknown credential');
     // WebAuthn L3 §7.2 step 6: with no allowCredentials the userHandle must be present and name the credential's owner.
