@@ -16,6 +16,8 @@ interface Person {
   token: string;
   totpSecret: string;
   page: Page;
+  /** The virtual authenticator that holds the user's passkey. */
+  authenticator: Awaited<ReturnType<typeof addVirtualAuthenticator>>;
   /** Console errors, uncaught errors and CSP violations seen by the page. */
   problems: string[];
 }
@@ -42,7 +44,7 @@ async function person(t: TestApp, page: Page, opts: { app?: string; displayName?
   const tenant = await createTenant(t, opts.app);
   const userId = await createUser(t, tenant, { displayName: opts.displayName ?? 'Ada Lovelace' });
   const enrollUrl: string = (await t.http.post(`/v1/users/${userId}/enrollment-links`).set(bearer(tenant.apiKey)).send({}).expect(201)).body.url;
-  await addVirtualAuthenticator(page);
+  const authenticator = await addVirtualAuthenticator(page);
   await page.goto(enrollUrl);
   await page.fill('#pk-name', 'Laptop');
   await page.getByRole('button', { name: 'Add a passkey' }).click();
@@ -54,7 +56,7 @@ async function person(t: TestApp, page: Page, opts: { app?: string; displayName?
   if (intoStep > 27_000) await new Promise((r) => setTimeout(r, 30_000 - intoStep + 100));
   await t.http.post(`/v1/enrollment/${link}/totp/verify`).send({ factorId: totp.factorId, code: await totpCode(totp.secret, Date.now() - 30_000) }).expect(200);
   const agent = await createAgent(t, tenant, userId, { name: 'research-bot', model: 'claude-sonnet-4', permissionBoundaries: ['files:*', 'research:read', 'payments:send'], ...opts.agent });
-  return { tenant, userId, agent, token: await agentToken(t, agent), totpSecret: totp.secret, page, problems };
+  return { tenant, userId, agent, token: await agentToken(t, agent), totpSecret: totp.secret, page, authenticator, problems };
 }
 
 /**
@@ -239,6 +241,28 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     const c2 = card(page, second.id);
     await expect.poll(() => c2.locator('.card-status').textContent(), { timeout: 15_000 }).toContain('You approved');
     expect((await t.http.get(`/v1/step-ups/${second.id}`).set(bearer(p.token)).expect(200)).body).toMatchObject({ status: 'approved', method: 'totp' });
+    expect(p.problems).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it('adds a passkey from the dashboard right after signing in, and removes a factor after confirming', async () => {
+    const { t, browser } = env;
+    const page = await browser.newPage();
+    const p = await person(t, page);
+    await signInByLink(t, p);
+    const factors = page.locator('[data-section="factors"]');
+    // The new passkey lives on another device: the first one already holds this user's credential (excludeCredentials).
+    await p.authenticator.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: p.authenticator.authenticatorId });
+    await addVirtualAuthenticator(page);
+    await page.fill('#new-passkey-name', 'Security key');
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    await expect.poll(() => page.textContent('#live'), { timeout: 15_000 }).toContain('Passkey added.');
+    expect(await factors.locator('h3').allTextContents()).toEqual(['Passkey: Laptop', 'Authenticator app: Phone', 'Passkey: Security key']);
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await factors.getByRole('button', { name: 'Remove Laptop' }).click();
+    await expect.poll(() => page.textContent('#live'), { timeout: 10_000 }).toContain('Removed Laptop');
+    expect(await factors.locator('h3').allTextContents()).toEqual(['Authenticator app: Phone', 'Passkey: Security key']);
     expect(p.problems).toEqual([]);
     await page.close();
   }, 120_000);
