@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FactorsRepository } from '../src/modules/factors/factors.repository.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
-import { CSRF, setCookie, signInWithPasskey } from './support/me.js';
+import { CSRF, setCookie, signInLink, signInWithPasskey } from './support/me.js';
 import { human, type Human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
 
@@ -124,5 +124,46 @@ describe('L1: challenges have a purpose', () => {
     const registration = (await as(t, cookie).post('/v1/me/factors/webauthn/options').expect(200)).body;
     const res = await as(t, cookie).post('/v1/me/factors/webauthn/verify', { response: await h.authenticator.register({ ...registration, challenge: login.challenge }) }).expect(400);
     expect(res.body.code).toBe('webauthn_verification_failed');
+  });
+});
+
+describe('L2: only a failed signature over the pending challenge counts against a sign-in link', () => {
+  const linkCall = (token: string, step: 'options' | 'verify', body: Record<string, unknown> = {}) => t.http.post(`/v1/me/sign-in/${token}/webauthn/${step}`).set(CSRF).send(body);
+
+  it('5 verifies without a pending challenge are 409 and do not spend the link; the passkey then signs in', async () => {
+    const h = await human(t);
+    const token = await signInLink(t, h);
+    for (let i = 0; i < 5; i++) {
+      const bogus = await h.authenticator.assert({ challenge: randomBytes(32).toString('base64url'), rpId: 'localhost' });
+      const res = await linkCall(token, 'verify', { response: bogus });
+      expect(res.status, JSON.stringify(res.body)).toBe(409);
+      expect(res.body.code).toBe('conflict');
+    }
+    const options = (await linkCall(token, 'options').expect(200)).body;
+    await linkCall(token, 'verify', { response: await h.authenticator.assert(options) }).expect(200);
+  });
+
+  it('an assertion over a superseded challenge (a second options call) is 409 and not counted, 5 times; the current one signs in', async () => {
+    const h = await human(t);
+    const token = await signInLink(t, h);
+    for (let i = 0; i < 5; i++) {
+      const first = (await linkCall(token, 'options').expect(200)).body;
+      await linkCall(token, 'options').expect(200);
+      const res = await linkCall(token, 'verify', { response: await h.authenticator.assert(first) });
+      expect(res.status, JSON.stringify(res.body)).toBe(409);
+    }
+    const options = (await linkCall(token, 'options').expect(200)).body;
+    await linkCall(token, 'verify', { response: await h.authenticator.assert(options) }).expect(200);
+  });
+
+  it('a failed signature over the pending challenge still counts: the fifth spends the link', async () => {
+    const h = await human(t);
+    const token = await signInLink(t, h);
+    for (let i = 0; i < 5; i++) {
+      const options = (await linkCall(token, 'options').expect(200)).body;
+      const res = await linkCall(token, 'verify', { response: await h.authenticator.assert(options, { origin: 'https://evil.example' }) });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+    }
+    await linkCall(token, 'options').expect(404);
   });
 });

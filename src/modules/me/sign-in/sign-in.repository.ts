@@ -23,18 +23,19 @@ export class SignInRepository {
     await this.ds.getRepository(SignInLinkEntity).update({ id: link.id, appId: link.appId }, { webauthnChallenge: challenge, webauthnChallengeExpiresAt: expiresAt });
   }
 
-  /** Takes the pending challenge and clears it in one conditional write: one verify attempt per options call. */
-  async takeChallenge(link: SignInLinkEntity, now: number): Promise<string | null> {
-    const fresh = await this.findLink(link.id);
-    if (!fresh?.webauthnChallenge) return null;
+  /**
+   * Takes the link's pending challenge if it is `challenge` and live, clearing it in one conditional
+   * write: one verify attempt per options call. False when no such challenge is pending (none,
+   * superseded by a later options call, reused, or expired).
+   */
+  async takeChallenge(link: SignInLinkEntity, challenge: string, now: number): Promise<boolean> {
     const res = await this.ds
       .createQueryBuilder()
       .update(SignInLinkEntity)
       .set({ webauthnChallenge: null, webauthnChallengeExpiresAt: null })
-      .where('id = :id AND webauthn_challenge = :challenge', { id: link.id, challenge: fresh.webauthnChallenge })
+      .where('id = :id AND app_id = :appId AND webauthn_challenge = :challenge AND webauthn_challenge_expires_at > :now', { id: link.id, appId: link.appId, challenge, now })
       .execute();
-    if ((res.affected ?? 0) !== 1 || (fresh.webauthnChallengeExpiresAt ?? 0) <= now) return null;
-    return fresh.webauthnChallenge;
+    return (res.affected ?? 0) === 1;
   }
 
   /** Single use: the one conditional write that spends the link. True when this call spent it. */

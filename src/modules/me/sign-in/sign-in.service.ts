@@ -109,11 +109,14 @@ export class SignInService implements OnModuleInit {
     const { link, user } = await this.resolve(token);
     // Rate-limit before verifying (per link); a failed proof also counts against the link.
     await this.limits.consume('signInAttempts', signInAttemptsKey(link.id));
+    // The assertion's challenge must be the link's pending one, taken now (one verify per options
+    // call). None pending, superseded or reused is no proof at all: 409, and the link keeps its attempts.
+    const challenge = clientData(response as { response?: { clientDataJSON?: unknown } }).challenge;
+    if (typeof challenge !== 'string' || challenge.length > 128 || !(await this.repo.takeChallenge(link, challenge, this.clock.now()))) {
+      throw new AppError('conflict', 'no pending passkey challenge for this response: request options again');
+    }
     let verified: { credential: WebauthnCredentialEntity; newCounter: number };
     try {
-      // One verify attempt per options call: the challenge is cleared whatever the outcome.
-      const challenge = await this.repo.takeChallenge(link, this.clock.now());
-      if (!challenge) throw failed('no or reused challenge');
       // Only THIS user's passkeys: another user's credential is "not registered to this user".
       verified = await this.webauthn.verifyAssertion({
         response: response as unknown as AuthenticationResponseJSON,
@@ -122,6 +125,7 @@ export class SignInService implements OnModuleInit {
         credentials: await this.webauthn.credentials(user.appId, user.id),
       });
     } catch (err) {
+      // A proof over the pending challenge that fails: counted against the link.
       if (err instanceof AppError && err.code === 'webauthn_verification_failed') await this.repo.addFailure(link);
       throw err;
     }
