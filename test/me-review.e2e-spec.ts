@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DataSource } from 'typeorm';
 import { FactorsRepository } from '../src/modules/factors/factors.repository.js';
+import { SignInService } from '../src/modules/me/sign-in/sign-in.service.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { CSRF, setCookie, signInLink, signInWithPasskey } from './support/me.js';
 import { human, type Human } from './support/step-up.js';
@@ -165,5 +167,29 @@ describe('L2: only a failed signature over the pending challenge counts against 
       expect(res.status, JSON.stringify(res.body)).toBe(400);
     }
     await linkCall(token, 'options').expect(404);
+  });
+});
+
+describe('L3: outstanding login challenges are bounded globally', () => {
+  it('past the cap, login options are 429 with Retry-After and store nothing; under it again they work', async () => {
+    const ds = t.app.get(DataSource);
+    const outstanding = async () => Number((await ds.query(`SELECT COUNT(*) AS n FROM login_challenges WHERE purpose = 'login' AND expires_at > ${Date.now()}`))[0].n);
+    const service = t.app.get(SignInService) as unknown as { loginChallengeCap: number };
+    const cap = service.loginChallengeCap;
+    try {
+      service.loginChallengeCap = (await outstanding()) + 3;
+      for (let i = 0; i < 3; i++) await t.http.post('/v1/me/login/webauthn/options').set(CSRF).send({}).expect(200);
+      const before = await outstanding();
+      const res = await t.http.post('/v1/me/login/webauthn/options').set(CSRF).send({});
+      expect(res.status, JSON.stringify(res.body)).toBe(429);
+      expect(res.body.code).toBe('rate_limited');
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+      expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(300);
+      expect(await outstanding()).toBe(before);
+    } finally {
+      service.loginChallengeCap = cap;
+    }
+    expect(cap).toBe(10_000);
+    await t.http.post('/v1/me/login/webauthn/options').set(CSRF).send({}).expect(200);
   });
 });

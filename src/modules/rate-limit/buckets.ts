@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import type { ErrorCode } from '../../common/errors/error-codes.js';
 
 /**
@@ -38,11 +39,12 @@ export const BUCKETS = {
   /** Proof attempts per sign-in link (guards a secret: fails closed); the link itself is spent after 5 failures. */
   signInAttempts: { points: 30, duration: 60, failClosed: true, code: 'rate_limited' },
   /**
-   * Passkey sign-in challenges (no link, no credential yet) per source IP: bounds how many
-   * unauthenticated rows one source keeps outstanding (each lives 5 min): at most 30.
+   * Passkey sign-in challenges (no link, no credential yet) per source (IPv6: per /64): bounds how
+   * many unauthenticated rows one source keeps outstanding (each lives 5 min): at most 30. All
+   * sources together are bounded by SignInService's cap on outstanding login challenges.
    */
   loginChallenges: { points: 30, duration: 300, failClosed: false, code: 'rate_limited' },
-  /** Passkey sign-in verifications per source IP (assertions are signatures: this bounds load). */
+  /** Passkey sign-in verifications per source (IPv6: per /64) (assertions are signatures: this bounds load). */
   loginVerify: { points: 30, duration: 60, failClosed: false, code: 'rate_limited' },
 } as const satisfies Record<string, { points: number; duration: number; failClosed: boolean; code: ErrorCode }>;
 
@@ -60,5 +62,23 @@ export const appVerifyKey = (appId: string) => `app:${appId}`;
 export const approvalAttemptsKey = (stepUpId: string) => `stp:${stepUpId}`;
 export const userTotpKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
 export const signInAttemptsKey = (linkId: string) => `sil:${linkId}`;
-export const loginChallengesKey = (ip: string) => `ip:${ip.slice(0, 64)}`;
-export const loginVerifyKey = (ip: string) => `ip:${ip.slice(0, 64)}`;
+
+/**
+ * A source address as a bucket key: IPv4 (and IPv4-mapped IPv6) by the address, IPv6 by its /64,
+ * the smallest prefix one subscriber gets (RFC 6177), so one host cannot mint a bucket per address.
+ * Anything else as given (capped).
+ */
+export function sourceKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped && isIPv4(mapped[1])) return mapped[1];
+  if (!isIPv6(ip)) return ip.slice(0, 64);
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const groups = (part: string | undefined) => (part ? part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const left = groups(head);
+  const right = groups(tail);
+  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
+export const loginChallengesKey = (ip: string) => `ip:${sourceKey(ip)}`;
+export const loginVerifyKey = (ip: string) => `ip:${sourceKey(ip)}`;

@@ -81,6 +81,18 @@ export class SignInRepository {
     return (res.affected ?? 0) === 1;
   }
 
+  /** Unexpired login challenges: how many, and when the first of them expires. */
+  async outstandingLoginChallenges(now: number): Promise<{ count: number; firstExpiry: number | null }> {
+    const row = await this.ds
+      .getRepository(LoginChallengeEntity)
+      .createQueryBuilder('c')
+      .select('COUNT(*)', 'count')
+      .addSelect('MIN(c.expires_at)', 'first')
+      .where('c.expires_at > :now AND c.purpose = :purpose', { now, purpose: 'login' })
+      .getRawOne<{ count: string | number; first: string | number | null }>();
+    return { count: Number(row?.count ?? 0), firstExpiry: row?.first == null ? null : Number(row.first) };
+  }
+
   /** Housekeeping: expired challenges and links. */
   async deleteExpired(now: number): Promise<void> {
     await this.ds.getRepository(LoginChallengeEntity).delete({ expiresAt: LessThanOrEqual(now) });

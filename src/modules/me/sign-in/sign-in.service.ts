@@ -28,6 +28,8 @@ import { SignInRepository } from './sign-in.repository.js';
 
 const DEFAULT_LINK_TTL_S = 600;
 const CHALLENGE_TTL_MS = 5 * 60_000;
+/** Login challenges outstanding (unexpired) at once, all sources together: past it, 429 until one expires. */
+export const MAX_OUTSTANDING_LOGIN_CHALLENGES = 10_000;
 /** Failed proofs a sign-in link survives; the fifth spends it. */
 export const MAX_SIGN_IN_ATTEMPTS = 5;
 
@@ -46,6 +48,9 @@ const failed = (logDetail: string) => new AppError('webauthn_verification_failed
  */
 @Injectable()
 export class SignInService implements OnModuleInit {
+  /** MAX_OUTSTANDING_LOGIN_CHALLENGES (a test sets a small one). */
+  loginChallengeCap = MAX_OUTSTANDING_LOGIN_CHALLENGES;
+
   constructor(
     private readonly repo: SignInRepository,
     private readonly users: UsersService,
@@ -180,6 +185,13 @@ export class SignInService implements OnModuleInit {
     await this.limits.consume('loginChallenges', loginChallengesKey(ip));
     const now = this.clock.now();
     await this.repo.deleteExpired(now);
+    // And all sources together (many addresses, many /64s): a global cap on outstanding rows. Counted
+    // then inserted, so concurrent requests may pass it by their number: a bound on storage, not a secret.
+    const outstanding = await this.repo.outstandingLoginChallenges(now);
+    if (outstanding.count >= this.loginChallengeCap) {
+      const retryAfter = Math.max(1, Math.ceil(((outstanding.firstExpiry ?? now + CHALLENGE_TTL_MS) - now) / 1000));
+      throw new AppError('rate_limited', 'too many passkey sign-ins in progress: try again shortly', { headers: { 'Retry-After': String(retryAfter) } });
+    }
     const options = await this.webauthn.discoverableOptions(randomBytes(32), CHALLENGE_TTL_MS);
     await this.repo.insertChallenge(Object.assign(new LoginChallengeEntity(), { challengeHash: hashSecret(options.challenge), ip: ip.slice(0, 64), purpose: 'login', createdAt: now, expiresAt: now + CHALLENGE_TTL_MS }));
     return options;
