@@ -193,3 +193,25 @@ describe('L3: outstanding login challenges are bounded globally', () => {
     await t.http.post('/v1/me/login/webauthn/options').set(CSRF).send({}).expect(200);
   });
 });
+
+describe('L4: every session cookie of the Cookie header is tried (the first 5)', () => {
+  it('mpx_session=junk; mpx_session=<valid> (and in separate Cookie headers) is the signed-in user', async () => {
+    const h = await human(t);
+    const cookie = await signInWithPasskey(t, h);
+    const value = cookie.split('=')[1];
+    for (const header of [`mpx_session=junk; ${cookie}`, `mpx_session=mpx_ses_${'A'.repeat(43)}; other=1; ${cookie}`, `mpx_session=; mpx_session=${'x'.repeat(300)}; ${cookie}`]) {
+      const res = await t.http.get('/v1/me').set('Cookie', header);
+      expect(res.status, header).toBe(200);
+      expect(res.body.user.id).toBe(h.userId);
+    }
+    await t.http.get('/v1/me').set('Cookie', ['mpx_session=junk', `mpx_session=${value}`]).expect(200);
+  });
+
+  it('bounded: a valid cookie after 5 other session cookies is not looked up (401)', async () => {
+    const h = await human(t);
+    const cookie = await signInWithPasskey(t, h);
+    const junk = Array.from({ length: 5 }, (_, i) => `mpx_session=junk${i}`);
+    await t.http.get('/v1/me').set('Cookie', [...junk, cookie].join('; ')).expect(401);
+    await t.http.get('/v1/me').set('Cookie', [...junk.slice(1), cookie].join('; ')).expect(200);
+  });
+});

@@ -17,16 +17,25 @@ export function clearedCookie(secure: boolean): string {
   return [`${cookieName(secure)}=`, 'Path=/', 'Max-Age=0', 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
 }
 
-/** The value of the session cookie in a Cookie header (RFC 6265 §5.4), or null. Bounded: never more than 256 characters. */
-export function readSessionCookie(header: string | string[] | undefined, secure: boolean): string | null {
+/** Session cookie values looked up per request at most (a stale or planted cookie beside the real one). */
+export const MAX_SESSION_COOKIES = 5;
+
+/**
+ * The values of the session cookie in a Cookie header (RFC 6265 §5.4), in order: every one, since a
+ * browser may send a stale or planted one (another path, a sibling domain) before the real one.
+ * Bounded: the first MAX_SESSION_COOKIES values, each non-empty and never more than 256 characters.
+ */
+export function readSessionCookies(header: string | string[] | undefined, secure: boolean): string[] {
   const raw = Array.isArray(header) ? header.join('; ') : header;
-  if (!raw || raw.length > 8192) return null;
+  if (!raw || raw.length > 8192) return [];
   const name = cookieName(secure);
+  const values: string[] = [];
   for (const part of raw.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    if (values.length === MAX_SESSION_COOKIES) break;
     const value = part.slice(eq + 1).trim();
-    return value.length > 0 && value.length <= 256 ? value : null;
+    values.push(value);
   }
-  return null;
+  return values.filter((v) => v.length > 0 && v.length <= 256);
 }

@@ -8,7 +8,7 @@ import { Cascades } from '../../../common/cascade.js';
 import { Clock } from '../../../common/clock.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../../common/crypto/tokens.js';
 import { newId } from '../../../common/ids.js';
-import { clearedCookie, readSessionCookie, sessionCookie } from './cookie.js';
+import { clearedCookie, readSessionCookies, sessionCookie } from './cookie.js';
 import { HumanSessionEntity } from './human-session.entity.js';
 import { HumanSessionsRepository } from './human-sessions.repository.js';
 
@@ -56,8 +56,16 @@ export class HumanSessionsService implements OnModuleInit {
 
   /** The human behind a Cookie header, or null (no cookie, unknown, idle too long, past 12 h, user or app gone). */
   async authenticate(cookieHeader: string | string[] | undefined): Promise<HumanPrincipal | null> {
-    const token = readSessionCookie(cookieHeader, this.secure);
-    if (!token || !token.startsWith(TOKEN_PREFIX.session)) return null;
+    // Every session cookie sent (the first few), in order: the first live session wins.
+    for (const token of readSessionCookies(cookieHeader, this.secure)) {
+      const human = await this.authenticateToken(token);
+      if (human) return human;
+    }
+    return null;
+  }
+
+  private async authenticateToken(token: string): Promise<HumanPrincipal | null> {
+    if (!token.startsWith(TOKEN_PREFIX.session)) return null;
     const s = await this.repo.findByTokenHash(hashSecret(token));
     if (!s) return null;
     const now = this.clock.now();
