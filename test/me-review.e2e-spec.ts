@@ -215,3 +215,33 @@ describe('L4: every session cookie of the Cookie header is tried (the first 5)',
     await t.http.get('/v1/me').set('Cookie', [...junk.slice(1), cookie].join('; ')).expect(200);
   });
 });
+
+describe('L5: /v1/me state-changing routes take JSON only', () => {
+  it('form-encoded (or other non-JSON) bodies are 415 unsupported_media_type and change nothing; JSON and bodyless requests work', async () => {
+    const h = await human(t);
+    const cookie = await signInWithPasskey(t, h);
+    const factors = (await as(t, cookie).get('/v1/me/factors').expect(200)).body.factors as Factor[];
+    const totp = factors.find((f) => f.type === 'totp')!.id;
+    const form = (path: string) => t.http.post(path).set('Cookie', cookie).set(CSRF).type('form');
+    const link = await signInLink(t, h);
+    const attempts: [string, () => Promise<{ status: number; body: { code?: string } }>][] = [
+      ['POST factors/totp', () => form('/v1/me/factors/totp').send({ name: 'Phone 2' })],
+      ['POST factors/totp/verify', () => form('/v1/me/factors/totp/verify').send({ factorId: totp, code: '123456' })],
+      ['POST agents/:id/suspend', () => form(`/v1/me/agents/${h.agent.id}/suspend`).send({ x: '1' })],
+      ['POST sign-out', () => form('/v1/me/sign-out').send({ x: '1' })],
+      ['DELETE factors/:id', () => t.http.delete(`/v1/me/factors/${totp}`).set('Cookie', cookie).set(CSRF).type('form').send({ x: '1' })],
+      ['POST sign-in/:token/totp', () => t.http.post(`/v1/me/sign-in/${link}/totp`).set(CSRF).type('form').send({ code: '123456' })],
+      ['POST login/webauthn/options', () => t.http.post('/v1/me/login/webauthn/options').set(CSRF).type('form').send({ x: '1' })],
+    ];
+    for (const [label, call] of attempts) {
+      const res = await call();
+      expect(`${label}: ${res.status} ${res.body.code}`).toBe(`${label}: 415 unsupported_media_type`);
+    }
+    expect(((await as(t, cookie).get('/v1/me/factors').expect(200)).body.factors as Factor[]).map((f) => f.id).sort()).toEqual(factors.map((f) => f.id).sort());
+    await as(t, cookie).get('/v1/me').expect(200);
+    // JSON (with parameters) and bodyless requests are served.
+    await t.http.post(`/v1/me/agents/${h.agent.id}/suspend`).set('Cookie', cookie).set(CSRF).set('Content-Type', 'application/json; charset=utf-8').send('{}').expect(200);
+    await t.http.delete(`/v1/me/factors/${totp}`).set('Cookie', cookie).set(CSRF).expect(204);
+    await t.http.post('/v1/me/sign-out').set('Cookie', cookie).set(CSRF).expect(204);
+  });
+});

@@ -15,9 +15,21 @@ export function checkCsrfOrThrow(req: FastifyRequest): void {
 }
 
 /**
+ * 415 `unsupported_media_type` unless a state-changing request's body, if any, is JSON (API.md
+ * conventions: forms only on /oauth). The service parses forms for /oauth, so /v1/me refuses them here.
+ */
+export function checkJsonOrThrow(req: FastifyRequest): void {
+  if (SAFE_METHODS.has(req.method)) return;
+  const type = req.headers['content-type'];
+  if (type === undefined) return;
+  if (type.split(';')[0].trim().toLowerCase() !== 'application/json') throw new AppError('unsupported_media_type', 'send application/json');
+}
+
+/**
  * The signed-in human (dashboard session cookie): `@UseGuards(HumanSessionGuard)` and
  * `@CurrentHuman() human: HumanPrincipal`. State-changing methods must carry the CSRF header (403
- * `csrf_required`, checked first: a forged request never touches the session); no valid session
+ * `csrf_required`, checked first: a forged request never touches the session) and a JSON body if
+ * any (415); no valid session
  * is 401 `unauthorized`. The request is audited as `actorType: "user"`.
  */
 @Injectable()
@@ -27,6 +39,7 @@ export class HumanSessionGuard implements CanActivate {
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<FastifyRequest>();
     checkCsrfOrThrow(req);
+    checkJsonOrThrow(req);
     const human = await this.sessions.authenticate(req.headers.cookie);
     if (!human) {
       throw new AppError('unauthorized', 'sign in first: no valid session', {
@@ -40,11 +53,13 @@ export class HumanSessionGuard implements CanActivate {
   }
 }
 
-/** CSRF only, for the sign-in endpoints (no session yet): a cross-site form cannot sign a victim in. */
+/** CSRF (and JSON bodies), for the sign-in endpoints (no session yet): a cross-site form cannot sign a victim in. */
 @Injectable()
 export class CsrfGuard implements CanActivate {
   canActivate(ctx: ExecutionContext): boolean {
-    checkCsrfOrThrow(ctx.switchToHttp().getRequest<FastifyRequest>());
+    const req = ctx.switchToHttp().getRequest<FastifyRequest>();
+    checkCsrfOrThrow(req);
+    checkJsonOrThrow(req);
     return true;
   }
 }
