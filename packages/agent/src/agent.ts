@@ -1,4 +1,4 @@
-import { importJWK, SignJWT, type JWK } from 'jose';
+import { decodeJwt, importJWK, SignJWT, type JWK } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { algOf, DpopKey } from './dpop.js';
 import { discover, trimIssuer, type Endpoints } from './endpoints.js';
@@ -21,6 +21,14 @@ export interface MfaProxyAgentOptions {
   /** Sets `task_id` on the agent's tokens. */
   taskId?: string;
   fetch?: typeof fetch;
+  /**
+   * The origins (or URLs; only their origin counts) of the apps `fetch()` may send the agent's
+   * token to and take challenges from, e.g. `['https://files.example.com']`. The issuer's origin
+   * is always allowed. Any other origin gets the request without the token, and a transaction or
+   * step-up challenge it answers with is refused (MfaProxyError `untrusted_challenge`): a relay
+   * cannot collect the token nor have the human approve its challenge. Default: none.
+   */
+  resources?: string[];
   /** Called when `fetch()` waits for a human (a transaction challenge or a sudo step-up). */
   onPending?: (pending: PendingStepUp) => void;
 }
@@ -76,12 +84,14 @@ export class MfaProxyAgent {
   private cached: CachedToken | undefined;
   private pendingToken: Promise<CachedToken> | undefined;
   private dpopKey: Promise<DpopKey> | undefined;
+  private readonly trustedOrigins: Set<string>;
 
   constructor(private readonly options: MfaProxyAgentOptions) {
     if (!options.clientSecret && !options.privateJwk) throw new TypeError('MfaProxyAgent needs clientSecret or privateJwk');
     this.issuer = trimIssuer(options.issuer);
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
     if (options.dpop) this.dpopKey = DpopKey.generate();
+    this.trustedOrigins = new Set([new URL(this.issuer).origin, ...(options.resources ?? []).map((r) => new URL(r).origin)]);
   }
 
   /** The current access token: from the cache until 30 s before its `exp`, then a new one. */
@@ -224,6 +234,9 @@ export class MfaProxyAgent {
    * human is waited for, and the request is sent once more with the issued transaction token;
    * an RFC 9470 `insufficient_user_authentication` challenge is met with a sudo step-up and one retry.
    * The request body must be replayable (a string, bytes, URLSearchParams, FormData or Blob).
+   * Only an origin in `resources` (or the issuer's) gets the token and has its challenges
+   * answered; a transaction challenge must also be issued (`iss`) by the origin fetched.
+   * Otherwise a challenge rejects with MfaProxyError `untrusted_challenge`.
    */
   async fetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
     const request = new Request(input, init);
@@ -234,12 +247,28 @@ export class MfaProxyAgent {
       for (const [k, v] of Object.entries(auth)) headers.set(k, v);
       return this.fetchFn(request.url, { method: request.method, headers, body, redirect: request.redirect, signal: init.signal ?? request.signal });
     };
-    const res = await send(await this.authHeaders(await this.token(), request.method, request.url));
+    const origin = new URL(request.url).origin;
+    const trusted = this.trustedOrigins.has(origin);
+    // an origin not in `resources` gets the request without the agent's token
+    const res = await send(trusted ? await this.authHeaders(await this.token(), request.method, request.url) : {});
     if (res.status !== 401) return res;
     const header = res.headers.get('www-authenticate');
+    const untrusted = (why: string) => {
+      void res.body?.cancel().catch(() => undefined);
+      return new MfaProxyError(`challenge refused: ${why}`, 401, 'untrusted_challenge');
+    };
 
     const txn = findChallenge(header, 'transaction_authorization_required');
     if (txn?.params.transaction_challenge) {
+      if (!trusted) throw untrusted(`${origin} is not one of the agent's resources`);
+      // the challenge is signed by the app it names (iss, checked by the service): that app must be the one fetched
+      let iss: string | undefined;
+      try {
+        iss = new URL(String(decodeJwt(txn.params.transaction_challenge).iss)).origin;
+      } catch {
+        iss = undefined;
+      }
+      if (iss !== origin) throw untrusted(`the transaction challenge is issued by ${iss ?? 'no valid origin'}, not by ${origin}`);
       // not awaited: when the caller's fetch tee'd the response (res.clone()), cancel settles only once every branch is cancelled
       void res.body?.cancel().catch(() => undefined);
       const issued = await this.authorizeTransaction(txn.params.transaction_challenge, init.signal ?? undefined);
@@ -248,6 +277,7 @@ export class MfaProxyAgent {
 
     const insufficient = findChallenge(header, 'insufficient_user_authentication');
     if (insufficient) {
+      if (!trusted) throw untrusted(`${origin} is not one of the agent's resources`);
       // not awaited: when the caller's fetch tee'd the response (res.clone()), cancel settles only once every branch is cancelled
       void res.body?.cancel().catch(() => undefined);
       const scopes = (insufficient.params.scope ?? '').split(' ').filter(Boolean);

@@ -21,6 +21,25 @@ export interface MfaProxyAppOptions {
   webhookSecret?: string;
   /** Where the app serves its challenge JWKS (RFC 9728 metadata); default `<resource origin>/.well-known/txn-challenge-jwks.json`. */
   challengeJwksUri?: string;
+  /**
+   * The public origin agents call the app at (e.g. `https://api.example.com`): the origin of the
+   * DPoP `htu` the app expects. Default: the origin of `resource`. The `Host` and `X-Forwarded-*`
+   * headers are never used; without `publicUrl` or `resource` a DPoP-bound token is refused.
+   */
+  publicUrl?: string;
+  /**
+   * Ask the service (`POST /oauth/introspect`) whether each agent token is still active: a revoked
+   * token or a suspended/revoked agent is refused at once. Without it, a revoked token works
+   * until its `exp`, and a suspended agent until the 30 s agent cache expires (or the app's
+   * webhook delivers `agent.revoked` to `webhooks.verify`, which drops the cache entry).
+   */
+  introspect?: boolean;
+  /**
+   * `webhooks.verify` remembers each verified `webhook-id` for the timestamp tolerance (5 min) and
+   * throws for a second delivery with the same id (a replay, or the service's retry of a delivery
+   * the app already verified). Off by default. One memory per MfaProxyApp object.
+   */
+  rejectReplayedWebhooks?: boolean;
   fetch?: typeof fetch;
 }
 
@@ -40,6 +59,10 @@ const CHALLENGE_TTL_S = 300;
 const LONG_POLL_S = 30;
 /** `acr` of the service's sudo tokens: the human approved with a second factor. */
 const SUDO_ACR = 'mfa';
+/** Standard Webhooks' timestamp tolerance: a delivery older (or newer) than this is refused anyway. */
+const WEBHOOK_TOLERANCE_MS = 5 * 60_000;
+/** Webhook events after which the agent's cached status is read again. */
+const AGENT_STATUS_EVENTS = new Set(['agent.revoked', 'agent.suspended', 'agent.updated', 'agent.resumed']);
 
 /**
  * The app's side of mfa-proxy: verifies single-use approvals, authenticates agents locally
@@ -55,7 +78,8 @@ export class MfaProxyApp {
   private readonly agents = new Map<string, { record: Promise<AgentRecord | null>; at: number }>();
   private readonly replay = new ReplayCache();
   /** The verified token behind each session authenticateAgent returned (for requireSudo behind agentAuth). */
-  private readonly sessionTokens = new WeakMap<AgentSession, { token: string; claims: JWTPayload }>();
+  private readonly sessionTokens = new WeakMap<AgentSession, { token: string; claims: JWTPayload; transaction?: true }>();
+  private readonly seenWebhooks = new Map<string, number>();
 
   constructor(private readonly options: MfaProxyAppOptions) {
     this.issuer = options.issuer.replace(/\/+$/, '');
@@ -64,12 +88,22 @@ export class MfaProxyApp {
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
     const secret = options.webhookSecret;
     this.webhooks = {
-      verify(rawBody, headers) {
+      verify: (rawBody, headers) => {
         if (!secret) throw new TypeError('MfaProxyApp needs webhookSecret to verify webhooks');
         const h: Record<string, string> = {};
         for (const name of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) h[name] = headerOf(headers, name) ?? '';
         // Standard Webhooks: HMAC over id.timestamp.body, timestamps within 5 min; throws on failure
-        return new Webhook(secret).verify(typeof rawBody === 'string' ? rawBody : rawBody.toString('utf8'), h) as MfaProxyEvent;
+        const event = new Webhook(secret).verify(typeof rawBody === 'string' ? rawBody : rawBody.toString('utf8'), h) as MfaProxyEvent;
+        if (options.rejectReplayedWebhooks) {
+          const now = Date.now();
+          for (const [id, until] of this.seenWebhooks) if (until < now) this.seenWebhooks.delete(id);
+          if (this.seenWebhooks.has(h['webhook-id']!)) throw new Error(`webhook ${h['webhook-id']} was delivered before`);
+          // remembered until its timestamp leaves the tolerance window, after which verify refuses it anyway
+          this.seenWebhooks.set(h['webhook-id']!, Number(h['webhook-timestamp']) * 1000 + WEBHOOK_TOLERANCE_MS);
+        }
+        const agentId = event.data?.agentId;
+        if (AGENT_STATUS_EVENTS.has(event.type) && typeof agentId === 'string') this.agents.delete(agentId);
+        return event;
       },
     };
   }
@@ -161,35 +195,76 @@ export class MfaProxyApp {
     return record;
   }
 
+  /** The origin agents call the app at: `publicUrl`, else `resource`'s; never a request header. */
+  get publicOrigin(): string | undefined {
+    const u = this.options.publicUrl ?? this.resource;
+    return u ? new URL(u).origin : undefined;
+  }
+
+  /**
+   * The URL a DPoP proof must name (`htu`): the configured public origin (`publicUrl` or
+   * `resource`) with the request's path and query. `url` may be the request's path or an absolute
+   * URL whose origin is replaced; with no public origin configured only an absolute URL the
+   * caller vouches for is taken as it is.
+   */
+  expectedUrl(url: string | undefined): string {
+    if (!url) throw new TypeError('authenticateAgent needs the request url for a DPoP-bound token');
+    const origin = this.publicOrigin;
+    if (origin) {
+      const u = new URL(url, origin);
+      return `${origin}${u.pathname}${u.search}`;
+    }
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new TypeError('MfaProxyApp needs publicUrl or resource to check DPoP proofs (the Host header is not trusted)');
+    return url;
+  }
+
+  private bearerChallenge(error?: string, description?: string): string {
+    return `Bearer realm="${this.appId}"${error ? `, error="${error}"` : ''}${description ? `, error_description="${description}"` : ''}, DPoP algs="${DPOP_ALGS.join(' ')}"`;
+  }
+
+  /** RFC 7662 introspection with the app key: is the token still active at the service? */
+  private async active(token: string): Promise<boolean> {
+    const res = await this.fetchFn(`${this.issuer}/oauth/introspect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.options.apiKey}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    if (!res.ok) throw await errorFrom(res, 'introspection failed');
+    return ((await res.json()) as { active?: unknown }).active === true;
+  }
+
   /**
    * Authenticates an agent's request locally: the token is verified against the service's JWKS
    * (RFC 9068 `typ: at+jwt`, `iss`, `aud` = this app, `exp`), with its DPoP proof when it is bound
-   * (`cnf.jkt`, RFC 9449 §7); the agent's status and boundaries come from a 30 s cache.
+   * (`cnf.jkt`, RFC 9449 §7; `htu` = `expectedUrl(url)`); the agent's status and boundaries come
+   * from a 30 s cache (or introspection, with the `introspect` option).
+   * With `transactionToken: true` it authenticates a transaction token instead (aud = the app's
+   * `resource`, with `txn`): the session of its agent, with no scopes, which only requireApproval
+   * (and requireSudo never) accepts as an approval.
    * Throws AgentAuthError (401 with `wwwAuthenticate`).
    */
-  async authenticateAgent(authorization: string | undefined | null, req: { method?: string; url?: string; dpop?: string | string[] | null } = {}): Promise<AgentSession> {
-    const bearerChallenge = (error?: string, description?: string) =>
-      `Bearer realm="${this.appId}"${error ? `, error="${error}"` : ''}${description ? `, error_description="${description}"` : ''}, DPoP algs="${DPOP_ALGS.join(' ')}"`;
+  async authenticateAgent(authorization: string | undefined | null, req: { method?: string; url?: string; dpop?: string | string[] | null; transactionToken?: boolean } = {}): Promise<AgentSession> {
     const refuse = (description: string, error: 'invalid_token' | 'invalid_dpop_proof' | 'invalid_request' = 'invalid_token') =>
-      new AgentAuthError(description, error === 'invalid_dpop_proof' ? `DPoP error="invalid_dpop_proof", error_description="${description}", algs="${DPOP_ALGS.join(' ')}"` : bearerChallenge(error, description), error);
+      new AgentAuthError(description, error === 'invalid_dpop_proof' ? `DPoP error="invalid_dpop_proof", error_description="${description}", algs="${DPOP_ALGS.join(' ')}"` : this.bearerChallenge(error, description), error);
     const m = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec((authorization ?? '').trim());
     // RFC 6750 §3.1: no error code when the request carried no credential
-    if (!authorization) throw new AgentAuthError('no agent token', bearerChallenge());
+    if (!authorization) throw new AgentAuthError('no agent token', this.bearerChallenge());
     if (!m) throw refuse('malformed Authorization header', 'invalid_request');
     const scheme = m[1]!.toLowerCase();
     const token = m[2]!;
-    const payload = await this.verifyServiceJwt(token, this.appId).catch((e: unknown) => {
+    const transaction = req.transactionToken === true;
+    if (transaction && !this.resource) throw refuse('the token is not a valid agent token of this app');
+    const payload = await this.verifyServiceJwt(token, transaction ? this.resource! : this.appId).catch((e: unknown) => {
       throw refuse(e instanceof joseErrors.JWTExpired ? 'the token has expired' : 'the token is not a valid agent token of this app');
     });
-    // RFC 8693 act: the agent acting for the user; a transaction token is not an agent token
+    // RFC 8693 act: the agent acting for the user; a transaction token is not an agent token (and the other way round)
     const act = payload.act as { sub?: unknown } | undefined;
-    if (typeof payload.client_id !== 'string' || act?.sub !== payload.client_id || typeof payload.sub !== 'string' || payload.txn !== undefined) throw refuse('the token is not a valid agent token of this app');
+    if (typeof payload.client_id !== 'string' || act?.sub !== payload.client_id || typeof payload.sub !== 'string' || (payload.txn !== undefined) !== transaction) throw refuse('the token is not a valid agent token of this app');
     const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
     if (typeof jkt === 'string') {
       // RFC 9449 §7.1: a bound token is presented with the DPoP scheme and a proof of its key
       if (scheme !== 'dpop') throw refuse('a DPoP-bound token must be sent with the DPoP scheme', 'invalid_token');
-      if (!req.url) throw new TypeError('authenticateAgent needs the request url for a DPoP-bound token');
-      const problem = await dpopProblem(firstOf(req.dpop), { method: req.method ?? 'GET', url: req.url, accessToken: token, jkt }, this.replay);
+      const problem = await dpopProblem(firstOf(req.dpop), { method: req.method ?? 'GET', url: this.expectedUrl(req.url), accessToken: token, jkt }, this.replay);
       if (problem) throw refuse(problem, 'invalid_dpop_proof');
     } else if (scheme === 'dpop') {
       throw refuse('the token is not DPoP-bound: send it with the Bearer scheme');
@@ -197,6 +272,8 @@ export class MfaProxyApp {
     const agent = await this.agentRecord(payload.client_id);
     // a suspended or revoked agent (or one of another user) is refused at once, token or not
     if (!agent || agent.status !== 'active' || agent.userId !== payload.sub) throw refuse('the agent is not active');
+    // a revoked token (or an agent suspended since it was cached) only the service knows of
+    if (this.options.introspect && !(await this.active(token))) throw refuse('the token is not active');
     const session: AgentSession = {
       user: { id: payload.sub },
       expires: new Date((payload.exp ?? 0) * 1000).toISOString(),
@@ -206,11 +283,11 @@ export class MfaProxyApp {
         model: typeof payload.model === 'string' ? payload.model : agent.model,
         parentId: payload.sub,
         permissionBoundaries: agent.permissionBoundaries,
-        scopes: typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
+        scopes: !transaction && typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
         taskId: typeof payload.task_id === 'string' ? payload.task_id : null,
       },
     };
-    this.sessionTokens.set(session, { token, claims: payload });
+    this.sessionTokens.set(session, { token, claims: payload, ...(transaction ? { transaction: true as const } : {}) });
     return session;
   }
 
@@ -258,6 +335,7 @@ export class MfaProxyApp {
       verified = this.sessionTokens.get(session)!;
     }
     const { claims, token } = verified;
+    if (verified.transaction) throw new AgentAuthError('a transaction token is no sudo token', this.bearerChallenge('invalid_token', 'a transaction token is no sudo token'), 'invalid_token');
     const scheme = verified.claims.cnf ? 'DPoP' : 'Bearer';
     const insufficient = (why: string) => {
       const challenge = this.stepUpChallenge(spec, scheme);
@@ -268,13 +346,7 @@ export class MfaProxyApp {
     if (Math.floor(Date.now() / 1000) - claims.auth_time > spec.maxAge) throw insufficient('too_old');
     if (!spec.scopes.every((sc) => scopes.includes(sc))) throw insufficient('scope_not_granted');
     // the human may have revoked the grant (dashboard): the service is asked, not only the signature
-    const res = await this.fetchFn(`${this.issuer}/oauth/introspect`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${this.options.apiKey}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({ token }).toString(),
-    });
-    if (!res.ok) throw await errorFrom(res, 'introspection failed');
-    if (!((await res.json()) as { active?: unknown }).active) throw insufficient('revoked');
+    if (!(await this.active(token))) throw insufficient('revoked');
     return { session, stepUpId: typeof claims.step_up_id === 'string' ? claims.step_up_id : '', authTime: new Date(claims.auth_time * 1000).toISOString(), scopes };
   }
 
@@ -330,15 +402,8 @@ export class MfaProxyApp {
     const authorization = headerOf(request.headers, 'authorization');
     const descriptor: ActionDescriptor = { action: spec.action, ...(spec.resource !== undefined ? { resource: spec.resource } : {}), ...(spec.details !== undefined ? { details: spec.details } : {}) };
     let refusal: string | undefined;
+    /** The agent this request authenticates as (never an unverified claim). */
     let agentId: string | undefined;
-
-    // An MFA-proxy token the agent got from its own step-up for exactly this operation.
-    const mpt = headerOf(request.headers, 'x-mfa-proxy-token');
-    if (mpt) {
-      const r = await this.verify({ token: mpt, ...descriptor });
-      if (r.valid) return r;
-      refusal = r.reason;
-    }
 
     // The retry of the TAC draft: the transaction token in Authorization.
     const txnToken = transactionTokenOf(authorization);
@@ -347,10 +412,28 @@ export class MfaProxyApp {
       if ('approved' in checked) return checked.approved;
       refusal = checked.refusal;
       agentId = checked.agentId;
+    } else {
+      agentId = request.agentSession?.agentMetadata.agentId;
+      if (!agentId) agentId = (await this.authenticateAgent(authorization, { method: request.method, url: request.url, dpop: headerOf(request.headers, 'dpop') })).agentMetadata.agentId;
+    }
+    if (!agentId) {
+      // no live credential of an agent: no approval is taken and no challenge names anyone
+      throw new ApprovalRequiredError('no valid agent credential', 401, this.bearerChallenge('invalid_token', 'no valid agent credential'), {
+        error: 'invalid_token',
+        error_description: 'no valid agent credential',
+        ...(refusal ? { reason: refusal } : {}),
+      });
     }
 
-    if (!agentId) agentId = request.agentSession?.agentMetadata.agentId;
-    if (!agentId) agentId = (await this.authenticateAgent(authorization, { method: request.method, url: request.url, dpop: headerOf(request.headers, 'dpop') })).agentMetadata.agentId;
+    // An MFA-proxy token the agent got from its own step-up for exactly this operation: bound to
+    // the authenticated agent (another agent's token is agent_mismatch, and is not spent).
+    const mpt = headerOf(request.headers, 'x-mfa-proxy-token');
+    if (mpt) {
+      const r = await this.verify({ token: mpt, ...descriptor, agentId });
+      if (r.valid) return r;
+      refusal = r.reason;
+    }
+
     if (headerOf(request.headers, 'accept-txn-challenge')?.trim() !== '?1') {
       throw new ApprovalRequiredError('this operation needs the human’s approval', 403, undefined, {
         error: 'approval_required',
@@ -369,6 +452,8 @@ export class MfaProxyApp {
   /**
    * A transaction token (aud = this resource, with `txn`) checked locally first, so one for
    * another operation is refused without being spent; then consumed at the service, once.
+   * `agentId` comes back only when the token authenticates its agent (verified, proof of its key
+   * when bound, not refused by the service) but is for another operation.
    */
   private async checkTransactionToken(token: string, scheme: string, descriptor: ActionDescriptor, request: IncomingRequest): Promise<{ approved: Approved } | { refusal: string; agentId?: string }> {
     if (!this.resource) return { refusal: 'malformed' };
@@ -378,20 +463,25 @@ export class MfaProxyApp {
     } catch (e) {
       return { refusal: e instanceof joseErrors.JWTExpired ? 'expired' : 'invalid_signature' };
     }
-    const agentId = (payload.act as { sub?: string } | undefined)?.sub;
+    const act = (payload.act as { sub?: unknown } | undefined)?.sub;
+    if (typeof act !== 'string' || payload.txn === undefined) return { refusal: 'malformed' };
     const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
-    if (typeof jkt === 'string') {
-      if (scheme !== 'dpop') return { refusal: 'invalid_dpop_proof', agentId };
-      const problem = await dpopProblem(headerOf(request.headers, 'dpop'), { method: request.method, url: request.url, accessToken: token, jkt }, this.replay);
-      if (problem) return { refusal: 'invalid_dpop_proof', agentId };
+    // agentAuth (or AgentAuthGuard) already checked this token and its proof: a proof is not checked twice (its jti is spent)
+    const known = request.agentSession ? this.sessionTokens.get(request.agentSession) : undefined;
+    if (!(known?.transaction && known.token === token) && typeof jkt === 'string') {
+      if (scheme !== 'dpop') return { refusal: 'invalid_dpop_proof' };
+      const problem = await dpopProblem(headerOf(request.headers, 'dpop'), { method: request.method, url: this.expectedUrl(request.url), accessToken: token, jkt }, this.replay);
+      if (problem) return { refusal: 'invalid_dpop_proof' };
     }
+    const agentId = act;
     const detail = Array.isArray(payload.authorization_details) ? (payload.authorization_details[0] as Record<string, unknown>) : undefined;
     // the approval is for exactly this operation: action, resource and details (RFC 8785 canonical form)
     if (!detail || detail.action !== descriptor.action) return { refusal: 'action_mismatch', agentId };
     if ((detail.resource ?? undefined) !== (descriptor.resource ?? undefined)) return { refusal: 'resource_mismatch', agentId };
     if (canonicalize(detail.details ?? null) !== canonicalize(descriptor.details ?? null)) return { refusal: 'details_mismatch', agentId };
     const r = await this.verify({ token, txn: String(payload.txn) });
-    if (!r.valid) return { refusal: r.reason, agentId };
+    // spent, revoked or expired at the service: it authenticates no one any more
+    if (!r.valid) return { refusal: r.reason };
     return { approved: r as VerifiedApproval };
   }
 

@@ -15,7 +15,8 @@ export async function agentSessionFromRequest(app: MfaProxyApp, request: Request
   const authorization = request.headers.get('authorization');
   if (!authorization) return null;
   try {
-    return await app.authenticateAgent(authorization, { method: request.method, url: request.url, dpop: request.headers.get('dpop') });
+    // the DPoP htu is the app's configured origin (publicUrl or resource) with this path: request.url's host came from the client
+    return await app.authenticateAgent(authorization, { method: request.method, url: pathOf(request), dpop: request.headers.get('dpop') });
   } catch (err) {
     if (err instanceof AgentAuthError) return null;
     throw err;
@@ -30,7 +31,7 @@ export async function agentSessionFromRequest(app: MfaProxyApp, request: Request
  */
 export async function authorizeDestructiveAction(app: MfaProxyApp, request: Request, action: ActionDescriptor & { reason?: string }): Promise<Approved | Response> {
   try {
-    return await app.approve({ ...action, reason: action.reason ?? `explicit consent to ${action.action}` }, { method: request.method, url: request.url, headers: request.headers });
+    return await app.approve({ ...action, reason: action.reason ?? `explicit consent to ${action.action}` }, { method: request.method, url: pathOf(request), headers: request.headers });
   } catch (err) {
     if (err instanceof AgentAuthError) {
       return Response.json({ error: err.code ?? 'unauthorized', error_description: err.message }, { status: 401, headers: { 'www-authenticate': err.wwwAuthenticate } });
@@ -40,4 +41,10 @@ export async function authorizeDestructiveAction(app: MfaProxyApp, request: Requ
     }
     throw err;
   }
+}
+
+/** The request's path and query (its origin comes from the Host header, which the client chose). */
+function pathOf(request: Request): string {
+  const u = new URL(request.url);
+  return `${u.pathname}${u.search}`;
 }

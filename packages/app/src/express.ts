@@ -17,9 +17,12 @@ declare global {
   }
 }
 
-/** The absolute URL the client called (the DPoP `htu`). */
+/**
+ * The request's path and query (`originalUrl`): the app puts its configured public origin
+ * (`publicUrl` or `resource`) in front of it for the DPoP `htu`; `Host` and `X-Forwarded-*` are never read.
+ */
 export function requestUrl(req: Request): string {
-  return `${req.protocol}://${req.get('host')}${req.originalUrl}`;
+  return req.originalUrl;
 }
 
 /** Writes an AgentAuthError or ApprovalRequiredError as its HTTP answer; false for anything else. */
@@ -38,14 +41,17 @@ export function sendAuthError(res: Response, err: unknown): boolean {
 
 /**
  * Authenticates the agent (its token verified locally against the service's JWKS, DPoP when
- * bound) and sets `req.agentSession`; 401 with `WWW-Authenticate` otherwise. A request carrying a
- * transaction token (the retry of a transaction challenge) goes on to `requireApproval` as it is.
+ * bound) and sets `req.agentSession`; 401 with `WWW-Authenticate` otherwise. A transaction token
+ * (the retry of a transaction challenge) passes only when it verifies as well (signature, `typ`,
+ * `aud` = the app's `resource`, `exp`, DPoP proof when bound, its agent active): `req.agentSession`
+ * is then its agent's session with no scopes, and only `requireApproval` takes the token as an
+ * approval (on a route without it, the handler sees an authenticated agent and nothing more).
  */
 export function agentAuth(app: MfaProxyApp): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (transactionTokenOf(req.get('authorization'))) return next();
+    const authorization = req.get('authorization');
     app
-      .authenticateAgent(req.get('authorization'), { method: req.method, url: requestUrl(req), dpop: req.get('dpop') })
+      .authenticateAgent(authorization, { method: req.method, url: requestUrl(req), dpop: req.get('dpop'), transactionToken: transactionTokenOf(authorization) !== undefined })
       .then((session) => {
         req.agentSession = session;
         next();

@@ -18,10 +18,9 @@ interface HttpRequestLike {
   approval?: unknown;
 }
 
-/** The absolute URL of an Express or Fastify request (the DPoP `htu`). */
-function absoluteUrl(req: HttpRequestLike): string {
-  const host = req.headers.host ?? 'localhost';
-  return `${req.protocol ?? 'http'}://${host}${req.originalUrl ?? req.url}`;
+/** The path and query of an Express or Fastify request: the app puts its configured public origin in front (the DPoP `htu`), never `Host`. */
+function requestPath(req: HttpRequestLike): string {
+  return req.originalUrl ?? req.url;
 }
 
 /** Sets a header on an Express response or a Fastify reply. */
@@ -59,10 +58,11 @@ export class AgentAuthGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const http = context.switchToHttp();
     const req = http.getRequest<HttpRequestLike>();
-    // the retry of a transaction challenge carries the transaction token: @RequireApproval takes it
-    if (this.reflector.get(APPROVAL_SPEC, context.getHandler()) && transactionTokenOf(header(req, 'authorization'))) return true;
+    // the retry of a transaction challenge carries the transaction token: on a route with
+    // @RequireApproval it authenticates its agent when it verifies, and @RequireApproval takes it
+    const transactionToken = Boolean(this.reflector.get(APPROVAL_SPEC, context.getHandler())) && transactionTokenOf(header(req, 'authorization')) !== undefined;
     try {
-      req.agentSession = await this.app.authenticateAgent(header(req, 'authorization'), { method: req.method, url: absoluteUrl(req), dpop: header(req, 'dpop') });
+      req.agentSession = await this.app.authenticateAgent(header(req, 'authorization'), { method: req.method, url: requestPath(req), dpop: header(req, 'dpop'), transactionToken });
       return true;
     } catch (err) {
       rethrow(err, http.getResponse());
@@ -84,7 +84,7 @@ export class RequireApprovalGuard implements CanActivate {
     const http = context.switchToHttp();
     const req = http.getRequest<HttpRequestLike>();
     try {
-      req.approval = await this.app.approve(await specOf(req), { method: req.method, url: absoluteUrl(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) });
+      req.approval = await this.app.approve(await specOf(req), { method: req.method, url: requestPath(req), headers: req.headers, ...(req.agentSession ? { agentSession: req.agentSession } : {}) });
       return true;
     } catch (err) {
       rethrow(err, http.getResponse());

@@ -54,7 +54,10 @@ export type Approved = VerifiedApproval;
 /** A request as the framework-neutral core sees it. */
 export interface IncomingRequest {
   method: string;
-  /** The absolute URL the client called (the DPoP `htu`). */
+  /**
+   * The URL the client called, or its path and query: the DPoP `htu` is the app's configured
+   * public origin (`publicUrl`, else `resource`) with this path, never the request's `Host`.
+   */
   url: string;
   headers: Record<string, string | string[] | undefined> | Headers;
   /** The agent already authenticated for this request (by agentAuth or AgentAuthGuard): its proof is not checked twice. */

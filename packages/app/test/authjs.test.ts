@@ -51,7 +51,7 @@ describe('@mfa-proxy/app/authjs', () => {
         return Response.json({ deleted: 7, by: result.userId });
       };
       const agent = new MfaProxyAgent({
-        issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret,
+        issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [resource],
         fetch: (input, init) => (new Request(input, init).url.startsWith(resource) ? handler(new Request(input, init)) : fetch(input, init)),
       });
       const first = await handler(new Request(`${resource}/notes/7`, { method: 'DELETE', headers: { authorization: `Bearer ${await agent.accessToken()}`, 'accept-txn-challenge': '?1' } }));

@@ -63,7 +63,7 @@ beforeAll(async () => {
 });
 afterAll(async () => server?.close());
 
-const agentOf = (x: Human, extra: Partial<ConstructorParameters<typeof MfaProxyAgent>[0]> = {}) => new MfaProxyAgent({ issuer: s.issuer, clientId: x.agent.id, clientSecret: x.agent.clientSecret, ...extra });
+const agentOf = (x: Human, extra: Partial<ConstructorParameters<typeof MfaProxyAgent>[0]> = {}) => new MfaProxyAgent({ issuer: s.issuer, clientId: x.agent.id, clientSecret: x.agent.clientSecret, resources: [server.base], ...extra });
 
 describe('agentAuth (Express 5)', () => {
   it('accepts a valid agent token and sets req.agentSession in the seed’s shape', async () => {
@@ -180,7 +180,7 @@ describe('requireApproval (Express 5)', () => {
     const before = approvalUrls.length;
     const sent: string[] = [];
     const watched = new MfaProxyAgent({
-      issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret,
+      issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [server.base],
       fetch: async (input, init) => {
         const r = new Request(input, init);
         sent.push(r.headers.get('authorization') ?? '');
@@ -207,7 +207,7 @@ describe('requireApproval (Express 5)', () => {
     const before = approvalUrls.length;
     const sent: string[] = [];
     const agent = new MfaProxyAgent({
-      issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, dpop: true,
+      issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [server.base], dpop: true,
       fetch: async (input, init) => {
         sent.push(new Request(input, init).headers.get('authorization') ?? '');
         return fetch(input, init);

@@ -67,7 +67,7 @@ afterAll(async () => {
 
 describe('MfaProxyModule, AgentAuthGuard and @RequireApproval (NestJS on Fastify)', () => {
   it('AgentAuthGuard sets the agent session for a valid token and answers 401 with WWW-Authenticate otherwise', async () => {
-    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret });
+    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [base] });
     const ok = await agent.fetch(`${base}/files`);
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { session: { agentMetadata: { agentId: string } } }).session.agentMetadata.agentId).toBe(h.agent.id);
@@ -80,7 +80,7 @@ describe('MfaProxyModule, AgentAuthGuard and @RequireApproval (NestJS on Fastify
   });
 
   it('@RequireApproval answers 403 without Accept-Txn-Challenge, and runs the handler once after the human approves the challenge', async () => {
-    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret });
+    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [base] });
     const plain = await fetch(`${base}/files/x.txt`, { method: 'DELETE', headers: { authorization: `Bearer ${await agent.accessToken()}` } });
     expect(plain.status).toBe(403);
     const before = approvalUrls.length;

@@ -16,7 +16,7 @@ it('the README example (Express) is the file the test runs: agents list with a t
   const h = await human(s, {}, { resource, challengeJwks: { keys: [{ ...(await exportJWK(publicKey)), alg: 'ES256' }] } });
   const server = filesApi({ issuer: s.issuer, appId: h.tenant.appId, apiKey: h.tenant.apiKey, resource, challengeKey: await exportJWK(privateKey) }).listen(port, '127.0.0.1');
   try {
-    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret });
+    const agent = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, resources: [resource] });
     const list = await agent.fetch(`${resource}/files`);
     expect(list.status).toBe(200);
     expect(await list.json()).toEqual({ user: h.userId, files: ['q3.pdf'] });

@@ -47,6 +47,7 @@ function agentOf(x: Human) {
     issuer: s.issuer,
     clientId: x.agent.id,
     clientSecret: x.agent.clientSecret,
+    resources: [server.base],
     onPending: (p) => void links.push(p.approvalUrl!),
     fetch: async (input, init) => {
       const res = await fetch(input, init);

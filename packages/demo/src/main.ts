@@ -181,6 +181,7 @@ async function main(): Promise<void> {
     issuer: base,
     clientId: String(agentRow.id),
     clientSecret: String(agentRow.clientSecret),
+    resources: [appBase], // the only app it sends its token to and takes challenges from
     fetch: (input, init) => {
       sent.push(new Request(input, init).headers.get('authorization') ?? '');
       return fetch(input, init);
