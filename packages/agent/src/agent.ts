@@ -26,7 +26,9 @@ export interface MfaProxyAgentOptions {
    * token to and take challenges from, e.g. `['https://files.example.com']`. The issuer's origin
    * is always allowed. Any other origin gets the request without the token, and a transaction or
    * step-up challenge it answers with is refused (MfaProxyError `untrusted_challenge`): a relay
-   * cannot collect the token nor have the human approve its challenge. Default: none.
+   * cannot collect the token nor have the human approve its challenge. Without `resources` every
+   * origin is trusted (SDK.md v1.1's `fetch` adds the token to any request): set it in production.
+   * Either way a transaction challenge must be issued (`iss`) by the origin fetched.
    */
   resources?: string[];
   /** Called when `fetch()` waits for a human (a transaction challenge or a sudo step-up). */
@@ -84,14 +86,15 @@ export class MfaProxyAgent {
   private cached: CachedToken | undefined;
   private pendingToken: Promise<CachedToken> | undefined;
   private dpopKey: Promise<DpopKey> | undefined;
-  private readonly trustedOrigins: Set<string>;
+  /** null: no `resources` given, every origin is trusted. */
+  private readonly trustedOrigins: Set<string> | null;
 
   constructor(private readonly options: MfaProxyAgentOptions) {
     if (!options.clientSecret && !options.privateJwk) throw new TypeError('MfaProxyAgent needs clientSecret or privateJwk');
     this.issuer = trimIssuer(options.issuer);
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
     if (options.dpop) this.dpopKey = DpopKey.generate();
-    this.trustedOrigins = new Set([new URL(this.issuer).origin, ...(options.resources ?? []).map((r) => new URL(r).origin)]);
+    this.trustedOrigins = options.resources ? new Set([new URL(this.issuer).origin, ...options.resources.map((r) => new URL(r).origin)]) : null;
   }
 
   /** The current access token: from the cache until 30 s before its `exp`, then a new one. */
@@ -248,7 +251,7 @@ export class MfaProxyAgent {
       return this.fetchFn(request.url, { method: request.method, headers, body, redirect: request.redirect, signal: init.signal ?? request.signal });
     };
     const origin = new URL(request.url).origin;
-    const trusted = this.trustedOrigins.has(origin);
+    const trusted = this.trustedOrigins === null || this.trustedOrigins.has(origin);
     // an origin not in `resources` gets the request without the agent's token
     const res = await send(trusted ? await this.authHeaders(await this.token(), request.method, request.url) : {});
     if (res.status !== 401) return res;

@@ -212,6 +212,11 @@ describe('the agent SDK sends its token only to its resources (finding 4)', () =
     expect((iss as MfaProxyError).code).toBe('untrusted_challenge');
     expect(relayed.at(-1)).toMatch(/^Bearer /);
 
+    // Without `resources` (SDK.md's default: every origin trusted) a relayed challenge is still refused: its iss is not the relay.
+    const defaults = new MfaProxyAgent({ issuer: s.issuer, clientId: h.agent.id, clientSecret: h.agent.clientSecret, fetch: rec.fetch });
+    const relayedByDefault = await defaults.fetch(`${relay.base}/files/r.txt`, { method: 'DELETE' }).then(() => undefined, (e: unknown) => e);
+    expect((relayedByDefault as MfaProxyError).code).toBe('untrusted_challenge');
+
     expect(rec.sent.map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/oauth/txn-authorization') || p.startsWith('/v1/step-ups'))).toEqual([]);
     expect(deleted).not.toContain('r.txt');
   });
