@@ -30,6 +30,9 @@ const insertValues = (row: OutboxEntity): unknown[] => [
 const FINISH_CHUNK = 500;
 
 /** The outcome of one delivery attempt (OutboxRepository.finishMany). */
+/** Outbox rows delivered by their own dispatcher, not as webhooks (CIBA pings, Web Pushes). */
+export type DirectDelivery = 'ping' | 'push';
+
 export interface DeliveryOutcome {
   id: string;
   /** ping / ping_failed: a CIBA ping's own statuses (PingDispatcher); push / push_failed: a Web Push's (PushDispatcher). */
@@ -363,55 +366,31 @@ export class OutboxRepository {
   }
 
   /**
-   * Claims up to `limit` due CIBA pings for `by` until `until` (ix_outbox_ping_due) and returns them
-   * whole; SKIP LOCKED on PostgreSQL, so instances share them.
+   * Claims up to `limit` due rows of a direct delivery kind (`ping`: CIBA pings; `push`: Web Pushes)
+   * for `by` until `until`, through that kind's partial index (ix_outbox_<kind>_due), and returns
+   * them whole; SKIP LOCKED on PostgreSQL, so instances share them. `kind` is written into the SQL
+   * (a closed union, never input) so each statement matches its partial index.
    */
-  async claimPings(now: number, until: number, by: string, limit: number): Promise<OutboxEntity[]> {
+  async claimDirect(kind: DirectDelivery, now: number, until: number, by: string, limit: number): Promise<OutboxEntity[]> {
     const raw = this.postgres
       ? await this.records<Record<string, unknown>>(
           `UPDATE outbox SET claimed_until = $1, claimed_by = $2
-           WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = 'ping' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
+           WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = '${kind}' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
            RETURNING *`,
           [until, by, now, limit],
         )
       : await this.records<Record<string, unknown>>(
           `UPDATE outbox SET claimed_until = ?, claimed_by = ?
-           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_ping_due WHERE delivery_status = 'ping' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
+           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_${kind}_due WHERE delivery_status = '${kind}' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
            RETURNING *`,
           [until, by, now, now, limit],
         );
     return raw.map(fromRaw);
   }
 
-  /**
-   * Claims up to `limit` due Web Pushes for `by` until `until` (ix_outbox_push_due) and returns them
-   * whole; SKIP LOCKED on PostgreSQL, so instances share them.
-   */
-  async claimPushes(now: number, until: number, by: string, limit: number): Promise<OutboxEntity[]> {
-    const raw = this.postgres
-      ? await this.records<Record<string, unknown>>(
-          `UPDATE outbox SET claimed_until = $1, claimed_by = $2
-           WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = 'push' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
-           RETURNING *`,
-          [until, by, now, limit],
-        )
-      : await this.records<Record<string, unknown>>(
-          `UPDATE outbox SET claimed_until = ?, claimed_by = ?
-           WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_push_due WHERE delivery_status = 'push' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
-           RETURNING *`,
-          [until, by, now, now, limit],
-        );
-    return raw.map(fromRaw);
-  }
-
-  /** Hands back the pushes `by` claimed and did not finish (shutdown). */
-  async releasePushClaims(by: string): Promise<void> {
-    await this.ds.getRepository(OutboxEntity).update({ claimedBy: by, deliveryStatus: 'push' }, { claimedBy: null, claimedUntil: null });
-  }
-
-  /** Hands back the pings `by` claimed and did not finish (shutdown). */
-  async releasePingClaims(by: string): Promise<void> {
-    await this.ds.getRepository(OutboxEntity).update({ claimedBy: by, deliveryStatus: 'ping' }, { claimedBy: null, claimedUntil: null });
+  /** Hands back the rows of a direct delivery kind that `by` claimed and did not finish (shutdown). */
+  async releaseDirectClaims(kind: DirectDelivery, by: string): Promise<void> {
+    await this.ds.getRepository(OutboxEntity).update({ claimedBy: by, deliveryStatus: kind }, { claimedBy: null, claimedUntil: null });
   }
 
   /** Hands back what `by` claimed and did not finish (shutdown). */

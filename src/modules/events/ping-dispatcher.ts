@@ -7,6 +7,7 @@ import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository, type DeliveryOutcome } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
 import { postOutbound } from './outbound-http.js';
+import { retryAfterFailure } from './retry.js';
 
 const TICK_MS = 500;
 const BATCH = 50;
@@ -49,7 +50,7 @@ export class PingDispatcher implements OnApplicationBootstrap, OnApplicationShut
     if (this.timer) clearInterval(this.timer);
     this.aborter.abort();
     await this.running;
-    await this.repo.releasePingClaims(this.instanceId).catch(() => undefined);
+    await this.repo.releaseDirectClaims('ping', this.instanceId).catch(() => undefined);
   }
 
   tick(): void {
@@ -70,7 +71,7 @@ export class PingDispatcher implements OnApplicationBootstrap, OnApplicationShut
 
   private async round(): Promise<void> {
     const now = this.clock.now();
-    const rows = await this.repo.claimPings(now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS, this.instanceId, BATCH);
+    const rows = await this.repo.claimDirect('ping', now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS, this.instanceId, BATCH);
     if (rows.length === 0) return;
     const outcomes = (await Promise.all(rows.map((row) => this.deliver(row)))).filter((o): o is DeliveryOutcome => o !== null);
     await this.repo.finishMany(this.instanceId, outcomes);
@@ -103,7 +104,6 @@ export class PingDispatcher implements OnApplicationBootstrap, OnApplicationShut
     const attempts = row.attempts + 1;
     const lastError = error.slice(0, 300);
     if (attempts >= this.config.webhooks.maxAttempts) return { id: row.id, status: 'ping_failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
-    const backoff = Math.min(this.config.webhooks.retryBaseMs * 2 ** (attempts - 1), 3_600_000);
-    return { id: row.id, status: 'ping', deliveredAt: null, attempts, lastError, nextAttemptAt: this.clock.now() + Math.round(backoff * (0.8 + Math.random() * 0.4)) };
+    return { id: row.id, status: 'ping', deliveredAt: null, attempts, lastError, nextAttemptAt: retryAfterFailure(this.clock.now(), attempts, this.config.webhooks.retryBaseMs) };
   }
 }

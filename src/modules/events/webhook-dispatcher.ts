@@ -11,6 +11,7 @@ import type { OutboxEntity } from './outbox.entity.js';
 import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
 import { OutboxRepository, type DeliveryOutcome } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
+import { retryAfterFailure } from './retry.js';
 import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
 import { WebhookTargets, type WebhookTarget } from './webhook-targets.js';
@@ -410,9 +411,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     const attempts = row.attempts + 1;
     const lastError = error.slice(0, 300);
     if (attempts >= this.config.webhooks.maxAttempts) return { id: row.id, status: 'failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
-    const backoff = Math.min(this.config.webhooks.retryBaseMs * 2 ** (attempts - 1), 3_600_000);
-    const jitter = backoff * (0.8 + Math.random() * 0.4);
-    return { id: row.id, status: 'pending', deliveredAt: null, attempts, lastError, nextAttemptAt: this.clock.now() + Math.round(jitter) };
+    return { id: row.id, status: 'pending', deliveredAt: null, attempts, lastError, nextAttemptAt: retryAfterFailure(this.clock.now(), attempts, this.config.webhooks.retryBaseMs) };
   }
 
   private async post(url: URL, body: string, headers: Record<string, string>): Promise<number> {

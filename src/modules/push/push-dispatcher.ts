@@ -5,6 +5,7 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { postOutbound } from '../events/outbound-http.js';
+import { retryAfterFailure } from '../events/retry.js';
 import type { OutboxEntity } from '../events/outbox.entity.js';
 import { OutboxRepository, type DeliveryOutcome } from '../events/outbox.repository.js';
 import { AgentsRepository } from '../agents/agents.repository.js';
@@ -85,7 +86,7 @@ export class PushDispatcher implements OnApplicationBootstrap, OnApplicationShut
     this.aborter.abort();
     await this.claiming;
     await Promise.allSettled([...this.inFlight]);
-    await this.repo.releasePushClaims(this.instanceId).catch(() => undefined);
+    await this.repo.releaseDirectClaims('push', this.instanceId).catch(() => undefined);
   }
 
   /** Fills free slots with due pushes, soon; calls coalesce. */
@@ -101,7 +102,7 @@ export class PushDispatcher implements OnApplicationBootstrap, OnApplicationShut
         const free = MAX_IN_FLIGHT - this.inFlight.size;
         if (free <= 0) return;
         const now = this.clock.now();
-        const rows = await this.repo.claimPushes(now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS, this.instanceId, free);
+        const rows = await this.repo.claimDirect('push', now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS, this.instanceId, free);
         for (const row of rows) this.start(row);
         if (rows.length === free) this.again = true;
       } while (this.again && !this.stopped);
@@ -204,8 +205,7 @@ export class PushDispatcher implements OnApplicationBootstrap, OnApplicationShut
   private retryLater(row: OutboxEntity, error: string, data: PushRow): DeliveryOutcome {
     const attempts = row.attempts + 1;
     const lastError = error.slice(0, 300);
-    const backoff = Math.min(this.config.webhooks.retryBaseMs * 2 ** (attempts - 1), 3_600_000);
-    const next = this.clock.now() + Math.round(backoff * (0.8 + Math.random() * 0.4));
+    const next = retryAfterFailure(this.clock.now(), attempts, this.config.webhooks.retryBaseMs);
     // No retry past the attempt limit, nor past the step-up's expiry (the push would be refused as stale).
     if (attempts >= this.config.webhooks.maxAttempts || next >= Date.parse(data.expiresAt)) return { id: row.id, status: 'push_failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
     return { id: row.id, status: 'push', deliveredAt: null, attempts, lastError, nextAttemptAt: next };
