@@ -278,7 +278,10 @@ describe('push subscriptions (POST/DELETE /v1/me/push-subscriptions)', () => {
     }
   });
 
-  it('checks the endpoint again at delivery: one registered while private addresses were allowed gets no request once they are not', async () => {
+  // SQLite only: on PostgreSQL every app instance of the run (other test files' too) shares the outbox and may claim
+  // this push, and those instances allow private addresses; a per-instance setting cannot be isolated there. The
+  // delivery-time check is the same code on both databases (PushDispatcher → pushEndpointProblem, postOutbound).
+  it.skipIf(usingPostgres())('checks the endpoint again at delivery: one registered while private addresses were allowed gets no request once they are not', async () => {
     const strict = await startApp({ ...env, WEBHOOK_ALLOW_PRIVATE: 'false' });
     try {
       const h = await human(strict);
