@@ -11,6 +11,8 @@ import { EnrollmentRepository } from './enrollment/enrollment.repository.js';
 import type { FactorEntity } from './factor.entity.js';
 import { FactorStrategies } from './factor-strategies.js';
 import { FactorsRepository } from './factors.repository.js';
+import { TotpStrategy } from './totp/totp.strategy.js';
+import { Clock } from '../../common/clock.js';
 
 /** A user's factors: listing for the users module, removal, and the user-deletion cascade of this module's tables. */
 @Injectable()
@@ -24,6 +26,8 @@ export class FactorsService implements OnModuleInit {
     private readonly cascades: Cascades,
     private readonly userFactors: UserFactorsPort,
     private readonly serializer: Serializer,
+    private readonly totp: TotpStrategy,
+    private readonly clock: Clock,
   ) {}
 
   onModuleInit(): void {
@@ -72,6 +76,25 @@ export class FactorsService implements OnModuleInit {
     });
     if (outcome === 'last') throw new AppError('last_factor', 'this is your last active factor: add another one before removing it');
     if (outcome === 'gone') throw notFound('factor');
+  }
+
+  /**
+   * Activates a pending TOTP factor of the user with a first valid code (enrollment link or
+   * dashboard), under the per-user lock of removals: a removal decides after this activation, or
+   * before it. Idempotent once active; a wrong code is `invalid_code`.
+   */
+  async confirmTotpOrThrow(appId: string, userId: string, factorId: string, code: string): Promise<{ factorId: string; status: 'active' }> {
+    const factor = isId('factor', factorId) ? await this.repo.find(appId, userId, factorId) : null;
+    if (!factor || factor.type !== 'totp') throw notFound('factor');
+    if (factor.status === 'active') return { factorId, status: 'active' };
+    const ok = await this.underUserLock(appId, userId, async (m) => {
+      const step = await this.totp.consumeCode(m, appId, factorId, code);
+      if (step === null || !(await this.repo.activate(m, appId, factorId, this.clock.now()))) return false;
+      await this.recordEnrolled(m, factor);
+      return true;
+    });
+    if (!ok) throw new AppError('invalid_code', 'the code is not valid for this authenticator; check the device clock and try the current code');
+    return { factorId, status: 'active' };
   }
 
   /** The audit event of a factor that became usable, in the enrollment's transaction. */

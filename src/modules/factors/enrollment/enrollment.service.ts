@@ -5,7 +5,7 @@ import type { AppConfig } from '../../../config/config.schema.js';
 import { Clock } from '../../../common/clock.js';
 import { hashSecret, randomToken, TOKEN_PREFIX } from '../../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../../common/errors/app-error.js';
-import { isId, newId } from '../../../common/ids.js';
+import { newId } from '../../../common/ids.js';
 import { RequestContext } from '../../../common/request-context.js';
 import { AppsService } from '../../apps/apps.service.js';
 import type { UserEntity } from '../../users/user.entity.js';
@@ -115,16 +115,6 @@ export class EnrollmentService {
 
   async totpConfirm(token: string, factorId: string, code: string): Promise<TotpConfirmedDto> {
     const { user } = await this.resolve(token);
-    const factor = isId('factor', factorId) ? await this.factors.find(user.appId, user.id, factorId) : null;
-    if (!factor || factor.type !== 'totp') throw notFound('factor');
-    if (factor.status === 'active') return { factorId, status: 'active' };
-    const ok = await this.factors.ds.transaction(async (m) => {
-      const step = await this.totp.consumeCode(m, user.appId, factorId, code);
-      if (step === null || !(await this.factors.activate(m, user.appId, factorId, this.clock.now()))) return false;
-      await this.factorsService.recordEnrolled(m, factor);
-      return true;
-    });
-    if (!ok) throw new AppError('invalid_code', 'the code is not valid for this authenticator; check the device clock and try the current code');
-    return { factorId, status: 'active' };
+    return this.factorsService.confirmTotpOrThrow(user.appId, user.id, factorId, code);
   }
 }

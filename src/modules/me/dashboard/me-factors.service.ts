@@ -5,7 +5,6 @@ import type { HumanPrincipal } from '../../../common/auth/human.js';
 import { Clock } from '../../../common/clock.js';
 import { hashSecret, sha256 } from '../../../common/crypto/tokens.js';
 import { AppError, notFound } from '../../../common/errors/app-error.js';
-import { isId } from '../../../common/ids.js';
 import { iso, isoOrNull } from '../../../common/time.js';
 import { AppsService } from '../../apps/apps.service.js';
 import type { CreatedTotpDto, FactorIdDto, TotpConfirmedDto } from '../../factors/dto/factor.dto.js';
@@ -82,18 +81,7 @@ export class MeFactorsService {
 
   async totpConfirm(human: HumanPrincipal, factorId: string, code: string): Promise<TotpConfirmedDto> {
     const user = await this.reauthenticatedUserOrThrow(human);
-    const factor = isId('factor', factorId) ? await this.factors.find(user.appId, user.id, factorId) : null;
-    if (!factor || factor.type !== 'totp') throw notFound('factor');
-    if (factor.status === 'active') return { factorId, status: 'active' };
-    // Under the per-user lock of factor removals: a removal decides after this activation, or before it.
-    const ok = await this.factorsService.underUserLock(user.appId, user.id, async (m) => {
-      const step = await this.totp.consumeCode(m, user.appId, factorId, code);
-      if (step === null || !(await this.factors.activate(m, user.appId, factorId, this.clock.now()))) return false;
-      await this.factorsService.recordEnrolled(m, factor);
-      return true;
-    });
-    if (!ok) throw new AppError('invalid_code', 'the code is not valid for this authenticator; check the device clock and try the current code');
-    return { factorId, status: 'active' };
+    return this.factorsService.confirmTotpOrThrow(user.appId, user.id, factorId, code);
   }
 
   remove(human: HumanPrincipal, factorId: string): Promise<void> {
