@@ -7,7 +7,7 @@ import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository, type DeliveryOutcome } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
 import { postOutbound } from './outbound-http.js';
-import { retryAfterFailure } from './retry.js';
+import { failedAttempt } from './retry.js';
 
 const TICK_MS = 500;
 const BATCH = 50;
@@ -101,9 +101,6 @@ export class PingDispatcher implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private retryLater(row: OutboxEntity, error: string): DeliveryOutcome {
-    const attempts = row.attempts + 1;
-    const lastError = error.slice(0, 300);
-    if (attempts >= this.config.webhooks.maxAttempts) return { id: row.id, status: 'ping_failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
-    return { id: row.id, status: 'ping', deliveredAt: null, attempts, lastError, nextAttemptAt: retryAfterFailure(this.clock.now(), attempts, this.config.webhooks.retryBaseMs) };
+    return failedAttempt(row, error, { now: this.clock.now(), maxAttempts: this.config.webhooks.maxAttempts, baseMs: this.config.webhooks.retryBaseMs, retry: 'ping', failed: 'ping_failed' });
   }
 }

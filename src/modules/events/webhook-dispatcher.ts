@@ -11,7 +11,7 @@ import type { OutboxEntity } from './outbox.entity.js';
 import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
 import { OutboxRepository, type DeliveryOutcome } from './outbox.repository.js';
 import { OutboxService } from './outbox.service.js';
-import { retryAfterFailure } from './retry.js';
+import { failedAttempt } from './retry.js';
 import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
 import { WebhookTargets, type WebhookTarget } from './webhook-targets.js';
@@ -408,10 +408,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   }
 
   private retryLater(row: OutboxEntity, error: string): DeliveryOutcome {
-    const attempts = row.attempts + 1;
-    const lastError = error.slice(0, 300);
-    if (attempts >= this.config.webhooks.maxAttempts) return { id: row.id, status: 'failed', deliveredAt: null, attempts, lastError, nextAttemptAt: null };
-    return { id: row.id, status: 'pending', deliveredAt: null, attempts, lastError, nextAttemptAt: retryAfterFailure(this.clock.now(), attempts, this.config.webhooks.retryBaseMs) };
+    return failedAttempt(row, error, { now: this.clock.now(), maxAttempts: this.config.webhooks.maxAttempts, baseMs: this.config.webhooks.retryBaseMs, retry: 'pending', failed: 'failed' });
   }
 
   private async post(url: URL, body: string, headers: Record<string, string>): Promise<number> {
