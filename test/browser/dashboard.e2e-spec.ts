@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import type { Page } from 'playwright-core';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { TestApp } from '../support/app.js';
 import { addVirtualAuthenticator, browserAvailable, useBrowserApp } from '../support/browser.js';
 import { agentToken, bearer, createAgent, createTenant, createUser, type AgentFixture, type Tenant } from '../support/fixtures.js';
@@ -66,33 +66,63 @@ async function person(t: TestApp, page: Page, opts: { app?: string; displayName?
  * (as many do), so the human presses the button.
  */
 async function signInByLogin(p: Person, via: 'conditional' | 'button'): Promise<void> {
-  if (via === 'button') {
-    await p.page.addInitScript('PublicKeyCredential.isConditionalMediationAvailable = async () => false');
-  }
+  if (via === 'button') await withoutConditionalUi(p.page);
   await p.page.goto(`${new URL(p.page.url()).origin}/me`);
   await p.page.waitForURL(/\/me\/login$/);
-  if (via === 'button') await p.page.getByRole('button', { name: 'Sign in with passkey' }).click();
-  await p.page.waitForURL(/\/me$/, { timeout: 15_000 });
-  await p.page.getByRole('heading', { name: /Waiting for your approval/ }).waitFor();
+  await showingPage(p.page, async () => {
+    if (via === 'button') await p.page.getByRole('button', { name: 'Sign in with passkey' }).click();
+    await p.page.waitForURL(/\/me$/, { timeout: 15_000 });
+    await p.page.getByRole('heading', { name: /Waiting for your approval/ }).waitFor();
+  });
+}
+
+/** The page's browser reports no conditional mediation: /me/login starts no passkey ceremony by itself. */
+async function withoutConditionalUi(page: Page): Promise<void> {
+  await page.addInitScript('PublicKeyCredential.isConditionalMediationAvailable = async () => false');
+}
+
+/** Runs `steps`; a failure names the page the browser was showing (address and text), not only the locator it waited for. */
+async function showingPage<T>(page: Page, steps: () => Promise<T>): Promise<T> {
+  try {
+    return await steps();
+  } catch (err) {
+    const text = await page.evaluate('document.body ? document.body.innerText : ""').catch(() => '(no page)');
+    (err as Error).message += `\n-- the browser showed ${page.url()}:\n${String(text).slice(0, 1500)}`;
+    throw err;
+  }
 }
 
 /** Sign-in through an app-issued link, with the passkey. */
 async function signInByLink(t: TestApp, p: Person): Promise<void> {
   const { url } = (await t.http.post(`/v1/users/${p.userId}/sign-in-links`).set(bearer(p.tenant.apiKey)).send({}).expect(201)).body;
   await p.page.goto(url);
-  await p.page.getByRole('button', { name: 'Sign in with passkey' }).click();
-  await p.page.waitForURL(/\/me$/, { timeout: 15_000 });
-  await p.page.getByRole('heading', { name: /Waiting for your approval/ }).waitFor();
+  await showingPage(p.page, async () => {
+    await p.page.getByRole('button', { name: 'Sign in with passkey' }).click();
+    await p.page.waitForURL(/\/me$/, { timeout: 15_000 });
+    await p.page.getByRole('heading', { name: /Waiting for your approval/ }).waitFor();
+  });
 }
 
 const card = (page: Page, stepUpId: string) => page.locator(`[data-step-up="${stepUpId}"]`);
+/** Waits for a pending request's card, which the dashboard's live update (every 3 s) brings in. */
+const cardShown = (page: Page, stepUpId: string) => showingPage(page, () => card(page, stepUpId).waitFor({ timeout: 15_000 }));
 
 describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   const env = useBrowserApp();
+  // A failed test still closes its page: a page left open keeps polling the service.
+  const opened: Page[] = [];
+  const newPage = async () => {
+    const page = await env.browser.newPage();
+    opened.push(page);
+    return page;
+  };
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((page) => page.close().catch(() => undefined)));
+  });
 
   it('passkey sign-in without a link (conditional UI); a step-up made after the page loaded appears live, is approved inline with the passkey and the agent’s long-poll gets the token; no CSP violation', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
     await signInByLogin(p, 'conditional');
     expect(await page.textContent('[data-section="approvals"]')).toContain('Nothing is waiting for you');
@@ -107,7 +137,7 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     const longPoll = t.http.get(`/v1/step-ups/${created.body.id}?wait=30`).set(bearer(p.token));
 
     const c = card(page, created.body.id);
-    await c.waitFor({ timeout: 10_000 });
+    await cardShown(page, created.body.id);
     expect(await page.textContent('#live')).toContain('new request');
     expect(await c.locator('.binding').textContent()).toBe(created.body.bindingCode);
     expect(await c.locator('.action').textContent()).toBe('files:delete');
@@ -136,15 +166,17 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('a request decided elsewhere leaves the page live; /me?stepUp=<id> (a push click) focuses that request; without a session /me goes to /me/login', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
+    // This test signs in by link: /me/login must not sign in by itself (conditional UI) meanwhile.
+    await withoutConditionalUi(page);
     const origin = new URL(page.url()).origin;
     await page.goto(`${origin}/me`);
     expect(page.url()).toBe(`${origin}/me/login`);
     await signInByLink(t, p);
     const created = await t.http.post('/v1/step-ups').set(bearer(p.token)).send({ action: 'files:share' }).expect(201);
-    await card(page, created.body.id).waitFor({ timeout: 10_000 });
+    await cardShown(page, created.body.id);
     // A push notification opens /me?stepUp=<id> (issue 15's push payload): that request gets the focus.
     await page.goto(`${origin}/me?stepUp=${created.body.id}`);
     expect(await page.evaluate('document.activeElement.id')).toBe(`stepup-h-${created.body.id}`);
@@ -156,8 +188,8 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('revoking an agent from the dashboard (after confirming) makes its token refused: 401 at /v1/whoami', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
     await signInByLink(t, p);
     await t.http.get('/v1/whoami').set(bearer(p.token)).expect(200);
@@ -179,14 +211,14 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('a sudo grant approved inline shows with its time left; “End now” makes the sudo token refused: 401 at /v1/whoami', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
     await signInByLogin(p, 'button');
     const created = await t.http.post('/v1/step-ups').set(bearer(p.token))
       .send({ action: 'research:read', grant: { type: 'sudo', scopes: ['files:delete'], duration: 600 } }).expect(201);
     const c = card(page, created.body.id);
-    await c.waitFor({ timeout: 10_000 });
+    await cardShown(page, created.body.id);
     expect(await c.getByRole('heading', { level: 3 }).textContent()).toBe('Grant temporary access for 10 min?');
     await c.getByRole('button', { name: 'Approve with passkey' }).click();
     await expect.poll(() => c.locator('.card-status').textContent(), { timeout: 15_000 }).toContain('You approved');
@@ -207,12 +239,12 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('keyboard only: Tab reaches a pending request’s “Approve with passkey”, Enter approves; Tab to the code field, a code and Enter approve another', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
     await signInByLogin(p, 'button');
     const first = (await t.http.post('/v1/step-ups').set(bearer(p.token)).send({ action: 'files:read', resource: 'drive://a.txt' }).expect(201)).body;
-    await card(page, first.id).waitFor({ timeout: 10_000 });
+    await cardShown(page, first.id);
 
     /** Presses Tab until the focused element matches `test` (an expression of `el`), at most `max` times. */
     async function tabTo(test: string, max = 25): Promise<number> {
@@ -233,7 +265,7 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     expect((await t.http.get(`/v1/step-ups/${first.id}`).set(bearer(p.token)).expect(200)).body).toMatchObject({ status: 'approved', method: 'webauthn' });
 
     const second = (await t.http.post('/v1/step-ups').set(bearer(p.token)).send({ action: 'files:write', resource: 'drive://b.txt' }).expect(201)).body;
-    await card(page, second.id).waitFor({ timeout: 10_000 });
+    await cardShown(page, second.id);
     await fromTop();
     await tabTo(`el.id === ${JSON.stringify(`code-${second.id}`)}`);
     await page.keyboard.type(await totpCode(p.totpSecret));
@@ -246,8 +278,8 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('adds a passkey from the dashboard right after signing in, and removes a factor after confirming', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page);
     await signInByLink(t, p);
     const factors = page.locator('[data-section="factors"]');
@@ -268,8 +300,8 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
   }, 120_000);
 
   it('realistic data fits a 375 px phone without horizontal scrolling and a 1280 px desktop (UPDATE_SCREENSHOTS=1 writes docs/dashboard-*.png)', async () => {
-    const { t, browser } = env;
-    const page = await browser.newPage();
+    const { t } = env;
+    const page = await newPage();
     const p = await person(t, page, { app: 'Acme Drive', displayName: 'Ada Lovelace', agent: { name: 'research-bot', model: 'claude-sonnet-4' } });
     const billing = await createAgent(t, p.tenant, p.userId, { name: 'billing-assistant', model: 'gpt-4.1', permissionBoundaries: ['payments:send', 'invoices:read'] });
     const triage = await createAgent(t, p.tenant, p.userId, { name: 'inbox-triage', model: 'gemini-2.5-pro', permissionBoundaries: ['mail:read', 'mail:label'] });
@@ -281,7 +313,7 @@ describe.runIf(browserAvailable)('dashboard in Chromium', () => {
     await signInByLink(t, p);
     const sudo = (await t.http.post('/v1/step-ups').set(bearer(p.token)).send({ action: 'files:delete', resource: 'drive://archive/2023', grant: { type: 'sudo', scopes: ['files:delete'], duration: 900 }, bindingMessage: 'Clean up the 2023 archive' }).expect(201)).body;
     const sudoCard = card(page, sudo.id);
-    await sudoCard.waitFor({ timeout: 10_000 });
+    await cardShown(page, sudo.id);
     await sudoCard.getByRole('button', { name: 'Approve with passkey' }).click();
     await expect.poll(() => sudoCard.locator('.card-status').textContent(), { timeout: 15_000 }).toContain('You approved');
     await t.http.get(`/v1/step-ups/${sudo.id}`).set(bearer(p.token)).expect(200);
