@@ -1,11 +1,9 @@
-import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from './config/config.schema.js';
 import { Clock } from './common/clock.js';
 import { CoreModule } from './common/core.module.js';
-import { RequestContext, type RequestFields } from './common/request-context.js';
 import { serializeSqliteConnection } from './database/sqlite-serial.js';
 import { dataSourceOptions } from './database/data-source.js';
 import { AgentsModule } from './modules/agents/agents.module.js';
@@ -28,15 +26,8 @@ import { UsersModule } from './modules/users/users.module.js';
 import { MeModule } from './modules/me/me.module.js';
 import { PushModule } from './modules/push/push.module.js';
 
-/** Opens the request's context (request id, ip) that guards fill in and logs and audit read. */
-function requestContextMiddleware(req: IncomingMessage & { id?: unknown; context?: RequestFields }, _res: ServerResponse, next: () => void): void {
-  // Kept on the request too, so the response hook (outside this async context) can audit it.
-  req.context = { requestId: String(req.id ?? ''), ip: req.socket?.remoteAddress };
-  RequestContext.run(req.context, next);
-}
-
 @Module({})
-export class AppModule implements NestModule {
+export class AppModule {
   static forRoot(config: AppConfig, clock?: Clock): DynamicModule {
     return {
       module: AppModule,
@@ -71,9 +62,5 @@ export class AppModule implements NestModule {
         WebModule,
       ],
     };
-  }
-
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(requestContextMiddleware).forRoutes('*');
   }
 }

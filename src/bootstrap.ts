@@ -15,7 +15,7 @@ import { runMigrations } from './database/data-source.js';
 import { BufferedStdout, createRequestLogger, createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
 import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
-import type { RequestFields } from './common/request-context.js';
+import { RequestContext, type RequestFields } from './common/request-context.js';
 import { ShutdownState } from './common/shutdown.js';
 import { ExactValidationPipe } from './common/validation.js';
 
@@ -111,6 +111,14 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const metrics = app.get(MetricsService);
   const audit = app.get(AuditService);
   const shutdown = app.get(ShutdownState);
+  // Opens the request's context (request id, ip) that guards fill in and logs and audit read: a
+  // Fastify hook rather than a Nest middleware (middie's matching costs on every request). Kept on
+  // the raw request too, so the response hook (outside this async context) can audit it.
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const raw = request.raw as IncomingMessage & { context?: RequestFields };
+    raw.context = { requestId: request.id, ip: raw.socket?.remoteAddress };
+    RequestContext.run(raw.context, done);
+  });
   // The HTTP server has closed and its requests completed: their lines (and shutdown's) go out now.
   if (destination instanceof BufferedStdout) fastify.addHook('onClose', async () => destination.drain());
   fastify.addHook('onSend', async (request, reply, payload) => {
