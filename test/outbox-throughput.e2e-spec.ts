@@ -51,6 +51,31 @@ const statuses = async (appId: string) => {
 };
 
 describe('outbox background work (issue 12)', () => {
+  it('a commit wakes the ping and push dispatchers only when it added a row of theirs (a verify load adds webhook events only); a rollback wakes nobody', async () => {
+    const repo = t.app.get(OutboxRepository);
+    const outbox = t.app.get(OutboxService);
+    const ds = t.app.get(DataSource);
+    const woken = { ping: 0, push: 0, any: 0 };
+    repo.onAddedCommitted(() => woken.ping++, 'ping');
+    repo.onAddedCommitted(() => woken.push++, 'push');
+    repo.onAddedCommitted(() => woken.any++);
+    const tenant = await createTenant(t);
+    await events(tenant, 10, 5);
+    expect(woken).toEqual({ ping: 0, push: 0, any: 2 });
+    // A CIBA ping (to an address the SSRF guard refuses: it ends ping_failed) beside a webhook event.
+    const ping = { endpoint: 'https://127.0.0.1:9/cb', bearer: 'b'.repeat(32), body: { auth_req_id: 'x' }, agentId: 'agt_tp', stepUpId: 'stp_tp' };
+    await ds.transaction(async (m) => {
+      await outbox.add(m, tenant.appId, 'agent.revoked', { agentId: 'agt_tp', userId: 'usr_tp', reason: 'deleted_by_app' });
+      await outbox.addPing(m, tenant.appId, ping);
+    });
+    expect(woken).toEqual({ ping: 1, push: 0, any: 3 });
+    await expect(ds.transaction(async (m) => {
+      await outbox.addPing(m, tenant.appId, ping);
+      throw new Error('rolled back');
+    })).rejects.toThrow('rolled back');
+    expect(woken).toEqual({ ping: 1, push: 0, any: 3 });
+  });
+
   it('events of an app without a webhookUrl end no_endpoint in a few statements, not one per event', async () => {
     const tenant = await createTenant(t);
     const updates = await outboxUpdatesDuring(async () => {

@@ -73,21 +73,24 @@ export class OutboxRepository {
 
   /**
    * Calls `fn` after the commit of every transaction in which `added` was called (at once for a
-   * write outside a transaction): the publisher and the dispatcher wake when events become
-   * visible, not before. On SQLite the one connection's savepoints commit too; only the outermost
-   * commit counts.
+   * write outside a transaction): the publisher and the dispatchers wake when events become
+   * visible, not before. With `only`, `fn` wakes only for commits that added rows of that direct
+   * delivery kind (a CIBA ping or a Web Push): the consumes of a verify load add webhook events
+   * only, and must not send each direct dispatcher a claim query per commit. On SQLite the one
+   * connection's savepoints commit too; only the outermost commit counts.
    */
-  onAddedCommitted(fn: () => void): void {
+  onAddedCommitted(fn: () => void, only?: DirectDelivery): void {
     // Called from inside the committing transaction's async context: run `fn` in the context of
     // this registration instead, so work it starts is not taken for part of that transaction.
     const root = new AsyncResource('OutboxAddedCommitted');
-    this.committed.push(() => root.runInAsyncScope(fn));
+    this.committed.push({ only, notify: () => root.runInAsyncScope(fn) });
     if (this.committed.length > 1) return;
     this.ds.subscribers.push({
       afterTransactionCommit: ({ queryRunner }) => {
-        if (!queryRunner.data?.[ADDED] || queryRunner.isTransactionActive) return;
+        const kinds = queryRunner.data?.[ADDED] as Set<string> | undefined;
+        if (!kinds || queryRunner.isTransactionActive) return;
         delete queryRunner.data[ADDED];
-        this.notifyCommitted();
+        this.notifyCommitted(kinds);
       },
       afterTransactionRollback: ({ queryRunner }) => {
         if (!queryRunner.isTransactionActive) delete queryRunner.data?.[ADDED];
@@ -95,10 +98,11 @@ export class OutboxRepository {
     });
   }
 
-  private readonly committed: Array<() => void> = [];
+  private readonly committed: Array<{ only: DirectDelivery | undefined; notify: () => void }> = [];
 
-  private notifyCommitted(): void {
-    for (const notify of this.committed) notify();
+  /** `kinds`: the delivery statuses of the rows the committed writes added. */
+  private notifyCommitted(kinds: ReadonlySet<string>): void {
+    for (const { only, notify } of this.committed) if (only === undefined || kinds.has(only)) notify();
   }
 
   /**
@@ -110,10 +114,15 @@ export class OutboxRepository {
     this.ds.subscribers.push({ afterUpdate: ({ metadata }) => void (metadata.tableName === 'apps' && fn()) });
   }
 
-  private added(m: EntityManager): void {
+  private added(m: EntityManager, rows: OutboxEntity[]): void {
+    const kinds = new Set(rows.map((r) => r.deliveryStatus));
     const runner = m.queryRunner;
-    if (runner?.isTransactionActive) runner.data[ADDED] = true;
-    else this.notifyCommitted();
+    if (runner?.isTransactionActive) {
+      const pending = runner.data[ADDED] as Set<string> | undefined;
+      runner.data[ADDED] = pending ? new Set([...pending, ...kinds]) : kinds;
+    } else {
+      this.notifyCommitted(kinds);
+    }
   }
 
   /** Rows of a statement (UPDATE ... RETURNING included), on `m`'s transaction or a pooled connection. */
@@ -132,7 +141,7 @@ export class OutboxRepository {
    */
   async insert(m: EntityManager, row: OutboxEntity): Promise<void> {
     await m.query(this.postgres ? INSERT_PG : INSERT_SQLITE, insertValues(row));
-    this.added(m);
+    this.added(m, [row]);
   }
 
   /** Several rows on the caller's transaction: one statement on PostgreSQL, one (cached) statement per row on SQLite. */
@@ -144,7 +153,7 @@ export class OutboxRepository {
     } else {
       for (const row of rows) await m.query(INSERT_SQLITE, insertValues(row));
     }
-    this.added(m);
+    this.added(m, rows);
   }
 
   // --- Publication: the stream order -------------------------------------------------------

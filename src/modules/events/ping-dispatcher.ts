@@ -40,7 +40,8 @@ export class PingDispatcher implements OnApplicationBootstrap, OnApplicationShut
   ) {}
 
   onApplicationBootstrap(): void {
-    this.repo.onAddedCommitted(() => this.tick());
+    // Woken by commits that added a ping row here; the timer finds those of other instances.
+    this.repo.onAddedCommitted(() => this.tick(), 'ping');
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
   }

@@ -75,7 +75,8 @@ export class PushDispatcher implements OnApplicationBootstrap, OnApplicationShut
   ) {}
 
   onApplicationBootstrap(): void {
-    this.repo.onAddedCommitted(() => this.tick());
+    // Woken by commits that added a push row here; the timer finds those of other instances.
+    this.repo.onAddedCommitted(() => this.tick(), 'push');
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
   }
