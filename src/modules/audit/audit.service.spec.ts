@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { Clock } from '../../common/clock.js';
 import type { AuditEventEntity } from './audit-event.entity.js';
 import type { AuditRepository } from './audit.repository.js';
-import { AuditService } from './audit.service.js';
+import { RequestContext, type RequestFields } from '../../common/request-context.js';
+import { AuditService, safeText } from './audit.service.js';
 
 /** A repository whose inserts wait until the test lets them finish. */
 function slowRepository() {
@@ -41,6 +42,15 @@ describe(AuditService.name, () => {
       finishWrites();
       await shutdownFlush;
       expect(written.map((e) => e.requestId)).toEqual(['req_1']);
+    });
+
+    it("runs the shared write in the service's own context, not in that of the request that started it (its log lines must not name that request)", async () => {
+      const seen: RequestFields[] = [];
+      const repo = { insertBatch: async () => void seen.push({ ...RequestContext.get() }) } as unknown as AuditRepository;
+      const sut = new AuditService(repo, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      await RequestContext.run({ requestId: 'req_other', appId: 'app_other' }, () => sut.flushRequests());
+      expect(seen).toEqual([{}]);
     });
 
     it('writes events queued while a write is in progress before it returns', async () => {
@@ -106,5 +116,14 @@ describe(AuditService.name, () => {
       // Other callbacks (requests' I/O) ran between every two batches.
       for (let i = 1; i < turnsAtBatch.length; i++) expect(turnsAtBatch[i], `batch ${i + 1}`).toBeGreaterThan(turnsAtBatch[i - 1]);
     });
+  });
+});
+
+describe(safeText.name, () => {
+  it('cuts to whole characters: a surrogate pair cut in two loses its first half, other lone surrogates become U+FFFD', () => {
+    expect(safeText('a'.repeat(511) + '\u{1F600}', 512)).toBe('a'.repeat(511));
+    expect(safeText('a'.repeat(510) + '\u{1F600}', 512)).toBe('a'.repeat(510) + '\u{1F600}');
+    expect(safeText('x\uD800y\uDC00z', 64)).toBe('x\uFFFDy\uFFFDz');
+    expect(safeText('ok \u202E\u0007 done', 64)).toBe('ok    done');
   });
 });

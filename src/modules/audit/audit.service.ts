@@ -1,5 +1,6 @@
 import { Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
+import { AsyncResource } from 'node:async_hooks';
 import type { EntityManager } from 'typeorm';
 import { AuditLog, type AuditInput } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
@@ -16,8 +17,13 @@ export type { AuditInput };
 /** Strips control and bidi characters and caps length: agent-written text is stored bounded and safe. */
 export function safeText(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
-  return value.replace(/[\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g, ' ').slice(0, max);
+  const cut = value.replace(/[\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/g, ' ').slice(0, max);
+  // Whole characters only: a cut through a surrogate pair drops its first half, and any other lone
+  // surrogate becomes U+FFFD (it is not UTF-8: SQLite would store invalid bytes, PostgreSQL another value).
+  return (/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut).replace(LONE_SURROGATE, '\uFFFD');
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 const SEAL_EVERY_MS = 1_000;
 const REQUEST_FLUSH_MS = 100;
@@ -41,6 +47,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   private flushing: Promise<void> | null = null;
   private sealing: Promise<void> | null = null;
   private stopping = false;
+  private readonly scope = new AsyncResource('AuditRequestFlush');
 
   constructor(
     private readonly repo: AuditRepository,
@@ -102,7 +109,10 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
    * queue is empty), so none returns while an event queued before its call is still unwritten.
    */
   flushRequests(): Promise<void> {
-    this.flushing ??= this.writeQueued().finally(() => (this.flushing = null));
+    // The shared write runs in the service's own async context, not in that of the request that
+    // happened to start it: its log lines (a failed batch of other requests' and apps' events)
+    // must not carry that request's id and app.
+    this.flushing ??= this.scope.runInAsyncScope(() => this.writeQueued()).finally(() => (this.flushing = null));
     return this.flushing;
   }
 
