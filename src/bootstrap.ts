@@ -10,6 +10,7 @@ import { Clock } from './common/clock.js';
 import { AppError } from './common/errors/app-error.js';
 import { onClientError, onFrameworkError } from './common/errors/pre-routing.js';
 import { ProblemFilter } from './common/errors/problem.filter.js';
+import { checkJsonBodyOrThrow } from './common/json/json-bodies.js';
 import { parseStrictJson, StrictJsonError, type StrictJsonFault } from './common/json/strict-json.js';
 import { runMigrations } from './database/data-source.js';
 import { BufferedStdout, createRequestLogger, createRootLogger, PinoNestLogger, requestIdOf } from './logger.js';
@@ -118,6 +119,15 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     const raw = request.raw as IncomingMessage & { context?: RequestFields };
     raw.context = { requestId: request.id, ip: raw.socket?.remoteAddress };
     RequestContext.run(raw.context, done);
+  });
+  // Forms only at /oauth/*: elsewhere a body that is not JSON is 415 before guards and handlers (a matched route's body, once parsed).
+  fastify.addHook('preValidation', (request, _reply, done) => {
+    try {
+      checkJsonBodyOrThrow(request);
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
   });
   // The HTTP server has closed and its requests completed: their lines (and shutdown's) go out now.
   if (destination instanceof BufferedStdout) fastify.addHook('onClose', async () => destination.drain());

@@ -107,6 +107,25 @@ describe('bad input gets a 4xx problem and changes nothing', () => {
     expectProblem(res, 415, 'unsupported_media_type');
   });
 
+  it('a form-encoded body is 415 unsupported_media_type outside /oauth (agent and app routes) and changes nothing; /oauth/token still takes forms', async () => {
+    const before = await snapshot();
+    const form = (path: string) => t.http.post(path).type('form');
+    const attempts: [string, () => Promise<{ status: number; body: { code?: string } }>][] = [
+      ['agent POST /v1/step-ups', () => form('/v1/step-ups').set(bearer(w.token)).send({ action: 'files:read' })],
+      ['app POST /v1/users', () => form('/v1/users').set(bearer(w.tenant.apiKey)).send({ externalId: 'form-user', displayName: 'Form' })],
+      ['app POST verify', () => form('/v1/mfa-proxy-tokens/verify').set(bearer(w.tenant.apiKey)).send({ token: 'x', action: 'files:read' })],
+      ['app POST agents', () => form('/v1/agents').set(bearer(w.tenant.apiKey)).send({ userId: w.agent.userId, name: 'form-bot' })],
+    ];
+    for (const [label, call] of attempts) {
+      const res = await call();
+      expect(`${label}: ${res.status} ${res.body.code}`).toBe(`${label}: 415 unsupported_media_type`);
+    }
+    expect(await snapshot()).toEqual(before);
+    // The refused form created no user: the same externalId is still free.
+    await t.http.post('/v1/users').set(bearer(w.tenant.apiKey)).send({ externalId: 'form-user', displayName: 'Form' }).expect(201);
+    await t.http.post('/oauth/token').auth(w.agent.id, w.agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
+  });
+
   it('unknown and wrong-prefix ids → 404 not_found on every id route', async () => {
     const app = bearer(w.tenant.apiKey);
     const ids = ['usr_AAAAAAAAAAAAAAAAAAAAAA', w.agent.id.replace('agt_', 'usr_'), 'agt_x', "agt_' OR 1=1 --", '%00', 'a'.repeat(300)];

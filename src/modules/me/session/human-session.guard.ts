@@ -2,11 +2,10 @@ import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/com
 import type { FastifyRequest } from 'fastify';
 import { CSRF_HEADER, CSRF_VALUE } from '../../../common/auth/human.js';
 import { AppError } from '../../../common/errors/app-error.js';
+import { SAFE_METHODS } from '../../../common/json/json-bodies.js';
 import { RequestContext } from '../../../common/request-context.js';
 import { cookieName } from './cookie.js';
 import { HumanSessionsService } from './human-sessions.service.js';
-
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** 403 `csrf_required` unless a state-changing request carries `X-Requested-With: mfa-proxy` (API.md v1.1). */
 export function checkCsrfOrThrow(req: FastifyRequest): void {
@@ -15,22 +14,10 @@ export function checkCsrfOrThrow(req: FastifyRequest): void {
 }
 
 /**
- * 415 `unsupported_media_type` unless a state-changing request's body, if any, is JSON (API.md
- * conventions: forms only on /oauth). The service parses forms for /oauth, so /v1/me refuses them here.
- */
-export function checkJsonOrThrow(req: FastifyRequest): void {
-  if (SAFE_METHODS.has(req.method)) return;
-  const type = req.headers['content-type'];
-  if (type === undefined) return;
-  if (type.split(';')[0].trim().toLowerCase() !== 'application/json') throw new AppError('unsupported_media_type', 'send application/json');
-}
-
-/**
  * The signed-in human (dashboard session cookie): `@UseGuards(HumanSessionGuard)` and
  * `@CurrentHuman() human: HumanPrincipal`. State-changing methods must carry the CSRF header (403
- * `csrf_required`, checked first: a forged request never touches the session) and a JSON body if
- * any (415); no valid session
- * is 401 `unauthorized`. The request is audited as `actorType: "user"`.
+ * `csrf_required`, checked first: a forged request never touches the session; a body that is not
+ * JSON was refused before, see common/json/json-bodies.ts); no valid session is 401 `unauthorized`. The request is audited as `actorType: "user"`.
  */
 @Injectable()
 export class HumanSessionGuard implements CanActivate {
@@ -39,7 +26,6 @@ export class HumanSessionGuard implements CanActivate {
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<FastifyRequest>();
     checkCsrfOrThrow(req);
-    checkJsonOrThrow(req);
     const human = await this.sessions.authenticate(req.headers.cookie);
     if (!human) {
       throw new AppError('unauthorized', 'sign in first: no valid session', {
@@ -53,13 +39,11 @@ export class HumanSessionGuard implements CanActivate {
   }
 }
 
-/** CSRF (and JSON bodies), for the sign-in endpoints (no session yet): a cross-site form cannot sign a victim in. */
+/** CSRF only, for the sign-in endpoints (no session yet): a cross-site form cannot sign a victim in. */
 @Injectable()
 export class CsrfGuard implements CanActivate {
   canActivate(ctx: ExecutionContext): boolean {
-    const req = ctx.switchToHttp().getRequest<FastifyRequest>();
-    checkCsrfOrThrow(req);
-    checkJsonOrThrow(req);
+    checkCsrfOrThrow(ctx.switchToHttp().getRequest<FastifyRequest>());
     return true;
   }
 }
