@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from './support/app.js';
+import { AuditService } from '../src/modules/audit/audit.service.js';
+import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
 import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
@@ -121,6 +122,28 @@ describe('audit trail', () => {
       const results = await t.app.get(AuditService).verifyAll();
       expect(results.find((r) => r.appId === h.tenant.appId)?.check).toMatchObject({ valid: false, firstBadSeq: 4 });
     });
+  });
+});
+
+describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () => {
+  it("a flush writes request events already chained, after the app's events still unsealed, and the chain verifies", async () => {
+    const h = await human(t);
+    const ds = t.app.get(DataSource);
+    const audit = t.app.get(AuditService);
+    // An event written in its state change's transaction (unsealed until a seal), then request events.
+    await createStepUp(t, h, { resource: 'append-1' }).expect(201);
+    for (let i = 0; i < 3; i++) await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    const rows: { type: string; seq: number | null; hash: string | null }[] = await ds.query('SELECT type, seq, hash FROM audit_events WHERE app_id = ? ORDER BY seq', [h.tenant.appId]);
+    expect(rows.filter((r) => r.seq === null || r.hash === null), 'unsealed after the flush').toEqual([]);
+    expect(rows.filter((r) => r.type === 'http.request' && r.seq !== null).length).toBeGreaterThanOrEqual(4);
+    // The step-up's event was chained before the request events that followed it.
+    const types = rows.map((r) => r.type);
+    expect(types.indexOf('step_up.created')).toBeLessThan(types.lastIndexOf('http.request'));
+    expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+    const check = (await t.http.get('/v1/audit-events/verify').set(bearer(h.tenant.apiKey)).expect(200)).body;
+    expect(check).toMatchObject({ valid: true });
+    expect(check.count).toBeGreaterThanOrEqual(rows.length);
   });
 });
 

@@ -18,6 +18,7 @@ const APPEND_COLUMNS = [
 
 const COLUMN_LIST = APPEND_COLUMNS.map(([c]) => c).join(', ');
 const SQLITE_APPEND = `INSERT INTO audit_events (${COLUMN_LIST}) VALUES (${APPEND_COLUMNS.map(() => '?').join(', ')})`;
+const SQLITE_APPEND_SEALED = `INSERT INTO audit_events (${COLUMN_LIST}, seq, prev_hash, hash) VALUES (${APPEND_COLUMNS.map(() => '?').join(', ')}, ?, ?, ?)`;
 const PG_APPEND_ONE = `INSERT INTO audit_events (${COLUMN_LIST}) VALUES (${APPEND_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
 /** Many rows in one statement and one round trip: one array parameter per column. */
 const PG_APPEND_MANY = `INSERT INTO audit_events (${COLUMN_LIST}) SELECT * FROM unnest(${APPEND_COLUMNS.map(([, , t], i) => `$${i + 1}::${t}[]`).join(', ')})`;
@@ -63,6 +64,19 @@ function eventOf(r: UnsealedRow): AuditEventEntity {
   });
 }
 
+/**
+ * An event as it will read back from its row (what the sealer and the chain check hash): absent
+ * fields null, details through their JSON text.
+ */
+function storedEvent(e: Partial<AuditEventEntity>): AuditEventEntity {
+  const stored = Object.assign(new AuditEventEntity(), Object.fromEntries(APPEND_COLUMNS.map(([, key]) => [key, e[key] ?? null])));
+  if (stored.details !== null) stored.details = JSON.parse(JSON.stringify(stored.details));
+  return stored;
+}
+
+/** Unsealed events chained per transaction at most. */
+const SEAL_BATCH = 500;
+
 export interface AuditFilter {
   userId?: string;
   agentId?: string;
@@ -92,16 +106,27 @@ export class AuditRepository {
     for (const e of rows) await m.query(SQLITE_APPEND, appendValues(e));
   }
 
-  /** Request events, in their own transaction: one statement on PostgreSQL, one transaction of prepared inserts on SQLite. */
+  /**
+   * Request events, in their own transaction: one statement on PostgreSQL (sealed later by the
+   * sealer, so instances never queue on a chain head to append); on SQLite, sealed as they are
+   * written. SQLite has one writer, so the head costs no wait there, and each row is inserted once
+   * with its place in the chain instead of inserted, read back and updated by the sealer.
+   */
   async insertBatch(rows: Partial<AuditEventEntity>[]): Promise<void> {
     if (rows.length === 0) return;
     if (this.postgres) {
       await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
       return;
     }
+    const byApp = new Map<string, Partial<AuditEventEntity>[]>();
+    for (const e of rows) {
+      const events = byApp.get(e.appId!);
+      if (events) events.push(e);
+      else byApp.set(e.appId!, [e]);
+    }
     await onSqliteConnection(this.ds, (db) =>
       db.transaction(() => {
-        for (const e of rows) db.run(SQLITE_APPEND, ...appendValues(e));
+        for (const [appId, events] of byApp) this.sealSqlite(db, appId, SEAL_BATCH, events.map(storedEvent));
       }),
     );
   }
@@ -130,7 +155,7 @@ export class AuditRepository {
    * (FOR UPDATE on PostgreSQL; SQLite has one writer), so instances seal one app one at a time,
    * while appending never waits on this.
    */
-  async seal(appId: string, batch = 500): Promise<number> {
+  async seal(appId: string, batch = SEAL_BATCH): Promise<number> {
     if (!this.postgres) return onSqliteConnection(this.ds, (db) => db.transaction(() => this.sealSqlite(db, appId, batch)));
     return this.ds.transaction(async (m) => {
       await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (app_id) DO NOTHING', [appId, GENESIS_HASH]);
@@ -150,15 +175,22 @@ export class AuditRepository {
     });
   }
 
-  /** SQLite: one synchronous transaction of prepared statements (the connection is ours for its duration). */
-  private sealSqlite(db: SqliteSession, appId: string, batch: number): number {
+  /**
+   * SQLite, inside a synchronous transaction of prepared statements (the connection is ours for its
+   * duration): chains up to `batch` of the app's unsealed events, then `fresh` events, which are
+   * inserted sealed (the head is written once). Returns how many unsealed events it sealed.
+   */
+  private sealSqlite(db: SqliteSession, appId: string, batch: number, fresh: AuditEventEntity[] = []): number {
     db.run('INSERT OR IGNORE INTO audit_heads (app_id, last_seq, last_hash) VALUES (?, 0, ?)', appId, GENESIS_HASH);
     const head = db.get<{ last_seq: number; last_hash: string }>('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = ?', appId)!;
-    const events = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, batch).map(eventOf);
-    const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
-    for (const r of chain.rows) db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL', r.seq, r.prevHash, r.hash, r.id);
+    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, batch).map(eventOf);
+    const chain = chainAfter(Number(head.last_seq), head.last_hash, [...unsealed, ...fresh]);
+    chain.rows.forEach((r, i) => {
+      if (i < unsealed.length) db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL', r.seq, r.prevHash, r.hash, r.id);
+      else db.run(SQLITE_APPEND_SEALED, ...appendValues(fresh[i - unsealed.length]), r.seq, r.prevHash, r.hash);
+    });
     if (chain.rows.length) db.run('UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?', chain.lastSeq, chain.lastHash, appId);
-    return chain.rows.length;
+    return unsealed.length;
   }
 
   head(appId: string): Promise<AuditHeadEntity | null> {
