@@ -30,15 +30,37 @@ const ID_BYTES = 16;
 const pool = Buffer.alloc(ID_BYTES * 256);
 let next = pool.length;
 
-/** A new opaque id: the type prefix and 128 random bits, base64url. */
-export function newId(kind: IdKind): string {
-  if (next === pool.length) {
+/** `bytes` (at most ID_BYTES) from the pool, each handed out once. */
+function randomSlice(bytes: number): string {
+  if (next + bytes > pool.length) {
     randomFillSync(pool);
     next = 0;
   }
-  const id = pool.toString('base64url', next, next + ID_BYTES);
-  next += ID_BYTES;
-  return ID_PREFIX[kind] + id;
+  const text = pool.toString('base64url', next, next + bytes);
+  next += bytes;
+  return text;
+}
+
+/** A new opaque id: the type prefix and 128 random bits, base64url. */
+export function newId(kind: IdKind): string {
+  return ID_PREFIX[kind] + randomSlice(ID_BYTES);
+}
+
+/** base64url's 64 characters in ascending code order: numbers written in these digits sort as text (byte order) in numeric order. */
+const SORTABLE_DIGITS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
+
+/**
+ * A new event id (audit rows, outbox events), ordered by creation time: the milliseconds since
+ * 1970 in 8 sortable base64url digits (48 bits), then 84 random bits; same form as `newId`.
+ * Hot tables take these ids as their key: ids made close in time sort close together, so a
+ * batch of new rows lands in a few index pages instead of one page per row (random ids made a
+ * SQLite commit of 500 audit rows write hundreds of pages of the primary key index alone).
+ */
+export function newEventId(now = Date.now()): string {
+  let time = '';
+  for (let i = 0, t = Math.floor(now); i < 8; i++, t = Math.floor(t / 64)) time = SORTABLE_DIGITS[t % 64] + time;
+  // 11 random bytes are 15 characters, the last holding 4 bits: 14 whole ones are kept.
+  return ID_PREFIX.event + time + randomSlice(11).slice(0, 14);
 }
 
 /** True when `value` looks like an id of this kind; anything else is answered 404 without a query. */

@@ -69,9 +69,10 @@ function eventOf(r: UnsealedRow): AuditEventEntity {
  * fields null, details through their JSON text.
  */
 function storedEvent(e: Partial<AuditEventEntity>): AuditEventEntity {
-  const stored = Object.assign(new AuditEventEntity(), Object.fromEntries(APPEND_COLUMNS.map(([, key]) => [key, e[key] ?? null])));
+  const stored = { ...e } as Record<keyof AuditEventEntity, unknown>;
+  for (const [, key] of APPEND_COLUMNS) if (stored[key] === undefined) stored[key] = null;
   if (stored.details !== null) stored.details = JSON.parse(JSON.stringify(stored.details));
-  return stored;
+  return stored as AuditEventEntity;
 }
 
 /** Unsealed events chained per transaction at most. */

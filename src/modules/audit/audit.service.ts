@@ -5,7 +5,7 @@ import type { EntityManager } from 'typeorm';
 import { AuditLog, type AuditInput } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
 import { AppError } from '../../common/errors/app-error.js';
-import { newId } from '../../common/ids.js';
+import { newEventId } from '../../common/ids.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
 import { AuditEventEntity } from './audit-event.entity.js';
 import { AuditRepository, type AuditFilter } from './audit.repository.js';
@@ -131,7 +131,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
 
   private build(input: AuditInput, ctx: RequestFields): Partial<AuditEventEntity> {
     return {
-      id: newId('event'),
+      id: newEventId(),
       appId: input.appId,
       at: this.clock.now(),
       requestId: ctx.requestId ?? null,

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
-import { newId } from '../../common/ids.js';
+import { newEventId } from '../../common/ids.js';
 import { openEventPayload, sealEventData, type EventPayload } from './outbox-payload.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
@@ -97,7 +97,7 @@ export class OutboxService {
   }
 
   private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {
-    const id = newId('event');
+    const id = newEventId();
     const createdAt = this.clock.now();
     return {
       id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data: sealEventData(this.cipher, id, data) }, createdAt, deliveredAt: null,
