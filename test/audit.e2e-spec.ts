@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditService } from '../src/modules/audit/audit.service.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
-import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
+import { agentToken, bearer, createAgent, createTenant, createUser, world } from './support/fixtures.js';
 import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
 let t: TestApp;
@@ -126,24 +126,112 @@ describe('audit trail', () => {
 });
 
 describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () => {
-  it("a flush writes request events already chained, after the app's events still unsealed, and the chain verifies", async () => {
-    const h = await human(t);
-    const ds = t.app.get(DataSource);
-    const audit = t.app.get(AuditService);
-    // An event written in its state change's transaction (unsealed until a seal), then request events.
-    await createStepUp(t, h, { resource: 'append-1' }).expect(201);
-    for (let i = 0; i < 3; i++) await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+  // Its own instance, with the audit timers stopped: each flush and seal happens when a test says.
+  let s: TestApp;
+  let audit: AuditService;
+  let ds: DataSource;
+  beforeAll(async () => {
+    s = await startApp();
+    audit = s.app.get(AuditService);
+    ds = s.app.get(DataSource);
+    const timers = audit as unknown as { timer: NodeJS.Timeout; flushTimer: NodeJS.Timeout };
+    clearInterval(timers.timer);
+    clearInterval(timers.flushTimer);
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  type Row = { type: string; seq: number | null; hash: string | null; at: number; id: string };
+  const rowsOf = (appId: string): Promise<Row[]> => ds.query('SELECT type, seq, hash, at, id FROM audit_events WHERE app_id = ? ORDER BY seq, at, id', [appId]);
+  const verify = async (apiKey: string) => (await s.http.get('/v1/audit-events/verify').set(bearer(apiKey)).expect(200)).body;
+  /** Sealed rows out of the sealer's (at, id) order. */
+  const outOfOrder = (rows: Row[]) => {
+    const sealed = rows.filter((r) => r.seq !== null);
+    return sealed.filter((r, i) => i > 0 && (r.at < sealed[i - 1].at || (r.at === sealed[i - 1].at && r.id < sealed[i - 1].id)));
+  };
+
+  it("a flush writes request events already chained, in (at, id) order with the app's unsealed events, and the chain verifies", async () => {
+    const w = await world(s);
+    for (let i = 0; i < 20; i++) {
+      // State changes (unsealed until a seal) and request events, interleaved in time.
+      await createUser(s, w.tenant);
+      await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+    }
+    expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null).length, 'unsealed before the flush').toBeGreaterThan(20);
     await audit.flushRequests();
-    const rows: { type: string; seq: number | null; hash: string | null }[] = await ds.query('SELECT type, seq, hash FROM audit_events WHERE app_id = ? ORDER BY seq', [h.tenant.appId]);
+    const rows = await rowsOf(w.tenant.appId);
     expect(rows.filter((r) => r.seq === null || r.hash === null), 'unsealed after the flush').toEqual([]);
-    expect(rows.filter((r) => r.type === 'http.request' && r.seq !== null).length).toBeGreaterThanOrEqual(4);
-    // The step-up's event was chained before the request events that followed it.
-    const types = rows.map((r) => r.type);
-    expect(types.indexOf('step_up.created')).toBeLessThan(types.lastIndexOf('http.request'));
+    expect(rows.filter((r) => r.type === 'http.request').length).toBeGreaterThanOrEqual(40);
     expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
-    const check = (await t.http.get('/v1/audit-events/verify').set(bearer(h.tenant.apiKey)).expect(200)).body;
-    expect(check).toMatchObject({ valid: true });
-    expect(check.count).toBeGreaterThanOrEqual(rows.length);
+    expect(outOfOrder(rows)).toEqual([]);
+    expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true, count: rows.length });
+  });
+
+  it('an app whose unsealed row cannot be sealed loses no event, its own or another app’s: its new events wait unsealed for the sealer', async () => {
+    const a = await world(s);
+    const b = await world(s);
+    await audit.flushRequests();
+    const requestsOfB = async () => (await rowsOf(b.tenant.appId)).filter((r) => r.type === 'http.request' && r.seq !== null).length;
+    const before = await requestsOfB();
+    await createUser(s, a.tenant);
+    // A damaged unsealed row: details the chain's canonical JSON refuses (a lone surrogate).
+    await ds.query(`UPDATE audit_events SET details = '{"x":"\\ud800"}' WHERE app_id = ? AND seq IS NULL`, [a.tenant.appId]);
+    for (let i = 0; i < 5; i++) await s.http.get('/v1/whoami').set(bearer(b.token)).expect(200);
+    await s.http.get('/v1/whoami').set(bearer(a.token)).expect(200);
+    await audit.flushRequests();
+    expect(await requestsOfB()).toBe(before + 5);
+    expect(await verify(b.tenant.apiKey)).toMatchObject({ valid: true });
+    // App A: the damaged row and both request events (POST /v1/users, GET /v1/whoami), unsealed.
+    expect((await rowsOf(a.tenant.appId)).filter((r) => r.seq === null).map((r) => r.type).sort()).toEqual(['http.request', 'http.request', 'user.created']);
+  });
+
+  it('a backlog longer than a flush takes is left to the sealer: the new events are written unsealed behind it, and the sealer chains all in order', async () => {
+    const w = await world(s);
+    await audit.flushRequests();
+    await audit.seal(w.tenant.appId);
+    await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 600 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+    await new Promise((r) => setTimeout(r, 5));
+    await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+    await audit.flushRequests();
+    const afterFlush = await rowsOf(w.tenant.appId);
+    expect(afterFlush.filter((r) => r.seq === null).length, 'the backlog and the new request event, unsealed').toBe(601);
+    await audit.seal(w.tenant.appId);
+    const rows = await rowsOf(w.tenant.appId);
+    expect(rows.filter((r) => r.seq === null)).toEqual([]);
+    expect(outOfOrder(rows)).toEqual([]);
+    expect(rows.at(-1)!.type).toBe('http.request');
+    expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true, count: rows.length });
+  });
+
+  it('one flush seals a bounded backlog over all its apps, however many apps have one', async () => {
+    const apps = await Promise.all(Array.from({ length: 12 }, () => world(s)));
+    for (const w of apps) await audit.seal(w.tenant.appId);
+    for (const w of apps) {
+      await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 100 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+      await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+    }
+    await audit.flushRequests();
+    let backlogSealed = 0;
+    for (const w of apps) {
+      const rows = await rowsOf(w.tenant.appId);
+      const request = rows.filter((r) => r.type === 'http.request').at(-1)!;
+      if (request.seq !== null) backlogSealed += rows.filter((r) => r.type === 'step_up.expired' && r.seq !== null).length;
+      else expect(rows.filter((r) => r.type === 'step_up.expired' && r.seq === null).length, 'an app left to the sealer keeps its whole backlog').toBe(100);
+    }
+    // 256 backlog rows per flush at most: two apps' backlogs of 100, not twelve.
+    expect(backlogSealed).toBe(200);
+    await audit.sealAll();
+    for (const w of apps) expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true });
+  });
+
+  it('hashes each string as the row stores it: a lone surrogate (stored as U+FFFD) does not break the chain', async () => {
+    const w = await world(s);
+    await audit.flushRequests();
+    audit.recordRequest({ appId: w.tenant.appId, actorType: 'app', actorId: w.tenant.appId, requestId: 'r\ud800' }, '/v1/x', 'GET', 200);
+    await audit.flushRequests();
+    expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null)).toEqual([]);
+    expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true });
   });
 });
 

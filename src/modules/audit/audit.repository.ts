@@ -65,15 +65,30 @@ function eventOf(r: UnsealedRow): AuditEventEntity {
 }
 
 /**
- * An event as it will read back from its row (what the sealer and the chain check hash): absent
- * fields null, details through their JSON text.
+ * An event exactly as its row will hold it, so that the hash computed before the insert is the
+ * one the chain check recomputes from the row: absent fields null, strings well-formed (a lone
+ * surrogate would be stored as U+FFFD), details through their JSON text. The row is written from
+ * these values too.
  */
 function storedEvent(e: Partial<AuditEventEntity>): AuditEventEntity {
   const stored = { ...e } as Record<keyof AuditEventEntity, unknown>;
-  for (const [, key] of APPEND_COLUMNS) if (stored[key] === undefined) stored[key] = null;
-  if (stored.details !== null) stored.details = JSON.parse(JSON.stringify(stored.details));
+  for (const [, key] of APPEND_COLUMNS) {
+    const v = stored[key];
+    if (v === undefined) stored[key] = null;
+    else if (typeof v === 'string') stored[key] = v.toWellFormed();
+  }
+  if (stored.details !== null) stored.details = JSON.parse(JSON.stringify(stored.details).toWellFormed());
   return stored as AuditEventEntity;
 }
+
+/** The sealer's chain order, ORDER BY at, id (ids are ASCII: code-unit order is SQLite's byte order). */
+const chainOrder = (a: AuditEventEntity, b: AuditEventEntity) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * Unsealed events a request flush seals on SQLite along with its new events, over all its apps:
+ * a longer backlog is left to the sealer, so one flush never holds the event loop for long.
+ */
+const INLINE_BACKLOG = 256;
 
 /** Unsealed events chained per transaction at most. */
 const SEAL_BATCH = 500;
@@ -110,8 +125,9 @@ export class AuditRepository {
   /**
    * Request events, in their own transaction: one statement on PostgreSQL (sealed later by the
    * sealer, so instances never queue on a chain head to append); on SQLite, sealed as they are
-   * written. SQLite has one writer, so the head costs no wait there, and each row is inserted once
-   * with its place in the chain instead of inserted, read back and updated by the sealer.
+   * written (see appendSealedSqlite). SQLite has one writer, so the head costs no wait there, and
+   * each row is inserted once with its place in the chain instead of inserted, read back and
+   * updated by the sealer.
    */
   async insertBatch(rows: Partial<AuditEventEntity>[]): Promise<void> {
     if (rows.length === 0) return;
@@ -127,7 +143,17 @@ export class AuditRepository {
     }
     await onSqliteConnection(this.ds, (db) =>
       db.transaction(() => {
-        for (const [appId, events] of byApp) this.sealSqlite(db, appId, SEAL_BATCH, events.map(storedEvent));
+        let backlog = INLINE_BACKLOG;
+        for (const [appId, events] of byApp) {
+          const fresh = events.map(storedEvent);
+          try {
+            // Each app under its own savepoint: one app whose backlog cannot be sealed loses no other app's events.
+            backlog -= db.transaction(() => this.appendSealedSqlite(db, appId, fresh, Math.max(0, backlog)));
+          } catch {
+            // Written unsealed, as on PostgreSQL: the sealer retries the app and logs what stops it.
+            for (const e of fresh) db.run(SQLITE_APPEND, ...appendValues(e));
+          }
+        }
       }),
     );
   }
@@ -176,22 +202,41 @@ export class AuditRepository {
     });
   }
 
+  /** SQLite: one synchronous transaction of prepared statements (the connection is ours for its duration). */
+  private sealSqlite(db: SqliteSession, appId: string, batch: number): number {
+    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, batch).map(eventOf);
+    this.chainSqlite(db, appId, unsealed, new Set());
+    return unsealed.length;
+  }
+
   /**
-   * SQLite, inside a synchronous transaction of prepared statements (the connection is ours for its
-   * duration): chains up to `batch` of the app's unsealed events, then `fresh` events, which are
-   * inserted sealed (the head is written once). Returns how many unsealed events it sealed.
+   * SQLite, in the caller's transaction: `fresh` events inserted sealed, chained together with the
+   * app's unsealed events in (at, id) order, as the sealer would have chained them. When the app
+   * has more than `maxBacklog` unsealed events, they are left to the sealer (which yields to the
+   * event loop between batches) and `fresh` is written unsealed behind them. Returns how many of
+   * the backlog's events it sealed.
    */
-  private sealSqlite(db: SqliteSession, appId: string, batch: number, fresh: AuditEventEntity[] = []): number {
+  private appendSealedSqlite(db: SqliteSession, appId: string, fresh: AuditEventEntity[], maxBacklog: number): number {
+    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, maxBacklog + 1).map(eventOf);
+    if (unsealed.length > maxBacklog) {
+      for (const e of fresh) db.run(SQLITE_APPEND, ...appendValues(e));
+      return 0;
+    }
+    this.chainSqlite(db, appId, [...unsealed, ...fresh].sort(chainOrder), new Set(fresh));
+    return unsealed.length;
+  }
+
+  /** Chains `events` after the app's head: those in `fresh` are inserted sealed, the others (unsealed rows) updated. */
+  private chainSqlite(db: SqliteSession, appId: string, events: AuditEventEntity[], fresh: ReadonlySet<AuditEventEntity>): void {
+    if (events.length === 0) return;
     db.run('INSERT OR IGNORE INTO audit_heads (app_id, last_seq, last_hash) VALUES (?, 0, ?)', appId, GENESIS_HASH);
     const head = db.get<{ last_seq: number; last_hash: string }>('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = ?', appId)!;
-    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, batch).map(eventOf);
-    const chain = chainAfter(Number(head.last_seq), head.last_hash, [...unsealed, ...fresh]);
+    const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
     chain.rows.forEach((r, i) => {
-      if (i < unsealed.length) db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL', r.seq, r.prevHash, r.hash, r.id);
-      else db.run(SQLITE_APPEND_SEALED, ...appendValues(fresh[i - unsealed.length]), r.seq, r.prevHash, r.hash);
+      if (fresh.has(events[i])) db.run(SQLITE_APPEND_SEALED, ...appendValues(events[i]), r.seq, r.prevHash, r.hash);
+      else db.run('UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL', r.seq, r.prevHash, r.hash, r.id);
     });
-    if (chain.rows.length) db.run('UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?', chain.lastSeq, chain.lastHash, appId);
-    return unsealed.length;
+    db.run('UPDATE audit_heads SET last_seq = ?, last_hash = ? WHERE app_id = ?', chain.lastSeq, chain.lastHash, appId);
   }
 
   head(appId: string): Promise<AuditHeadEntity | null> {

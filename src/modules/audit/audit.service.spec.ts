@@ -91,6 +91,21 @@ describe(AuditService.name, () => {
   });
 
   describe('sealAll', () => {
+    it('passes over an app whose events cannot be sealed, and seals the apps after it', async () => {
+      const sealed: string[] = [];
+      const repo = {
+        insertBatch: async () => undefined,
+        appsWithUnsealed: async () => ['app_damaged', 'app_ok'],
+        seal: async (appId: string) => {
+          if (appId === 'app_damaged') throw new Error('Lone surrogate is not allowed');
+          sealed.push(appId);
+          return 0;
+        },
+      } as unknown as AuditRepository;
+      await new AuditService(repo, new Clock()).sealAll();
+      expect(sealed).toEqual(['app_ok']);
+    });
+
     it('lets the event loop turn between batches, so a backlog never stalls requests for its whole length', async () => {
       // SQLite's sealing batches are synchronous: each settles in a microtask, without a turn of the loop between them.
       let turns = 0;

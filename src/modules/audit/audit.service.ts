@@ -159,8 +159,15 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     this.sealing ??= (async () => {
       try {
         await this.flushRequests();
-        // A pass in progress at shutdown ends after its current batch.
-        for (const appId of await this.repo.appsWithUnsealed(100)) while (!this.stopping && (await this.sealBatch(appId)) > 0);
+        // A pass in progress at shutdown ends after its current batch. An app whose events cannot
+        // be sealed (a damaged row) is logged and passed over: it holds up no other app's chain.
+        for (const appId of await this.repo.appsWithUnsealed(100)) {
+          try {
+            while (!this.stopping && (await this.sealBatch(appId)) > 0);
+          } catch (err) {
+            this.logger.warn({ err: String(err), appId }, 'audit sealing failed for this app; its later events wait');
+          }
+        }
       } finally {
         this.sealing = null;
       }
