@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditService } from '../src/modules/audit/audit.service.js';
@@ -223,6 +224,92 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     expect(backlogSealed).toBe(200);
     await audit.sealAll();
     for (const w of apps) expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true });
+  });
+
+  it('a request event queued while a state change holds the connection is chained before that change’s newer event', async () => {
+    const w = await world(s);
+    await audit.flushRequests();
+    await audit.seal(w.tenant.appId);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const request = (requestId: string) => audit.recordRequest({ appId: w.tenant.appId, actorType: 'app', actorId: w.tenant.appId, requestId }, '/v1/x', 'GET', 200);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    // A state change holds the one connection; it writes its event only after R2 is queued.
+    const change = ds.transaction(async (m) => {
+      await gate;
+      await audit.record(m, { appId: w.tenant.appId, type: 'user.updated', outcome: 'success' });
+    });
+    request('r1');
+    const flushed = audit.flushRequests();
+    await sleep(3);
+    request('r2');
+    await sleep(3);
+    open();
+    await Promise.all([change, flushed]);
+    const tail: { type: string; request_id: string | null }[] = await ds.query('SELECT type, request_id FROM audit_events WHERE app_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 3', [w.tenant.appId]);
+    expect(tail.reverse().map((r) => r.request_id ?? r.type)).toEqual(['r1', 'r2', 'user.updated']);
+    expect(outOfOrder(await rowsOf(w.tenant.appId))).toEqual([]);
+  });
+
+  it('another process committing between the flush’s first read and its first write (the CLI beside the service) costs no request event', async () => {
+    const a = await world(s);
+    const b = await world(s);
+    await audit.flushRequests();
+    await audit.sealAll();
+    const requests = async (appId: string) => (await rowsOf(appId)).filter((r) => r.type === 'http.request').length;
+    const before = [await requests(a.tenant.appId), await requests(b.tenant.appId)];
+    for (const w of [a, b]) for (let i = 0; i < 3; i++) await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+    const other = new Database((ds.options as { database: string }).database);
+    other.pragma('busy_timeout = 0');
+    const logger = ds.logger as { logQuery: (q: string, p?: unknown[]) => void };
+    const logQuery = logger.logQuery.bind(logger);
+    let statements = 0;
+    let otherWrite: string = 'not tried';
+    // The other process writes as the flush is about to run its second statement.
+    logger.logQuery = (q, p) => {
+      if (++statements === 2) {
+        try {
+          other.prepare("INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ('app_cli_' || hex(randomblob(4)), 0, '0')").run();
+          otherWrite = 'committed';
+        } catch (err) {
+          otherWrite = String(err);
+        }
+      }
+      return logQuery(q, p);
+    };
+    try {
+      await audit.flushRequests();
+    } finally {
+      logger.logQuery = logQuery;
+      other.close();
+    }
+    // The flush holds the write lock from its first statement: the other writer is the one refused.
+    expect(otherWrite).toMatch(/locked|busy/i);
+    expect([(await requests(a.tenant.appId)) - before[0], (await requests(b.tenant.appId)) - before[1]]).toEqual([3, 3]);
+  });
+
+  it('a backlog beyond the flush’s budget is counted on the index, not read', async () => {
+    const apps = await Promise.all(Array.from({ length: 6 }, () => world(s)));
+    await audit.flushRequests();
+    for (const w of apps) await audit.seal(w.tenant.appId);
+    for (const w of apps) {
+      await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 300 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+      await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+    }
+    const logger = ds.logger as { logQuery: (q: string, p?: unknown[]) => void };
+    const logQuery = logger.logQuery.bind(logger);
+    const reads: string[] = [];
+    logger.logQuery = (q, p) => {
+      if (/ORDER BY at, id LIMIT/.test(q)) reads.push(q);
+      return logQuery(q, p);
+    };
+    try {
+      await audit.flushRequests();
+    } finally {
+      logger.logQuery = logQuery;
+    }
+    expect(reads).toEqual([]);
+    for (const w of apps) expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null).length).toBe(301);
   });
 
   it('hashes each string as the row stores it: a lone surrogate (stored as U+FFFD) does not break the chain', async () => {

@@ -5,7 +5,7 @@ import type { DataSource } from 'typeorm';
 interface SqliteDb {
   inTransaction: boolean;
   prepare(sql: string): SqliteStatement;
-  transaction<T>(fn: () => T): () => T;
+  transaction<T>(fn: () => T): { (): T; immediate(): T };
 }
 
 interface SqliteStatement {
@@ -23,7 +23,12 @@ export interface SqliteSession {
   run(sql: string, ...params: unknown[]): { changes: number };
   get<T>(sql: string, ...params: unknown[]): T | undefined;
   all<T>(sql: string, ...params: unknown[]): T[];
-  /** Runs `fn` in one transaction (committed when it returns, rolled back if it throws). */
+  /**
+   * Runs `fn` in one transaction (committed when it returns, rolled back if it throws), begun
+   * IMMEDIATE: it takes the write lock first, so another process's commit (the CLI beside the
+   * service) makes it wait (busy_timeout) instead of failing its first write after a read. Inside
+   * a transaction: a savepoint.
+   */
   transaction<T>(fn: () => T): T;
 }
 
@@ -57,7 +62,7 @@ export function onSqliteConnection<T>(ds: DataSource, fn: (s: SqliteSession) => 
     run: (sql, ...params) => logged(sql, params).run(...params),
     get: <R>(sql: string, ...params: unknown[]) => logged(sql, params).get(...params) as R | undefined,
     all: <R>(sql: string, ...params: unknown[]) => logged(sql, params).all(...params) as R[],
-    transaction: (body) => db.transaction(body)(),
+    transaction: (body) => db.transaction(body).immediate(),
   };
   return serial.exclusive(async () => {
     if (db.inTransaction) throw new Error('onSqliteConnection: a transaction is open outside the serialised path');

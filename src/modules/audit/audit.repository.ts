@@ -42,6 +42,8 @@ interface UnsealedRow {
 /** One app's unsealed events in chain order: a range of ix_audit_events_unsealed_chain (named for SQLite's planner). */
 const SELECT_UNSEALED = `SELECT ${COLUMN_LIST} FROM audit_events WHERE app_id = $1 AND seq IS NULL ORDER BY at, id LIMIT $2`;
 const SELECT_UNSEALED_SQLITE = `SELECT ${COLUMN_LIST} FROM audit_events INDEXED BY ix_audit_events_unsealed_chain WHERE app_id = ? AND seq IS NULL ORDER BY at, id LIMIT ?`;
+/** Whether the app has more than `?` unsealed events: a walk of that many index entries, no row read. */
+const BACKLOG_BEYOND_SQLITE = 'SELECT 1 AS beyond FROM audit_events INDEXED BY ix_audit_events_unsealed_chain WHERE app_id = ? AND seq IS NULL LIMIT 1 OFFSET ?';
 
 /** Links events, in order, after the chain's head. */
 function chainAfter(lastSeq: number, lastHash: string, events: AuditEventEntity[]) {
@@ -123,56 +125,58 @@ export class AuditRepository {
   }
 
   /**
-   * Request events, in their own transaction: one statement on PostgreSQL (sealed later by the
-   * sealer, so instances never queue on a chain head to append); on SQLite, sealed as they are
-   * written (see appendSealedSqlite). SQLite has one writer, so the head costs no wait there, and
-   * each row is inserted once with its place in the chain instead of inserted, read back and
-   * updated by the sealer.
+   * Writes request events, in their own transaction; `take` hands over the events to write when
+   * the write starts. PostgreSQL: one statement (sealed later by the sealer, so instances never
+   * queue on a chain head to append). SQLite: sealed as they are written (appendSealedSqlite); SQLite
+   * has one writer, so the head costs no wait, and each row is inserted once with its place in the
+   * chain instead of inserted, read back and updated by the sealer. The events are taken once the
+   * connection is ours: a state change can then not commit between taking them and sealing them,
+   * so every event queued before a state change's event is chained with it, in order.
    */
-  async insertBatch(rows: Partial<AuditEventEntity>[]): Promise<void> {
-    if (rows.length === 0) return;
+  async insertBatch(take: () => Partial<AuditEventEntity>[]): Promise<void> {
     if (this.postgres) {
-      await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+      const rows = take();
+      if (rows.length) await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
       return;
     }
-    const byApp = new Map<string, Partial<AuditEventEntity>[]>();
-    for (const e of rows) {
-      const events = byApp.get(e.appId!);
-      if (events) events.push(e);
-      else byApp.set(e.appId!, [e]);
-    }
-    await onSqliteConnection(this.ds, (db) =>
+    await onSqliteConnection(this.ds, (db) => {
+      const byApp = new Map<string, AuditEventEntity[]>();
+      for (const e of take()) {
+        const events = byApp.get(e.appId!);
+        if (events) events.push(storedEvent(e));
+        else byApp.set(e.appId!, [storedEvent(e)]);
+      }
+      if (byApp.size === 0) return;
       db.transaction(() => {
-        let backlog = INLINE_BACKLOG;
-        for (const [appId, events] of byApp) {
-          const fresh = events.map(storedEvent);
+        let budget = INLINE_BACKLOG;
+        for (const [appId, fresh] of byApp) {
           try {
             // Each app under its own savepoint: one app whose backlog cannot be sealed loses no other app's events.
-            backlog -= db.transaction(() => this.appendSealedSqlite(db, appId, fresh, Math.max(0, backlog)));
+            budget -= db.transaction(() => this.appendSealedSqlite(db, appId, fresh, Math.max(0, budget)));
           } catch {
             // Written unsealed, as on PostgreSQL: the sealer retries the app and logs what stops it.
             for (const e of fresh) db.run(SQLITE_APPEND, ...appendValues(e));
           }
         }
-      }),
-    );
+      });
+    });
   }
 
   /**
-   * Apps with unsealed events: a skip scan of the partial index `ix_audit_events_unsealed_chain`
+   * Apps with unsealed events, in app id order after `after`: a skip scan of the partial index `ix_audit_events_unsealed_chain`
    * (unsealed rows only), one probe per app, however many events wait.
    */
-  async appsWithUnsealed(limit: number): Promise<string[]> {
+  async appsWithUnsealed(limit: number, after = ''): Promise<string[]> {
     // SQLite without statistics would walk ux_audit_events_app_seq (every sealed row) instead.
     const index = this.postgres ? '' : 'INDEXED BY ix_audit_events_unsealed_chain';
     const rows: { app_id: string }[] = await this.ds.query(
       `WITH RECURSIVE a(app_id) AS (
-         SELECT (SELECT app_id FROM audit_events ${index} WHERE seq IS NULL ORDER BY app_id LIMIT 1)
+         SELECT (SELECT app_id FROM audit_events ${index} WHERE seq IS NULL AND app_id > ${this.postgres ? '$2' : '?'} ORDER BY app_id LIMIT 1)
          UNION ALL
          SELECT (SELECT e.app_id FROM audit_events e ${index} WHERE e.seq IS NULL AND e.app_id > a.app_id ORDER BY e.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL
        )
        SELECT app_id FROM a WHERE app_id IS NOT NULL LIMIT ${this.postgres ? '$1' : '?'}`,
-      [limit],
+      this.postgres ? [limit, after] : [after, limit],
     );
     return rows.map((r) => r.app_id);
   }
@@ -212,16 +216,16 @@ export class AuditRepository {
   /**
    * SQLite, in the caller's transaction: `fresh` events inserted sealed, chained together with the
    * app's unsealed events in (at, id) order, as the sealer would have chained them. When the app
-   * has more than `maxBacklog` unsealed events, they are left to the sealer (which yields to the
-   * event loop between batches) and `fresh` is written unsealed behind them. Returns how many of
-   * the backlog's events it sealed.
+   * has more than `maxBacklog` unsealed events (counted on the index, not read), they are left to
+   * the sealer (which yields to the event loop between batches) and `fresh` is written unsealed
+   * behind them. Returns the backlog rows it went through: sealed, or counted.
    */
   private appendSealedSqlite(db: SqliteSession, appId: string, fresh: AuditEventEntity[], maxBacklog: number): number {
-    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, maxBacklog + 1).map(eventOf);
-    if (unsealed.length > maxBacklog) {
+    if (db.get(BACKLOG_BEYOND_SQLITE, appId, maxBacklog)) {
       for (const e of fresh) db.run(SQLITE_APPEND, ...appendValues(e));
-      return 0;
+      return maxBacklog;
     }
+    const unsealed = db.all<UnsealedRow>(SELECT_UNSEALED_SQLITE, appId, maxBacklog).map(eventOf);
     this.chainSqlite(db, appId, [...unsealed, ...fresh].sort(chainOrder), new Set(fresh));
     return unsealed.length;
   }

@@ -10,7 +10,8 @@ import { AuditService, safeText } from './audit.service.js';
 function slowRepository() {
   const written: Partial<AuditEventEntity>[] = [];
   const waiting: (() => void)[] = [];
-  const write = async (rows: Partial<AuditEventEntity>[]) => {
+  const write = async (take: () => Partial<AuditEventEntity>[]) => {
+    const rows = take();
     await new Promise<void>((resolve) => waiting.push(resolve));
     written.push(...rows);
   };
@@ -46,7 +47,12 @@ describe(AuditService.name, () => {
 
     it("runs the shared write in the service's own context, not in that of the request that started it (its log lines must not name that request)", async () => {
       const seen: RequestFields[] = [];
-      const repo = { insertBatch: async () => void seen.push({ ...RequestContext.get() }) } as unknown as AuditRepository;
+      const repo = {
+        insertBatch: async (take: () => unknown[]) => {
+          take();
+          seen.push({ ...RequestContext.get() });
+        },
+      } as unknown as AuditRepository;
       const sut = new AuditService(repo, new Clock());
       sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
       await RequestContext.run({ requestId: 'req_other', appId: 'app_other' }, () => sut.flushRequests());
@@ -91,6 +97,27 @@ describe(AuditService.name, () => {
   });
 
   describe('sealAll', () => {
+    it('starts each full pass after the last app of the previous one, so apps that cannot be sealed do not keep the others waiting', async () => {
+      const all = Array.from({ length: 150 }, (_, i) => `app_${String(i).padStart(3, '0')}`);
+      const asked: string[] = [];
+      const tried = new Set<string>();
+      const repo = {
+        insertBatch: async () => undefined,
+        appsWithUnsealed: async (limit: number, after = '') => {
+          asked.push(after);
+          return all.filter((a) => a > after).slice(0, limit);
+        },
+        seal: async (appId: string) => {
+          tried.add(appId);
+          throw new Error('damaged row'); // none of them can be sealed: each stays in the list
+        },
+      } as unknown as AuditRepository;
+      const sut = new AuditService(repo, new Clock());
+      for (let pass = 0; pass < 3; pass++) await sut.sealAll();
+      expect(asked).toEqual(['', 'app_099', '']);
+      expect(tried.size).toBe(150);
+    });
+
     it('passes over an app whose events cannot be sealed, and seals the apps after it', async () => {
       const sealed: string[] = [];
       const repo = {

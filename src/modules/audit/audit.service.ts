@@ -26,6 +26,7 @@ export function safeText(value: string | null | undefined, max: number): string 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 const SEAL_EVERY_MS = 1_000;
+const SEAL_APPS_PER_PASS = 100;
 const REQUEST_FLUSH_MS = 100;
 
 /** What the request queue needs of the HTTP server (Fastify): to be told once it has closed. */
@@ -46,6 +47,8 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   private readonly pending: Partial<AuditEventEntity>[] = [];
   private flushing: Promise<void> | null = null;
   private sealing: Promise<void> | null = null;
+  /** The last app of the previous sealing pass, when it was full: the next pass starts after it. */
+  private sealAfter = '';
   private stopping = false;
   private readonly scope = new AsyncResource('AuditRequestFlush');
 
@@ -118,8 +121,16 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
 
   private async writeQueued(): Promise<void> {
     while (this.pending.length) {
-      const batch = this.pending.splice(0, 500);
-      await this.repo.insertBatch(batch).catch((err) => this.logger.warn({ err: String(err), lost: batch.length }, 'audit append failed'));
+      // Taken by the repository when its write starts (see insertBatch), 500 at most per write.
+      let taken = 0;
+      const take = () => {
+        const batch = this.pending.splice(0, 500);
+        taken = batch.length;
+        return batch;
+      };
+      await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken }, 'audit append failed'));
+      // A write that failed before taking anything would fail again: the next flush retries.
+      if (taken === 0) return;
     }
   }
 
@@ -161,7 +172,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
         await this.flushRequests();
         // A pass in progress at shutdown ends after its current batch. An app whose events cannot
         // be sealed (a damaged row) is logged and passed over: it holds up no other app's chain.
-        for (const appId of await this.repo.appsWithUnsealed(100)) {
+        // Apps in id order, from after the last app of the previous pass: apps that cannot be
+        // sealed (more than a pass holds) do not keep the others waiting.
+        const apps = await this.repo.appsWithUnsealed(SEAL_APPS_PER_PASS, this.sealAfter);
+        this.sealAfter = apps.length === SEAL_APPS_PER_PASS ? apps[apps.length - 1] : '';
+        for (const appId of apps) {
           try {
             while (!this.stopping && (await this.sealBatch(appId)) > 0);
           } catch (err) {
