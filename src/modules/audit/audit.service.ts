@@ -128,7 +128,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
         taken = batch.length;
         return batch;
       };
-      await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken }, 'audit append failed'));
+      await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken, queued: this.pending.length }, 'audit append failed'));
       // A write that failed before taking anything would fail again: the next flush retries.
       if (taken === 0) return;
     }
