@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditRepository } from '../src/modules/audit/audit.repository.js';
 import { AuditService } from '../src/modules/audit/audit.service.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { agentToken, bearer, createAgent, createTenant, createUser, world } from './support/fixtures.js';
@@ -126,6 +127,33 @@ describe('audit trail', () => {
   });
 });
 
+describe('the sealer’s list of apps with unsealed events (both databases)', () => {
+  let s: TestApp;
+  beforeAll(async () => {
+    s = await startApp();
+    // Timers stopped: nothing seals behind the test's back.
+    const timers = s.app.get(AuditService) as unknown as { timer: NodeJS.Timeout; flushTimer: NodeJS.Timeout };
+    clearInterval(timers.timer);
+    clearInterval(timers.flushTimer);
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  it('lists apps in id order after the given one, at most the limit: a pass can start where the last one ended', async () => {
+    const audit = s.app.get(AuditService);
+    const repo = s.app.get(AuditRepository);
+    await audit.flushRequests();
+    for (const appId of await repo.appsWithUnsealed(1_000)) await audit.seal(appId);
+    const ids = ['app_zz_review_a', 'app_zz_review_b', 'app_zz_review_c'];
+    await s.app.get(DataSource).transaction((m) => audit.recordMany(m, ids.map((appId) => ({ input: { appId, type: 'step_up.expired', outcome: 'success' as const }, context: {} }))));
+    expect(await repo.appsWithUnsealed(100)).toEqual(ids);
+    expect(await repo.appsWithUnsealed(2)).toEqual(ids.slice(0, 2));
+    expect(await repo.appsWithUnsealed(100, ids[0])).toEqual(ids.slice(1));
+    expect(await repo.appsWithUnsealed(100, ids[2])).toEqual([]);
+  });
+});
+
 describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () => {
   // Its own instance, with the audit timers stopped: each flush and seal happens when a test says.
   let s: TestApp;
@@ -150,6 +178,24 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
   const outOfOrder = (rows: Row[]) => {
     const sealed = rows.filter((r) => r.seq !== null);
     return sealed.filter((r, i) => i > 0 && (r.at < sealed[i - 1].at || (r.at === sealed[i - 1].at && r.id < sealed[i - 1].id)));
+  };
+
+  /** `n` state-change events of the app, written unsealed in one transaction (as a sweep would). */
+  const backlog = (appId: string, n: number) =>
+    ds.transaction((m) => audit.recordMany(m, Array.from({ length: n }, (_, i) => ({ input: { appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+  /** Runs `fn` with `onQuery` called before each statement the data source logs. */
+  const watchingQueries = async (onQuery: (sql: string) => void, fn: () => Promise<unknown>) => {
+    const logger = ds.logger as { logQuery: (q: string, p?: unknown[]) => void };
+    const logQuery = logger.logQuery.bind(logger);
+    logger.logQuery = (q, p) => {
+      onQuery(q);
+      return logQuery(q, p);
+    };
+    try {
+      await fn();
+    } finally {
+      logger.logQuery = logQuery;
+    }
   };
 
   it("a flush writes request events already chained, in (at, id) order with the app's unsealed events, and the chain verifies", async () => {
@@ -191,7 +237,7 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     const w = await world(s);
     await audit.flushRequests();
     await audit.seal(w.tenant.appId);
-    await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 600 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+    await backlog(w.tenant.appId, 600);
     await new Promise((r) => setTimeout(r, 5));
     await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
     await audit.flushRequests();
@@ -209,7 +255,7 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     const apps = await Promise.all(Array.from({ length: 12 }, () => world(s)));
     for (const w of apps) await audit.seal(w.tenant.appId);
     for (const w of apps) {
-      await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 100 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+      await backlog(w.tenant.appId, 100);
       await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
     }
     await audit.flushRequests();
@@ -261,26 +307,21 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     for (const w of [a, b]) for (let i = 0; i < 3; i++) await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
     const other = new Database((ds.options as { database: string }).database);
     other.pragma('busy_timeout = 0');
-    const logger = ds.logger as { logQuery: (q: string, p?: unknown[]) => void };
-    const logQuery = logger.logQuery.bind(logger);
     let statements = 0;
-    let otherWrite: string = 'not tried';
+    let otherWrite = 'not tried';
     // The other process writes as the flush is about to run its second statement.
-    logger.logQuery = (q, p) => {
-      if (++statements === 2) {
-        try {
-          other.prepare("INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ('app_cli_' || hex(randomblob(4)), 0, '0')").run();
-          otherWrite = 'committed';
-        } catch (err) {
-          otherWrite = String(err);
-        }
+    const interleave = () => {
+      if (++statements !== 2) return;
+      try {
+        other.prepare("INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ('app_cli_' || hex(randomblob(4)), 0, '0')").run();
+        otherWrite = 'committed';
+      } catch (err) {
+        otherWrite = String(err);
       }
-      return logQuery(q, p);
     };
     try {
-      await audit.flushRequests();
+      await watchingQueries(interleave, () => audit.flushRequests());
     } finally {
-      logger.logQuery = logQuery;
       other.close();
     }
     // The flush holds the write lock from its first statement: the other writer is the one refused.
@@ -293,21 +334,11 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     await audit.flushRequests();
     for (const w of apps) await audit.seal(w.tenant.appId);
     for (const w of apps) {
-      await ds.transaction((m) => audit.recordMany(m, Array.from({ length: 300 }, (_, i) => ({ input: { appId: w.tenant.appId, type: 'step_up.expired', outcome: 'success' as const, resource: `s${i}` }, context: {} }))));
+      await backlog(w.tenant.appId, 300);
       await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
     }
-    const logger = ds.logger as { logQuery: (q: string, p?: unknown[]) => void };
-    const logQuery = logger.logQuery.bind(logger);
     const reads: string[] = [];
-    logger.logQuery = (q, p) => {
-      if (/ORDER BY at, id LIMIT/.test(q)) reads.push(q);
-      return logQuery(q, p);
-    };
-    try {
-      await audit.flushRequests();
-    } finally {
-      logger.logQuery = logQuery;
-    }
+    await watchingQueries((q) => void (/ORDER BY at, id LIMIT/.test(q) && reads.push(q)), () => audit.flushRequests());
     expect(reads).toEqual([]);
     for (const w of apps) expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null).length).toBe(301);
   });
