@@ -1,5 +1,6 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StepUpDecisions } from '../src/modules/step-ups/step-up-decisions.js';
 import { PUBLIC_URL, startApp, type TestApp } from './support/app.js';
 import { bearer, createAgent, createUser, agentToken } from './support/fixtures.js';
 import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
@@ -373,6 +374,27 @@ describe('boundaries, factors, caps, idempotency, dedupe', () => {
     expect(res.body.status).toBe('approved');
     expect(res.body.mfaProxyToken).toEqual(expect.any(String));
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('a decision that lands between the long-poll\'s read and its wait still ends the wait at once', async () => {
+    const h = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    const decisions = t.app.get(StepUpDecisions);
+    const expireIfDue = decisions.expireIfDue.bind(decisions);
+    // The decision commits (and its wake-up is sent) right after the long-poll has read the step-up as pending.
+    decisions.expireIfDue = async (s) => {
+      decisions.expireIfDue = expireIfDue;
+      await decisions.decide(s, 'denied', { reason: 'denied' });
+      return s;
+    };
+    const started = Date.now();
+    try {
+      const res = await get(h, created.body.id, '?wait=10').expect(200);
+      expect(res.body.status).toBe('denied');
+    } finally {
+      decisions.expireIfDue = expireIfDue;
+    }
+    expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it('polling faster than interval without wait → 429 slow_down', async () => {

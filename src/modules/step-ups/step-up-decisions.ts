@@ -76,18 +76,29 @@ export class StepUpDecisions implements OnModuleInit, BeforeApplicationShutdown 
 
   /** Resolves when the step-up changes or after `ms`. */
   waitForChange(id: string, ms: number): Promise<void> {
-    if (this.closing) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
+    return this.watchChange(id, ms).changed;
+  }
+
+  /**
+   * Starts listening for a change of the step-up now: `changed` resolves at the change, after `ms`,
+   * or at shutdown; `stop` ends the wait early. Listen first, then read the state: a change that
+   * lands between the read and the wait is not missed (it would hold a long-poll for its whole time).
+   */
+  watchChange(id: string, ms: number): { changed: Promise<void>; stop(): void } {
+    if (this.closing) return { changed: Promise.resolve(), stop: () => undefined };
+    let done!: () => void;
+    const changed = new Promise<void>((resolve) => {
+      done = () => {
         clearTimeout(timer);
         this.waiters.off(id, done);
         this.waiters.off('*shutdown*', done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
-      this.waiters.once(id, done);
-      this.waiters.once('*shutdown*', done);
     });
+    const timer = setTimeout(done, ms);
+    this.waiters.once(id, done);
+    this.waiters.once('*shutdown*', done);
+    return { changed, stop: done };
   }
 
   /** Applies expiry lazily: a pending step-up past its time becomes `expired` (with its events). */

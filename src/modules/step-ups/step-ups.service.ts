@@ -240,7 +240,13 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const now = this.clock.now();
     if (s.status === 'pending') {
       if (wait > 0) {
-        await this.decisions.waitForChange(s.id, Math.min(wait * 1000, Math.max(0, s.expiresAt - now) + 50));
+        // Listening before reading again: a decision between the first read and the wait still wakes it.
+        const watch = this.decisions.watchChange(s.id, Math.min(wait * 1000, Math.max(0, s.expiresAt - now) + 50));
+        try {
+          if ((await this.repo.find(s.appId, s.id))?.status === 'pending') await watch.changed;
+        } finally {
+          watch.stop();
+        }
         s = await this.decisions.expireIfDue((await this.repo.find(s.appId, s.id))!);
       } else {
         const last = this.lastPoll.get(s.id);
