@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { DataSource } from 'typeorm';
+import { DataSource, IsNull } from 'typeorm';
+import { PubSub } from '../src/common/cache/pubsub.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
+import { OUTBOX_PUBLISHED } from '../src/modules/events/outbox-publisher.js';
 import { OutboxRepository } from '../src/modules/events/outbox.repository.js';
 import { OutboxService } from '../src/modules/events/outbox.service.js';
 import { WEBHOOK_PER_APP_CONCURRENCY, WebhookDispatcher } from '../src/modules/events/webhook-dispatcher.js';
@@ -50,6 +52,8 @@ const statuses = async (appId: string) => {
   return rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.deliveryStatus]: (acc[r.deliveryStatus] ?? 0) + 1 }), {});
 };
 
+const unpublished = (appId: string) => t.app.get(DataSource).getRepository(OutboxEntity).countBy({ appId, streamSeq: IsNull() });
+
 describe('outbox background work (issue 12)', () => {
   it('a commit wakes the ping and push dispatchers only when it added a row of theirs (a verify load adds webhook events only); a rollback wakes nobody', async () => {
     const repo = t.app.get(OutboxRepository);
@@ -76,13 +80,55 @@ describe('outbox background work (issue 12)', () => {
     expect(woken).toEqual({ ping: 1, push: 0, any: 3 });
   });
 
-  it('events of an app without a webhookUrl end no_endpoint in a few statements, not one per event', async () => {
+  it('events of an app without a webhookUrl are written no_endpoint: no update of their rows, no wake-up of the webhook dispatcher', async () => {
+    const repo = t.app.get(OutboxRepository);
     const tenant = await createTenant(t);
-    const updates = await outboxUpdatesDuring(async () => {
-      await events(tenant, 300);
-      await expect.poll(() => statuses(tenant.appId), { timeout: 15_000, interval: 100 }).toEqual({ no_endpoint: 300 });
-    });
-    expect(updates.length).toBeLessThan(30);
+    const rx = await webhookReceiver();
+    try {
+      const withUrl = await createTenant(t, undefined, { webhookUrl: rx.url });
+      let woken = 0;
+      repo.onAddedCommitted(() => woken++, 'pending');
+      const announced: unknown[] = [];
+      const off = t.app.get(PubSub).subscribe(OUTBOX_PUBLISHED, (m) => void announced.push(m.pending));
+      try {
+        const updates = await outboxUpdatesDuring(() => events(tenant, 300));
+        // Finished as they commit: no poll, no delivery status written afterwards.
+        expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 300 });
+        expect(updates).toEqual([]);
+        expect(woken).toBe(0);
+        // Published for the stream, announced as having nothing to deliver (the dispatchers of every instance stay asleep).
+        await expect.poll(() => unpublished(tenant.appId), { timeout: 5_000, interval: 20 }).toBe(0);
+        expect(announced.length).toBeGreaterThan(0);
+        expect(announced.every((pending) => pending === false)).toBe(true);
+        // An app with a webhookUrl: pending, its commit wakes the dispatcher, its publication says so.
+        await events(withUrl, 2);
+        expect(woken).toBe(1);
+        await expect.poll(() => announced.includes(true), { timeout: 5_000, interval: 20 }).toBe(true);
+        await expect.poll(() => statuses(withUrl.appId), { timeout: 5_000, interval: 50 }).toEqual({ delivered: 2 });
+      } finally {
+        off();
+      }
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('a webhookUrl set where this instance cannot see it change (another instance, Redis down) still gets every event written after it', async () => {
+    const rx = await webhookReceiver();
+    try {
+      const tenant = await createTenant(t);
+      await events(tenant, 1);
+      expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 1 });
+      // Written beside TypeORM's entity hooks and without an app.changed message: no cache here is told.
+      await t.app.get(DataSource).query(`UPDATE apps SET webhook_url = ${usingPostgres() ? '$1' : '?'} WHERE id = ${usingPostgres() ? '$2' : '?'}`, [rx.url, tenant.appId]);
+      await events(tenant, 1);
+      expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 1, pending: 1 });
+      // The dispatcher's target for the app (read before the change, kept up to a second) does not finish it either.
+      await expect.poll(() => rx.received.length, { timeout: 5_000, interval: 50 }).toBe(1);
+      await expect.poll(() => statuses(tenant.appId), { timeout: 5_000, interval: 50 }).toEqual({ no_endpoint: 1, delivered: 1 });
+    } finally {
+      await rx.close();
+    }
   });
 
   it('deliveries are recorded many per statement, each still delivered once and signed', async () => {

@@ -17,6 +17,22 @@ export class AppsRepository {
     });
   }
 
+  /**
+   * Of `ids`, the apps without a webhook URL, read in the caller's transaction (after the caller's
+   * clock reading). Written out: it runs in every transaction that adds events, a consume batch's included.
+   */
+  async withoutWebhook(m: EntityManager, ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const postgres = this.ds.options.type === 'postgres';
+    const rows: { id: string }[] = await m.query(
+      postgres
+        ? "SELECT id FROM apps WHERE id = ANY($1::varchar[]) AND (webhook_url IS NULL OR webhook_url = '')"
+        : `SELECT id FROM apps WHERE id IN (${ids.map(() => '?').join(', ')}) AND (webhook_url IS NULL OR webhook_url = '')`,
+      postgres ? [ids] : ids,
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+
   findByResource(resource: string): Promise<AppEntity | null> {
     return this.ds.getRepository(AppEntity).findOneBy({ resource });
   }

@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { randomBytes } from 'node:crypto';
 import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
@@ -166,6 +167,16 @@ export class AppsService implements OnModuleInit {
       secrets.push(this.cipher.decryptString(app.webhookSecretPrevEnc, { table: 'apps', column: 'webhook_secret_prev_enc', id: app.id }));
     }
     return { url: app.webhookUrl, secrets };
+  }
+
+  /**
+   * Of `appIds`, those without a webhookUrl, as read in the caller's transaction `m`: the outbox
+   * writes their events as `no_endpoint` at once (read after the events' time, so the rule of the
+   * webhook dispatcher holds: an event is finished without a delivery only on a reading of the app
+   * made after the event was due).
+   */
+  appsWithoutWebhook(m: EntityManager, appIds: string[]): Promise<Set<string>> {
+    return this.repo.withoutWebhook(m, appIds);
   }
 
   /** The app registered with this `resource` (TAC: a challenge's `iss`), or null. */

@@ -2,7 +2,10 @@ import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShut
 import { PubSub } from '../../common/cache/pubsub.js';
 import { OutboxRepository } from './outbox.repository.js';
 
-/** Pub/sub hint to every instance's stream poller: positions up to `head` are published. */
+/**
+ * Pub/sub hint to every instance's stream poller: positions up to `head` are published. `pending`:
+ * whether any of them waits for a webhook delivery (the dispatchers wake only then).
+ */
 export const OUTBOX_PUBLISHED = 'outbox.published';
 
 /** Safety net for commits this process did not see (another instance without Redis, a lost hint). */
@@ -80,7 +83,7 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
           return;
         }
         if (result.published > 0) {
-          await this.pubsub.publish(OUTBOX_PUBLISHED, { head: result.head }).catch(() => undefined);
+          await this.pubsub.publish(OUTBOX_PUBLISHED, { head: result.head, pending: result.pending }).catch(() => undefined);
           if (result.published === BATCH) this.again = true;
         }
       } while (this.again && !this.stopped);

@@ -56,7 +56,8 @@ function fromRaw(r: Record<string, unknown>): OutboxEntity {
   });
 }
 
-export type PublishResult = { published: number; head: number } | 'busy';
+/** `pending`: whether any published row awaits a webhook delivery. */
+export type PublishResult = { published: number; head: number; pending: boolean } | 'busy';
 
 /**
  * Every query of the outbox: writes by the modules that cause events, publication (the stream
@@ -74,12 +75,14 @@ export class OutboxRepository {
   /**
    * Calls `fn` after the commit of every transaction in which `added` was called (at once for a
    * write outside a transaction): the publisher and the dispatchers wake when events become
-   * visible, not before. With `only`, `fn` wakes only for commits that added rows of that direct
-   * delivery kind (a CIBA ping or a Web Push): the consumes of a verify load add webhook events
-   * only, and must not send each direct dispatcher a claim query per commit. On SQLite the one
-   * connection's savepoints commit too; only the outermost commit counts.
+   * visible, not before. With `only`, `fn` wakes only for commits that added rows of that status:
+   * `pending` (webhook deliveries) or a direct delivery kind (a CIBA ping or a Web Push). The
+   * consumes of a verify load add webhook events only, and must not send each direct dispatcher a
+   * claim query per commit; nor the webhook dispatcher, when their app has no webhookUrl and they
+   * are written finished (`no_endpoint`). On SQLite the one connection's savepoints commit too;
+   * only the outermost commit counts.
    */
-  onAddedCommitted(fn: () => void, only?: DirectDelivery): void {
+  onAddedCommitted(fn: () => void, only?: 'pending' | DirectDelivery): void {
     // Called from inside the committing transaction's async context: run `fn` in the context of
     // this registration instead, so work it starts is not taken for part of that transaction.
     const root = new AsyncResource('OutboxAddedCommitted');
@@ -98,7 +101,7 @@ export class OutboxRepository {
     });
   }
 
-  private readonly committed: Array<{ only: DirectDelivery | undefined; notify: () => void }> = [];
+  private readonly committed: Array<{ only: 'pending' | DirectDelivery | undefined; notify: () => void }> = [];
 
   /** `kinds`: the delivery statuses of the rows the committed writes added. */
   private notifyCommitted(kinds: ReadonlySet<string>): void {
@@ -174,7 +177,7 @@ export class OutboxRepository {
   private async publishPostgres(limit: number): Promise<PublishResult> {
     // Cheap when there is nothing to do (the fallback tick): ix_outbox_unpublished is partial.
     const any: unknown[] = await this.ds.query('SELECT 1 FROM outbox WHERE stream_seq IS NULL LIMIT 1');
-    if (any.length === 0) return { published: 0, head: 0 };
+    if (any.length === 0) return { published: 0, head: 0, pending: false };
     return this.ds.transaction(async (m): Promise<PublishResult> => {
       const [{ locked }] = await m.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [PUBLISH_LOCK]);
       if (!locked) return 'busy';
@@ -185,7 +188,7 @@ export class OutboxRepository {
       // get a later position, as a late commit would, and the two statements, which lock their
       // rows in different orders, can never deadlock (one of them was aborted every few seconds
       // under load, and an aborted outcome batch is delivered again once its claims lapse).
-      const records = await this.records<{ stream_seq: string }>(
+      const records = await this.records<{ stream_seq: string; delivery_status: string }>(
         `WITH batch AS (
            SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) AS n
            FROM (SELECT id, created_at FROM outbox WHERE stream_seq IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) u
@@ -194,12 +197,12 @@ export class OutboxRepository {
          )
          UPDATE outbox o SET stream_seq = head.base + batch.n FROM batch, head
          WHERE o.id = batch.id
-         RETURNING o.stream_seq`,
+         RETURNING o.stream_seq, o.delivery_status`,
         [limit],
         m,
       );
       const seqs = records.map((r) => Number(r.stream_seq));
-      return { published: seqs.length, head: seqs.length ? Math.max(...seqs) : 0 };
+      return { published: seqs.length, head: seqs.length ? Math.max(...seqs) : 0, pending: records.some((r) => r.delivery_status === 'pending') };
     });
   }
 
@@ -212,13 +215,13 @@ export class OutboxRepository {
     if (db.inTransaction) return 'busy';
     return db.transaction(() => {
       // rowid is insertion order on SQLite; ix_outbox_unpublished keeps this to unpublished rows.
-      const rows = db.prepare('SELECT rowid AS r FROM outbox INDEXED BY ix_outbox_unpublished WHERE stream_seq IS NULL ORDER BY rowid LIMIT ?').all(limit) as { r: number }[];
-      if (rows.length === 0) return { published: 0, head: 0 };
+      const rows = db.prepare('SELECT rowid AS r, delivery_status AS s FROM outbox INDEXED BY ix_outbox_unpublished WHERE stream_seq IS NULL ORDER BY rowid LIMIT ?').all(limit) as { r: number; s: string }[];
+      if (rows.length === 0) return { published: 0, head: 0, pending: false };
       const { head } = db.prepare("UPDATE outbox_stream_head SET seq = seq + ? WHERE id = 'outbox' RETURNING seq AS head").get(rows.length) as { head: number };
       const base = head - rows.length;
       const update = db.prepare('UPDATE outbox SET stream_seq = ? WHERE rowid = ?');
       rows.forEach((row, i) => update.run(base + i + 1, row.r));
-      return { published: rows.length, head };
+      return { published: rows.length, head, pending: rows.some((row) => row.s === 'pending') };
     })();
   }
 

@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { newEventId } from '../../common/ids.js';
+import { AppsService } from '../apps/apps.service.js';
 import { openEventPayload, sealEventData, type EventPayload } from './outbox-payload.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
@@ -44,10 +45,12 @@ export class OutboxService {
     private readonly repo: OutboxRepository,
     private readonly clock: Clock,
     private readonly cipher: Cipher,
+    private readonly apps: AppsService,
   ) {}
 
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const row = this.row(appId, type, data);
+    await this.markWithoutEndpoint(m, [row]);
     await this.repo.insert(m, row);
     await this.notifyAddedIn(m, [{ id: row.id, appId, type, data }]);
     return row.id;
@@ -92,8 +95,22 @@ export class OutboxService {
   /** Several events in the caller's transaction, in one statement where the database allows (a batch of consumed tokens). */
   async addMany(m: EntityManager, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
     const rows = events.map((e) => this.row(e.appId, e.type, e.data));
+    await this.markWithoutEndpoint(m, rows);
     await this.repo.insertMany(m, rows);
     await this.notifyAddedIn(m, rows.map((r, i) => ({ id: r.id, appId: r.appId, type: events[i].type, data: events[i].data })));
+  }
+
+  /**
+   * Events of an app without a webhookUrl are written finished, as `no_endpoint`, instead of
+   * pending for the webhook dispatcher to find, claim and finish the same way in another write.
+   * The apps are read in the same transaction after the events' clock reading, so every event so
+   * marked was due before the reading that found no URL: the dispatcher's own rule (an app that
+   * sets a URL gets every event created after it). The stream carries them all the same; the app
+   * may retry one (POST /v1/webhook-deliveries/{id}/retry) once it has a URL.
+   */
+  private async markWithoutEndpoint(m: EntityManager, rows: OutboxEntity[]): Promise<void> {
+    const none = await this.apps.appsWithoutWebhook(m, [...new Set(rows.map((r) => r.appId))]);
+    for (const row of rows) if (none.has(row.appId)) row.deliveryStatus = 'no_endpoint';
   }
 
   private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {

@@ -74,10 +74,12 @@ interface Queued {
  * (found by an index skip scan, not by reading a backlog), so one app's hanging endpoint or long
  * backlog never fills the instance's capacity.
  *
- * Its cost follows the new work (issue 12): it wakes when events commit (here, or published by
- * another instance) rather than on a timer alone; each app's target is read once a second, not
- * per row (WebhookTargets); the due rows of apps without a webhookUrl are finished as
- * `no_endpoint` in one statement per round, never claimed one by one; claimed rows come back
+ * Its cost follows the new work (issue 12): it wakes when pending events commit (here, or
+ * published by another instance) rather than on a timer alone; events of an app without a
+ * webhookUrl are written `no_endpoint` (OutboxService) and wake nothing; each app's target is read
+ * once a second, not per row (WebhookTargets); due rows of an app whose webhookUrl was removed
+ * since they were written are finished as `no_endpoint` in one statement per round, never claimed
+ * one by one; claimed rows come back
  * whole from the claim itself; outcomes are recorded in batches (one statement for many rows,
  * each still conditional on this instance's claim); connections to endpoints are kept alive.
  */
@@ -127,8 +129,9 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   }
 
   onApplicationBootstrap(): void {
-    this.repo.onAddedCommitted(() => void this.tick());
-    this.unsubscribe.push(this.pubsub.subscribe(OUTBOX_PUBLISHED, () => void this.tick()));
+    this.repo.onAddedCommitted(() => void this.tick(), 'pending');
+    // A publication of events none of which is pending (`pending: false`) has nothing for it.
+    this.unsubscribe.push(this.pubsub.subscribe(OUTBOX_PUBLISHED, (m) => void (m.pending !== false && this.tick())));
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
   }
