@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditRepository } from '../src/modules/audit/audit.repository.js';
 import { AuditService } from '../src/modules/audit/audit.service.js';
-import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { agentToken, bearer, createAgent, createTenant, createUser, world } from './support/fixtures.js';
 import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
@@ -154,13 +154,16 @@ describe('the sealer’s list of apps with unsealed events (both databases)', ()
   });
 });
 
-describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () => {
-  // Its own instance, with the audit timers stopped: each flush and seal happens when a test says.
+describe('sealing at append: a request flush writes its events chained', () => {
+  // Its own instance on a database of its own, with the audit timers stopped: each flush and seal
+  // happens when a test says (on the shared PostgreSQL, other files' sealers would seal these apps).
   let s: TestApp;
   let audit: AuditService;
   let ds: DataSource;
+  let db: Awaited<ReturnType<typeof privateDatabase>>;
   beforeAll(async () => {
-    s = await startApp();
+    db = await privateDatabase();
+    s = await startApp(db.env);
     audit = s.app.get(AuditService);
     ds = s.app.get(DataSource);
     const timers = audit as unknown as { timer: NodeJS.Timeout; flushTimer: NodeJS.Timeout };
@@ -169,10 +172,17 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
   });
   afterAll(async () => {
     await s?.close();
+    await db?.drop();
   });
 
   type Row = { type: string; seq: number | null; hash: string | null; at: number; id: string };
-  const rowsOf = (appId: string): Promise<Row[]> => ds.query('SELECT type, seq, hash, at, id FROM audit_events WHERE app_id = ? ORDER BY seq, at, id', [appId]);
+  /** `?` placeholders, numbered for PostgreSQL. */
+  const sql = (text: string) => (usingPostgres() ? text.replace(/\?/g, ((n) => () => `$${++n}`)(0)) : text);
+  /** The app's rows: unsealed first, then by seq; each part in (at, id) order. */
+  const rowsOf = async (appId: string): Promise<Row[]> =>
+    ((await ds.query(sql('SELECT type, seq, hash, at, id FROM audit_events WHERE app_id = ?'), [appId])) as Row[])
+      .map((r) => ({ ...r, seq: r.seq === null ? null : Number(r.seq), at: Number(r.at) }))
+      .sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0) || a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const verify = async (apiKey: string) => (await s.http.get('/v1/audit-events/verify').set(bearer(apiKey)).expect(200)).body;
   /** Sealed rows out of the sealer's (at, id) order. */
   const outOfOrder = (rows: Row[]) => {
@@ -223,7 +233,7 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     const before = await requestsOfB();
     await createUser(s, a.tenant);
     // A damaged unsealed row: details the chain's canonical JSON refuses (a lone surrogate).
-    await ds.query(`UPDATE audit_events SET details = '{"x":"\\ud800"}' WHERE app_id = ? AND seq IS NULL`, [a.tenant.appId]);
+    await ds.query(sql(`UPDATE audit_events SET details = '{"x":"\\ud800"}' WHERE app_id = ? AND seq IS NULL`), [a.tenant.appId]);
     for (let i = 0; i < 5; i++) await s.http.get('/v1/whoami').set(bearer(b.token)).expect(200);
     await s.http.get('/v1/whoami').set(bearer(a.token)).expect(200);
     await audit.flushRequests();
@@ -272,7 +282,7 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     for (const w of apps) expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true });
   });
 
-  it('a request event queued while a state change holds the connection is chained before that change’s newer event', async () => {
+  it.skipIf(usingPostgres())('SQLite, one connection: a request event queued while a state change holds the connection is chained before that change’s newer event', async () => {
     const w = await world(s);
     await audit.flushRequests();
     await audit.seal(w.tenant.appId);
@@ -292,12 +302,12 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     await sleep(3);
     open();
     await Promise.all([change, flushed]);
-    const tail: { type: string; request_id: string | null }[] = await ds.query('SELECT type, request_id FROM audit_events WHERE app_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 3', [w.tenant.appId]);
+    const tail: { type: string; request_id: string | null }[] = await ds.query(sql('SELECT type, request_id FROM audit_events WHERE app_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 3'), [w.tenant.appId]);
     expect(tail.reverse().map((r) => r.request_id ?? r.type)).toEqual(['r1', 'r2', 'user.updated']);
     expect(outOfOrder(await rowsOf(w.tenant.appId))).toEqual([]);
   });
 
-  it('another process committing between the flush’s first read and its first write (the CLI beside the service) costs no request event', async () => {
+  it.skipIf(usingPostgres())('SQLite, one connection: another process committing between the flush’s first read and its first write (the CLI beside the service) costs no request event', async () => {
     const a = await world(s);
     const b = await world(s);
     await audit.flushRequests();
@@ -329,7 +339,7 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     expect([(await requests(a.tenant.appId)) - before[0], (await requests(b.tenant.appId)) - before[1]]).toEqual([3, 3]);
   });
 
-  it('a backlog beyond the flush’s budget is counted on the index, not read', async () => {
+  it.skipIf(usingPostgres())('SQLite, one connection: a backlog beyond the flush’s budget is counted on the index, not read', async () => {
     const apps = await Promise.all(Array.from({ length: 6 }, () => world(s)));
     await audit.flushRequests();
     for (const w of apps) await audit.seal(w.tenant.appId);
@@ -341,6 +351,76 @@ describe.skipIf(usingPostgres())('sealing at append (SQLite, one writer)', () =>
     await watchingQueries((q) => void (/ORDER BY at, id LIMIT/.test(q) && reads.push(q)), () => audit.flushRequests());
     expect(reads).toEqual([]);
     for (const w of apps) expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null).length).toBe(301);
+  });
+
+  it.runIf(usingPostgres())('PostgreSQL: a flush waits for a chain head another transaction holds, then seals; held past its lock timeout, the events are written unsealed for the sealer, none lost', async () => {
+    const w = await world(s);
+    await audit.flushRequests();
+    await audit.seal(w.tenant.appId);
+    const requests = async () => (await rowsOf(w.tenant.appId)).filter((r) => r.type === 'http.request').length;
+    const before = await requests();
+    const holder = ds.createQueryRunner();
+    await holder.connect();
+    const hold = async () => {
+      await holder.startTransaction();
+      await holder.query('SELECT 1 FROM audit_heads WHERE app_id = $1 FOR UPDATE', [w.tenant.appId]);
+    };
+    try {
+      await hold();
+      for (let i = 0; i < 3; i++) await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+      let done = false;
+      const flushed = audit.flushRequests().then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(done, 'the flush waits for the head').toBe(false);
+      await holder.commitTransaction();
+      await flushed;
+      const rows = await rowsOf(w.tenant.appId);
+      expect(rows.filter((r) => r.seq === null)).toEqual([]);
+      expect(await requests()).toBe(before + 3);
+
+      await hold();
+      for (let i = 0; i < 2; i++) await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+      const started = Date.now();
+      await audit.flushRequests();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+      expect((await rowsOf(w.tenant.appId)).filter((r) => r.seq === null).map((r) => r.type)).toEqual(['http.request', 'http.request']);
+      await holder.commitTransaction();
+      await audit.seal(w.tenant.appId);
+      const after = await rowsOf(w.tenant.appId);
+      expect(after.filter((r) => r.seq === null)).toEqual([]);
+      expect(await requests()).toBe(before + 5);
+      expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true, count: after.length });
+    } finally {
+      if (holder.isTransactionActive) await holder.rollbackTransaction();
+      await holder.release();
+    }
+  });
+
+  it.runIf(usingPostgres())('PostgreSQL: two instances flushing the same apps at once chain every event once, no seq twice, and the chains verify', async () => {
+    const s2 = await startApp(db.env);
+    try {
+      const audit2 = s2.app.get(AuditService);
+      const timers = audit2 as unknown as { timer: NodeJS.Timeout; flushTimer: NodeJS.Timeout };
+      clearInterval(timers.timer);
+      clearInterval(timers.flushTimer);
+      const apps = [await world(s), await world(s), await world(s)];
+      for (let round = 0; round < 5; round++) {
+        for (const w of apps) {
+          await createUser(s, w.tenant);
+          for (const inst of [s, s2]) for (let i = 0; i < 4; i++) await inst.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
+        }
+        await Promise.all([audit.flushRequests(), audit2.flushRequests()]);
+      }
+      for (const w of apps) {
+        const rows = await rowsOf(w.tenant.appId);
+        expect(rows.filter((r) => r.seq === null), 'every event chained by the flushes').toEqual([]);
+        expect(rows.filter((r) => r.type === 'http.request').length).toBeGreaterThanOrEqual(40);
+        expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+        expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true, count: rows.length });
+      }
+    } finally {
+      await s2.close();
+    }
   });
 
   it('hashes each string as the row stores it: a lone surrogate (stored as U+FFFD) does not break the chain', async () => {

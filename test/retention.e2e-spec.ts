@@ -6,33 +6,8 @@ import { AuditService } from '../src/modules/audit/audit.service.js';
 import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
 import { EnrollmentLinkEntity } from '../src/modules/factors/enrollment/enrollment-link.entity.js';
 import { RevokedTokenEntity } from '../src/modules/oauth/revoked-token.entity.js';
-import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, world } from './support/fixtures.js';
-
-/**
- * A database of its own (PostgreSQL: a new database, dropped afterwards; SQLite: a new file), so
- * that 200k bulk rows and purges that apply to every app neither disturb nor are disturbed by the
- * test files running in parallel on the shared PostgreSQL.
- */
-async function privateDatabase(): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
-  if (!usingPostgres()) return { env: {}, drop: async () => undefined };
-  const { default: pg } = await import('pg');
-  const base = process.env.TEST_DATABASE_URL!;
-  const name = `mpx_retention_${randomBytes(6).toString('hex')}`;
-  const run = async (sql: string) => {
-    const c = new pg.Client({ connectionString: base });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
-  await run(`CREATE DATABASE ${name}`);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return { env: { DATABASE_URL: url.toString() }, drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
 
 const DAY = 86_400_000;
 const HASH = '0'.repeat(64);

@@ -51,3 +51,29 @@ export async function startApp(env: Record<string, string> = {}, options: { logs
 }
 
 export const usingPostgres = () => (process.env.TEST_DATABASE_URL ?? '').startsWith('postgres');
+
+/**
+ * A database of its own (PostgreSQL: a new database, dropped afterwards; SQLite: startApp's new
+ * file), for work that reaches every app (bulk rows, purges, the audit sealer) and must neither
+ * disturb nor be disturbed by the test files running in parallel on the shared PostgreSQL.
+ * Pass `env` to startApp.
+ */
+export async function privateDatabase(): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (!usingPostgres()) return { env: {}, drop: async () => undefined };
+  const { default: pg } = await import('pg');
+  const base = process.env.TEST_DATABASE_URL!;
+  const name = `mpx_private_${randomBytes(6).toString('hex')}`;
+  const run = async (sql: string) => {
+    const c = new pg.Client({ connectionString: base });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await run(`CREATE DATABASE ${name}`);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return { env: { DATABASE_URL: url.toString() }, drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { DataSource, MoreThan, type EntityManager } from 'typeorm';
 import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
 import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
@@ -22,6 +22,23 @@ const SQLITE_APPEND_SEALED = `INSERT INTO audit_events (${COLUMN_LIST}, seq, pre
 const PG_APPEND_ONE = `INSERT INTO audit_events (${COLUMN_LIST}) VALUES (${APPEND_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
 /** Many rows in one statement and one round trip: one array parameter per column. */
 const PG_APPEND_MANY = `INSERT INTO audit_events (${COLUMN_LIST}) SELECT * FROM unnest(${APPEND_COLUMNS.map(([, , t], i) => `$${i + 1}::${t}[]`).join(', ')})`;
+/** The same with each row's place in the chain (null for a row left to the sealer). */
+const PG_APPEND_MANY_SEALED = `INSERT INTO audit_events (${COLUMN_LIST}, seq, prev_hash, hash) SELECT * FROM unnest(${[...APPEND_COLUMNS.map(([, , t]) => t), 'bigint', 'varchar', 'varchar'].map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+/** Chains unsealed rows: ids, seqs, previous hashes, hashes. */
+const PG_SEAL_ROWS = `UPDATE audit_events a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
+  FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[]) AS v(id, seq, prev_hash, hash)
+  WHERE a.id = v.id AND a.seq IS NULL`;
+/** Moves chain heads: app ids, last seqs, last hashes. */
+const PG_MOVE_HEADS = `UPDATE audit_heads h SET last_seq = v.last_seq, last_hash = v.last_hash
+  FROM unnest($1::varchar[], $2::bigint[], $3::varchar[]) AS v(app_id, last_seq, last_hash)
+  WHERE h.app_id = v.app_id`;
+/**
+ * The unsealed events of the given apps, in app order then chain order, at most `$2` in all (each
+ * app's read stops at `$2` too: a range of ix_audit_events_unsealed_chain per app).
+ */
+const PG_BACKLOG_OF_APPS = `SELECT u.* FROM unnest($1::varchar[]) WITH ORDINALITY AS a(app_id, ord)
+  CROSS JOIN LATERAL (SELECT ${COLUMN_LIST} FROM audit_events e WHERE e.app_id = a.app_id AND e.seq IS NULL ORDER BY e.at, e.id LIMIT $2) u
+  ORDER BY a.ord, u.at, u.id LIMIT $2`;
 
 /** The stored form of one column of an event (details as JSON text). */
 function columnValue(e: Partial<AuditEventEntity>, key: keyof AuditEventEntity): unknown {
@@ -83,6 +100,17 @@ function storedEvent(e: Partial<AuditEventEntity>): AuditEventEntity {
   return stored as AuditEventEntity;
 }
 
+/** Events by app, each as its row will hold it (storedEvent), in the order given. */
+function byApp(events: Partial<AuditEventEntity>[]): Map<string, AuditEventEntity[]> {
+  const out = new Map<string, AuditEventEntity[]>();
+  for (const e of events) {
+    const list = out.get(e.appId!);
+    if (list) list.push(storedEvent(e));
+    else out.set(e.appId!, [storedEvent(e)]);
+  }
+  return out;
+}
+
 /** The sealer's chain order, ORDER BY at, id (ids are ASCII: code-unit order is SQLite's byte order). */
 const chainOrder = (a: AuditEventEntity, b: AuditEventEntity) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
@@ -91,6 +119,9 @@ const chainOrder = (a: AuditEventEntity, b: AuditEventEntity) => a.at - b.at || 
  * a longer backlog is left to the sealer, so one flush never holds the event loop for long.
  */
 const INLINE_BACKLOG = 256;
+
+/** How long a PostgreSQL request flush waits for a chain head another transaction holds. */
+const HEAD_LOCK_TIMEOUT_MS = 2_000;
 
 /** Unsealed events chained per transaction at most. */
 const SEAL_BATCH = 500;
@@ -104,6 +135,8 @@ export interface AuditFilter {
 
 @Injectable()
 export class AuditRepository {
+  private readonly logger = new Logger(AuditRepository.name);
+
   constructor(readonly ds: DataSource) {}
 
   private get postgres(): boolean {
@@ -125,31 +158,23 @@ export class AuditRepository {
   }
 
   /**
-   * Writes request events, in their own transaction; `take` hands over the events to write when
-   * the write starts. PostgreSQL: one statement (sealed later by the sealer, so instances never
-   * queue on a chain head to append). SQLite: sealed as they are written (appendSealedSqlite); SQLite
-   * has one writer, so the head costs no wait, and each row is inserted once with its place in the
-   * chain instead of inserted, read back and updated by the sealer. The events are taken once the
-   * connection is ours: a state change can then not commit between taking them and sealing them,
-   * so every event queued before a state change's event is chained with it, in order.
+   * Writes request events, in their own transaction, sealed as they are written: each row is
+   * inserted once with its place in the chain instead of inserted, read back and updated by the
+   * sealer. `take` hands over the events to write when the write starts.
+   * SQLite (appendSealedSqlite): one writer, so the head costs no wait. The events are taken once
+   * the connection is ours: a state change can then not commit between taking them and sealing
+   * them, so every event queued before a state change's event is chained with it, in order.
+   * PostgreSQL (appendSealedPostgres): under the apps' chain heads, taken in app id order. The
+   * flush is background work: no request ever waits on a chain head.
    */
   async insertBatch(take: () => Partial<AuditEventEntity>[]): Promise<void> {
-    if (this.postgres) {
-      const rows = take();
-      if (rows.length) await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
-      return;
-    }
+    if (this.postgres) return this.appendSealedPostgres(byApp(take()));
     await onSqliteConnection(this.ds, (db) => {
-      const byApp = new Map<string, AuditEventEntity[]>();
-      for (const e of take()) {
-        const events = byApp.get(e.appId!);
-        if (events) events.push(storedEvent(e));
-        else byApp.set(e.appId!, [storedEvent(e)]);
-      }
-      if (byApp.size === 0) return;
+      const events = byApp(take());
+      if (events.size === 0) return;
       db.transaction(() => {
         let budget = INLINE_BACKLOG;
-        for (const [appId, fresh] of byApp) {
+        for (const [appId, fresh] of events) {
           try {
             // Each app under its own savepoint: one app whose backlog cannot be sealed loses no other app's events.
             budget -= db.transaction(() => this.appendSealedSqlite(db, appId, fresh, Math.max(0, budget)));
@@ -195,15 +220,73 @@ export class AuditRepository {
       const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
       if (chain.rows.length === 0) return 0;
       const { rows } = chain;
-      await m.query(
-        `UPDATE audit_events a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
-         FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[]) AS v(id, seq, prev_hash, hash)
-         WHERE a.id = v.id AND a.seq IS NULL`,
-        [rows.map((r) => r.id), rows.map((r) => r.seq), rows.map((r) => r.prevHash), rows.map((r) => r.hash)],
-      );
+      await m.query(PG_SEAL_ROWS, [rows.map((r) => r.id), rows.map((r) => r.seq), rows.map((r) => r.prevHash), rows.map((r) => r.hash)]);
       await m.query('UPDATE audit_heads SET last_seq = $1, last_hash = $2 WHERE app_id = $3', [chain.lastSeq, chain.lastHash, appId]);
       return rows.length;
     });
+  }
+
+  /**
+   * PostgreSQL: `events` (per app) inserted sealed, each app's chained together with its unsealed
+   * events in (at, id) order as the sealer would have chained them, in one transaction. The heads
+   * are locked in app id order: a flush waits for a sealer or another instance's flush that holds
+   * one (milliseconds; at most HEAD_LOCK_TIMEOUT_MS), never a request. Apps past the unsealed
+   * backlog read (INLINE_BACKLOG rows over all apps), or with a row that cannot be hashed, get
+   * their events written unsealed, for the sealer. If the sealed write fails (a head held too
+   * long), all the events are written unsealed in a second transaction, and the sealer, which
+   * retries and logs each app, finds them.
+   */
+  private async appendSealedPostgres(events: Map<string, AuditEventEntity[]>): Promise<void> {
+    if (events.size === 0) return;
+    try {
+      await this.ds.transaction(async (m) => {
+        const appIds = [...events.keys()].sort();
+        await m.query(`SET LOCAL lock_timeout = '${HEAD_LOCK_TIMEOUT_MS}ms'`);
+        await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) SELECT unnest($1::varchar[]), 0, $2 ON CONFLICT (app_id) DO NOTHING', [appIds, GENESIS_HASH]);
+        // In app id order, as every flush takes them (a sealer takes one): no two can deadlock.
+        const heads: { app_id: string; last_seq: string; last_hash: string }[] = await m.query(
+          'SELECT app_id, last_seq, last_hash FROM audit_heads WHERE app_id = ANY($1::varchar[]) ORDER BY app_id FOR UPDATE',
+          [appIds],
+        );
+        const backlog = new Map<string, AuditEventEntity[]>();
+        const read: UnsealedRow[] = heads.length ? await m.query(PG_BACKLOG_OF_APPS, [heads.map((h) => h.app_id), INLINE_BACKLOG + 1]) : [];
+        for (const r of read) backlog.set(r.app_id, [...(backlog.get(r.app_id) ?? []), eventOf(r)]);
+        // Past INLINE_BACKLOG rows the read was cut inside the last app it reached: that app and the
+        // apps after it may have more unsealed events than were read, and are left to the sealer.
+        const cutAt = read.length > INLINE_BACKLOG ? heads.findIndex((h) => h.app_id === read[read.length - 1].app_id) : heads.length;
+        const sealed: { event: AuditEventEntity; seq: number | null; prevHash: string | null; hash: string | null }[] = [];
+        const backlogRows: { id: string; seq: number; prevHash: string; hash: string }[] = [];
+        const moved: { appId: string; lastSeq: number; lastHash: string }[] = [];
+        /** Apps chained here (the others' events are written unsealed). */
+        const chained = new Set<string>();
+        for (const head of heads.slice(0, cutAt)) {
+          const fresh = new Set(events.get(head.app_id));
+          const ordered = [...(backlog.get(head.app_id) ?? []), ...fresh].sort(chainOrder);
+          let chain: ReturnType<typeof chainAfter>;
+          try {
+            chain = chainAfter(Number(head.last_seq), head.last_hash, ordered);
+          } catch {
+            // An unsealed row that cannot be hashed (a damaged row): this app's events wait unsealed
+            // for the sealer, which logs it; the other apps' are sealed.
+            continue;
+          }
+          chained.add(head.app_id);
+          chain.rows.forEach((r, i) => (fresh.has(ordered[i]) ? sealed.push({ event: ordered[i], ...r }) : backlogRows.push(r)));
+          moved.push({ appId: head.app_id, lastSeq: chain.lastSeq, lastHash: chain.lastHash });
+        }
+        for (const [appId, fresh] of events) if (!chained.has(appId)) for (const event of fresh) sealed.push({ event, seq: null, prevHash: null, hash: null });
+        await m.query(PG_APPEND_MANY_SEALED, [
+          ...APPEND_COLUMNS.map(([, key]) => sealed.map((r) => columnValue(r.event, key))),
+          sealed.map((r) => r.seq), sealed.map((r) => r.prevHash), sealed.map((r) => r.hash),
+        ]);
+        if (backlogRows.length) await m.query(PG_SEAL_ROWS, [backlogRows.map((r) => r.id), backlogRows.map((r) => r.seq), backlogRows.map((r) => r.prevHash), backlogRows.map((r) => r.hash)]);
+        if (moved.length) await m.query(PG_MOVE_HEADS, [moved.map((h) => h.appId), moved.map((h) => h.lastSeq), moved.map((h) => h.lastHash)]);
+      });
+    } catch (err) {
+      this.logger.warn({ err: String(err), apps: events.size }, 'sealed audit append failed; writing the events unsealed for the sealer');
+      const rows = [...events.values()].flat();
+      await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+    }
   }
 
   /** SQLite: one synchronous transaction of prepared statements (the connection is ours for its duration). */
