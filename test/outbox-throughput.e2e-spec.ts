@@ -34,11 +34,18 @@ async function events(tenant: Tenant, n: number, perTx = 50): Promise<void> {
   }
 }
 
-/** The UPDATE statements this instance runs on the outbox while `fn` runs (TypeORM's query log hook). */
-async function outboxUpdatesDuring(fn: () => Promise<unknown>): Promise<string[]> {
+/**
+ * The UPDATE statements this instance runs on the outbox while `fn` runs (TypeORM's query log
+ * hook); with `appId`, only those whose parameters name that app (on the shared PostgreSQL this
+ * instance's dispatchers also work for other test files' apps).
+ */
+async function outboxUpdatesDuring(fn: () => Promise<unknown>, appId?: string): Promise<string[]> {
   const ds = t.app.get(DataSource);
   const seen: string[] = [];
-  const spy = vi.spyOn(ds.logger, 'logQuery').mockImplementation((sql: string) => void (/^\s*(WITH [\s\S]*?\)\s*)?UPDATE\s+"?outbox"?\s/i.test(sql) && !/stream_seq =/.test(sql) && seen.push(sql)));
+  const spy = vi.spyOn(ds.logger, 'logQuery').mockImplementation(
+    (sql: string, params?: unknown) =>
+      void (/^\s*(WITH [\s\S]*?\)\s*)?UPDATE\s+"?outbox"?\s/i.test(sql) && !/stream_seq =/.test(sql) && (!appId || JSON.stringify(params ?? []).includes(appId)) && seen.push(sql)),
+  );
   try {
     await fn();
   } finally {
@@ -91,7 +98,7 @@ describe('outbox background work (issue 12)', () => {
       const announced: unknown[] = [];
       const off = t.app.get(PubSub).subscribe(OUTBOX_PUBLISHED, (m) => void announced.push(m.pending));
       try {
-        const updates = await outboxUpdatesDuring(() => events(tenant, 300));
+        const updates = await outboxUpdatesDuring(() => events(tenant, 300), tenant.appId);
         // Finished as they commit: no poll, no delivery status written afterwards.
         expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 300 });
         expect(updates).toEqual([]);
