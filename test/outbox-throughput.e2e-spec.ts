@@ -54,6 +54,16 @@ async function outboxUpdatesDuring(fn: () => Promise<unknown>, appId?: string): 
   return seen;
 }
 
+/** `n` events for the tenant added as a batch is (OutboxService.addMany, as consumed tokens are), `perTx` to a transaction. */
+async function batchEvents(tenant: Tenant, n: number, perTx = 50): Promise<void> {
+  const outbox = t.app.get(OutboxService);
+  const ds = t.app.get(DataSource);
+  for (let i = 0; i < n; i += perTx) {
+    const batch = Array.from({ length: Math.min(n, i + perTx) - i }, (_, j) => ({ appId: tenant.appId, type: 'agent.revoked' as const, data: { agentId: `agt_tp${i + j}`, userId: 'usr_tp', reason: 'deleted_by_app' } }));
+    await ds.transaction((m) => outbox.addMany(m, batch));
+  }
+}
+
 const statuses = async (appId: string) => {
   const rows = await t.app.get(DataSource).getRepository(OutboxEntity).find({ select: { deliveryStatus: true }, where: { appId } });
   return rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.deliveryStatus]: (acc[r.deliveryStatus] ?? 0) + 1 }), {});
@@ -87,7 +97,16 @@ describe('outbox background work (issue 12)', () => {
     expect(woken).toEqual({ ping: 1, push: 0, any: 3 });
   });
 
-  it('events of an app without a webhookUrl are written no_endpoint: no update of their rows, no wake-up of the webhook dispatcher', async () => {
+  it('events of an app without a webhookUrl end no_endpoint in a few statements, not one per event', async () => {
+    const tenant = await createTenant(t);
+    const updates = await outboxUpdatesDuring(async () => {
+      await events(tenant, 300);
+      await expect.poll(() => statuses(tenant.appId), { timeout: 15_000, interval: 100 }).toEqual({ no_endpoint: 300 });
+    }, tenant.appId);
+    expect(updates.length).toBeLessThan(30);
+  });
+
+  it('a batch of events (consumed tokens) of an app without a webhookUrl is written no_endpoint: no update of their rows, no wake-up of the webhook dispatcher', async () => {
     const repo = t.app.get(OutboxRepository);
     const tenant = await createTenant(t);
     const rx = await webhookReceiver();
@@ -98,7 +117,7 @@ describe('outbox background work (issue 12)', () => {
       const announced: unknown[] = [];
       const off = t.app.get(PubSub).subscribe(OUTBOX_PUBLISHED, (m) => void announced.push(m.pending));
       try {
-        const updates = await outboxUpdatesDuring(() => events(tenant, 300), tenant.appId);
+        const updates = await outboxUpdatesDuring(() => batchEvents(tenant, 300), tenant.appId);
         // Finished as they commit: no poll, no delivery status written afterwards.
         expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 300 });
         expect(updates).toEqual([]);
@@ -108,7 +127,7 @@ describe('outbox background work (issue 12)', () => {
         expect(announced.length).toBeGreaterThan(0);
         expect(announced.every((pending) => pending === false)).toBe(true);
         // An app with a webhookUrl: pending, its commit wakes the dispatcher, its publication says so.
-        await events(withUrl, 2);
+        await batchEvents(withUrl, 2);
         expect(woken).toBe(1);
         await expect.poll(() => announced.includes(true), { timeout: 5_000, interval: 20 }).toBe(true);
         await expect.poll(() => statuses(withUrl.appId), { timeout: 5_000, interval: 50 }).toEqual({ delivered: 2 });
@@ -124,11 +143,11 @@ describe('outbox background work (issue 12)', () => {
     const rx = await webhookReceiver();
     try {
       const tenant = await createTenant(t);
-      await events(tenant, 1);
+      await batchEvents(tenant, 1);
       expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 1 });
       // Written beside TypeORM's entity hooks and without an app.changed message: no cache here is told.
       await t.app.get(DataSource).query(`UPDATE apps SET webhook_url = ${usingPostgres() ? '$1' : '?'} WHERE id = ${usingPostgres() ? '$2' : '?'}`, [rx.url, tenant.appId]);
-      await events(tenant, 1);
+      await batchEvents(tenant, 1);
       expect(await statuses(tenant.appId)).toEqual({ no_endpoint: 1, pending: 1 });
       // The dispatcher's target for the app (read before the change, kept up to a second) does not finish it either.
       await expect.poll(() => rx.received.length, { timeout: 5_000, interval: 50 }).toBe(1);

@@ -50,7 +50,6 @@ export class OutboxService {
 
   async add(m: EntityManager, appId: string, type: EventType, data: Record<string, unknown>): Promise<string> {
     const row = this.row(appId, type, data);
-    await this.markWithoutEndpoint(m, [row]);
     await this.repo.insert(m, row);
     await this.notifyAddedIn(m, [{ id: row.id, appId, type, data }]);
     return row.id;
@@ -92,7 +91,13 @@ export class OutboxService {
     return row.id;
   }
 
-  /** Several events in the caller's transaction, in one statement where the database allows (a batch of consumed tokens). */
+  /**
+   * Several events in the caller's transaction, in one statement where the database allows (a
+   * batch of consumed tokens). Those of an app without a webhookUrl are written `no_endpoint`
+   * (markWithoutEndpoint): one query for the whole batch. A single event (`add`) is written pending
+   * and finished by the dispatcher in bulk: a query per event would cost a transaction that adds
+   * many (a cascade) more than the dispatcher's one statement for many rows.
+   */
   async addMany(m: EntityManager, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
     const rows = events.map((e) => this.row(e.appId, e.type, e.data));
     await this.markWithoutEndpoint(m, rows);
