@@ -108,7 +108,7 @@ class DbBench {
     const floor = t === 'floor';
     const tenant = floor ? this.fleet.floorTenant : this.fleet.tenant;
     const agentId = floor ? this.fleet.floorAgent.id : this.fleet.agents[0].id;
-    const res = await seedTokens({ serviceDir: this.o.serviceDir, env: this.fleet.env, appId: tenant.appId, userId: tenant.userId, agentId }, Array(parts).fill(perPart), join(this.db.dir, `tokens-${this.seq++}`));
+    const res = await seedTokens({ serviceDir: this.o.serviceDir, env: this.fleet.env, appId: tenant.appId, userId: tenant.userId, agentId }, Array(parts).fill(perPart), join(this.db.dir, `tokens-${this.seq++}`), true);
     this.seeded[floor ? 'floor' : 'service'] += res.minted;
     log(`    seeded ${res.minted.toLocaleString('en-US')} approved step-ups + tokens in ${(res.ms / 1000).toFixed(1)} s`);
     // Tokens live 120 s from minting: the oldest must outlast the seeding plus the round.

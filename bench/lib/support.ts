@@ -48,9 +48,9 @@ export interface SeedTarget {
 }
 
 /** Mints `counts.length` files of fresh verify tokens (bench/seed.ts, one child process), returns their paths. */
-export async function seedTokens(t: SeedTarget, counts: number[], fileBase: string): Promise<{ files: string[]; minted: number; ms: number }> {
+export async function seedTokens(t: SeedTarget, counts: number[], fileBase: string, settle = false): Promise<{ files: string[]; minted: number; ms: number }> {
   const batches: SeedBatch[] = counts.map((count, i) => ({ appId: t.appId, userId: t.userId, agentId: t.agentId, count, out: `${fileBase}-${i}.txt` }));
-  const req: SeedRequest = { serviceDir: t.serviceDir, env: t.env, ...VERIFY_REQUEST, batches };
+  const req: SeedRequest = { serviceDir: t.serviceDir, env: t.env, ...VERIFY_REQUEST, batches, settle };
   const res = await runIpc<SeedResult>('seed', join(BENCH_DIST, 'seed.js'), req);
   return { files: batches.map((b) => b.out), ...res };
 }
