@@ -120,8 +120,11 @@ const chainOrder = (a: AuditEventEntity, b: AuditEventEntity) => a.at - b.at || 
  */
 const INLINE_BACKLOG = 256;
 
-/** How long a PostgreSQL request flush waits for a chain head another transaction holds. */
-const HEAD_LOCK_TIMEOUT_MS = 2_000;
+/**
+ * How long a PostgreSQL request flush may wait on a lock at all: only creating a new app's head can
+ * wait (on another transaction creating the same one); held heads are skipped, not waited for.
+ */
+const FLUSH_LOCK_TIMEOUT_MS = 1_000;
 
 /** Unsealed events chained per transaction at most. */
 const SEAL_BATCH = 500;
@@ -164,8 +167,9 @@ export class AuditRepository {
    * SQLite (appendSealedSqlite): one writer, so the head costs no wait. The events are taken once
    * the connection is ours: a state change can then not commit between taking them and sealing
    * them, so every event queued before a state change's event is chained with it, in order.
-   * PostgreSQL (appendSealedPostgres): under the apps' chain heads, taken in app id order. The
-   * flush is background work: no request ever waits on a chain head.
+   * PostgreSQL (appendSealedPostgres): under the apps' chain heads that no other transaction
+   * holds (the others' events are written unsealed, for the sealer). No request ever waits on a
+   * chain head, nor does the flush.
    */
   async insertBatch(take: () => Partial<AuditEventEntity>[]): Promise<void> {
     if (this.postgres) return this.appendSealedPostgres(byApp(take()));
@@ -228,24 +232,26 @@ export class AuditRepository {
 
   /**
    * PostgreSQL: `events` (per app) inserted sealed, each app's chained together with its unsealed
-   * events in (at, id) order as the sealer would have chained them, in one transaction. The heads
-   * are locked in app id order: a flush waits for a sealer or another instance's flush that holds
-   * one (milliseconds; at most HEAD_LOCK_TIMEOUT_MS), never a request. Apps past the unsealed
-   * backlog read (INLINE_BACKLOG rows over all apps), or with a row that cannot be hashed, get
-   * their events written unsealed, for the sealer. If the sealed write fails (a head held too
-   * long), all the events are written unsealed in a second transaction, and the sealer, which
-   * retries and logs each app, finds them.
+   * events in (at, id) order as the sealer would have chained them, in one transaction, under the
+   * apps' chain heads. A flush never waits for a head: apps whose head a sealer or another
+   * instance's flush holds, apps past the unsealed backlog read (INLINE_BACKLOG rows over all
+   * apps), and apps with a row that cannot be hashed get their events written unsealed, for the
+   * sealer. If the sealed write fails, all the events are written unsealed in a second
+   * statement, and the sealer, which retries and logs each app, finds them.
    */
   private async appendSealedPostgres(events: Map<string, AuditEventEntity[]>): Promise<void> {
     if (events.size === 0) return;
     try {
       await this.ds.transaction(async (m) => {
         const appIds = [...events.keys()].sort();
-        await m.query(`SET LOCAL lock_timeout = '${HEAD_LOCK_TIMEOUT_MS}ms'`);
+        await m.query(`SET LOCAL lock_timeout = '${FLUSH_LOCK_TIMEOUT_MS}ms'`);
         await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) SELECT unnest($1::varchar[]), 0, $2 ON CONFLICT (app_id) DO NOTHING', [appIds, GENESIS_HASH]);
-        // In app id order, as every flush takes them (a sealer takes one): no two can deadlock.
+        // A head that a sealer or another instance's flush holds is skipped: that app's events are
+        // written unsealed, for the sealer. Waiting for it stalled every flush behind a sealer slowed
+        // by an overloaded event loop (10-minute soak: flushes past a 2 s lock timeout, unsealed
+        // rows up to 4.5 s old).
         const heads: { app_id: string; last_seq: string; last_hash: string }[] = await m.query(
-          'SELECT app_id, last_seq, last_hash FROM audit_heads WHERE app_id = ANY($1::varchar[]) ORDER BY app_id FOR UPDATE',
+          'SELECT app_id, last_seq, last_hash FROM audit_heads WHERE app_id = ANY($1::varchar[]) ORDER BY app_id FOR UPDATE SKIP LOCKED',
           [appIds],
         );
         const backlog = new Map<string, AuditEventEntity[]>();
