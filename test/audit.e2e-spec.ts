@@ -363,8 +363,10 @@ describe('sealing at append: a request flush writes its events chained', () => {
     const holder = ds.createQueryRunner();
     await holder.connect();
     try {
+      // Held as a sealer holds it: locked, then updated, not yet committed.
       await holder.startTransaction();
       await holder.query('SELECT 1 FROM audit_heads WHERE app_id = $1 FOR UPDATE', [held.tenant.appId]);
+      await holder.query('UPDATE audit_heads SET last_seq = last_seq WHERE app_id = $1', [held.tenant.appId]);
       for (const w of [held, free]) for (let i = 0; i < 3; i++) await s.http.get('/v1/whoami').set(bearer(w.token)).expect(200);
       const started = Date.now();
       await audit.flushRequests();

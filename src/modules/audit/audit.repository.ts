@@ -245,7 +245,12 @@ export class AuditRepository {
       await this.ds.transaction(async (m) => {
         const appIds = [...events.keys()].sort();
         await m.query(`SET LOCAL lock_timeout = '${FLUSH_LOCK_TIMEOUT_MS}ms'`);
-        await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) SELECT unnest($1::varchar[]), 0, $2 ON CONFLICT (app_id) DO NOTHING', [appIds, GENESIS_HASH]);
+        // Heads only for apps without one: ON CONFLICT alone would wait for a sealer that has
+        // updated an existing head and not yet committed (seen past the lock timeout under load).
+        await m.query(
+          'INSERT INTO audit_heads (app_id, last_seq, last_hash) SELECT a, 0, $2 FROM unnest($1::varchar[]) AS a WHERE NOT EXISTS (SELECT 1 FROM audit_heads h WHERE h.app_id = a) ON CONFLICT (app_id) DO NOTHING',
+          [appIds, GENESIS_HASH],
+        );
         // A head that a sealer or another instance's flush holds is skipped: that app's events are
         // written unsealed, for the sealer. Waiting for it stalled every flush behind a sealer slowed
         // by an overloaded event loop (10-minute soak: flushes past a 2 s lock timeout, unsealed
