@@ -19,7 +19,7 @@ export class AppsRepository {
 
   /**
    * Of `ids`, the apps without a webhook URL, read in the caller's transaction (after the caller's
-   * clock reading). Written out: it runs in every transaction that adds events, a consume batch's included.
+   * clock reading). Written out: it runs in every consume batch's transaction.
    */
   async withoutWebhook(m: EntityManager, ids: string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
