@@ -387,6 +387,29 @@ describe('sealing at append: a request flush writes its events chained', () => {
     }
   });
 
+  it.runIf(usingPostgres())('PostgreSQL: a flush whose sealed write fails (a new app’s head held past the lock timeout) writes its events unsealed, none lost, and the sealer chains them', async () => {
+    const appId = `app_zz_fallback_${Date.now()}`;
+    const holder = ds.createQueryRunner();
+    await holder.connect();
+    try {
+      // Another transaction is creating this app's head and has not committed: the flush's head insert waits for it.
+      await holder.startTransaction();
+      await holder.query("INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, '0')", [appId]);
+      for (const requestId of ['f1', 'f2']) audit.recordRequest({ appId, actorType: 'app', actorId: appId, requestId }, '/v1/x', 'GET', 200);
+      const started = Date.now();
+      await audit.flushRequests();
+      expect(Date.now() - started, 'the lock timeout, then the fallback').toBeGreaterThanOrEqual(900);
+      expect((await rowsOf(appId)).map((r) => [r.type, r.seq])).toEqual([['http.request', null], ['http.request', null]]);
+      await holder.rollbackTransaction();
+      await audit.seal(appId);
+      const rows = await rowsOf(appId);
+      expect(rows.map((r) => r.seq)).toEqual([1, 2]);
+    } finally {
+      if (holder.isTransactionActive) await holder.rollbackTransaction();
+      await holder.release();
+    }
+  });
+
   it.runIf(usingPostgres())('PostgreSQL: two instances flushing the same apps at once, and a sealer: every event chained once, no seq twice, and the chains verify', async () => {
     const s2 = await startApp(db.env);
     try {
