@@ -8,17 +8,23 @@ import { OutboxRepository } from '../src/modules/events/outbox.repository.js';
 import { OutboxService } from '../src/modules/events/outbox.service.js';
 import { WEBHOOK_PER_APP_CONCURRENCY, WebhookDispatcher } from '../src/modules/events/webhook-dispatcher.js';
 import { RetentionService } from '../src/modules/ops/retention.service.js';
-import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, type Tenant } from './support/fixtures.js';
 import { webhookReceiver } from './support/webhook-receiver.js';
 
 // Issue 12: the outbox's background work costs in proportion to the new events, in statements too.
+// On a database of its own: on the shared PostgreSQL, the publishers and dispatchers of other test
+// files' instances would publish and deliver these apps' rows, announcing it on their own Redis
+// prefixes, which this instance does not hear.
 let t: TestApp;
+let db: Awaited<ReturnType<typeof privateDatabase>>;
 beforeAll(async () => {
-  t = await startApp({ RETENTION_SWEEP_SECONDS: '0' });
+  db = await privateDatabase();
+  t = await startApp({ RETENTION_SWEEP_SECONDS: '0', ...db.env });
 });
 afterAll(async () => {
   await t?.close();
+  await db?.drop();
 });
 
 const DAY = 86_400_000;
