@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditRepository } from '../src/modules/audit/audit.repository.js';
 import { AuditService } from '../src/modules/audit/audit.service.js';
 import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
@@ -280,6 +280,55 @@ describe('sealing at append: a request flush writes its events chained', () => {
     expect(backlogSealed).toBe(200);
     await audit.sealAll();
     for (const w of apps) expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: true });
+  });
+
+  it('a chain sealed further while it is being checked is valid: the check covers the head it read first, the rows sealed after it are for the next check', async () => {
+    const w = await world(s);
+    await backlog(w.tenant.appId, 5);
+    await audit.seal(w.tenant.appId);
+    const repo = s.app.get(AuditRepository);
+    const sealOne = async () => {
+      await backlog(w.tenant.appId, 1);
+      await audit.seal(w.tenant.appId);
+    };
+    // Flushes and sealers go on during a check: an event is sealed right before the head is read,
+    // and another after the check's first page.
+    const head = vi.spyOn(repo, 'head').mockImplementationOnce(async (appId) => {
+      await sealOne();
+      head.mockRestore();
+      return repo.head(appId);
+    });
+    const page = vi.spyOn(repo, 'page').mockImplementationOnce(async (...args) => {
+      page.mockRestore();
+      const rows = await repo.page(...args);
+      await sealOne();
+      return rows;
+    });
+    try {
+      const first = await audit.verify(w.tenant.appId);
+      expect(first).toMatchObject({ valid: true });
+      expect(first.firstBadSeq).toBeUndefined();
+      const rows = await rowsOf(w.tenant.appId);
+      expect(rows.filter((r) => r.seq === null)).toEqual([]);
+      expect(first.count).toBe(rows.length - 1);
+      expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: true, count: rows.length });
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('a sealed row past the chain head (added behind the sealer) is reported', async () => {
+    const w = await world(s);
+    await backlog(w.tenant.appId, 3);
+    await audit.seal(w.tenant.appId);
+    const check = await audit.verify(w.tenant.appId);
+    expect(check).toMatchObject({ valid: true });
+    // A copy of the last row, chained after it, without moving the head.
+    const [last] = (await ds.query(sql('SELECT * FROM audit_events WHERE app_id = ? AND seq = ?'), [w.tenant.appId, check.count])) as Record<string, unknown>[];
+    const forged = { ...last, id: `${String(last.id)}x`, seq: check.count + 1, prev_hash: last.hash };
+    const cols = Object.keys(forged);
+    await ds.query(sql(`INSERT INTO audit_events (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`), cols.map((c) => forged[c as keyof typeof forged]));
+    expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
   });
 
   it.skipIf(usingPostgres())('SQLite, one connection: a request event queued while a state change holds the connection is chained before that change’s newer event', async () => {

@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { DataSource, MoreThan, type EntityManager } from 'typeorm';
+import { Between, DataSource, IsNull, MoreThan, Not, type EntityManager } from 'typeorm';
 import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
 import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
@@ -341,10 +341,17 @@ export class AuditRepository {
     return this.ds.getRepository(AuditHeadEntity).findOneBy({ appId });
   }
 
-  /** Sealed events in seq order after `afterSeq`. */
-  page(appId: string, afterSeq: number, limit: number, filter: AuditFilter = {}): Promise<AuditEventEntity[]> {
+  /** The app's highest sealed seq, or null. */
+  async lastSealedSeq(appId: string): Promise<number | null> {
+    const row = await this.ds.getRepository(AuditEventEntity).findOne({ select: { seq: true }, where: { appId, seq: Not(IsNull()) }, order: { seq: 'DESC' } });
+    return row?.seq ?? null;
+  }
+
+  /** Sealed events in seq order after `afterSeq` (and up to `upToSeq`, when given). */
+  page(appId: string, afterSeq: number, limit: number, filter: AuditFilter = {}, upToSeq?: number): Promise<AuditEventEntity[]> {
     const where = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
-    return this.ds.getRepository(AuditEventEntity).find({ where: { appId, seq: MoreThan(afterSeq), ...where }, order: { seq: 'ASC' }, take: limit });
+    const seq = upToSeq === undefined ? MoreThan(afterSeq) : Between(afterSeq + 1, upToSeq);
+    return this.ds.getRepository(AuditEventEntity).find({ where: { appId, seq, ...where }, order: { seq: 'ASC' }, take: limit });
   }
 
   /** A user's sealed events, newest first, before `beforeSeq` (null: from the newest); request events left out. */

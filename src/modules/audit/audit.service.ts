@@ -28,6 +28,8 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const SEAL_EVERY_MS = 1_000;
 const SEAL_APPS_PER_PASS = 100;
 const REQUEST_FLUSH_MS = 100;
+/** Rows read per page when a chain is checked. */
+const VERIFY_PAGE = 1000;
 
 /** What the request queue needs of the HTTP server (Fastify): to be told once it has closed. */
 interface ClosingServer {
@@ -236,16 +238,29 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     return this.repo.lastAgentActivity(appId, agentIds);
   }
 
+  /**
+   * Checks the app's chain up to the head as read first. Rows and head move in one transaction, so
+   * every row up to it is there; rows sealed during the walk (flushes and sealers go on) are left
+   * for the next check, instead of making the walk outrun the head and read as a forged tail. A
+   * sealed row past the head as read afterwards cannot have been sealed with it: that is reported.
+   */
   async verify(appId: string): Promise<ChainCheck> {
     await this.seal(appId);
+    const head = await this.repo.head(appId);
     const walker = new ChainWalker();
     for (let after = 0; ; ) {
-      const page = await this.repo.page(appId, after, 1000);
-      if (page.length === 0) break;
+      const page = await this.repo.page(appId, after, VERIFY_PAGE, {}, head?.lastSeq);
       for (const e of page) walker.add(e);
+      if (page.length < VERIFY_PAGE) break;
       after = page[page.length - 1].seq!;
     }
-    return walker.finish(await this.repo.head(appId));
+    const check = walker.finish(head);
+    if (!head || !check.valid) return check;
+    // The last sealed row before the head: rows commit with their head, so once read, the head covers it.
+    const last = await this.repo.lastSealedSeq(appId);
+    if (last === null || last <= head.lastSeq) return check;
+    const now = await this.repo.head(appId);
+    return now && last <= now.lastSeq ? check : { ...check, valid: false, firstBadSeq: (now?.lastSeq ?? head.lastSeq) + 1 };
   }
 
   /** Every app's chain (the CLI's `audit-verify`). */
