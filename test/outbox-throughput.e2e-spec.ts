@@ -163,6 +163,44 @@ describe('outbox background work (issue 12)', () => {
     }
   });
 
+  it('an event written after a webhookUrl was set, by an instance whose clock is behind, is delivered: a reading of "no URL" made before the change does not finish it', async () => {
+    const rx = await webhookReceiver();
+    const outbox = t.app.get(OutboxService);
+    const repo = t.app.get(OutboxRepository);
+    const ds = t.app.get(DataSource);
+    try {
+      const tenant = await createTenant(t);
+      // The dispatcher has read "no webhookUrl" for the app and is about to finish its due rows on
+      // that reading's word. Meanwhile the URL is set, and another instance, its clock 800 ms behind
+      // this one's, writes an event: its time is before the reading.
+      const finish = repo.finishWithoutEndpoint.bind(repo);
+      let raced = false;
+      vi.spyOn(repo, 'finishWithoutEndpoint').mockImplementation(async (apps, now) => {
+        if (!raced && apps.some((a) => a.appId === tenant.appId)) {
+          raced = true;
+          await ds.query(`UPDATE apps SET webhook_url = ${usingPostgres() ? '$1' : '?'} WHERE id = ${usingPostgres() ? '$2' : '?'}`, [rx.url, tenant.appId]);
+          await ds.transaction(async (m) => {
+            t.clock.advance(-800);
+            try {
+              await outbox.add(m, tenant.appId, 'agent.revoked', { agentId: 'agt_skew', userId: 'usr_tp', reason: 'deleted_by_app' });
+            } finally {
+              t.clock.reset();
+            }
+          });
+        }
+        return finish(apps, now);
+      });
+      await events(tenant, 1);
+      await expect.poll(() => raced, { timeout: 5_000, interval: 10 }).toBe(true);
+      // Events written before the change may go either way; the one written after it is delivered.
+      await expect.poll(() => rx.received.some((r) => r.body.includes('agt_skew')), { timeout: 5_000, interval: 50 }).toBe(true);
+    } finally {
+      vi.restoreAllMocks();
+      t.clock.reset();
+      await rx.close();
+    }
+  });
+
   it('deliveries are recorded many per statement, each still delivered once and signed', async () => {
     const rx = await webhookReceiver();
     try {

@@ -8,11 +8,18 @@ import { OutboxRepository } from './outbox.repository.js';
 
 /** How long a read webhook target is used when no change is announced (Redis down, the end of a grace period). */
 export const WEBHOOK_TARGET_TTL_MS = 1_000;
+/**
+ * How far the clocks of two instances may disagree. A row's due time comes from the clock of the
+ * instance that wrote it; a reading of "no webhookUrl" vouches only for rows due this long before it,
+ * so a row written just after a URL was set, by an instance whose clock is behind, is not finished
+ * as no_endpoint on the word of a reading made before the change.
+ */
+export const CLOCK_SKEW_ALLOWANCE_MS = 1_000;
 
 export interface WebhookTarget {
   /** null: the app has no webhookUrl. */
   target: { url: string; secrets: string[] } | null;
-  /** When it was read (Clock time): rows due by then may be finished as no_endpoint on its word. */
+  /** When it was read (Clock time) less CLOCK_SKEW_ALLOWANCE_MS: rows due by then may be finished as no_endpoint on its word. */
   readAt: number;
 }
 
@@ -54,8 +61,8 @@ export class WebhookTargets {
   async get(appId: string): Promise<WebhookTarget> {
     const cached = this.cache.get(appId);
     if (cached) return cached;
-    // Read after the clock: every row due by `readAt` was due before this reading.
-    const readAt = this.clock.now();
+    // Read after the clock: every row due by `readAt` was due before this reading, on any instance's clock.
+    const readAt = this.clock.now() - CLOCK_SKEW_ALLOWANCE_MS;
     const generation = this.generation;
     const entry = { target: await this.apps.webhookTarget(appId), readAt };
     if (generation === this.generation) this.cache.set(appId, entry);
