@@ -317,18 +317,48 @@ describe('sealing at append: a request flush writes its events chained', () => {
     }
   });
 
-  it('a sealed row past the chain head (added behind the sealer) is reported', async () => {
+  /** A copy of the app's sealed row `from`, stored at `seq` (chained after `from`), without moving the head. */
+  const forgeRow = async (appId: string, from: number, seq: number) => {
+    const [row] = (await ds.query(sql('SELECT * FROM audit_events WHERE app_id = ? AND seq = ?'), [appId, from])) as Record<string, unknown>[];
+    const forged: Record<string, unknown> = { ...row, id: `${String(row.id)}x${seq}`.replace('.', '_'), seq, prev_hash: row.hash, resource: 'FORGED' };
+    const cols = Object.keys(forged);
+    await ds.query(sql(`INSERT INTO audit_events (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`), cols.map((c) => forged[c]));
+  };
+
+  it('a sealed row past the chain head (added behind the sealer) is reported, also once the app has new events to seal: never a 500, and the CLI check goes on to the other apps', async () => {
     const w = await world(s);
+    const other = await world(s);
     await backlog(w.tenant.appId, 3);
     await audit.seal(w.tenant.appId);
     const check = await audit.verify(w.tenant.appId);
     expect(check).toMatchObject({ valid: true });
-    // A copy of the last row, chained after it, without moving the head.
-    const [last] = (await ds.query(sql('SELECT * FROM audit_events WHERE app_id = ? AND seq = ?'), [w.tenant.appId, check.count])) as Record<string, unknown>[];
-    const forged = { ...last, id: `${String(last.id)}x`, seq: check.count + 1, prev_hash: last.hash };
-    const cols = Object.keys(forged);
-    await ds.query(sql(`INSERT INTO audit_events (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`), cols.map((c) => forged[c as keyof typeof forged]));
+    await forgeRow(w.tenant.appId, check.count, check.count + 1);
     expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
+    // A new event of the app: sealing it would take the forged row's seq.
+    await backlog(w.tenant.appId, 1);
+    expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
+    const listed = (await s.http.get('/v1/audit-events').query({ limit: 200 }).set(bearer(w.tenant.apiKey)).expect(200)).body;
+    expect(listed.events.length).toBeGreaterThan(0);
+    const all = await audit.verifyAll();
+    expect(all.find((r) => r.appId === w.tenant.appId)?.check).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
+    expect(all.find((r) => r.appId === other.tenant.appId)?.check).toMatchObject({ valid: true });
+  });
+
+  it('a sealed row below seq 1, which the walk from 1 does not read, is reported', async () => {
+    const w = await world(s);
+    await backlog(w.tenant.appId, 3);
+    await audit.seal(w.tenant.appId);
+    await forgeRow(w.tenant.appId, 1, 0);
+    expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false, firstBadSeq: 1 });
+  });
+
+  it.skipIf(usingPostgres())('SQLite: a row at a fractional seq right after a page of the check (1000.5) is reported', async () => {
+    const w = await world(s);
+    await backlog(w.tenant.appId, 1_001);
+    await audit.seal(w.tenant.appId);
+    expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: true });
+    await forgeRow(w.tenant.appId, 1_000, 1_000.5);
+    expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false });
   });
 
   it.skipIf(usingPostgres())('SQLite, one connection: a request event queued while a state change holds the connection is chained before that change’s newer event', async () => {

@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { Between, DataSource, IsNull, MoreThan, Not, type EntityManager } from 'typeorm';
+import { And, DataSource, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
 import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
 import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
@@ -341,16 +341,19 @@ export class AuditRepository {
     return this.ds.getRepository(AuditHeadEntity).findOneBy({ appId });
   }
 
-  /** The app's highest sealed seq, or null. */
-  async lastSealedSeq(appId: string): Promise<number | null> {
-    const row = await this.ds.getRepository(AuditEventEntity).findOne({ select: { seq: true }, where: { appId, seq: Not(IsNull()) }, order: { seq: 'DESC' } });
-    return row?.seq ?? null;
+  /** The app's lowest and highest sealed seq, or null when none is sealed (two probes of ux_audit_events_app_seq). */
+  async sealedSeqRange(appId: string): Promise<{ min: number; max: number } | null> {
+    const row = await this.ds.getRepository(AuditEventEntity).createQueryBuilder('e')
+      .select('MIN(e.seq)', 'min').addSelect('MAX(e.seq)', 'max')
+      .where('e.app_id = :appId AND e.seq IS NOT NULL', { appId })
+      .getRawOne<{ min: number | string | null; max: number | string | null }>();
+    return row?.min === null || row?.min === undefined ? null : { min: Number(row.min), max: Number(row.max) };
   }
 
   /** Sealed events in seq order after `afterSeq` (and up to `upToSeq`, when given). */
   page(appId: string, afterSeq: number, limit: number, filter: AuditFilter = {}, upToSeq?: number): Promise<AuditEventEntity[]> {
     const where = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
-    const seq = upToSeq === undefined ? MoreThan(afterSeq) : Between(afterSeq + 1, upToSeq);
+    const seq = upToSeq === undefined ? MoreThan(afterSeq) : And(MoreThan(afterSeq), LessThanOrEqual(upToSeq));
     return this.ds.getRepository(AuditEventEntity).find({ where: { appId, seq, ...where }, order: { seq: 'ASC' }, take: limit });
   }
 

@@ -198,6 +198,19 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   }
 
   /**
+   * Seals the app's events before they are read. A chain that cannot be sealed (a damaged or
+   * tampered row, or a row where the next seq should go) is logged and read as it stands: the
+   * check then reports it, and the lists show what is sealed, instead of failing with a 500.
+   */
+  private async sealBeforeReading(appId: string): Promise<void> {
+    try {
+      await this.seal(appId);
+    } catch (err) {
+      this.logger.warn({ err: String(err), appId }, 'audit sealing failed for this app; its later events wait');
+    }
+  }
+
+  /**
    * One batch, then the rest of the event loop's turn: on SQLite a batch is synchronous and its
    * promise settles in a microtask, so back-to-back batches would hold the loop for the whole
    * backlog (seconds of requests' audit rows at once), stalling every request behind them.
@@ -211,7 +224,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   async list(appId: string, q: AuditQuery): Promise<AuditPageDto> {
     const after = q.after === undefined ? 0 : Number(q.after);
     if (!Number.isSafeInteger(after) || after < 0) throw new AppError('validation_failed', 'after must be a cursor returned as nextCursor');
-    await this.seal(appId);
+    await this.sealBeforeReading(appId);
     const limit = q.limit ?? 50;
     const filter: AuditFilter = { userId: q.userId, agentId: q.agentId, taskId: q.taskId, type: q.type };
     const rows = await this.repo.page(appId, after, limit + 1, filter);
@@ -226,7 +239,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   async listForUser(appId: string, userId: string, q: { after?: string; limit?: number }): Promise<AuditPageDto> {
     const before = q.after === undefined ? null : Number(q.after);
     if (before !== null && (!Number.isSafeInteger(before) || before < 1)) throw new AppError('validation_failed', 'after must be a cursor returned as nextCursor');
-    await this.seal(appId);
+    await this.sealBeforeReading(appId);
     const limit = q.limit ?? 50;
     const rows = await this.repo.userPageDesc(appId, userId, before, limit + 1);
     const events = rows.slice(0, limit).map((e) => this.toDto(e));
@@ -242,10 +255,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
    * Checks the app's chain up to the head as read first. Rows and head move in one transaction, so
    * every row up to it is there; rows sealed during the walk (flushes and sealers go on) are left
    * for the next check, instead of making the walk outrun the head and read as a forged tail. A
-   * sealed row past the head as read afterwards cannot have been sealed with it: that is reported.
+   * sealed row past the head as read afterwards cannot have been sealed with it, nor one below
+   * seq 1: both are reported.
    */
   async verify(appId: string): Promise<ChainCheck> {
-    await this.seal(appId);
+    await this.sealBeforeReading(appId);
     const head = await this.repo.head(appId);
     const walker = new ChainWalker();
     for (let after = 0; ; ) {
@@ -256,11 +270,13 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     }
     const check = walker.finish(head);
     if (!head || !check.valid) return check;
-    // The last sealed row before the head: rows commit with their head, so once read, the head covers it.
-    const last = await this.repo.lastSealedSeq(appId);
-    if (last === null || last <= head.lastSeq) return check;
+    // Rows the walk cannot see: below seq 1 (never sealed so), or past the head. Rows commit with
+    // their head, so a row past the head as read after it was not sealed with it.
+    const range = await this.repo.sealedSeqRange(appId);
+    if (range && range.min < 1) return { ...check, valid: false, firstBadSeq: 1 };
+    if (!range || range.max <= head.lastSeq) return check;
     const now = await this.repo.head(appId);
-    return now && last <= now.lastSeq ? check : { ...check, valid: false, firstBadSeq: (now?.lastSeq ?? head.lastSeq) + 1 };
+    return now && range.max <= now.lastSeq ? check : { ...check, valid: false, firstBadSeq: (now?.lastSeq ?? head.lastSeq) + 1 };
   }
 
   /** Every app's chain (the CLI's `audit-verify`). */
