@@ -339,6 +339,8 @@ describe('sealing at append: a request flush writes its events chained', () => {
     expect(await verify(w.tenant.apiKey)).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
     const listed = (await s.http.get('/v1/audit-events').query({ limit: 200 }).set(bearer(w.tenant.apiKey)).expect(200)).body;
     expect(listed.events.length).toBeGreaterThan(0);
+    // The user's dashboard activity reads the same way.
+    expect((await audit.listForUser(w.tenant.appId, w.userId, {})).events.length).toBeGreaterThan(0);
     const all = await audit.verifyAll();
     expect(all.find((r) => r.appId === w.tenant.appId)?.check).toMatchObject({ valid: false, firstBadSeq: check.count + 1 });
     expect(all.find((r) => r.appId === other.tenant.appId)?.check).toMatchObject({ valid: true });
@@ -349,6 +351,22 @@ describe('sealing at append: a request flush writes its events chained', () => {
     await backlog(w.tenant.appId, 3);
     await audit.seal(w.tenant.appId);
     await forgeRow(w.tenant.appId, 1, 0);
+    expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false, firstBadSeq: 1 });
+  });
+
+  it('sealed rows of an app whose chain head was deleted are reported; a chain whose first rows were sealed after its head was read is not', async () => {
+    const w = await world(s);
+    await backlog(w.tenant.appId, 3);
+    await audit.seal(w.tenant.appId);
+    // The head was read before the app's first seal, which then committed rows and head together.
+    const repo = s.app.get(AuditRepository);
+    vi.spyOn(repo, 'head').mockResolvedValueOnce(null);
+    try {
+      expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: true, count: 0 });
+    } finally {
+      vi.restoreAllMocks();
+    }
+    await ds.query(sql('DELETE FROM audit_heads WHERE app_id = ?'), [w.tenant.appId]);
     expect(await audit.verify(w.tenant.appId)).toMatchObject({ valid: false, firstBadSeq: 1 });
   });
 

@@ -256,27 +256,28 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
    * every row up to it is there; rows sealed during the walk (flushes and sealers go on) are left
    * for the next check, instead of making the walk outrun the head and read as a forged tail. A
    * sealed row past the head as read afterwards cannot have been sealed with it, nor one below
-   * seq 1: both are reported.
+   * seq 1, nor any sealed row of an app without a head: all are reported.
    */
   async verify(appId: string): Promise<ChainCheck> {
     await this.sealBeforeReading(appId);
     const head = await this.repo.head(appId);
+    const upTo = head?.lastSeq ?? 0;
     const walker = new ChainWalker();
-    for (let after = 0; ; ) {
-      const page = await this.repo.page(appId, after, VERIFY_PAGE, {}, head?.lastSeq);
+    for (let after = 0; upTo > 0; ) {
+      const page = await this.repo.page(appId, after, VERIFY_PAGE, {}, upTo);
       for (const e of page) walker.add(e);
       if (page.length < VERIFY_PAGE) break;
       after = page[page.length - 1].seq!;
     }
     const check = walker.finish(head);
-    if (!head || !check.valid) return check;
+    if (!check.valid) return check;
     // Rows the walk cannot see: below seq 1 (never sealed so), or past the head. Rows commit with
     // their head, so a row past the head as read after it was not sealed with it.
     const range = await this.repo.sealedSeqRange(appId);
     if (range && range.min < 1) return { ...check, valid: false, firstBadSeq: 1 };
-    if (!range || range.max <= head.lastSeq) return check;
+    if (!range || range.max <= upTo) return check;
     const now = await this.repo.head(appId);
-    return now && range.max <= now.lastSeq ? check : { ...check, valid: false, firstBadSeq: (now?.lastSeq ?? head.lastSeq) + 1 };
+    return now && range.max <= now.lastSeq ? check : { ...check, valid: false, firstBadSeq: (now?.lastSeq ?? upTo) + 1 };
   }
 
   /** Every app's chain (the CLI's `audit-verify`). */
