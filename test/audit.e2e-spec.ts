@@ -388,10 +388,15 @@ describe('sealing at append: a request flush writes its events chained', () => {
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
     // A state change holds the one connection; it writes its event only after R2 is queued.
+    let entered!: () => void;
+    const holding = new Promise<void>((resolve) => (entered = resolve));
     const change = ds.transaction(async (m) => {
+      await m.query('SELECT 1');
+      entered();
       await gate;
       await audit.record(m, { appId: w.tenant.appId, type: 'user.updated', outcome: 'success' });
     });
+    await holding;
     request('r1');
     const flushed = audit.flushRequests();
     await sleep(3);

@@ -127,7 +127,7 @@ const INLINE_BACKLOG = 256;
 const FLUSH_LOCK_TIMEOUT_MS = 1_000;
 
 /** Unsealed events chained per transaction at most. */
-const SEAL_BATCH = 500;
+export const SEAL_BATCH = 500;
 
 export interface AuditFilter {
   userId?: string;

@@ -35,7 +35,7 @@ describe(AuditService.name, () => {
       const { repo, written, finishWrites } = slowRepository();
       const sut = new AuditService(repo, new Clock());
       sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
-      void sut.flushRequests(); // the timer's flush: takes the event, write in progress
+      sut.writeDue(); // the timer's write: takes the event, write in progress
       let returned = false;
       const shutdownFlush = sut.flushRequests().then(() => (returned = true));
       await settled();
@@ -59,15 +59,86 @@ describe(AuditService.name, () => {
       expect(seen).toEqual([{}]);
     });
 
-    it('writes events queued while a write is in progress before it returns', async () => {
+    it('returns once the events queued before the call are written, though events go on arriving (sealing and audit reads do not wait for the load to stop)', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const sut = new AuditService(repo, new Clock());
+      sut.writeDue(); // nothing queued: no write
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      sut.writeDue(); // the timer's write takes req_1
+      sut.recordRequest({ ...ctx, requestId: 'req_2' }, '/v1/whoami', 'GET', 200);
+      let returned = false;
+      const flushed = sut.flushRequests().then(() => (returned = true));
+      // Every write is followed by a new request's event, as under steady load.
+      for (let i = 3; i < 8 && !returned; i++) {
+        await settled();
+        sut.recordRequest({ ...ctx, requestId: `req_${i}` }, '/v1/whoami', 'GET', 200);
+        finishWrites();
+        for (let j = 0; j < 3; j++) await settled();
+      }
+      expect(returned).toBe(true);
+      await flushed;
+      expect(written.map((e) => e.requestId).slice(0, 2)).toEqual(['req_1', 'req_2']);
+      expect(written.length).toBeLessThan(6);
+    });
+
+    it('returns when a write fails before taking anything (the next flush retries), instead of retrying forever', async () => {
+      let calls = 0;
+      const repo = { insertBatch: async () => (calls++, Promise.reject(new Error('database unavailable'))) } as unknown as AuditRepository;
+      const sut = new AuditService(repo, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      await sut.flushRequests();
+      expect(calls).toBe(1);
+    });
+  });
+
+  describe('writeDue (the timer)', () => {
+    it('writes the events queued when it starts, once: events queued meanwhile wait for the next tick, not a write right behind it', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const calls = { n: 0 };
+      const counting = { insertBatch: (take: () => Partial<AuditEventEntity>[]) => (calls.n++, repo.insertBatch(take)) } as unknown as AuditRepository;
+      const sut = new AuditService(counting, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      sut.writeDue();
+      sut.recordRequest({ ...ctx, requestId: 'req_2' }, '/v1/whoami', 'GET', 200);
+      sut.writeDue(); // a tick while the write is in progress: nothing more
+      finishWrites();
+      for (let i = 0; i < 3; i++) await settled();
+      expect(calls.n).toBe(1);
+      expect(written.map((e) => e.requestId)).toEqual(['req_1']);
+      sut.writeDue(); // the next tick
+      await settled();
+      finishWrites();
+      for (let i = 0; i < 3; i++) await settled();
+      expect(calls.n).toBe(2);
+      expect(written.map((e) => e.requestId)).toEqual(['req_1', 'req_2']);
+    });
+
+    it('goes on while a full batch is queued (it keeps up with any rate)', async () => {
       const { repo, written, finishWrites } = slowRepository();
       const sut = new AuditService(repo, new Clock());
       sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
-      const flushed = sut.flushRequests();
-      sut.recordRequest({ ...ctx, requestId: 'req_2' }, '/v1/whoami', 'GET', 200);
-      for (let i = 0; i < 2; i++) {
-        await settled();
+      sut.writeDue();
+      for (let i = 0; i < 1200; i++) sut.recordRequest({ ...ctx, requestId: `req_more_${i}` }, '/v1/whoami', 'GET', 200);
+      for (let i = 0; i < 4; i++) {
         finishWrites();
+        for (let j = 0; j < 3; j++) await settled();
+      }
+      // 1 + 500 + 500 written; the last 200 (less than a batch) wait for the next tick.
+      expect(written).toHaveLength(1001);
+    });
+
+    it("a flush asked for during the timer's write returns only once the events queued before it are written too", async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const sut = new AuditService(repo, new Clock());
+      sut.recordRequest(ctx, '/v1/whoami', 'GET', 200);
+      sut.writeDue();
+      sut.recordRequest({ ...ctx, requestId: 'req_2' }, '/v1/whoami', 'GET', 200);
+      let returned = false;
+      const flushed = sut.flushRequests().then(() => (returned = true));
+      for (let i = 0; i < 3; i++) {
+        finishWrites();
+        for (let j = 0; j < 3; j++) await settled();
+        if (i === 0) expect(returned).toBe(false);
       }
       await flushed;
       expect(written.map((e) => e.requestId)).toEqual(['req_1', 'req_2']);
@@ -131,6 +202,21 @@ describe(AuditService.name, () => {
       } as unknown as AuditRepository;
       await new AuditService(repo, new Clock()).sealAll();
       expect(sealed).toEqual(['app_ok']);
+    });
+
+    it('stops at the first batch that is not full: rows written meanwhile wait for the next pass (or a flush), the pass does not chase them', async () => {
+      const calls: string[] = [];
+      const repo = {
+        insertBatch: async () => undefined,
+        appsWithUnsealed: async () => ['app_1', 'app_2'],
+        // Under steady load every batch finds a few new rows.
+        seal: async (appId: string) => (calls.push(appId), 3),
+      } as unknown as AuditRepository;
+      const sut = new AuditService(repo, new Clock());
+      await sut.sealAll();
+      expect(calls).toEqual(['app_1', 'app_2']);
+      await sut.seal('app_1');
+      expect(calls).toEqual(['app_1', 'app_2', 'app_1']);
     });
 
     it('lets the event loop turn between batches, so a backlog never stalls requests for its whole length', async () => {

@@ -8,7 +8,7 @@ import { AppError } from '../../common/errors/app-error.js';
 import { newEventId } from '../../common/ids.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
 import { AuditEventEntity } from './audit-event.entity.js';
-import { AuditRepository, type AuditFilter } from './audit.repository.js';
+import { AuditRepository, SEAL_BATCH, type AuditFilter } from './audit.repository.js';
 import { ChainWalker, type ChainCheck } from './chain.js';
 import type { AuditEventDto, AuditPageDto, AuditQuery } from './dto/audit.dto.js';
 
@@ -28,6 +28,8 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const SEAL_EVERY_MS = 1_000;
 const SEAL_APPS_PER_PASS = 100;
 const REQUEST_FLUSH_MS = 100;
+/** Request events written per statement at most. */
+const REQUEST_BATCH = 500;
 /** Rows read per page when a chain is checked. */
 const VERIFY_PAGE = 1000;
 
@@ -47,7 +49,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   private timer: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private readonly pending: Partial<AuditEventEntity>[] = [];
+  /** The request events' write in progress. */
   private flushing: Promise<void> | null = null;
+  /** Request events queued, and taken by a write, since start (a flush waits for those queued before it). */
+  private queued = 0;
+  private taken = 0;
   private sealing: Promise<void> | null = null;
   /** The last app of the previous sealing pass, when it was full: the next pass starts after it. */
   private sealAfter = '';
@@ -63,7 +69,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   onApplicationBootstrap(): void {
     this.timer = setInterval(() => void this.sealAll().catch((err) => this.logger.warn({ err }, 'audit sealing failed')), SEAL_EVERY_MS);
     this.timer.unref();
-    this.flushTimer = setInterval(() => void this.flushRequests(), REQUEST_FLUSH_MS);
+    this.flushTimer = setInterval(() => this.writeDue(), REQUEST_FLUSH_MS);
     this.flushTimer.unref();
     // A graceful stop (Nest's close) runs: beforeApplicationShutdown → dispose(): the HTTP server
     // closes, and requests still in flight complete (long-polls and streams that shutdown answers)
@@ -106,34 +112,63 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   recordRequest(ctx: RequestFields, route: string, method: string, status: number): void {
     if (!ctx.appId) return;
     this.pending.push(this.build({ appId: ctx.appId, type: 'http.request', outcome: status < 400 ? 'success' : 'failure', action: `${method} ${route}`.slice(0, 64), status }, ctx));
-    if (this.pending.length >= 500) void this.flushRequests();
+    this.queued++;
+    if (this.pending.length >= REQUEST_BATCH) this.writeDue();
   }
 
   /**
-   * Writes every queued request event. Callers share the write in progress (which goes on until the
-   * queue is empty), so none returns while an event queued before its call is still unwritten.
+   * The timer's write: the events queued when it starts (more batches only while a full one is
+   * waiting), then nothing until the next tick. Under load a write that went on until the queue
+   * was empty ran back to back, each a transaction of nine statements for a few dozen events
+   * (35 writes a second at 1,800 verifications/s); one write per tick takes them together.
    */
-  flushRequests(): Promise<void> {
+  writeDue(): void {
+    if (this.flushing || this.pending.length === 0) return;
     // The shared write runs in the service's own async context, not in that of the request that
     // happened to start it: its log lines (a failed batch of other requests' and apps' events)
     // must not carry that request's id and app.
-    this.flushing ??= this.scope.runInAsyncScope(() => this.writeQueued()).finally(() => (this.flushing = null));
-    return this.flushing;
+    const write: Promise<void> = this.scope.runInAsyncScope(() => this.writeQueued()).finally(() => {
+      if (this.flushing === write) this.flushing = null;
+    });
+    this.flushing = write;
   }
 
+  /**
+   * Writes the request events queued before the call: waits for the write in progress, then writes
+   * until they have all been taken and written. Events queued after the call are not waited for:
+   * under steady load the queue is never empty, and a flush that waited for it to be (sealing,
+   * an audit read, shutdown) would not return while the load lasted.
+   */
+  async flushRequests(): Promise<void> {
+    const target = this.queued;
+    for (;;) {
+      if (this.flushing) {
+        await this.flushing;
+        continue;
+      }
+      if (this.taken >= target) return;
+      const before = this.taken;
+      this.writeDue();
+      await this.flushing;
+      // A write that failed before taking anything would fail again: the next flush retries.
+      if (this.taken === before) return;
+    }
+  }
+
+  /** One batch, and more while a full one waits. */
   private async writeQueued(): Promise<void> {
-    while (this.pending.length) {
-      // Taken by the repository when its write starts (see insertBatch), 500 at most per write.
+    do {
+      // Taken by the repository when its write starts (see insertBatch), REQUEST_BATCH at most per write.
       let taken = 0;
       const take = () => {
-        const batch = this.pending.splice(0, 500);
+        const batch = this.pending.splice(0, REQUEST_BATCH);
         taken = batch.length;
+        this.taken += taken;
         return batch;
       };
       await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken, queued: this.pending.length }, 'audit append failed'));
-      // A write that failed before taking anything would fail again: the next flush retries.
       if (taken === 0) return;
-    }
+    } while (this.pending.length >= REQUEST_BATCH);
   }
 
   /** The HTTP server has closed: no request event can be queued any more; write what is left. */
@@ -180,7 +215,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
         this.sealAfter = apps.length === SEAL_APPS_PER_PASS ? apps[apps.length - 1] : '';
         for (const appId of apps) {
           try {
-            while (!this.stopping && (await this.sealBatch(appId)) > 0);
+            while (!this.stopping && (await this.sealBatch(appId)) >= SEAL_BATCH);
           } catch (err) {
             this.logger.warn({ err: String(err), appId }, 'audit sealing failed for this app; its later events wait');
           }
@@ -192,9 +227,14 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     return this.sealing;
   }
 
+  /**
+   * Seals the app's events written so far. A batch that is not full has sealed every row committed
+   * before it began; looping until a batch found none chased the rows written meanwhile, and under
+   * steady load ran back to back (a transaction of seven statements for a few rows each time).
+   */
   async seal(appId: string): Promise<void> {
     await this.flushRequests();
-    while ((await this.sealBatch(appId)) > 0);
+    while ((await this.sealBatch(appId)) >= SEAL_BATCH);
   }
 
   /**

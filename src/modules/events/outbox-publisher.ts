@@ -13,6 +13,12 @@ const FALLBACK_MS = 1_000;
 /** Another publisher holds the turn, or (SQLite) a transaction is open: try again this soon. */
 const BUSY_RETRY_MS = 10;
 const BATCH = 500;
+/**
+ * While commits keep nudging, rounds start at most this often (a full batch goes on at once). Each
+ * round is a transaction of four statements; under load one ran after every consume batch's
+ * commit (55 rounds a second at 2,000 verifications/s) for a dozen rows each.
+ */
+const MIN_ROUND_GAP_MS = 50;
 
 /**
  * Publication of the outbox to the event stream (issue 11 item 1).
@@ -38,6 +44,10 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
   private retry: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  /** Whether a commit nudged since the last round began (then the round need not probe for rows first). */
+  private committed = false;
+  /** When the next round may start (MIN_ROUND_GAP_MS after the last, unless it was full). */
+  private nextRoundAt = 0;
   private stopped = false;
 
   constructor(
@@ -46,7 +56,7 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
   ) {}
 
   onApplicationBootstrap(): void {
-    this.repo.onAddedCommitted(() => this.nudge());
+    this.repo.onAddedCommitted(() => this.nudge(true));
     this.timer = setInterval(() => this.nudge(), FALLBACK_MS);
     this.timer.unref();
     this.nudge();
@@ -59,9 +69,10 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
     await this.running;
   }
 
-  /** Publishes what has committed, soon; calls coalesce. */
-  nudge(): void {
+  /** Publishes what has committed, soon; calls coalesce. `committed`: a transaction that added events has committed. */
+  nudge(committed = false): void {
     if (this.stopped) return;
+    if (committed) this.committed = true;
     if (this.running) {
       this.again = true;
       return;
@@ -73,8 +84,14 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
   private async run(): Promise<void> {
     try {
       do {
+        // Commits in the meantime are published by this round (they set `again` until it starts).
+        await pause(this.nextRoundAt - performance.now());
+        if (this.stopped) return;
         this.again = false;
-        const result = await this.repo.publish(BATCH);
+        const started = performance.now();
+        const probe = !this.committed;
+        this.committed = false;
+        const result = await this.repo.publish(BATCH, probe);
         if (result === 'busy') {
           this.retry ??= setTimeout(() => {
             this.retry = null;
@@ -86,9 +103,14 @@ export class OutboxPublisher implements OnApplicationBootstrap, OnApplicationShu
           await this.pubsub.publish(OUTBOX_PUBLISHED, { head: result.head, pending: result.pending }).catch(() => undefined);
           if (result.published === BATCH) this.again = true;
         }
+        // The gap holds back rounds behind one that published a few rows; after a full one, or an
+        // empty one (the fallback tick's), the next round may start at once.
+        this.nextRoundAt = result.published > 0 && result.published < BATCH ? started + MIN_ROUND_GAP_MS : 0;
       } while (this.again && !this.stopped);
     } catch (err) {
       this.logger.warn({ err: String(err) }, 'outbox publication failed; retrying on the next tick');
     }
   }
 }
+
+const pause = (ms: number) => (ms > 0 ? new Promise<void>((resolve) => setTimeout(resolve, ms)) : Promise.resolve());

@@ -168,16 +168,20 @@ export class OutboxRepository {
    * every earlier publisher's commit: so a reader that has seen position n has seen every position
    * below n, and a row whose transaction commits late simply gets a later position. Returns 'busy' when
    * another publisher holds the turn (PostgreSQL) or a transaction is open on the connection
-   * (SQLite), so the caller tries again shortly.
+   * (SQLite), so the caller tries again shortly. `probe` (PostgreSQL): first look whether there is
+   * anything to publish, in one index probe, before opening a transaction.
    */
-  async publish(limit: number): Promise<PublishResult> {
-    return this.postgres ? this.publishPostgres(limit) : this.publishSqlite(limit);
+  async publish(limit: number, probe = true): Promise<PublishResult> {
+    return this.postgres ? this.publishPostgres(limit, probe) : this.publishSqlite(limit);
   }
 
-  private async publishPostgres(limit: number): Promise<PublishResult> {
-    // Cheap when there is nothing to do (the fallback tick): ix_outbox_unpublished is partial.
-    const any: unknown[] = await this.ds.query('SELECT 1 FROM outbox WHERE stream_seq IS NULL LIMIT 1');
-    if (any.length === 0) return { published: 0, head: 0, pending: false };
+  /** `probe`: look for an unpublished row before taking the turn (the fallback tick; after a commit there are rows). */
+  private async publishPostgres(limit: number, probe: boolean): Promise<PublishResult> {
+    if (probe) {
+      // Cheap when there is nothing to do: ix_outbox_unpublished is partial.
+      const any: unknown[] = await this.ds.query('SELECT 1 FROM outbox WHERE stream_seq IS NULL LIMIT 1');
+      if (any.length === 0) return { published: 0, head: 0, pending: false };
+    }
     return this.ds.transaction(async (m): Promise<PublishResult> => {
       const [{ locked }] = await m.query('SELECT pg_try_advisory_xact_lock($1) AS locked', [PUBLISH_LOCK]);
       if (!locked) return 'busy';
