@@ -31,7 +31,7 @@ async function ourVerdict(token: string): Promise<string> {
   }
 }
 
-/** What the code before this one answered: jose's jwtVerify with the same options, its errors mapped the same way. */
+/** jose's jwtVerify called directly with the same options, its errors mapped as verifyOwnJwt maps them. */
 async function joseVerdict(token: string): Promise<string> {
   let header: Record<string, unknown>;
   try {
@@ -117,7 +117,7 @@ describe('verifyOwnJwt', () => {
     expect(await ourVerdict(token)).toBe(expected);
   });
 
-  it('gives the verdict jose’s jwtVerify gave (the code it replaced) on every one of these tokens', async () => {
+  it('gives the verdict of jose’s jwtVerify, called directly, on every one of these tokens', async () => {
     const differ: string[] = [];
     for (const [name, token] of CASES) {
       const [mine, jose] = [await ourVerdict(token), await joseVerdict(token)];
@@ -126,7 +126,7 @@ describe('verifyOwnJwt', () => {
     expect(differ).toEqual([]);
   });
 
-  it('refuses a signature whose base64url is not the canonical one (jose took it: a second string for the same token)', async () => {
+  it('refuses a signature whose base64url is not the canonical one (jose alone takes it: a second string for the same token)', async () => {
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     // 64 bytes take 86 characters, whose last 4 bits are padding: flipping one names the same bytes.
     const other = vs.slice(0, -1) + alphabet[alphabet.indexOf(vs.at(-1)!) ^ 1];
