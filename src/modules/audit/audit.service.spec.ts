@@ -81,6 +81,28 @@ describe(AuditService.name, () => {
       expect(written.length).toBeLessThan(6);
     });
 
+    it('returns once the batches holding its events are written, while the write goes on with later full batches (overload)', async () => {
+      const { repo, written, finishWrites } = slowRepository();
+      const sut = new AuditService(repo, new Clock());
+      for (let i = 0; i < 600; i++) sut.recordRequest({ ...ctx, requestId: `req_${i}` }, '/v1/whoami', 'GET', 200);
+      sut.writeDue(); // takes the first 500
+      let returned = false;
+      const flushed = sut.flushRequests().then(() => (returned = true));
+      // More than a batch keeps arriving: the write goes on batch after batch.
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 600; i++) sut.recordRequest({ ...ctx, requestId: `late_${round}_${i}` }, '/v1/whoami', 'GET', 200);
+        finishWrites();
+        for (let j = 0; j < 5; j++) await settled();
+        if (round === 0) expect(returned, 'after the first batch only 500 of its 600 are written').toBe(false);
+      }
+      expect(returned).toBe(true);
+      await flushed;
+      expect(written.filter((e) => e.requestId!.startsWith('req_'))).toHaveLength(600);
+      // The write was still going (a full batch waiting) when the flush returned.
+      expect(written.length).toBeGreaterThan(1000);
+      finishWrites();
+    });
+
     it('returns when a write fails before taking anything (the next flush retries), instead of retrying forever', async () => {
       let calls = 0;
       const repo = { insertBatch: async () => (calls++, Promise.reject(new Error('database unavailable'))) } as unknown as AuditRepository;

@@ -51,9 +51,12 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   private readonly pending: Partial<AuditEventEntity>[] = [];
   /** The request events' write in progress. */
   private flushing: Promise<void> | null = null;
-  /** Request events queued, and taken by a write, since start (a flush waits for those queued before it). */
+  /** Request events queued, taken by a batch, and written by it (or lost and logged), since start: a flush waits for those queued before it. */
   private queued = 0;
   private taken = 0;
+  private written = 0;
+  /** The batch of the write in progress (or the last one). */
+  private batch: Promise<number> | null = null;
   private sealing: Promise<void> | null = null;
   /** The last app of the previous sealing pass, when it was full: the next pass starts after it. */
   private sealAfter = '';
@@ -134,41 +137,41 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   }
 
   /**
-   * Writes the request events queued before the call: waits for the write in progress, then writes
-   * until they have all been taken and written. Events queued after the call are not waited for:
-   * under steady load the queue is never empty, and a flush that waited for it to be (sealing,
-   * an audit read, shutdown) would not return while the load lasted.
+   * Writes the request events queued before the call: waits for the batches that take them, and
+   * starts a write if none is in progress. Events queued after the call are not waited for, nor
+   * the later batches of a write in progress: under steady load the queue is never empty, and a
+   * flush that waited for it to be (sealing, an audit read, shutdown) would not return while the
+   * load lasted.
    */
   async flushRequests(): Promise<void> {
     const target = this.queued;
-    for (;;) {
-      if (this.flushing) {
-        await this.flushing;
-        continue;
-      }
-      if (this.taken >= target) return;
-      const before = this.taken;
+    while (this.written < target) {
       this.writeDue();
-      await this.flushing;
-      // A write that failed before taking anything would fail again: the next flush retries.
-      if (this.taken === before) return;
+      // The batch in progress (a write in progress always has one): when it ends, its events are written.
+      // A batch that failed before taking anything would fail again: the next flush retries.
+      if ((await this.batch!) === 0) return;
     }
   }
 
   /** One batch, and more while a full one waits. */
   private async writeQueued(): Promise<void> {
-    do {
-      // Taken by the repository when its write starts (see insertBatch), REQUEST_BATCH at most per write.
-      let taken = 0;
-      const take = () => {
-        const batch = this.pending.splice(0, REQUEST_BATCH);
-        taken = batch.length;
-        this.taken += taken;
-        return batch;
-      };
-      await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken, queued: this.pending.length }, 'audit append failed'));
-      if (taken === 0) return;
-    } while (this.pending.length >= REQUEST_BATCH);
+    do this.batch = this.writeBatch();
+    while ((await this.batch) > 0 && this.pending.length >= REQUEST_BATCH);
+  }
+
+  /** Writes up to REQUEST_BATCH queued events; resolves to how many it took, once they are written (or lost and logged). */
+  private async writeBatch(): Promise<number> {
+    // Taken by the repository when its write starts (see insertBatch).
+    let taken = 0;
+    const take = () => {
+      const batch = this.pending.splice(0, REQUEST_BATCH);
+      taken = batch.length;
+      this.taken += taken;
+      return batch;
+    };
+    await this.repo.insertBatch(take).catch((err) => this.logger.warn({ err: String(err), lost: taken, queued: this.pending.length }, 'audit append failed'));
+    this.written += taken;
+    return taken;
   }
 
   /** The HTTP server has closed: no request event can be queued any more; write what is left. */

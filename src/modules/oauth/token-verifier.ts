@@ -53,8 +53,10 @@ export async function verifyOwnJwt(keys: KeysService, token: string, opts: Verif
   if (typeof header.kid !== 'string') throw new TokenInvalidError('invalid_signature', 'no kid');
   const key = await keys.publicKey(header.kid);
   if (!key) throw new TokenInvalidError('invalid_signature', 'unknown kid');
-  // jose reads a signature whose last character carries padding bits as the same signature: one
-  // token, several strings. Only the canonical base64url of 64 bytes (R ‖ S) is taken.
+  // jose reads a signature whose last character carries padding bits as the same signature: any
+  // holder could re-encode a token without the key. Only the canonical base64url is taken. (ECDSA
+  // itself lets (r, n − s) verify too, so a token still has two valid strings; nothing here keys
+  // on the string for anything but a cache: use and revocation go by jti.)
   const encodedSignature = token.slice(token.lastIndexOf('.') + 1);
   if (!BASE64URL.test(encodedSignature)) throw new TokenInvalidError('malformed', 'signature not base64url');
   if (Buffer.from(encodedSignature, 'base64url').toString('base64url') !== encodedSignature) throw new TokenInvalidError('invalid_signature', 'signature not canonical');
