@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -18,6 +19,7 @@ import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import { RequestContext, type RequestFields } from './common/request-context.js';
 import { ShutdownState } from './common/shutdown.js';
+import { PubSub } from './common/cache/pubsub.js';
 import { ExactValidationPipe } from './common/validation.js';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -179,6 +181,27 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
 
   await runMigrations(app.get(DataSource));
   await app.init();
+  await subscribedOrOn(app);
   await fastify.ready();
   return app;
+}
+
+/** How long boot waits for its pub/sub subscriptions (Redis down at boot: the service starts anyway, as before). */
+const SUBSCRIBE_WAIT_MS = 5_000;
+
+/**
+ * Waits until this instance hears the other instances (its Redis subscriptions confirmed), so it
+ * serves no request that a missed message would answer wrongly; with Redis unreachable it goes on
+ * after SUBSCRIBE_WAIT_MS, logged, and the subscriptions complete when Redis is back.
+ */
+async function subscribedOrOn(app: NestFastifyApplication): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), SUBSCRIBE_WAIT_MS)));
+  try {
+    if ((await Promise.race([app.get(PubSub).subscribed(), late])) === 'late') {
+      new Logger('bootstrap').warn({ waitedMs: SUBSCRIBE_WAIT_MS }, 'pub/sub subscriptions not confirmed: starting without them; other instances\' messages arrive once Redis answers');
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }

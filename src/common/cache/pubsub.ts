@@ -14,6 +14,8 @@ export abstract class PubSub {
   abstract publish(channel: string, message: Record<string, unknown>): Promise<void>;
   /** Returns a function that removes this handler. */
   abstract subscribe(channel: string, handler: PubSubHandler): () => void;
+  /** Resolves once the other instances' messages on the channels subscribed so far reach this one. */
+  async subscribed(): Promise<void> {}
   async close(): Promise<void> {}
 }
 
@@ -38,6 +40,8 @@ export class MemoryPubSub extends PubSub {
 export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
+  /** The SUBSCRIBE commands sent so far (each settles once Redis has confirmed it, or failed). */
+  private readonly subscriptions: Promise<unknown>[] = [];
   private readonly origin = randomUUID();
   private readonly logger = new Logger(RedisPubSub.name);
 
@@ -81,9 +85,18 @@ export class RedisPubSub extends PubSub {
     const off = this.local.subscribe(channel, handler);
     if (!this.channels.has(channel)) {
       this.channels.add(channel);
-      void this.subscriber.subscribe(this.prefix + channel).catch(() => undefined);
+      this.subscriptions.push(this.subscriber.subscribe(this.prefix + channel).catch(() => undefined));
     }
     return off;
+  }
+
+  /**
+   * An instance that answered before its subscriptions were in place would miss what other
+   * instances announce meanwhile: a revocation (it would serve the revoked agent until its cache
+   * expires) or a decision (a long-poll would wait its whole time). Boot waits for them.
+   */
+  override async subscribed(): Promise<void> {
+    await Promise.all(this.subscriptions);
   }
 
   /** Delivers a message to this instance's subscribers only. */
