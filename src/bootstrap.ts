@@ -191,15 +191,15 @@ const SUBSCRIBE_WAIT_MS = 5_000;
 
 /**
  * Waits until this instance hears the other instances (its Redis subscriptions confirmed), so it
- * serves no request that a missed message would answer wrongly; with Redis unreachable it goes on
- * after SUBSCRIBE_WAIT_MS, logged, and the subscriptions complete when Redis is back.
+ * serves no request that a missed message would answer wrongly. With Redis unreachable it goes on
+ * after SUBSCRIBE_WAIT_MS, logged, as it did before it waited.
  */
 async function subscribedOrOn(app: NestFastifyApplication): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), SUBSCRIBE_WAIT_MS)));
   try {
     if ((await Promise.race([app.get(PubSub).subscribed(), late])) === 'late') {
-      new Logger('bootstrap').warn({ waitedMs: SUBSCRIBE_WAIT_MS }, 'pub/sub subscriptions not confirmed: starting without them; other instances\' messages arrive once Redis answers');
+      new Logger('bootstrap').warn({ waitedMs: SUBSCRIBE_WAIT_MS }, 'pub/sub subscriptions not confirmed: starting without them (other instances\' messages may not reach this one)');
     }
   } finally {
     clearTimeout(timer);
