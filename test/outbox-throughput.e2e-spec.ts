@@ -115,7 +115,10 @@ describe('outbox background work (issue 12)', () => {
   it('a batch of events (consumed tokens) of an app without a webhookUrl is written no_endpoint: no update of their rows, no wake-up of the webhook dispatcher', async () => {
     const repo = t.app.get(OutboxRepository);
     const tenant = await createTenant(t);
-    const rx = await webhookReceiver();
+    // It answers late, so the app's events are still pending when the publisher's round runs, even
+    // if the dispatcher claimed them first (PostgreSQL: the round then skips them, and the next one,
+    // at most a second later, announces them): the announcement of pending work is then certain.
+    const rx = await webhookReceiver({ delayMs: 2_500 });
     try {
       const withUrl = await createTenant(t, undefined, { webhookUrl: rx.url });
       let woken = 0;
