@@ -59,6 +59,15 @@ describe('agent token attacks on an agent endpoint', () => {
     await expect401(tamper(token, (p) => ({ ...p, sub: 'usr_AAAAAAAAAAAAAAAAAAAAAA' })));
   });
 
+  it('refuses a genuine signature re-encoded with other padding bits (jose alone reads it as the same signature)', async () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const [h, p, sig] = token.split('.');
+    const other = sig.slice(0, -1) + alphabet[alphabet.indexOf(sig.at(-1)!) ^ 1];
+    expect(Buffer.from(other, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+    await expect401(`${h}.${p}.${other}`);
+    await expect401(`${h}.${p}.${Buffer.from(sig, 'base64url').toString('base64')}`);
+  });
+
   it('refuses an expired token', async () => {
     t.clock.advance(((claims.exp as number) - Math.floor(Date.now() / 1000) + 10) * 1000);
     try {
