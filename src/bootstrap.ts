@@ -186,7 +186,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   return app;
 }
 
-/** How long boot waits for its pub/sub subscriptions (Redis down at boot: the service starts anyway, as before). */
+/** How long boot waits for its pub/sub subscriptions (Redis down at boot: the service starts anyway and subscribes once Redis is back). */
 const SUBSCRIBE_WAIT_MS = 5_000;
 
 /**

@@ -1,5 +1,8 @@
+import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_CHANGED } from '../src/common/cache/channels.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { WebhookTargets } from '../src/modules/events/webhook-targets.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
@@ -10,8 +13,8 @@ const shared = usingPostgres() && !!process.env.TEST_REDIS_URL;
 describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
   let a: TestApp;
   let b: TestApp;
+  const prefix = `mpx-test-${randomBytes(4).toString('hex')}:`;
   beforeAll(async () => {
-    const prefix = `mpx-test-${randomBytes(4).toString('hex')}:`;
     a = await startApp({ REDIS_KEY_PREFIX: prefix });
     b = await startApp({ REDIS_KEY_PREFIX: prefix });
   });
@@ -113,4 +116,60 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     expect(results.filter((r) => r.status === 200)).toHaveLength(5);
     expect(results.filter((r) => r.status === 429)).toHaveLength(5);
   });
+
+  it('an instance booted while Redis was unreachable subscribes once Redis is back: a suspension on A reaches it', async () => {
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    const direct = new Redis(process.env.TEST_REDIS_URL!);
+    const subscribers = async () => Number(((await direct.pubsub('NUMSUB', prefix + AGENT_CHANGED)) as [string, number])[1]);
+    // C boots with every Redis command failing (it waits for its subscriptions, then starts without them).
+    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    try {
+      expect(await subscribers()).toBe(2); // A's and B's
+      await proxy.open();
+      let n = await subscribers();
+      for (const deadline = Date.now() + 10_000; n < 3 && Date.now() < deadline; n = await subscribers()) await new Promise((r) => setTimeout(r, 50));
+      expect(n).toBe(3);
+
+      const tenant = await createTenant(a);
+      const agent = await createAgent(a, tenant, await createUser(a, tenant));
+      const token = await agentToken(a, agent);
+      // C has the agent cached as active; A suspends it; only the announcement can reach C's cache.
+      await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+      await a.http.patch(`/v1/agents/${agent.id}`).set(bearer(tenant.apiKey)).send({ status: 'suspended' }).expect(200);
+      const whoamiOnC = async () => (await c.http.get('/v1/whoami').set(bearer(token))).status;
+      let status = await whoamiOnC();
+      for (const deadline = Date.now() + 1_000; status === 200 && Date.now() < deadline; status = await whoamiOnC()) await new Promise((r) => setTimeout(r, 10));
+      expect(status).toBe(401);
+    } finally {
+      await c.close();
+      await proxy.close();
+      direct.disconnect();
+    }
+  }, 60_000);
 });
+
+/** A TCP port that refuses connections until `open()`, then forwards them to `target` (Redis coming back). */
+async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined).on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  // Reserve a free port, then close it: connections to it are refused until open().
+  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+  await new Promise((resolve) => server.close(resolve));
+  return {
+    port,
+    open: () => new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve())),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

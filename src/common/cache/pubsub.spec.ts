@@ -27,3 +27,35 @@ describe(RedisPubSub.name, () => {
     expect(done).toBe(true);
   });
 });
+
+describe(`${RedisPubSub.name} after Redis was unreachable`, () => {
+  it('a SUBSCRIBE that failed is sent again when the connection is ready; one Redis confirmed is left to ioredis', async () => {
+    const handlers = new Map<string, () => void>();
+    const sent: string[] = [];
+    let reachable = false;
+    const conn = {
+      on: (event: string, handler: () => void) => (handlers.set(event, handler), conn),
+      subscribe: (channel: string) => {
+        sent.push(channel);
+        return reachable || channel === 'test:confirmed' ? Promise.resolve() : Promise.reject(new Error('Connection is closed.'));
+      },
+    };
+    let resets = 0;
+    const sut = new RedisPubSub({} as Redis, conn as unknown as Redis, 'test:', () => resets++);
+    sut.subscribe('confirmed', () => undefined);
+    sut.subscribe('agent.changed', () => undefined);
+    await sut.subscribed();
+    expect(sent).toEqual(['test:confirmed', 'test:agent.changed']);
+
+    reachable = true;
+    handlers.get('ready')!();
+    await sut.subscribed();
+    expect(sent).toEqual(['test:confirmed', 'test:agent.changed', 'test:agent.changed']);
+    expect(resets).toBe(1);
+
+    // Confirmed now: a later reconnect leaves both to ioredis's own re-subscription.
+    handlers.get('ready')!();
+    expect(sent).toHaveLength(3);
+    expect(resets).toBe(2);
+  });
+});

@@ -40,6 +40,8 @@ export class MemoryPubSub extends PubSub {
 export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
+  /** Channels Redis has confirmed; ioredis re-subscribes to these itself after a reconnect. */
+  private readonly confirmed = new Set<string>();
   /** The SUBSCRIBE commands sent so far (each settles once Redis has confirmed it, or failed). */
   private readonly subscriptions: Promise<unknown>[] = [];
   private readonly origin = randomUUID();
@@ -63,8 +65,12 @@ export class RedisPubSub extends PubSub {
         /* not ours */
       }
     });
-    // Messages sent while disconnected are lost: let subscribers drop what they cached.
-    subscriber.on('ready', onReconnect);
+    subscriber.on('ready', () => {
+      // A SUBSCRIBE that failed (Redis down at boot) is not one ioredis knows to repeat: send it again.
+      for (const channel of this.channels) if (!this.confirmed.has(channel)) this.subscriptions.push(this.sendSubscribe(channel));
+      // Messages sent while disconnected are lost: let subscribers drop what they cached.
+      onReconnect();
+    });
   }
 
   /**
@@ -85,9 +91,17 @@ export class RedisPubSub extends PubSub {
     const off = this.local.subscribe(channel, handler);
     if (!this.channels.has(channel)) {
       this.channels.add(channel);
-      this.subscriptions.push(this.subscriber.subscribe(this.prefix + channel).catch(() => undefined));
+      this.subscriptions.push(this.sendSubscribe(channel));
     }
     return off;
+  }
+
+  /** SUBSCRIBE; settles (never rejects) once Redis has confirmed it or it failed. */
+  private sendSubscribe(channel: string): Promise<void> {
+    return this.subscriber.subscribe(this.prefix + channel).then(
+      () => void this.confirmed.add(channel),
+      (err: unknown) => this.logger.warn({ channel, err: String(err) }, 'pub/sub subscription failed: sent again when Redis is back'),
+    );
   }
 
   /**
