@@ -30,7 +30,7 @@ export class RateLimitService {
   private readonly points: Partial<Record<Bucket, number>>;
 
   constructor(
-    @Inject(REDIS) redis: Redis | null,
+    @Inject(REDIS) private readonly redis: Redis | null,
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly metrics: MetricsService,
   ) {
@@ -51,11 +51,27 @@ export class RateLimitService {
   /**
    * Reads the bucket without spending (for budgets spent only on failure); throws the same 429 as
    * `consume` when nothing is left, and follows the bucket's fail-open/fail-closed rule.
+   *
+   * On Redis this is one GET of the limiter's own key (its value is the points consumed), and a PTTL
+   * only when the bucket is exhausted, for Retry-After: the library's `get` wraps GET and PTTL in
+   * MULTI/EXEC, which costs this process about ten times a plain GET (measured: 40-60 µs against
+   * 5 µs of CPU), and `/oauth/token` checks a bucket on every request.
    */
-  async check(bucket: Bucket, key: string, limit: number = this.limitOf(bucket)): Promise<Spent | null> {
-    const res = await this.storeOrFail(bucket, () => this.limiters.get(bucket)!.get(key));
-    if (!res) return { limit, remaining: limit, resetSeconds: BUCKETS[bucket].duration };
-    return this.verdict(bucket, res, limit, res.consumedPoints >= limit);
+  async check(bucket: Bucket, key: string, limit: number = this.limitOf(bucket)): Promise<void> {
+    const limiter = this.limiters.get(bucket)!;
+    const redis = this.redis;
+    if (!redis) {
+      const res = await this.storeOrFail(bucket, () => limiter.get(key));
+      if (res) this.verdict(bucket, res, limit, res.consumedPoints >= limit);
+      return;
+    }
+    const rlKey = limiter.getKey(key);
+    const consumed = await this.reachable(bucket, async () => Number(await redis.get(rlKey)));
+    if (consumed === null || consumed < limit) return;
+    const ttl = await this.reachable(bucket, () => redis.pttl(rlKey));
+    if (ttl === null || ttl === -2) return; // the window ended in between: the budget is whole again
+    const res = new RateLimiterRes(0, ttl < 0 ? BUCKETS[bucket].duration * 1000 : ttl, consumed);
+    this.verdict(bucket, res, limit, true);
   }
 
   /**
@@ -70,15 +86,21 @@ export class RateLimitService {
     return this.points[bucket] ?? BUCKETS[bucket].points;
   }
 
-  /**
-   * The store's answer (an exhausted bucket rejects with a RateLimiterRes: that is an answer too), or
-   * null when the store is unreachable and the bucket fails open; a fail-closed bucket throws 503.
-   */
-  private async storeOrFail(bucket: Bucket, call: () => Promise<RateLimiterRes | null>): Promise<RateLimiterRes | null> {
+  /** The store's answer: an exhausted bucket rejects with a RateLimiterRes, which is an answer too. */
+  private storeOrFail(bucket: Bucket, call: () => Promise<RateLimiterRes | null>): Promise<RateLimiterRes | null> {
+    return this.reachable(bucket, () =>
+      call().catch((err: unknown) => {
+        if (err instanceof RateLimiterRes) return err;
+        throw err;
+      }),
+    );
+  }
+
+  /** The call's result, or null when the store is unreachable and the bucket fails open; a fail-closed bucket throws 503. */
+  private async reachable<T>(bucket: Bucket, call: () => Promise<T>): Promise<T | null> {
     try {
       return await call();
     } catch (err) {
-      if (err instanceof RateLimiterRes) return err;
       if (BUCKETS[bucket].failClosed) {
         throw new AppError('service_unavailable', 'rate limiting is unavailable; try again shortly', { cause: err, headers: { 'Retry-After': '5' } });
       }
