@@ -49,6 +49,12 @@ export interface LoadResult {
   exhausted: boolean;
   /** Verify: tokens sent (each once); those still in flight when the round stopped have no answer. */
   tokensSent: number;
+  /**
+   * CPU time the server process used per success, in µs: from the start of the load until the
+   * server was idle again (its background work included), set by the bench runner. A figure
+   * that a busy neighbour on the machine moves far less than req/s.
+   */
+  cpuUsPerOk?: number;
 }
 
 function succeeded(expect: Expect, body: string, reasons: Record<string, number>): boolean {

@@ -18,7 +18,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDb, postgresAndRedisReachable, Sql, type BenchDb } from './lib/db.js';
 import { BENCH_DIST, parseOptions, REPO_ROOT, type BenchOptions, type DbKind, type PathName } from './lib/options.js';
-import { installCleanup, settle } from './lib/procs.js';
+import { cpuTicks, installCleanup, settle, TICKS_PER_S } from './lib/procs.js';
 import { buildService, commitOf, load, log, seedTokens, stamp, VERIFY_REQUEST } from './lib/support.js';
 import { markdownTable, type DbReport, type PathResults, type TargetName } from './lib/report.js';
 import { agentToken, BENCH_SCOPE } from './lib/service.js';
@@ -116,6 +116,15 @@ class DbBench {
     return res.files;
   }
 
+  /** The processes serving target `t` on `path`. */
+  private pids(t: TargetName, path: PathName): number[] {
+    const named = (name: string) => this.fleet.procs.filter((p) => p.name === name).map((p) => p.pid);
+    if (t === 'service') return [this.fleet.services[0].proc.pid];
+    if (t === 'service2') return this.fleet.services.map((s) => s.proc.pid);
+    if (t === 'floor') return named('floor');
+    return named(path === 'whoami' ? 'peer-nest' : 'peer-oidc');
+  }
+
   private async settle(): Promise<void> {
     const s = await settle(this.fleet.procs.map((p) => p.pid));
     if (!s.settled) log(`    (servers still busy after ${Math.round(s.ms / 1000)} s; going on)`);
@@ -126,6 +135,9 @@ class DbBench {
     if (path === 'whoami') this.whoamiToken = await agentToken(this.fleet.services[0].base, this.fleet.agents[0]);
     const seeds = path === 'verify' && t !== 'peer' ? await this.seed(t, t === 'service2' ? 2 : 1) : [];
     if (seeds.length) await this.settle();
+    const pids = this.pids(t, path);
+    const ticks = () => pids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
+    const ticksBefore = ticks();
     let result: LoadResult;
     if (t === 'service2') {
       const half = Math.max(1, Math.floor(this.o.connections / 2));
@@ -135,11 +147,13 @@ class DbBench {
     } else {
       result = await load(await this.request(path, t, 0, this.o.connections, seconds, seeds[0]));
     }
+    // CPU until the server is idle again: work it deferred (audit, outbox) belongs to this load.
+    await this.settle();
+    if (result.ok > 0) result.cpuUsPerOk = ((ticks() - ticksBefore) / TICKS_PER_S) * 1e6 / result.ok;
     if (record) (r.rounds[t] ??= []).push(result);
     if (path === 'verify') this.bestVerify.set(t, Math.max(this.bestVerify.get(t) ?? 0, result.okPerSec));
     const fails = result.non2xx + result.errors + result.timeouts + result.invalid;
-    log(`    ${Math.round(result.okPerSec).toLocaleString('en-US')} ok/s, p50 ${result.p50} ms, p99 ${result.p99} ms` + (fails ? `, ${result.non2xx} non-2xx ${JSON.stringify(result.statuses)} / ${result.errors + result.timeouts} errors / ${result.invalid} invalid ${JSON.stringify(result.reasons)}` : '') + (result.exhausted ? ' (tokens ran out)' : ''));
-    await this.settle();
+    log(`    ${Math.round(result.okPerSec).toLocaleString('en-US')} ok/s, p50 ${result.p50} ms, p99 ${result.p99} ms, ${result.cpuUsPerOk === undefined ? '–' : Math.round(result.cpuUsPerOk)} µs CPU per success` + (fails ? `, ${result.non2xx} non-2xx ${JSON.stringify(result.statuses)} / ${result.errors + result.timeouts} errors / ${result.invalid} invalid ${JSON.stringify(result.reasons)}` : '') + (result.exhausted ? ' (tokens ran out)' : ''));
   }
 
   async run(): Promise<PathResults[]> {
@@ -197,6 +211,7 @@ function header(o: BenchOptions, when: Date, loadBefore: number[]): string {
     `Node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${when.toISOString()}; load average before ${la(loadBefore)}, after ${la(loadavg())} (anything else running on the machine shows here)`,
     '',
     'req/s counts successes only (a 2xx with an access token, a whoami answer, `{"valid":true}`, `"active":true`), median of the rounds; p50/p99 are medians of the rounds\' percentiles; failures are summed over the rounds.',
+    'CPU per success: the server process\'s CPU time (user + system, all its threads) from the start of a round until it is idle again (deferred work such as audit and outbox writes included), divided by its successes, median of the rounds; the database\'s and Redis\'s own CPU is not in it. A busy neighbour on the machine moves this figure far less than req/s.',
     'Floor: `node:http` + jose + the same database doing the same work (bench/servers/floor.ts); the floor issues tokens without an audit row, as the issue defines it. Verify peer: oidc-provider introspection of opaque tokens in memory, not single use, not durable, not audited (an upper reference).',
   ].join('\n');
 }

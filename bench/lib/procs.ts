@@ -122,7 +122,8 @@ export async function waitForHttp(url: string, p: Started, timeoutMs = 60_000): 
 }
 
 /** CPU time (user + system, clock ticks) a process has used so far; 0 when it is gone. */
-function cpuTicks(pid: number): number {
+/** CPU time (user + system, all threads) a process has used, in clock ticks (1/100 s); 0 if unreadable. */
+export function cpuTicks(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -137,9 +138,10 @@ function cpuTicks(pid: number): number {
  * second): background work a server left behind (sealing, dispatching, GC) is not billed to the
  * next measurement. Gives up after `timeoutMs` and says so.
  */
+export const TICKS_PER_S = 100;
+
 export async function settle(pids: number[], timeoutMs = 20_000, maxCores = 0.08): Promise<{ ms: number; settled: boolean }> {
   const start = Date.now();
-  const TICKS_PER_S = 100;
   let before = pids.reduce((s, pid) => s + cpuTicks(pid), 0);
   while (Date.now() - start < timeoutMs) {
     await sleep(1_000);

@@ -52,15 +52,17 @@ export function median(xs: number[]): number {
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
 const ms = (n: number) => (Number.isFinite(n) ? `${n} ms` : '–');
+const us = (n: number) => (Number.isFinite(n) ? `${Math.round(n)} µs` : '–');
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '–');
 
-export function summarize(rs: LoadResult[] | undefined): { rate: number; p50: number; p99: number; failures: string; exhausted: boolean } {
-  if (!rs?.length) return { rate: NaN, p50: NaN, p99: NaN, failures: '–', exhausted: false };
+export function summarize(rs: LoadResult[] | undefined): { rate: number; p50: number; p99: number; cpu: number; failures: string; exhausted: boolean } {
+  if (!rs?.length) return { rate: NaN, p50: NaN, p99: NaN, cpu: NaN, failures: '–', exhausted: false };
   const sum = (f: (r: LoadResult) => number) => rs.reduce((s, r) => s + f(r), 0);
   return {
     rate: median(rs.map((r) => r.okPerSec)),
     p50: median(rs.map((r) => r.p50)),
     p99: median(rs.map((r) => r.p99)),
+    cpu: median(rs.map((r) => r.cpuUsPerOk ?? NaN).filter(Number.isFinite)),
     failures: `${sum((r) => r.non2xx)} / ${sum((r) => r.errors + r.timeouts)} / ${sum((r) => r.invalid)}`,
     exhausted: rs.some((r) => r.exhausted),
   };
@@ -74,14 +76,14 @@ export function reasonsOf(rs: LoadResult[] | undefined): string {
 
 export function markdownTable(r: DbReport): string {
   const lines = [
-    '| path | mfa-proxy req/s | p50 | p99 | non-2xx / errors / invalid | floor req/s | floor p99 | ratio | peer req/s | peer p99 | ratio | peer |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| path | mfa-proxy req/s | p50 | p99 | CPU per success | non-2xx / errors / invalid | floor req/s | floor p99 | floor CPU | ratio | peer req/s | peer p99 | peer CPU | ratio | peer |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   for (const p of r.paths) {
     const s = summarize(p.rounds.service);
     const f = summarize(p.rounds.floor);
     const q = summarize(p.rounds.peer);
-    lines.push(`| ${PATH_TITLES[p.path].title} | ${fmt(s.rate)}${s.exhausted ? ' (tokens ran out)' : ''} | ${ms(s.p50)} | ${ms(s.p99)} | ${s.failures} | ${fmt(f.rate)} | ${ms(f.p99)} | ${ratio(s.rate, f.rate)} | ${fmt(q.rate)} | ${ms(q.p99)} | ${ratio(s.rate, q.rate)} | ${PATH_TITLES[p.path].peer} |`);
+    lines.push(`| ${PATH_TITLES[p.path].title} | ${fmt(s.rate)}${s.exhausted ? ' (tokens ran out)' : ''} | ${ms(s.p50)} | ${ms(s.p99)} | ${us(s.cpu)} | ${s.failures} | ${fmt(f.rate)} | ${ms(f.p99)} | ${us(f.cpu)} | ${ratio(s.rate, f.rate)} | ${fmt(q.rate)} | ${ms(q.p99)} | ${us(q.cpu)} | ${ratio(s.rate, q.rate)} | ${PATH_TITLES[p.path].peer} |`);
   }
   const out = [lines.join('\n')];
   if (r.instances === 2) {
