@@ -262,19 +262,20 @@ export class OutboxRepository {
   // --- Webhook delivery ------------------------------------------------------------------
 
   /**
-   * Apps with a delivery due now and not claimed: a skip scan of ix_outbox_pending_app (one index
-   * probe per app with pending rows, however long its backlog), each checked by one more probe
-   * for a due, unclaimed row. Scalar subqueries, so PostgreSQL cannot turn them into a scan of
-   * every due row; the probe is ordered as the index is, or PostgreSQL may read it with a scan of
-   * the table or of ix_outbox_due (seen reading 25,000 rows per probe at a backlog of 10,000).
+   * Apps with a delivery due now and not claimed, in app-id order after `after` ('' = from the
+   * first; see DueAppsWindow): a skip scan of ix_outbox_pending_app (one index probe per app with
+   * pending rows, however long its backlog), each checked by one more probe for a due, unclaimed
+   * row. Scalar subqueries, so PostgreSQL cannot turn them into a scan of every due row; the probe
+   * is ordered as the index is, or PostgreSQL may read it with a scan of the table or of
+   * ix_outbox_due (seen reading 25,000 rows per probe at a backlog of 10,000).
    */
-  async appsWithDue(now: number, limit: number): Promise<string[]> {
-    const [n1, n2, l] = this.postgres ? ['$1', '$1', '$2'] : ['?', '?', '?'];
+  async appsWithDue(now: number, limit: number, after = ''): Promise<string[]> {
+    const [a, n1, n2, l] = this.postgres ? ['$1', '$2', '$2', '$3'] : ['?', '?', '?', '?'];
     // SQLite without ANALYZE statistics would pick ix_outbox_due and sort every pending row per step.
     const index = this.postgres ? '' : 'INDEXED BY ix_outbox_pending_app';
     const rows: { app_id: string }[] = await this.ds.query(
       `WITH RECURSIVE a(app_id) AS (
-         SELECT (SELECT app_id FROM outbox ${index} WHERE delivery_status = 'pending' ORDER BY app_id LIMIT 1)
+         SELECT (SELECT app_id FROM outbox ${index} WHERE delivery_status = 'pending' AND app_id > ${a} ORDER BY app_id LIMIT 1)
          UNION ALL
          SELECT (SELECT o.app_id FROM outbox o ${index} WHERE o.delivery_status = 'pending' AND o.app_id > a.app_id ORDER BY o.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL
        )
@@ -282,7 +283,7 @@ export class OutboxRepository {
        WHERE app_id IS NOT NULL
          AND (SELECT x.id FROM outbox x ${index} WHERE x.delivery_status = 'pending' AND x.app_id = a.app_id AND x.next_attempt_at <= ${n1} AND (x.claimed_until IS NULL OR x.claimed_until < ${n2}) ORDER BY x.next_attempt_at, x.id LIMIT 1) IS NOT NULL
        LIMIT ${l}`,
-      this.postgres ? [now, limit] : [now, now, limit],
+      this.postgres ? [after, now, limit] : [after, now, now, limit],
     );
     return rows.map((r) => r.app_id);
   }

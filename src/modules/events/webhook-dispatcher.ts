@@ -14,6 +14,7 @@ import { OutboxService } from './outbox.service.js';
 import { failedAttempt } from './retry.js';
 import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
+import { DueAppsWindow } from './due-apps-window.js';
 import { WebhookTargets, type WebhookTarget } from './webhook-targets.js';
 
 /** Fallback poll: retries coming due, and commits this process was not told about. */
@@ -49,7 +50,7 @@ const MAX_QUEUED = MAX_IN_FLIGHT;
 const CLAIM_AHEAD_MS = 1_000;
 /** Claimed time beyond the delivery timeout (resolving the host, recording the outcome). */
 const CLAIM_MARGIN_MS = 5_000;
-/** Apps considered per claim (round robin beyond that). */
+/** Apps considered per claim (beyond that, the next claim looks at the next ones: DueAppsWindow). */
 const APPS_PER_CLAIM = 1_000;
 /** Rows of one app without a webhookUrl finished as no_endpoint per round. */
 const NO_ENDPOINT_BATCH = 1_000;
@@ -104,6 +105,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private readonly aborter = new AbortController();
   /** The app served last by the previous claim: the next one starts after it. */
   private lastServed = '';
+  /** Which apps with due deliveries a claim looks at, when there are more than APPS_PER_CLAIM. */
+  private readonly dueApps = new DueAppsWindow();
   /** Outcomes not yet recorded (their rows stay claimed by this instance until they are). */
   private readonly outcomes: DeliveryOutcome[] = [];
   private recording: Promise<void> | null = null;
@@ -177,14 +180,15 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private async claimAndStart(): Promise<void> {
     const now = this.clock.now();
     this.dropStale(now);
-    const due = await this.repo.appsWithDue(now, APPS_PER_CLAIM);
+    const due = await this.dueApps.next(APPS_PER_CLAIM, (after, limit) => this.repo.appsWithDue(now, limit, after));
     if (due.length === 0) return;
+    const dueSet = new Set(due);
     const targets = await this.targetsOf(due);
 
     // Apps without a webhookUrl: their due rows are finished in bulk, as of the target's reading
     // (rows due later wait for the next reading), skipping apps already drained as of that reading.
-    for (const appId of this.drained.keys()) if (!due.includes(appId)) this.drained.delete(appId);
-    for (const appId of this.pace.keys()) if (!due.includes(appId) && !this.perApp.has(appId)) this.pace.delete(appId);
+    for (const appId of this.drained.keys()) if (!dueSet.has(appId)) this.drained.delete(appId);
+    for (const appId of this.pace.keys()) if (!dueSet.has(appId) && !this.perApp.has(appId)) this.pace.delete(appId);
     const none = due.filter((appId) => targets.get(appId)?.target === null && this.drained.get(appId) !== targets.get(appId)!.readAt);
     if (none.length > 0) {
       const finished = await this.repo.finishWithoutEndpoint(none.map((appId) => ({ appId, k: NO_ENDPOINT_BATCH, dueBy: targets.get(appId)!.readAt })), now);
