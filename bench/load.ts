@@ -30,7 +30,14 @@ export interface LoadRequest {
 }
 
 export interface LoadResult {
+  /**
+   * autocannon's `requests.sent`. With a fixed rate it counts `rate` requests per connection at
+   * start that it never sends (lib/run.js), so it exceeds the requests answered by connections × rate
+   * per run: compare successes with `answered`.
+   */
   sent: number;
+  /** Requests that got an answer (any status). */
+  answered: number;
   ok: number;
   non2xx: number;
   errors: number;
@@ -129,6 +136,7 @@ async function load(req: LoadRequest): Promise<LoadResult> {
   const seconds = result.duration;
   return {
     sent: result.requests.sent,
+    answered: result.requests.total,
     ok,
     non2xx: result.non2xx,
     errors: result.errors,

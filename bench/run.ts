@@ -50,7 +50,7 @@ function combine(a: LoadResult, b: LoadResult): LoadResult {
   const reasons = merge(a.reasons, b.reasons);
   const statuses = merge(a.statuses, b.statuses);
   return {
-    sent: a.sent + b.sent, ok: a.ok + b.ok, non2xx: a.non2xx + b.non2xx, errors: a.errors + b.errors, timeouts: a.timeouts + b.timeouts,
+    sent: a.sent + b.sent, answered: a.answered + b.answered, ok: a.ok + b.ok, non2xx: a.non2xx + b.non2xx, errors: a.errors + b.errors, timeouts: a.timeouts + b.timeouts,
     invalid: a.invalid + b.invalid, statuses, reasons, seconds: Math.max(a.seconds, b.seconds), okPerSec: a.okPerSec + b.okPerSec,
     p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), exhausted: a.exhausted || b.exhausted, tokensSent: a.tokensSent + b.tokensSent,
   };

@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       `Service: \`${serviceDir}\` at ${commitOf(serviceDir)}; Node ${process.version}, ${cpus().length} CPUs, ${when.toISOString()}, load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
       '',
       `Verify: ${fmt(sum(verifyResults, (r) => r.ok))} valid of ${fmt(sum(verifyResults, (r) => r.tokensSent))} tokens sent (${fmt(sum(verifyResults, (r) => r.non2xx))} non-2xx, ${fmt(sum(verifyResults, (r) => r.errors + r.timeouts))} errors, ${fmt(sum(verifyResults, (r) => r.invalid))} invalid), ` +
-        `whoami: ${fmt(sum(whoamiResults, (r) => r.ok))} of ${fmt(sum(whoamiResults, (r) => r.sent))}. Webhooks received: ${fmt(last.received)}.`,
+        `whoami: ${fmt(sum(whoamiResults, (r) => r.ok))} successes of ${fmt(sum(whoamiResults, (r) => r.answered))} answered (${fmt(sum(whoamiResults, (r) => r.non2xx))} non-2xx, ${fmt(sum(whoamiResults, (r) => r.errors))} errors, ${fmt(sum(whoamiResults, (r) => r.timeouts))} timeouts). Webhooks received: ${fmt(last.received)}.`,
       `Trend (least squares over the samples): outbox pending ${pendingSlope >= 0 ? '+' : ''}${fmt(pendingSlope)} rows/min, audit unsealed ${unsealedSlope >= 0 ? '+' : ''}${fmt(unsealedSlope)} rows/min; at the end ${fmt(samples.at(-1)?.pending ?? 0)} pending, ${fmt(samples.at(-1)?.unsealed ?? 0)} unsealed.`,
       'Tokens are seeded one segment ahead by a separate process while the load runs (its CPU is part of the machine\'s load, as a real mint path would be).',
       '',
