@@ -211,7 +211,7 @@ function header(o: BenchOptions, when: Date, loadBefore: number[]): string {
     `Node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${when.toISOString()}; load average before ${la(loadBefore)}, after ${la(loadavg())} (anything else running on the machine shows here)`,
     '',
     'req/s counts successes only (a 2xx with an access token, a whoami answer, `{"valid":true}`, `"active":true`), median of the rounds; p50/p99 are medians of the rounds\' percentiles; failures are summed over the rounds.',
-    'CPU per success: the server process\'s CPU time (user + system, all its threads) from the start of a round until it is idle again (deferred work such as audit and outbox writes included), divided by its successes, median of the rounds; the database\'s and Redis\'s own CPU is not in it. A busy neighbour on the machine moves this figure far less than req/s.',
+    'CPU per success: the server process\'s CPU time (user + system, all its threads) from the start of a round until it is idle again (deferred work such as audit and outbox writes included; the idle second that shows it is idle adds almost nothing), divided by its successes, median of the rounds; the database\'s and Redis\'s own CPU is not in it. It moves less than req/s with a busy neighbour on the machine, but it moves too (seen here: 182 to 510 µs for the same server within minutes).',
     'Floor: `node:http` + jose + the same database doing the same work (bench/servers/floor.ts); the floor issues tokens without an audit row, as the issue defines it. Verify peer: oidc-provider introspection of opaque tokens in memory, not single use, not durable, not audited (an upper reference).',
   ].join('\n');
 }

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_CHANGED } from '../src/common/cache/channels.js';
+import { RedisPubSub } from '../src/common/cache/pubsub.js';
+import { createRedis } from '../src/common/redis.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { WebhookTargets } from '../src/modules/events/webhook-targets.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
@@ -140,6 +142,7 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       let status = await whoamiOnC();
       for (const deadline = Date.now() + 1_000; status === 200 && Date.now() < deadline; status = await whoamiOnC()) await new Promise((r) => setTimeout(r, 10));
       expect(status).toBe(401);
+
     } finally {
       await c.close();
       await proxy.close();
@@ -148,16 +151,72 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
   }, 60_000);
 });
 
-/** A TCP port that refuses connections until `open()`, then forwards them to `target` (Redis coming back). */
-async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; close(): Promise<void> }> {
+describe.runIf(shared)('pub/sub when Redis flaps', () => {
+  it('a reconnect cut off as it re-subscribes, then refused for 1.5 s: the channel is subscribed again, and nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    await proxy.open();
+    const prefix = `mpx-flap-${randomBytes(4).toString('hex')}:`;
+    const config = { redis: { url: `redis://127.0.0.1:${proxy.port}`, keyPrefix: prefix } } as Parameters<typeof createRedis>[0];
+    const sub = createRedis(config, 'subscriber')!;
+    const direct = new Redis(process.env.TEST_REDIS_URL!);
+    const heard: unknown[] = [];
+    const pubsub = new RedisPubSub(direct, sub, prefix, () => undefined);
+    try {
+      pubsub.subscribe('token.revoked', (m) => void heard.push(m));
+      await pubsub.subscribed();
+      const subscribers = async () => Number(((await direct.pubsub('NUMSUB', `${prefix}token.revoked`)) as [string, number])[1]);
+      expect(await subscribers()).toBe(1);
+      proxy.flap();
+      let n = await subscribers();
+      for (const deadline = Date.now() + 2_000; n > 0 && Date.now() < deadline; n = await subscribers()) await new Promise((r) => setTimeout(r, 20));
+      expect(n).toBe(0);
+      for (const deadline = Date.now() + 10_000; n < 1 && Date.now() < deadline; n = await subscribers()) await new Promise((r) => setTimeout(r, 50));
+      expect(n).toBe(1);
+      await direct.publish(`${prefix}token.revoked`, JSON.stringify({ from: 'another-instance', message: { jti: 'j1' } }));
+      await expect.poll(() => heard, { timeout: 2_000 }).toEqual([{ jti: 'j1' }]);
+      // Long enough for a re-subscription that failed unhandled to have surfaced.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      sub.disconnect();
+      direct.disconnect();
+      await proxy.close();
+    }
+  }, 30_000);
+});
+
+/**
+ * A TCP port that refuses connections until `open()`, then forwards them to `target` (Redis coming
+ * back). `flap()` cuts every connection now, and the next connection that sends a SUBSCRIBE is cut
+ * as it does, with the port refusing connections for 1.5 s after that (Redis flapping).
+ */
+async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; flap(): void; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  let cutOnSubscribe = false;
+  const cutAll = () => {
+    for (const s of sockets) s.destroy();
+  };
   const server = createServer((client) => {
     const upstream = connect(Number(target.port || 6379), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('error', () => undefined).on('close', () => sockets.delete(s));
     }
-    client.pipe(upstream).pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      if (cutOnSubscribe && /\$9\r\nsubscribe\r\n/i.test(chunk.toString('latin1'))) {
+        cutOnSubscribe = false;
+        server.close();
+        cutAll();
+        setTimeout(() => server.listen(port, '127.0.0.1'), 1_500);
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -167,9 +226,13 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
   return {
     port,
     open: () => new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve())),
+    flap: () => {
+      cutOnSubscribe = true;
+      cutAll();
+    },
     close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      cutAll();
+      await new Promise((resolve) => server.close(() => resolve(undefined)));
     },
   };
 }

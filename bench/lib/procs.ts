@@ -121,7 +121,6 @@ export async function waitForHttp(url: string, p: Started, timeoutMs = 60_000): 
   }
 }
 
-/** CPU time (user + system, clock ticks) a process has used so far; 0 when it is gone. */
 /** CPU time (user + system, all threads) a process has used, in clock ticks (1/100 s); 0 if unreadable. */
 export function cpuTicks(pid: number): number {
   try {
@@ -133,13 +132,14 @@ export function cpuTicks(pid: number): number {
   }
 }
 
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ). */
+export const TICKS_PER_S = 100;
+
 /**
  * Waits until the given processes are quiet (together under `maxCores` × one core for a whole
  * second): background work a server left behind (sealing, dispatching, GC) is not billed to the
  * next measurement. Gives up after `timeoutMs` and says so.
  */
-export const TICKS_PER_S = 100;
-
 export async function settle(pids: number[], timeoutMs = 20_000, maxCores = 0.08): Promise<{ ms: number; settled: boolean }> {
   const start = Date.now();
   let before = pids.reduce((s, pid) => s + cpuTicks(pid), 0);

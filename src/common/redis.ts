@@ -15,6 +15,11 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
     // Commands issued in one event-loop turn (every request's rate-limit check, replay claims) go
     // to Redis as one pipeline: one write and one read for many requests. Not for the subscriber.
     enableAutoPipelining: role === 'commands',
+    // The subscriber's channels are subscribed again by RedisPubSub on every 'ready'. ioredis's own
+    // re-SUBSCRIBE after a reconnect is an unhandled promise: if the connection drops again before
+    // Redis answers it, it rejects with nothing to catch it (the process dies) and the channel is
+    // forgotten.
+    autoResubscribe: role !== 'subscriber',
   });
   client.on('error', () => undefined); // reported through readiness and by the callers that fail
   return client;

@@ -40,8 +40,6 @@ export class MemoryPubSub extends PubSub {
 export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
-  /** Channels Redis has confirmed; ioredis re-subscribes to these itself after a reconnect. */
-  private readonly confirmed = new Set<string>();
   /** The SUBSCRIBE commands sent so far (each settles once Redis has confirmed it, or failed). */
   private readonly subscriptions: Promise<unknown>[] = [];
   private readonly origin = randomUUID();
@@ -66,8 +64,10 @@ export class RedisPubSub extends PubSub {
       }
     });
     subscriber.on('ready', () => {
-      // A SUBSCRIBE that failed (Redis down at boot) is not one ioredis knows to repeat: send it again.
-      for (const channel of this.channels) if (!this.confirmed.has(channel)) this.subscriptions.push(this.sendSubscribe(channel));
+      // Every channel again, on every connection (the subscriber is created without ioredis's own
+      // re-subscription, see createRedis): one that failed before (Redis down at boot, or a
+      // connection dropped before Redis answered) is subscribed now. SUBSCRIBE is idempotent.
+      if (this.channels.size > 0) this.subscriptions.splice(0, this.subscriptions.length, ...[...this.channels].map((c) => this.sendSubscribe(c)));
       // Messages sent while disconnected are lost: let subscribers drop what they cached.
       onReconnect();
     });
@@ -99,7 +99,7 @@ export class RedisPubSub extends PubSub {
   /** SUBSCRIBE; settles (never rejects) once Redis has confirmed it or it failed. */
   private sendSubscribe(channel: string): Promise<void> {
     return this.subscriber.subscribe(this.prefix + channel).then(
-      () => void this.confirmed.add(channel),
+      () => undefined,
       (err: unknown) => this.logger.warn({ channel, err: String(err) }, 'pub/sub subscription failed: sent again when Redis is back'),
     );
   }

@@ -14,7 +14,6 @@ import { OutboxService } from './outbox.service.js';
 import { failedAttempt } from './retry.js';
 import { postOutbound } from './outbound-http.js';
 import { signWebhook } from './webhook-signature.js';
-import { DueAppsWindow } from './due-apps-window.js';
 import { WebhookTargets, type WebhookTarget } from './webhook-targets.js';
 
 /** Fallback poll: retries coming due, and commits this process was not told about. */
@@ -50,7 +49,7 @@ const MAX_QUEUED = MAX_IN_FLIGHT;
 const CLAIM_AHEAD_MS = 1_000;
 /** Claimed time beyond the delivery timeout (resolving the host, recording the outcome). */
 const CLAIM_MARGIN_MS = 5_000;
-/** Apps considered per claim (beyond that, the next claim looks at the next ones: DueAppsWindow). */
+/** Apps considered per claim (beyond that, a claim looks at those after the app served last: dueApps). */
 const APPS_PER_CLAIM = 1_000;
 /** Rows of one app without a webhookUrl finished as no_endpoint per round. */
 const NO_ENDPOINT_BATCH = 1_000;
@@ -105,8 +104,6 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private readonly aborter = new AbortController();
   /** The app served last by the previous claim: the next one starts after it. */
   private lastServed = '';
-  /** Which apps with due deliveries a claim looks at, when there are more than APPS_PER_CLAIM. */
-  private readonly dueApps = new DueAppsWindow();
   /** Outcomes not yet recorded (their rows stay claimed by this instance until they are). */
   private readonly outcomes: DeliveryOutcome[] = [];
   private recording: Promise<void> | null = null;
@@ -180,7 +177,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private async claimAndStart(): Promise<void> {
     const now = this.clock.now();
     this.dropStale(now);
-    const due = await this.dueApps.next(APPS_PER_CLAIM, (after, limit) => this.repo.appsWithDue(now, limit, after));
+    const { apps: due, rotated } = await this.dueApps(now);
     if (due.length === 0) return;
     const dueSet = new Set(due);
     const targets = await this.targetsOf(due);
@@ -198,8 +195,10 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       }
     }
 
-    // Slots free now, and room to claim ahead of them.
-    let capacity = MAX_IN_FLIGHT - this.inFlight.size - this.queuedCount;
+    // Slots free now (less those the queued rows that could start now will take; rows queued
+    // behind their app's own full slots take none, or a few busy apps would hold every slot and
+    // no other app would get one), and room to claim ahead of them.
+    let capacity = MAX_IN_FLIGHT - this.inFlight.size - this.startableQueued();
     let ahead = MAX_QUEUED - Math.max(0, this.queuedCount - (MAX_IN_FLIGHT - this.inFlight.size));
     if (capacity <= 0 && ahead <= 0) {
       this.crowded = true;
@@ -208,9 +207,12 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     const pending = due.filter((appId) => targets.get(appId)?.target && this.held(appId) < WEBHOOK_PER_APP_CONCURRENCY + this.depthOf(appId, now));
     if (pending.length === 0) return;
     // Round robin: start after the app served last, so with more apps than capacity each gets its turn.
-    const from = pending.findIndex((appId) => appId > this.lastServed);
+    const from = rotated ? 0 : pending.findIndex((appId) => appId > this.lastServed);
     const order = from <= 0 ? pending : [...pending.slice(from), ...pending.slice(0, from)];
     const wants: { appId: string; k: number }[] = [];
+    // The last app given slots of its own: apps given only rows to hold ahead (those served lately
+    // have a pace, new ones none) do not move the round robin, or it would go back to them.
+    let lastTurn: string | null = null;
     for (const appId of order) {
       if (capacity <= 0 && ahead <= 0) break;
       const held = this.held(appId);
@@ -220,16 +222,32 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       const queue = Math.max(0, Math.min(WEBHOOK_PER_APP_CONCURRENCY + depth - held - startNow, depth, ahead));
       if (startNow + queue <= 0) continue;
       wants.push({ appId, k: startNow + queue });
+      if (startNow > 0) lastTurn = appId;
       capacity -= startNow;
       ahead -= queue;
     }
     // Apps left without their share for want of room: refill as soon as slots free up.
     this.crowded = capacity <= 0 && wants.length < pending.length;
     if (wants.length === 0) return;
-    this.lastServed = wants[wants.length - 1].appId;
+    if (lastTurn !== null) this.lastServed = lastTurn;
     const rows = await this.repo.claim(wants, now, now + this.config.webhooks.timeoutMs + CLAIM_MARGIN_MS + CLAIM_AHEAD_MS, this.instanceId);
     for (const row of rows) this.enqueue(row, targets.get(row.appId)!.target!);
     this.pumpAll();
+  }
+
+  /**
+   * The apps with deliveries due that this claim looks at. Usually all of them, in code-unit order
+   * (the round robin below compares app ids in JavaScript, whatever the database's collation).
+   * With APPS_PER_CLAIM or more, those after the app served last, then from the first app: the
+   * round robin moves past the apps it served, not past apps left waiting for want of room
+   * (a claim of an instance that is full serves none, and the next one starts at the same place).
+   */
+  private async dueApps(now: number): Promise<{ apps: string[]; rotated: boolean }> {
+    const first = await this.repo.appsWithDue(now, APPS_PER_CLAIM);
+    if (first.length < APPS_PER_CLAIM || this.lastServed === '') return { apps: first.sort(), rotated: false };
+    const after = await this.repo.appsWithDue(now, APPS_PER_CLAIM, this.lastServed);
+    const seen = new Set(after);
+    return { apps: [...after, ...first.filter((appId) => !seen.has(appId))].slice(0, APPS_PER_CLAIM), rotated: true };
   }
 
   /**
@@ -249,6 +267,13 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       p.since = now;
     }
     return p.depth;
+  }
+
+  /** Queued rows whose app has a free slot of its own (they start as soon as the instance has one). */
+  private startableQueued(): number {
+    let n = 0;
+    for (const [appId, queue] of this.queued) n += Math.min(queue.length, Math.max(0, WEBHOOK_PER_APP_CONCURRENCY - (this.perApp.get(appId) ?? 0)));
+    return n;
   }
 
   /** Rows of the app in flight or queued here. */

@@ -67,7 +67,8 @@ export class RateLimitService {
     }
     const rlKey = limiter.getKey(key);
     const consumed = await this.reachable(bucket, async () => Number(await redis.get(rlKey)));
-    if (consumed === null || consumed < limit) return;
+    // The library writes an integer; anything else is no reading, as if Redis did not answer (the bucket's rule: these fail open).
+    if (consumed === null || !Number.isInteger(consumed) || consumed < limit) return;
     const ttl = await this.reachable(bucket, () => redis.pttl(rlKey));
     if (ttl === null || ttl === -2) return; // the window ended in between: the budget is whole again
     const res = new RateLimiterRes(0, ttl < 0 ? BUCKETS[bucket].duration * 1000 : ttl, consumed);

@@ -1,0 +1,69 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryPubSub } from '../../common/cache/pubsub.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+
+/**
+ * The real dispatcher over an in-memory outbox in which each of `apps` apps always has due rows
+ * (an endless backlog), delivering to a real local endpoint that answers 204 at once.
+ */
+async function dispatcherOver(apps: number) {
+  const ids = Array.from({ length: apps }, (_, i) => `app_${String(i).padStart(5, '0')}`);
+  const served = new Set<string>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
+      served.add((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { appId: string }).appId);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  let seq = 0;
+  // The repository's contract: due apps in app-id order after `after`, at most `limit`; claims return the rows asked for.
+  const repo = {
+    onAddedCommitted: () => undefined,
+    appsWithDue: async (_now: number, limit: number, after = '') => ids.filter((id) => id > after).slice(0, limit),
+    finishWithoutEndpoint: async () => new Map(),
+    claim: async (wants: { appId: string; k: number }[], _now: number, until: number) =>
+      wants.flatMap(({ appId, k }) => Array.from({ length: k }, () => ({ id: `evt_${seq++}`, appId, attempts: 0, nextAttemptAt: 0, claimedUntil: until }))),
+    finishMany: async () => undefined,
+    releaseClaims: async () => undefined,
+  };
+  const targets = { get: async () => ({ target: { url, secrets: ['whsec_dGVzdA=='] }, readAt: Date.now() }) };
+  const outbox = { deliverable: (row: { appId: string }) => ({ appId: row.appId }) };
+  const config = { webhooks: { timeoutMs: 10_000, retryBaseMs: 1_000, maxAttempts: 5 }, webhookAllowPrivate: true };
+  const dispatcher = new WebhookDispatcher(repo as never, outbox as never, targets as never, new MemoryPubSub(), { now: () => Date.now() } as never, config as never);
+  dispatcher.onApplicationBootstrap();
+  return {
+    served,
+    dispatcher,
+    close: async () => {
+      await dispatcher.onApplicationShutdown();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+let close: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await close?.();
+  close = undefined;
+});
+
+describe('WebhookDispatcher: apps with backlogs at fast endpoints', () => {
+  it('a few busy apps do not hold every slot: 300 apps with endless backlogs are all served', async () => {
+    const d = await dispatcherOver(300);
+    close = d.close;
+    void d.dispatcher.tick();
+    await expect.poll(() => d.served.size, { timeout: 15_000, interval: 100 }).toBe(300);
+  }, 30_000);
+
+  it('with more apps due than one claim looks at (1,000), every app is served in turn, not only the first 1,000 app ids', async () => {
+    const d = await dispatcherOver(1_200);
+    close = d.close;
+    void d.dispatcher.tick();
+    await expect.poll(() => d.served.size, { timeout: 20_000, interval: 100 }).toBe(1_200);
+  }, 30_000);
+});
