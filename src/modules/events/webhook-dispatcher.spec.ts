@@ -8,10 +8,11 @@ import { WebhookDispatcher } from './webhook-dispatcher.js';
  * The real dispatcher over an in-memory outbox in which each of `apps` apps always has due rows
  * (an endless backlog), delivering to a real local endpoint that answers 204 at once.
  */
-async function dispatcherOver(apps: number) {
+async function dispatcherOver(apps: number, hanging = 0) {
   const ids = Array.from({ length: apps }, (_, i) => `app_${String(i).padStart(5, '0')}`);
   const served = new Set<string>();
   const server: Server = createServer((req, res) => {
+    if (req.url === '/hang') return; // never answers: holds the request until the dispatcher's timeout (10 s)
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
       served.add((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { appId: string }).appId);
@@ -31,7 +32,9 @@ async function dispatcherOver(apps: number) {
     finishMany: async () => undefined,
     releaseClaims: async () => undefined,
   };
-  const targets = { get: async () => ({ target: { url, secrets: ['whsec_dGVzdA=='] }, readAt: Date.now() }) };
+  // The first `hanging` apps' endpoint never answers.
+  const hangs = new Set(ids.slice(0, hanging));
+  const targets = { get: async (appId: string) => ({ target: { url: hangs.has(appId) ? url.replace('/hook', '/hang') : url, secrets: ['whsec_dGVzdA=='] }, readAt: Date.now() }) };
   const outbox = { deliverable: (row: { appId: string }) => ({ appId: row.appId }) };
   const config = { webhooks: { timeoutMs: 10_000, retryBaseMs: 1_000, maxAttempts: 5 }, webhookAllowPrivate: true };
   const dispatcher = new WebhookDispatcher(repo as never, outbox as never, targets as never, new MemoryPubSub(), { now: () => Date.now() } as never, config as never);
@@ -41,6 +44,7 @@ async function dispatcherOver(apps: number) {
     dispatcher,
     close: async () => {
       await dispatcher.onApplicationShutdown();
+      server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
   };
@@ -52,18 +56,18 @@ afterEach(async () => {
   close = undefined;
 });
 
-describe('WebhookDispatcher: apps with backlogs at fast endpoints', () => {
-  it('a few busy apps do not hold every slot: 300 apps with endless backlogs are all served', async () => {
-    const d = await dispatcherOver(300);
-    close = d.close;
-    void d.dispatcher.tick();
-    await expect.poll(() => d.served.size, { timeout: 15_000, interval: 100 }).toBe(300);
-  }, 30_000);
+/** Starts delivering and waits until every one of `apps` apps has had a delivery. */
+async function everyAppServed(apps: number, timeoutMs: number, hanging = 0): Promise<void> {
+  const d = await dispatcherOver(apps, hanging);
+  close = d.close;
+  void d.dispatcher.tick();
+  await expect.poll(() => d.served.size, { timeout: timeoutMs, interval: 100 }).toBe(apps - hanging);
+}
 
-  it('with more apps due than one claim looks at (1,000), every app is served in turn, not only the first 1,000 app ids', async () => {
-    const d = await dispatcherOver(1_200);
-    close = d.close;
-    void d.dispatcher.tick();
-    await expect.poll(() => d.served.size, { timeout: 20_000, interval: 100 }).toBe(1_200);
-  }, 30_000);
+describe('WebhookDispatcher: apps with backlogs at fast endpoints', () => {
+  it('a few busy apps do not hold every slot: 300 apps with endless backlogs are all served', () => everyAppServed(300, 15_000), 30_000);
+
+  it('7 hanging endpoints and fast apps do not keep the others waiting until the hanging requests time out (10 s)', () => everyAppServed(67, 8_000, 7), 30_000);
+
+  it('with more apps due than one claim looks at (1,000), every app is served in turn, not only the first 1,000 app ids', () => everyAppServed(1_200, 20_000), 30_000);
 });

@@ -206,6 +206,14 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     }
     const pending = due.filter((appId) => targets.get(appId)?.target && this.held(appId) < WEBHOOK_PER_APP_CONCURRENCY + this.depthOf(appId, now));
     if (pending.length === 0) return;
+    // Every slot taken while an app with due rows holds none here: claim nothing ahead. The busy
+    // apps' queues then run dry, the slots they free stay free, and the next claim gives them to
+    // the apps that were waiting (else fast apps, with hanging ones holding the rest, kept every
+    // slot until the hanging requests timed out).
+    if (capacity <= 0 && pending.some((appId) => this.held(appId) === 0)) {
+      this.crowded = true;
+      return;
+    }
     // Round robin: start after the app served last, so with more apps than capacity each gets its turn.
     const from = rotated ? 0 : pending.findIndex((appId) => appId > this.lastServed);
     const order = from <= 0 ? pending : [...pending.slice(from), ...pending.slice(0, from)];
