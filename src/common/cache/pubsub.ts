@@ -41,7 +41,7 @@ export class RedisPubSub extends PubSub {
   private readonly local = new MemoryPubSub();
   private readonly channels = new Set<string>();
   /** The SUBSCRIBE commands sent so far (each settles once Redis has confirmed it, or failed). */
-  private readonly subscriptions: Promise<unknown>[] = [];
+  private subscriptions: Promise<unknown>[] = [];
   private readonly origin = randomUUID();
   private readonly logger = new Logger(RedisPubSub.name);
 
@@ -67,7 +67,7 @@ export class RedisPubSub extends PubSub {
       // Every channel again, on every connection (the subscriber is created without ioredis's own
       // re-subscription, see createRedis): one that failed before (Redis down at boot, or a
       // connection dropped before Redis answered) is subscribed now. SUBSCRIBE is idempotent.
-      if (this.channels.size > 0) this.subscriptions.splice(0, this.subscriptions.length, ...[...this.channels].map((c) => this.sendSubscribe(c)));
+      this.subscriptions = [...this.channels].map((c) => this.sendSubscribe(c));
       // Messages sent while disconnected are lost: let subscribers drop what they cached.
       onReconnect();
     });

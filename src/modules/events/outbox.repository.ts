@@ -263,7 +263,7 @@ export class OutboxRepository {
 
   /**
    * Apps with a delivery due now and not claimed, in app-id order after `after` ('' = from the
-   * first; see DueAppsWindow): a skip scan of ix_outbox_pending_app (one index probe per app with
+   * first; see WebhookDispatcher.dueApps): a skip scan of ix_outbox_pending_app (one index probe per app with
    * pending rows, however long its backlog), each checked by one more probe for a due, unclaimed
    * row. Scalar subqueries, so PostgreSQL cannot turn them into a scan of every due row; the probe
    * is ordered as the index is, or PostgreSQL may read it with a scan of the table or of
