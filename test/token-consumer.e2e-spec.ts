@@ -1,6 +1,11 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataSource } from 'typeorm';
+import { AUDIT_CARRIED, AuditLog } from '../src/common/audit-log.js';
 import { RequestContext } from '../src/common/request-context.js';
+import { PgParams } from '../src/database/pg-params.js';
+import { OUTBOX_CARRIED, OutboxService } from '../src/modules/events/outbox.service.js';
+import { eventData, eventDataSql } from '../src/modules/step-ups/step-up-decisions.js';
 import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { refuseWrites } from './support/faults.js';
@@ -103,5 +108,79 @@ describe.runIf(usingPostgres() && !!process.env.TEST_REDIS_URL)('token consumpti
     ]);
     fromB.reverse();
     for (let i = 0; i < tokens.length; i++) expect([fromA[i], fromB[i]].filter((r) => r !== null)).toHaveLength(1);
+  });
+});
+
+/**
+ * On PostgreSQL a batch is one statement (TokenConsumer.writePostgres): its audit and outbox rows
+ * are built in SQL from the consumed rows. They must be the rows recordMany and addMany write
+ * for the same input, field for field, whatever the text holds and whether the app has a webhook.
+ */
+describe.runIf(usingPostgres())('events written by the consuming statement match those written row by row', () => {
+  const cases = [
+    { id: 'stp_1', initiator: 'agent', agent_id: 'agt_1', user_id: 'usr_1', model: 'claude-test-1', task_id: null, action: 'files:delete', resource: null, details_hash: 'h1' },
+    { id: 'stp_2', initiator: 'app', agent_id: 'agt_2', user_id: 'usr_2', model: 'm\u0007\u001b[31m\u202Eevil\u2066', task_id: 'task\n1', action: 'a\tb', resource: 'r'.repeat(600), details_hash: 'h2' },
+    { id: 'stp_3', initiator: 'ciba', agent_id: 'agt_3', user_id: 'usr_3', model: 'x'.repeat(200), task_id: 't'.repeat(128), action: 'pay', resource: 'acct:1', details_hash: 'h3' },
+    { id: 'stp_4', initiator: 'txn', agent_id: 'agt_4', user_id: 'usr_4', model: 'mod\u{1F600}el', task_id: null, action: 'transfer', resource: 'r\u0085x', details_hash: 'h4' },
+  ];
+  const columns = ['app_id', 'id', 'initiator', 'agent_id', 'user_id', 'model', 'task_id', 'action', 'resource', 'details_hash', ...AUDIT_CARRIED, ...OUTBOX_CARRIED];
+
+  it('the audit event, the outbox payload and its delivery status, for every initiator, with and without a webhook', async () => {
+    const ds = t.app.get(DataSource);
+    const [audit, outbox] = [t.app.get(AuditLog), t.app.get(OutboxService)];
+    const [withHook, without] = await Promise.all([human(t), human(t)]);
+    await ds.query(`UPDATE apps SET webhook_url = 'https://hooks.example/in' WHERE id = $1`, [withHook.tenant.appId]);
+    const context = { requestId: 'req-parity', ip: '198.51.100.4', actorType: 'app' as const, actorId: 'app-actor' };
+    const now = Date.now();
+    for (const h of [withHook, without]) {
+      const appId = h.tenant.appId;
+      const rows = cases.map((c) => ({ ...c, app_id: appId }));
+      // Both writers in one transaction, compared before it is rolled back: no dispatcher or sealer touches the rows.
+      const compared = ds.transaction(async (m) => {
+        // By one statement, as writePostgres builds it.
+        const p = new PgParams();
+        const at = p.add(now, 'bigint');
+        const values = rows.map((r) => [...columns.slice(0, 10).map((c) => r[c as keyof typeof r]), ...audit.carried(context), ...outbox.carried()]);
+        const arrays = columns.map((_, i) => p.add(values.map((v) => v[i]), 'varchar[]'));
+        await m.query(
+          `WITH r AS (SELECT * FROM unnest(${arrays.join(', ')}) AS v(${columns.join(', ')})),
+            a AS (${audit.insertSelectSql('r', { appId: 'r.app_id', at, userId: 'r.user_id', agentId: 'r.agent_id', model: 'r.model', taskId: 'r.task_id', action: 'r.action', resource: 'r.resource', type: 'mfa_proxy_token.consumed', outcome: 'success', status: 200 })}),
+            e AS (${outbox.insertSelectSql('r', { appId: 'r.app_id', type: 'mfa_proxy_token.consumed', data: eventDataSql('r'), createdAt: at, createdIso: p.add(new Date(now).toISOString(), 'varchar') })})
+            SELECT 1`,
+          p.values,
+        );
+        const bySql = { audit: values.map((v) => v[10] as string), outbox: values.map((v) => v[columns.length - 1] as string) };
+        // Row by row, as the SQLite path (and every other change) writes them.
+        await audit.recordMany(m, rows.map((r) => ({ input: { appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: r.user_id, agentId: r.agent_id, model: r.model, taskId: r.task_id, action: r.action, resource: r.resource, status: 200 }, context })));
+        await outbox.addMany(m, rows.map((r) => ({ appId, type: 'mfa_proxy_token.consumed' as const, data: eventData({ id: r.id, initiator: r.initiator as never, agentId: r.agent_id, userId: r.user_id, model: r.model, taskId: r.task_id, action: r.action, resource: r.resource, detailsHash: r.details_hash }) })));
+        const byRow = {
+          audit: ((await m.query(`SELECT id FROM audit_events WHERE app_id = $1 AND request_id = 'req-parity' AND NOT (id = ANY($2))`, [appId, bySql.audit])) as { id: string }[]).map((x) => x.id),
+          outbox: ((await m.query(`SELECT id FROM outbox WHERE app_id = $1 AND type = 'mfa_proxy_token.consumed' AND NOT (id = ANY($2))`, [appId, bySql.outbox])) as { id: string }[]).map((x) => x.id),
+        };
+        expect(byRow.audit).toHaveLength(cases.length);
+        expect(byRow.outbox).toHaveLength(cases.length);
+        const auditRow = async (id: string) => ({ ...((await m.query(`SELECT * FROM audit_events WHERE id = $1`, [id])) as Record<string, unknown>[])[0], id: undefined, at: undefined });
+        const outboxRow = async (id: string) => {
+          const row = ((await m.query(`SELECT * FROM outbox WHERE id = $1`, [id])) as Record<string, unknown>[])[0];
+          const payload = JSON.parse(row.payload as string) as Record<string, unknown>;
+          // Key order too: the payload is delivered as it is stored.
+          return { ...row, delivery_status: row.delivery_status as string, id: undefined, created_at: undefined, next_attempt_at: undefined, payload: JSON.stringify({ ...payload, id: undefined, createdAt: undefined }), keys: Object.keys(payload) };
+        };
+        // One query at a time: the transaction has one connection.
+        const jsAudits = [];
+        for (const id of byRow.audit) jsAudits.push(await auditRow(id));
+        const jsOutbox = [];
+        for (const id of byRow.outbox) jsOutbox.push(await outboxRow(id));
+        for (const [i, c] of cases.entries()) {
+          expect(jsAudits).toContainEqual(await auditRow(bySql.audit[i]));
+          const sqlOutbox = await outboxRow(bySql.outbox[i]);
+          expect(jsOutbox).toContainEqual(sqlOutbox);
+          expect(sqlOutbox.delivery_status).toBe(h === withHook ? 'pending' : 'no_endpoint');
+          expect(JSON.parse(sqlOutbox.payload).data).toMatchObject({ stepUpId: c.id, agentId: c.agent_id });
+        }
+        throw new Error('compared');
+      });
+      await expect(compared).rejects.toThrow('compared');
+    }
   });
 });

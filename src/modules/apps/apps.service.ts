@@ -179,6 +179,11 @@ export class AppsService implements OnModuleInit {
     return this.repo.withoutWebhook(m, appIds);
   }
 
+  /** PostgreSQL: whether the app `appId` (an SQL expression) has no webhookUrl, read by the caller's statement. */
+  withoutWebhookSql(appId: string): string {
+    return this.repo.withoutWebhookSql(appId);
+  }
+
   /** The app registered with this `resource` (TAC: a challenge's `iss`), or null. */
   findByResource(resource: string): Promise<AppEntity | null> {
     return this.repo.findByResource(resource);

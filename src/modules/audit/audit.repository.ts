@@ -160,6 +160,11 @@ export class AuditRepository {
     for (const e of rows) await m.query(SQLITE_APPEND, appendValues(e));
   }
 
+  /** PostgreSQL: an INSERT of one event per row of `relation`, each column's value an SQL expression over it (AuditLog.insertSelectSql). */
+  insertSelectSql(relation: string, values: Record<(typeof APPEND_COLUMNS)[number][0], string>): string {
+    return `INSERT INTO audit_events (${COLUMN_LIST}) SELECT ${APPEND_COLUMNS.map(([c]) => values[c]).join(', ')} FROM ${relation}`;
+  }
+
   /**
    * Writes request events, in their own transaction, sealed as they are written: each row is
    * inserted once with its place in the chain instead of inserted, read back and updated by the

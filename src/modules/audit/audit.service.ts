@@ -2,7 +2,8 @@ import { Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnAp
 import { HttpAdapterHost } from '@nestjs/core';
 import { AsyncResource } from 'node:async_hooks';
 import type { EntityManager } from 'typeorm';
-import { AuditLog, type AuditInput } from '../../common/audit-log.js';
+import { AUDIT_CARRIED, AuditLog, type AuditInput, type AuditSelect } from '../../common/audit-log.js';
+import { sqlLiteral } from '../../database/pg-params.js';
 import { Clock } from '../../common/clock.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { newEventId } from '../../common/ids.js';
@@ -22,6 +23,19 @@ export function safeText(value: string | null | undefined, max: number): string 
   // surrogate becomes U+FFFD (it is not UTF-8: SQLite would store invalid bytes, PostgreSQL another value).
   return (/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut).replace(LONE_SURROGATE, '\uFFFD');
 }
+
+/**
+ * safeText in PostgreSQL, for events a statement writes (insertSelectSql): the same characters
+ * become spaces, and the text is cut to `max` characters. A PostgreSQL text holds no lone
+ * surrogate; its characters are code points, so text with characters beyond the BMP keeps up to
+ * `max` of them where safeText keeps `max` UTF-16 units (fewer characters, never more).
+ */
+function safeTextSql(expr: string, max: number): string {
+  return `left(regexp_replace(${expr}, '[\\u0001-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]', ' ', 'g'), ${max})`;
+}
+
+/** The most characters an event keeps of each free text (safeText). */
+const TEXT_MAX = { model: 200, taskId: 128, action: 64, resource: 512 } as const;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
@@ -107,6 +121,21 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     await this.repo.insertIn(m, events.map((e) => this.build(e.input, e.context)));
   }
 
+  insertSelectSql(relation: string, e: AuditSelect): string {
+    const carried = (c: (typeof AUDIT_CARRIED)[number]) => `${relation}.${c}`;
+    return this.repo.insertSelectSql(relation, {
+      id: carried('audit_id'), app_id: e.appId, at: e.at, request_id: carried('audit_request_id'), actor_type: carried('audit_actor_type'),
+      actor_id: carried('audit_actor_id'), user_id: `COALESCE(${e.userId}, ${carried('audit_user_id')})`, agent_id: `COALESCE(${e.agentId}, ${carried('audit_agent_id')})`,
+      model: safeTextSql(`COALESCE(${e.model}, ${carried('audit_model')})`, TEXT_MAX.model), task_id: safeTextSql(`COALESCE(${e.taskId}, ${carried('audit_task_id')})`, TEXT_MAX.taskId),
+      type: sqlLiteral(e.type), action: safeTextSql(e.action, TEXT_MAX.action), resource: safeTextSql(e.resource, TEXT_MAX.resource), outcome: sqlLiteral(e.outcome),
+      status: String(Math.trunc(e.status)), ip: carried('audit_ip'), details: 'NULL',
+    });
+  }
+
+  carried(ctx: RequestFields): (string | null)[] {
+    return [newEventId(), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null, ctx.model ?? null, ctx.taskId ?? null];
+  }
+
   /**
    * Queues the event of one authenticated request (after the response; never fails or slows the
    * request). Queued events are written together every REQUEST_FLUSH_MS (and at shutdown): one
@@ -190,11 +219,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
       actorId: ctx.actorId ?? null,
       userId: input.userId ?? ctx.userId ?? null,
       agentId: input.agentId ?? ctx.agentId ?? null,
-      model: safeText(input.model ?? ctx.model, 200),
-      taskId: safeText(input.taskId ?? ctx.taskId, 128),
+      model: safeText(input.model ?? ctx.model, TEXT_MAX.model),
+      taskId: safeText(input.taskId ?? ctx.taskId, TEXT_MAX.taskId),
       type: input.type,
-      action: safeText(input.action, 64),
-      resource: safeText(input.resource, 512),
+      action: safeText(input.action, TEXT_MAX.action),
+      resource: safeText(input.resource, TEXT_MAX.resource),
       outcome: input.outcome,
       status: input.status ?? null,
       ip: ctx.ip ?? null,

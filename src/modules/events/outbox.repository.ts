@@ -15,7 +15,8 @@ interface SqliteHandle {
   transaction<T>(fn: () => T): () => T;
 }
 
-const INSERT_COLUMNS = 'id, app_id, type, payload, created_at, delivered_at, delivery_status, attempts, next_attempt_at, claimed_until, claimed_by, last_error, stream_seq';
+const INSERT_COLUMN_NAMES = ['id', 'app_id', 'type', 'payload', 'created_at', 'delivered_at', 'delivery_status', 'attempts', 'next_attempt_at', 'claimed_until', 'claimed_by', 'last_error', 'stream_seq'] as const;
+const INSERT_COLUMNS = INSERT_COLUMN_NAMES.join(', ');
 const INSERT_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array.from({ length: 13 }, (_, i) => `$${i + 1}`).join(', ')})`;
 const INSERT_SQLITE = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array(13).fill('?').join(', ')})`;
 /** Many rows in one statement and one round trip (a batch of consumed tokens): one array per column. */
@@ -117,6 +118,11 @@ export class OutboxRepository {
     this.ds.subscribers.push({ afterUpdate: ({ metadata }) => void (metadata.tableName === 'apps' && fn()) });
   }
 
+  /** Rows of these statuses were added by a statement already committed (outside a transaction). */
+  addedBy(kinds: ReadonlySet<string>): void {
+    this.notifyCommitted(kinds);
+  }
+
   private added(m: EntityManager, rows: OutboxEntity[]): void {
     const kinds = new Set(rows.map((r) => r.deliveryStatus));
     const runner = m.queryRunner;
@@ -145,6 +151,11 @@ export class OutboxRepository {
   async insert(m: EntityManager, row: OutboxEntity): Promise<void> {
     await m.query(this.postgres ? INSERT_PG : INSERT_SQLITE, insertValues(row));
     this.added(m, [row]);
+  }
+
+  /** PostgreSQL: an INSERT of one row per row of `relation`, each column an SQL expression over it, returning each row's delivery_status. */
+  insertSelectSql(relation: string, values: Record<(typeof INSERT_COLUMN_NAMES)[number], string>): string {
+    return `INSERT INTO outbox (${INSERT_COLUMNS}) SELECT ${INSERT_COLUMN_NAMES.map((c) => values[c]).join(', ')} FROM ${relation} RETURNING delivery_status`;
   }
 
   /** Several rows on the caller's transaction: one statement on PostgreSQL, one (cached) statement per row on SQLite. */

@@ -3,10 +3,14 @@ import type { EntityManager } from 'typeorm';
 import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { newEventId } from '../../common/ids.js';
+import { sqlLiteral } from '../../database/pg-params.js';
 import { AppsService } from '../apps/apps.service.js';
 import { openEventPayload, sealEventData, type EventPayload } from './outbox-payload.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
+
+/** The columns an event written by insertSelectSql takes from its relation (carried() gives them). */
+export const OUTBOX_CARRIED = ['event_id'] as const;
 
 export type EventType =
   | 'step_up.created'
@@ -103,6 +107,38 @@ export class OutboxService {
     await this.markWithoutEndpoint(m, rows);
     await this.repo.insertMany(m, rows);
     await this.notifyAddedIn(m, rows.map((r, i) => ({ id: r.id, appId: r.appId, type: events[i].type, data: events[i].data })));
+  }
+
+  /**
+   * PostgreSQL: an INSERT (for a WITH clause) of one event of `type` per row of `relation`, a
+   * relation of the caller's statement carrying the OUTBOX_CARRIED columns (carried()): the event
+   * is written by the statement that makes its change, as addMany would write it. `appId`, `data`
+   * (a json expression: never a sealed field, SEALED_FIELDS), `createdAt` (ms, bigint) and
+   * `createdIso` (its ISO 8601 text) are SQL expressions. An app without a webhookUrl gets its event
+   * finished, no_endpoint, read by the same statement (markWithoutEndpoint's rule). It returns each
+   * row's delivery_status: pass them to addedBy once the statement has committed.
+   */
+  insertSelectSql(relation: string, e: { appId: string; type: EventType; data: string; createdAt: string; createdIso: string }): string {
+    // Listeners run in the adding transaction, which a statement does not have.
+    if (this.addedIn.has(e.type)) throw new Error(`events of type ${e.type} have listeners (onAddedIn): add them with addMany`);
+    const id = `${relation}.event_id`;
+    const type = sqlLiteral(e.type);
+    const payload = `json_build_object('id', ${id}, 'type', ${type}, 'createdAt', ${e.createdIso}, 'data', ${e.data})::text`;
+    const status = `CASE WHEN ${this.apps.withoutWebhookSql(e.appId)} THEN 'no_endpoint' ELSE 'pending' END`;
+    return this.repo.insertSelectSql(relation, {
+      id, app_id: e.appId, type, payload, created_at: e.createdAt, delivered_at: 'NULL', delivery_status: status, attempts: '0', next_attempt_at: e.createdAt,
+      claimed_until: 'NULL', claimed_by: 'NULL', last_error: 'NULL', stream_seq: 'NULL',
+    });
+  }
+
+  /** The OUTBOX_CARRIED values of one event of insertSelectSql: a new event id. */
+  carried(): string[] {
+    return [newEventId()];
+  }
+
+  /** Events of these delivery statuses were added by a statement that has committed (insertSelectSql): the dispatchers wake. */
+  addedBy(statuses: Iterable<string>): void {
+    this.repo.addedBy(new Set(statuses));
   }
 
   /**

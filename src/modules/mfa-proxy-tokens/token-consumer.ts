@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
-import { AuditLog } from '../../common/audit-log.js';
+import { AUDIT_CARRIED, AuditLog } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
-import { OutboxService } from '../events/outbox.service.js';
-import { eventData } from '../step-ups/step-up-decisions.js';
-import { StepUpsRepository, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
+import { PgParams } from '../../database/pg-params.js';
+import { OUTBOX_CARRIED, OutboxService } from '../events/outbox.service.js';
+import { eventData, eventDataSql } from '../step-ups/step-up-decisions.js';
+import { consumedOf, StepUpsRepository, type ConsumedRow, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
 
 /** Tokens consumed in one transaction at most. */
 const MAX_BATCH = 256;
@@ -84,28 +85,61 @@ export class TokenConsumer {
     for (const w of batch) if (!first.has(key(w.appId, w.jti))) first.set(key(w.appId, w.jti), w);
     let consumed: ConsumedStepUp[];
     try {
-      consumed = await this.stepUps.ds.transaction(async (m) => {
-        const now = this.clock.now();
-        const rows = await this.stepUps.consumeTokens(m, [...first.values()], now);
-        await this.audit.recordMany(
-          m,
-          rows.map((s) => ({
-            input: {
-              appId: s.appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: s.userId, agentId: s.agentId, model: s.model,
-              taskId: s.taskId, action: s.action, resource: s.resource, status: 200,
-            },
-            context: first.get(key(s.appId, s.tokenJti!))!.context,
-          })),
-        );
-        await this.outbox.addMany(m, rows.map((s) => ({ appId: s.appId, type: 'mfa_proxy_token.consumed' as const, data: eventData(s) })));
-        return rows;
-      });
+      consumed = this.stepUps.ds.options.type === 'postgres' ? await this.writePostgres([...first.values()]) : await this.writeSqlite(first);
     } catch (err) {
       for (const w of batch) w.reject(err);
       return;
     }
     const byKey = new Map(consumed.map((s) => [key(s.appId, s.tokenJti!), s]));
     for (const w of batch) w.resolve(first.get(key(w.appId, w.jti)) === w ? (byKey.get(key(w.appId, w.jti)) ?? null) : null);
+  }
+
+  /**
+   * PostgreSQL: one statement, so one round trip and one commit, and no transaction open between
+   * statements: it consumes the tokens, and for each one consumed writes its audit event and its
+   * outbox event, read from the consumed rows (AuditLog.insertSelectSql, OutboxService.insertSelectSql).
+   * A statement is atomic: all of it commits or none.
+   */
+  private async writePostgres(tokens: Waiting[]): Promise<ConsumedStepUp[]> {
+    const now = this.clock.now();
+    const p = new PgParams();
+    const at = p.add(now, 'bigint');
+    const carried = [...AUDIT_CARRIED, ...OUTBOX_CARRIED];
+    const perToken = tokens.map((w) => [w.appId, w.jti, ...this.audit.carried(w.context), ...this.outbox.carried()]);
+    const columns = ['app_id', 'jti', ...carried].map((_, i) => p.add(perToken.map((v) => v[i]), 'varchar[]'));
+    const sql = `WITH asked AS (SELECT * FROM unnest(${columns.join(', ')}) AS t(app_id, jti, ${carried.join(', ')})),
+      ${this.stepUps.consumedCtesPg('asked', carried, at)},
+      audited AS (${this.audit.insertSelectSql('consumed', {
+        appId: 'consumed.app_id', at, userId: 'consumed.user_id', agentId: 'consumed.agent_id', model: 'consumed.model', taskId: 'consumed.task_id',
+        action: 'consumed.action', resource: 'consumed.resource', type: 'mfa_proxy_token.consumed', outcome: 'success', status: 200,
+      })}),
+      events AS (${this.outbox.insertSelectSql('consumed', {
+        appId: 'consumed.app_id', type: 'mfa_proxy_token.consumed', data: eventDataSql('consumed'), createdAt: at, createdIso: p.add(new Date(now).toISOString(), 'varchar'),
+      })})
+      SELECT consumed.*, (SELECT array_agg(DISTINCT delivery_status) FROM events) AS statuses FROM consumed`;
+    const rows = (await this.stepUps.ds.query(sql, p.values)) as (ConsumedRow & { statuses: string[] | null })[];
+    if (rows.length) this.outbox.addedBy(rows[0].statuses ?? []);
+    return rows.map(consumedOf);
+  }
+
+  /** SQLite (one writer): the conditional writes, then the audit and outbox events, in one transaction. */
+  private writeSqlite(first: Map<string, Waiting>): Promise<ConsumedStepUp[]> {
+    return this.stepUps.ds.transaction(async (m) => {
+      const now = this.clock.now();
+      const rows = await this.stepUps.consumeTokens(m, [...first.values()], now);
+      await this.audit.recordMany(
+        m,
+        rows.map((s) => ({
+          input: {
+            appId: s.appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: s.userId, agentId: s.agentId, model: s.model,
+            taskId: s.taskId, action: s.action, resource: s.resource, status: 200,
+          },
+          context: first.get(key(s.appId, s.tokenJti!))!.context,
+        })),
+      );
+      await this.outbox.addMany(m, rows.map((s) => ({ appId: s.appId, type: 'mfa_proxy_token.consumed' as const, data: eventData(s) })));
+      return rows;
+    });
   }
 }
 

@@ -17,6 +17,18 @@ export function eventData(s: Pick<StepUpEntity, 'id' | 'initiator' | 'agentId' |
 }
 
 /**
+ * eventData of the rows of `relation` (step_ups columns), as a PostgreSQL json expression: for an
+ * event written by the statement that changes the step-up (TokenConsumer). The same keys in the
+ * same order as eventData (a test holds them equal for every initiator).
+ */
+export function eventDataSql(relation: string): string {
+  const fields = (actor: string) =>
+    `json_build_object('stepUpId', ${relation}.id, ${actor}, 'agentId', ${relation}.agent_id, 'userId', ${relation}.user_id, 'model', ${relation}.model, ` +
+    `'taskId', ${relation}.task_id, 'action', ${relation}.action, 'resource', ${relation}.resource, 'detailsHash', ${relation}.details_hash)`;
+  return `CASE WHEN ${relation}.initiator IN ('app', 'agent') THEN ${fields(`'actorType', ${relation}.initiator`)} ELSE ${fields(`'actorType', 'agent', 'channel', ${relation}.initiator`)} END`;
+}
+
+/**
  * Every decision of a step-up: one conditional write, and — only for its winner — the audit
  * event and the outbox event in the same transaction; then every waiter (on every instance) wakes.
  */

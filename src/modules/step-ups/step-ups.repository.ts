@@ -10,9 +10,10 @@ export type ConsumedStepUp = Pick<
 >;
 
 const CONSUMED_COLUMNS = ['id', 'app_id', 'user_id', 'agent_id', 'model', 'task_id', 'action', 'resource', 'details_hash', 'method', 'decided_at', 'initiator', 'token_jti'] as const;
-type ConsumedRow = Record<(typeof CONSUMED_COLUMNS)[number], string | null>;
+export type ConsumedRow = Record<(typeof CONSUMED_COLUMNS)[number], string | null>;
 
-function consumedOf(r: ConsumedRow): ConsumedStepUp {
+/** A row of `consumed` (consumedCtesPg) or of a consuming UPDATE's RETURNING. */
+export function consumedOf(r: ConsumedRow): ConsumedStepUp {
   return {
     id: r.id!, appId: r.app_id!, userId: r.user_id!, agentId: r.agent_id!, model: r.model!, taskId: r.task_id, action: r.action!, resource: r.resource,
     detailsHash: r.details_hash!, method: r.method as ConsumedStepUp['method'], decidedAt: r.decided_at === null ? null : Number(r.decided_at),
@@ -93,25 +94,11 @@ export class StepUpsRepository {
    * PostgreSQL locks the rows in jti order, so two instances' batches that share tokens (replays)
    * wait for each other instead of deadlocking.
    */
+  /**
+   * SQLite: consumes the tokens in the caller's transaction, one conditional write each (SQLite
+   * has one writer: they cannot race). PostgreSQL composes consumedCtesPg into one statement instead.
+   */
   async consumeTokens(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
-    if (tokens.length === 0) return [];
-    if (this.ds.options.type === 'postgres') {
-      // Structured: node-postgres answers an UPDATE as [rows, count] otherwise.
-      const { records } = await m.queryRunner!.query(
-        `WITH locked AS (
-           SELECT s.id FROM step_ups s JOIN unnest($2::varchar[], $3::varchar[]) AS t(app_id, jti) ON s.token_jti = t.jti AND s.app_id = t.app_id
-           WHERE s.consumed_at IS NULL AND s.status = 'approved'
-           ORDER BY s.token_jti
-           FOR UPDATE OF s
-         )
-         UPDATE step_ups s SET consumed_at = $1 FROM locked
-         WHERE s.id = locked.id AND s.consumed_at IS NULL AND s.status = 'approved'
-         RETURNING ${CONSUMED_COLUMNS.map((c) => `s.${c}`).join(', ')}`,
-        [now, tokens.map((t) => t.appId), tokens.map((t) => t.jti)],
-        true,
-      );
-      return (records as ConsumedRow[]).map(consumedOf);
-    }
     const out: ConsumedStepUp[] = [];
     for (const t of tokens) {
       const rows: ConsumedRow[] = await m.query(
@@ -121,6 +108,29 @@ export class StepUpsRepository {
       out.push(...rows.map(consumedOf));
     }
     return out;
+  }
+
+  /**
+   * PostgreSQL: the CTEs `locked` and `consumed` of a statement that consumes the tokens of the
+   * relation `asked` (columns app_id, jti and `carried`) and, in the same statement, makes what
+   * the consumption causes (its audit and outbox events read `consumed`): one round trip and one
+   * commit for a whole batch, with no transaction left open between statements. `consumed` has a
+   * row per token this statement consumed (CONSUMED_COLUMNS and the carried columns; consumedOf
+   * reads it): a token is consumed only if it was not yet, on every instance, by the row lock and
+   * the re-checked condition. Locks are taken in jti order: concurrent batches may share tokens.
+   */
+  consumedCtesPg(asked: string, carried: readonly string[], now: string): string {
+    return `locked AS (
+        SELECT s.id${carried.map((c) => `, t.${c}`).join('')} FROM step_ups s JOIN ${asked} t ON s.token_jti = t.jti AND s.app_id = t.app_id
+        WHERE s.consumed_at IS NULL AND s.status = 'approved'
+        ORDER BY s.token_jti
+        FOR UPDATE OF s
+      ),
+      consumed AS (
+        UPDATE step_ups s SET consumed_at = ${now} FROM locked
+        WHERE s.id = locked.id AND s.consumed_at IS NULL AND s.status = 'approved'
+        RETURNING ${[...CONSUMED_COLUMNS.map((c) => `s.${c}`), ...carried.map((c) => `locked.${c}`)].join(', ')}
+      )`;
   }
 
   findByTokenJti(appId: string, jti: string): Promise<StepUpEntity | null> {
