@@ -122,6 +122,9 @@ describe.runIf(usingPostgres())('events written by the consuming statement match
     { id: 'stp_2', initiator: 'app', agent_id: 'agt_2', user_id: 'usr_2', model: 'm\u0007\u001b[31m\u202Eevil\u2066', task_id: 'task\n1', action: 'a\tb', resource: 'r'.repeat(600), details_hash: 'h2' },
     { id: 'stp_3', initiator: 'ciba', agent_id: 'agt_3', user_id: 'usr_3', model: 'x'.repeat(200), task_id: 't'.repeat(128), action: 'pay', resource: 'acct:1', details_hash: 'h3' },
     { id: 'stp_4', initiator: 'txn', agent_id: 'agt_4', user_id: 'usr_4', model: 'mod\u{1F600}el', task_id: null, action: 'transfer', resource: 'r\u0085x', details_hash: 'h4' },
+    // Cut as safeText cuts, in UTF-16 units: 200 emoji keep 100, an odd cut drops the split pair; more bytes than the cap but fewer units keeps all.
+    { id: 'stp_5', initiator: 'agent', agent_id: 'agt_5', user_id: 'usr_5', model: '\u{1F600}'.repeat(200), task_id: null, action: 'x', resource: `x${'\u{1F600}'.repeat(300)}`, details_hash: 'h5' },
+    { id: 'stp_6', initiator: 'app', agent_id: 'agt_6', user_id: 'usr_6', model: '\u00e9'.repeat(150), task_id: null, action: 'y', resource: `\u0007${'\u00e9'.repeat(600)}`, details_hash: 'h6' },
   ];
   const columns = ['app_id', 'id', 'initiator', 'agent_id', 'user_id', 'model', 'task_id', 'action', 'resource', 'details_hash', ...AUDIT_CARRIED, ...OUTBOX_CARRIED];
 

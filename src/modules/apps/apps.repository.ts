@@ -17,15 +17,15 @@ export class AppsRepository {
     });
   }
 
-  /**
-   * Of `ids`, the apps without a webhook URL, read in the caller's transaction (after the caller's
-   * clock reading). Written out: it runs in every consume batch's transaction.
-   */
   /** PostgreSQL: true when the app `appId` (an SQL expression) has no webhookUrl, as withoutWebhook reads it, in the caller's statement. */
   withoutWebhookSql(appId: string): string {
     return `EXISTS (SELECT 1 FROM apps WHERE id = ${appId} AND (webhook_url IS NULL OR webhook_url = ''))`;
   }
 
+  /**
+   * Of `ids`, the apps without a webhook URL, read in the caller's transaction (after the caller's
+   * clock reading). Written out: it runs in every SQLite consume batch's transaction.
+   */
   async withoutWebhook(m: EntityManager, ids: string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const postgres = this.ds.options.type === 'postgres';

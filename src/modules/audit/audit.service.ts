@@ -26,12 +26,17 @@ export function safeText(value: string | null | undefined, max: number): string 
 
 /**
  * safeText in PostgreSQL, for events a statement writes (insertSelectSql): the same characters
- * become spaces, and the text is cut to `max` characters. A PostgreSQL text holds no lone
- * surrogate; its characters are code points, so text with characters beyond the BMP keeps up to
- * `max` of them where safeText keeps `max` UTF-16 units (fewer characters, never more).
+ * become spaces, and the text is cut as safeText cuts it, to the longest run of whole characters
+ * of at most `max` UTF-16 units (a character beyond the BMP counts two). A text of at most `max`
+ * bytes is within that already (a unit is at least one UTF-8 byte): only longer ones are split
+ * into characters and counted. A PostgreSQL text holds no lone surrogate (safeText's last step).
  */
 function safeTextSql(expr: string, max: number): string {
-  return `left(regexp_replace(${expr}, '[\\u0001-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]', ' ', 'g'), ${max})`;
+  const clean = `regexp_replace(${expr}, '[\\u0001-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]', ' ', 'g')`;
+  const cut =
+    `(SELECT string_agg(c.ch, '' ORDER BY c.i) FROM (SELECT ch, i, sum(CASE WHEN ascii(ch) > 65535 THEN 2 ELSE 1 END) OVER (ORDER BY i) AS units ` +
+    `FROM regexp_split_to_table(${clean}, '') WITH ORDINALITY AS t(ch, i)) c WHERE c.units <= ${max})`;
+  return `CASE WHEN octet_length(${expr}) <= ${max} THEN ${clean} ELSE ${cut} END`;
 }
 
 /** The most characters an event keeps of each free text (safeText). */
@@ -133,7 +138,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   }
 
   carried(ctx: RequestFields): (string | null)[] {
-    return [newEventId(), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null, ctx.model ?? null, ctx.taskId ?? null];
+    // Cleaned here as build() cleans them (a NUL byte would fail the whole statement); insertSelectSql's cut is then a no-op on them.
+    return [
+      newEventId(), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null,
+      safeText(ctx.model, TEXT_MAX.model), safeText(ctx.taskId, TEXT_MAX.taskId),
+    ];
   }
 
   /**

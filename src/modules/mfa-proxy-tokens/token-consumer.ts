@@ -126,7 +126,7 @@ export class TokenConsumer {
   private writeSqlite(first: Map<string, Waiting>): Promise<ConsumedStepUp[]> {
     return this.stepUps.ds.transaction(async (m) => {
       const now = this.clock.now();
-      const rows = await this.stepUps.consumeTokens(m, [...first.values()], now);
+      const rows = await this.stepUps.consumeTokensSqlite(m, [...first.values()], now);
       await this.audit.recordMany(
         m,
         rows.map((s) => ({

@@ -87,18 +87,13 @@ export class StepUpsRepository {
   }
 
   /**
-   * Single use, for a batch of tokens in the caller's transaction: each approved, unconsumed
-   * step-up whose (app, token jti) is asked for is marked consumed by this one conditional write,
-   * and returned. A token absent from the result was used before, cancelled, or never ours; on
-   * every instance at once, the write decides (a concurrent batch with the same jti changes nothing).
-   * PostgreSQL locks the rows in jti order, so two instances' batches that share tokens (replays)
-   * wait for each other instead of deadlocking.
+   * SQLite: single use for a batch of tokens in the caller's transaction, one conditional write
+   * each (SQLite has one writer: they cannot race): each approved, unconsumed step-up whose (app,
+   * token jti) is asked for is marked consumed and returned. A token absent from the result was
+   * used before, cancelled, or never ours. PostgreSQL composes consumedCtesPg into one statement.
    */
-  /**
-   * SQLite: consumes the tokens in the caller's transaction, one conditional write each (SQLite
-   * has one writer: they cannot race). PostgreSQL composes consumedCtesPg into one statement instead.
-   */
-  async consumeTokens(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
+  async consumeTokensSqlite(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
+    if (this.ds.options.type !== 'better-sqlite3') throw new Error('consumeTokensSqlite on PostgreSQL: compose consumedCtesPg');
     const out: ConsumedStepUp[] = [];
     for (const t of tokens) {
       const rows: ConsumedRow[] = await m.query(
