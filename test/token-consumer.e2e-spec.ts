@@ -58,12 +58,13 @@ describe('token consumption in batches', () => {
     expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
   });
 
-  it('a batch that fails is rolled back whole: each of its verifications fails, no token is consumed, no event written', async () => {
+  // The outbox row, or the audit row, of one app's token is refused by the database: the batch
+  // holding both apps' tokens fails whole (on PostgreSQL one statement, on SQLite one transaction).
+  it.each(['outbox', 'audit_events'])('a batch whose %s insert fails is rolled back whole: each of its verifications fails, no token is consumed, no event written', async (table) => {
     const consumer = t.app.get(TokenConsumer);
     const [h1, h2] = await Promise.all([human(t), human(t)]);
     const [j1, j2] = await Promise.all([approvedJti(h1), approvedJti(h2)]);
-    // The database refuses the outbox row of one app's token: the batch holding both fails.
-    const refuse = await refuseWrites(t, 'outbox', 'INSERT', h2.tenant.appId);
+    const refuse = await refuseWrites(t, table, 'INSERT', h2.tenant.appId);
     try {
       const results = await Promise.allSettled([consumer.consume(h1.tenant.appId, j1), consumer.consume(h2.tenant.appId, j2)]);
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
@@ -73,6 +74,8 @@ describe('token consumption in batches', () => {
     for (const h of [h1, h2]) {
       const events = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
       expect(events).toEqual([]);
+      const deliveries: { type: string }[] = (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
+      expect(deliveries.filter((d) => d.type === 'mfa_proxy_token.consumed')).toEqual([]);
     }
     // Nothing was consumed: both tokens are still good, once.
     const again = await Promise.all([consumer.consume(h1.tenant.appId, j1), consumer.consume(h2.tenant.appId, j2)]);
