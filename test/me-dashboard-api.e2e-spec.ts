@@ -1,6 +1,8 @@
 import { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditService } from '../src/modules/audit/audit.service.js';
 import { startApp, type TestApp } from './support/app.js';
+import { refuseWrites } from './support/faults.js';
 import { agentToken, bearer } from './support/fixtures.js';
 import { CSRF, signInWithPasskey } from './support/me.js';
 import { approvalToken, approveWithCode, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
@@ -194,6 +196,58 @@ describe('agents', () => {
     expect((await as(h.cookie).post(`/v1/me/agents/${h.agent.id}/resume`).expect(200)).body.status).toBe('active');
     await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
     expect((await auditOf(h, { agentId: h.agent.id })).map((e) => e.type)).toEqual(expect.arrayContaining(['agent.suspended', 'agent.resumed']));
+  });
+
+  it("lastUsedAt is the agent's last authenticated request: moved by its requests, not by its app's nor by another agent's", async () => {
+    const h = await signedIn();
+    const other = await signedIn();
+    const lastUsed = async () => (await as(h.cookie).get('/v1/me/agents').expect(200)).body.agents[0].lastUsedAt as string | null;
+    const audit = t.app.get(AuditService);
+
+    // Its token request (the fixture's) counts; a minute later, a new request moves it.
+    await audit.flushRequests();
+    expect(Date.parse((await lastUsed())!)).toBeLessThanOrEqual(t.clock.now());
+    t.clock.advance(60_000);
+    const first = t.clock.now();
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    const seen = Date.parse((await lastUsed())!);
+    expect(seen).toBeGreaterThanOrEqual(first);
+    expect(seen).toBeLessThan(first + 5_000);
+
+    // Its app's requests about it, another agent's requests, and a refused token do not move it.
+    t.clock.advance(60_000);
+    await t.http.get(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(200);
+    await t.http.get('/v1/whoami').set(bearer(other.token)).expect(200);
+    await t.http.get('/v1/whoami').set(bearer(`${h.token}x`)).expect(401);
+    await audit.flushRequests();
+    expect(Date.parse((await lastUsed())!)).toBe(seen);
+
+    // Two of its requests in one flush: the later one counts.
+    t.clock.advance(60_000);
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    t.clock.advance(1_000);
+    const last = t.clock.now();
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    expect(Date.parse((await lastUsed())!)).toBeGreaterThanOrEqual(last);
+  });
+
+  it("a flush whose agent_activity write fails still writes every request event; lastUsedAt just does not move", async () => {
+    const h = await signedIn();
+    const audit = t.app.get(AuditService);
+    await audit.flushRequests();
+    const before = (await as(h.cookie).get('/v1/me/agents').expect(200)).body.agents[0].lastUsedAt;
+    const refused = await refuseWrites(t, 'agent_activity', 'INSERT', h.tenant.appId);
+    try {
+      t.clock.advance(60_000);
+      const res = await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+      await audit.flushRequests();
+      expect((await auditOf(h, { agentId: h.agent.id, type: 'http.request' })).map((e) => e.requestId)).toContain(res.headers['x-request-id']);
+      expect((await as(h.cookie).get('/v1/me/agents').expect(200)).body.agents[0].lastUsedAt).toBe(before);
+    } finally {
+      await refused.restore();
+    }
   });
 
   it('revoke an agent: its token is refused, its pending step-ups cancelled, it leaves the list', async () => {

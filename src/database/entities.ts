@@ -3,7 +3,7 @@ import { AppApiKeyEntity, AppEntity } from '../modules/apps/app.entity.js';
 import { SigningKeyEntity } from '../modules/keys/signing-key.entity.js';
 import { RevokedTokenEntity } from '../modules/oauth/revoked-token.entity.js';
 import { UserEntity } from '../modules/users/user.entity.js';
-import { AuditEventEntity, AuditHeadEntity } from '../modules/audit/audit-event.entity.js';
+import { AgentActivityEntity, AuditEventEntity, AuditHeadEntity } from '../modules/audit/audit-event.entity.js';
 import { OutboxEntity } from '../modules/events/outbox.entity.js';
 import { StepUpEntity } from '../modules/step-ups/step-up.entity.js';
 import { ConnectionEntity, TaskEntity, UserConnectionEntity } from '../modules/tasks/task.entity.js';
@@ -16,4 +16,4 @@ import { HumanSessionEntity } from '../modules/me/session/human-session.entity.j
 import { LoginChallengeEntity, SignInLinkEntity } from '../modules/me/sign-in/sign-in-link.entity.js';
 import { PushSubscriptionEntity } from '../modules/push/push-subscription.entity.js';
 
-export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity, HumanSessionEntity, SignInLinkEntity, LoginChallengeEntity, PushSubscriptionEntity];
+export const ENTITIES = [AppEntity, AppApiKeyEntity, UserEntity, AgentEntity, SigningKeyEntity, RevokedTokenEntity, FactorEntity, WebauthnCredentialEntity, TotpSecretEntity, EnrollmentLinkEntity, StepUpEntity, AuditEventEntity, AuditHeadEntity, AgentActivityEntity, OutboxEntity, TaskEntity, ConnectionEntity, UserConnectionEntity, TxnChallengeEntity, HumanSessionEntity, SignInLinkEntity, LoginChallengeEntity, PushSubscriptionEntity];

@@ -37,3 +37,11 @@ export class AuditHeadEntity {
   @TimeColumn('last_seq') lastSeq: number;
   @Column({ type: 'varchar', length: 64, name: 'last_hash' }) lastHash: string;
 }
+
+/** When an agent last made an authenticated request (the dashboard's lastUsedAt), moved by the request events' flush. */
+@Entity({ name: 'agent_activity' })
+export class AgentActivityEntity {
+  @PrimaryColumn({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
+  @PrimaryColumn({ type: 'varchar', length: 40, name: 'agent_id' }) agentId: string;
+  @TimeColumn('last_at') lastAt: number;
+}

@@ -1,7 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { And, DataSource, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
+import { And, DataSource, In, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
 import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
-import { AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
+import { AgentActivityEntity, AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
 
 /**
@@ -111,6 +111,28 @@ function byApp(events: Partial<AuditEventEntity>[]): Map<string, AuditEventEntit
   return out;
 }
 
+/**
+ * When each agent last made an authenticated request, from request events: (app, agent, latest
+ * at) in (app, agent) order, one per agent (the order in which agent_activity rows are locked).
+ */
+function agentActivity(events: Iterable<Partial<AuditEventEntity>>): [appId: string, agentId: string, at: number][] {
+  const latest = new Map<string, [string, string, number]>();
+  for (const e of events) {
+    if (e.type !== 'http.request' || e.actorType !== 'agent' || !e.agentId || !e.appId) continue;
+    const key = `${e.appId} ${e.agentId}`;
+    const seen = latest.get(key);
+    if (!seen) latest.set(key, [e.appId, e.agentId, e.at!]);
+    else if (e.at! > seen[2]) seen[2] = e.at!;
+  }
+  return [...latest.values()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+}
+
+const SQLITE_MOVE_ACTIVITY =
+  'INSERT INTO agent_activity (app_id, agent_id, last_at) VALUES (?, ?, ?) ON CONFLICT (app_id, agent_id) DO UPDATE SET last_at = MAX(last_at, excluded.last_at)';
+/** The rows in the order given (sorted: two instances' flushes lock shared rows in one order). */
+const PG_MOVE_ACTIVITY = `INSERT INTO agent_activity (app_id, agent_id, last_at) SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::bigint[])
+  ON CONFLICT (app_id, agent_id) DO UPDATE SET last_at = GREATEST(agent_activity.last_at, excluded.last_at)`;
+
 /** The sealer's chain order, ORDER BY at, id (ids are ASCII: code-unit order is SQLite's byte order). */
 const chainOrder = (a: AuditEventEntity, b: AuditEventEntity) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
@@ -175,13 +197,30 @@ export class AuditRepository {
    * PostgreSQL (appendSealedPostgres): under the apps' chain heads that no other transaction
    * holds (the others' events are written unsealed, for the sealer). No request ever waits on a
    * chain head, nor does the flush.
+   * Each agent's last request moves agent_activity along (lastAgentActivity); a failure there loses no event.
    */
   async insertBatch(take: () => Partial<AuditEventEntity>[]): Promise<void> {
-    if (this.postgres) return this.appendSealedPostgres(byApp(take()));
+    if (this.postgres) {
+      const events = byApp(take());
+      await this.appendSealedPostgres(events);
+      const moved = agentActivity([...events.values()].flat());
+      if (moved.length) {
+        await this.ds.query(PG_MOVE_ACTIVITY, [moved.map((a) => a[0]), moved.map((a) => a[1]), moved.map((a) => a[2])])
+          .catch((err) => this.logger.warn({ err: String(err), agents: moved.length }, 'agent activity not moved'));
+      }
+      return;
+    }
     await onSqliteConnection(this.ds, (db) => {
       const events = byApp(take());
       if (events.size === 0) return;
       db.transaction(() => {
+        try {
+          db.transaction(() => {
+            for (const [appId, agentId, at] of agentActivity([...events.values()].flat())) db.run(SQLITE_MOVE_ACTIVITY, appId, agentId, at);
+          });
+        } catch (err) {
+          this.logger.warn({ err: String(err) }, 'agent activity not moved');
+        }
         let budget = INLINE_BACKLOG;
         for (const [appId, fresh] of events) {
           try {
@@ -370,15 +409,11 @@ export class AuditRepository {
     return qb.orderBy('e.seq', 'DESC').take(limit).getMany();
   }
 
-  /** When each agent last made an authenticated request or state change (actor = the agent). */
+  /** When each agent last made an authenticated request (as far as its request events are written). */
   async lastAgentActivity(appId: string, agentIds: string[]): Promise<Map<string, number>> {
     if (agentIds.length === 0) return new Map();
-    const rows: { agent_id: string; at: string | number }[] = await this.ds.getRepository(AuditEventEntity).createQueryBuilder('e')
-      .select('e.agent_id', 'agent_id').addSelect('MAX(e.at)', 'at')
-      .where("e.app_id = :appId AND e.agent_id IN (:...agentIds) AND e.actor_type = 'agent'", { appId, agentIds })
-      .groupBy('e.agent_id')
-      .getRawMany();
-    return new Map(rows.map((r) => [r.agent_id, Number(r.at)]));
+    const rows = await this.ds.getRepository(AgentActivityEntity).findBy({ appId, agentId: In(agentIds) });
+    return new Map(rows.map((r) => [r.agentId, r.lastAt]));
   }
 
   async allAppIds(): Promise<string[]> {
