@@ -223,6 +223,21 @@ describe('agents', () => {
     await audit.flushRequests();
     expect(Date.parse((await lastUsed())!)).toBe(seen);
 
+    // To the second: a request less than a second after the last one written does not move it
+    // (a row per agent and flush under load); one a second or more after it does.
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    const written = Date.parse((await lastUsed())!);
+    expect(written).toBeGreaterThanOrEqual(seen + 60_000);
+    t.clock.advance(500);
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    expect(Date.parse((await lastUsed())!)).toBe(written);
+    t.clock.advance(600);
+    await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+    await audit.flushRequests();
+    expect(Date.parse((await lastUsed())!)).toBeGreaterThanOrEqual(written + 1_000);
+
     // Two of its requests in one flush: the later one counts.
     t.clock.advance(60_000);
     await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
