@@ -5,7 +5,7 @@ import { startApp, type TestApp } from './support/app.js';
 import { refuseWrites } from './support/faults.js';
 import { agentToken, bearer } from './support/fixtures.js';
 import { CSRF, signInWithPasskey } from './support/me.js';
-import { approvalToken, approveWithCode, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
+import { approvalToken, approveWithCode, approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
 import { proof, worker } from './support/worker.js';
 
@@ -215,25 +215,33 @@ describe('agents', () => {
     expect(seen).toBeGreaterThanOrEqual(first);
     expect(seen).toBeLessThan(first + 5_000);
 
-    // Its app's requests about it, another agent's requests, and a refused token do not move it.
+    // Its app's requests about it, another agent's requests, a refused token, its own refused
+    // request, and its human's approval of its step-up (a request about it) do not move it.
+    const stepUp = await expectStatus(createStepUp(t, h), 201);
+    await audit.flushRequests();
+    const asked = Date.parse((await lastUsed())!);
+    expect(asked).toBeGreaterThanOrEqual(seen);
     t.clock.advance(60_000);
     await t.http.get(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(200);
     await t.http.get('/v1/whoami').set(bearer(other.token)).expect(200);
     await t.http.get('/v1/whoami').set(bearer(`${h.token}x`)).expect(401);
+    await t.http.post('/v1/step-ups').set(bearer(h.token)).send({ action: 42 }).expect(400);
+    await approveWithPasskey(t, h, stepUp.body.approvalUrl);
     await audit.flushRequests();
-    expect(Date.parse((await lastUsed())!)).toBe(seen);
+    expect((await auditOf(h, { agentId: h.agent.id, type: 'http.request' })).filter((e) => e.actorType === 'human').length).toBeGreaterThan(0);
+    expect(Date.parse((await lastUsed())!)).toBe(asked);
 
     // To the second: a request less than a second after the last one written does not move it
     // (a row per agent and flush under load); one a second or more after it does.
     await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
     await audit.flushRequests();
     const written = Date.parse((await lastUsed())!);
-    expect(written).toBeGreaterThanOrEqual(seen + 60_000);
-    t.clock.advance(500);
+    expect(written).toBeGreaterThanOrEqual(asked + 60_000);
+    t.clock.advance(100);
     await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
     await audit.flushRequests();
     expect(Date.parse((await lastUsed())!)).toBe(written);
-    t.clock.advance(600);
+    t.clock.advance(1_000);
     await t.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
     await audit.flushRequests();
     expect(Date.parse((await lastUsed())!)).toBeGreaterThanOrEqual(written + 1_000);

@@ -112,13 +112,14 @@ function byApp(events: Partial<AuditEventEntity>[]): Map<string, AuditEventEntit
 }
 
 /**
- * When each agent last made an authenticated request, from request events: (app, agent, latest
- * at) in (app, agent) order, one per agent (the order in which agent_activity rows are locked).
+ * When each agent last made a successful request as itself, from request events: (app, agent,
+ * latest at) in (app, agent) order, one per agent (the order in which agent_activity rows are
+ * locked). A refused request (a worker's call for an ended task, a suspended agent's) is no use.
  */
 function agentActivity(events: Iterable<Partial<AuditEventEntity>>): [appId: string, agentId: string, at: number][] {
   const latest = new Map<string, [string, string, number]>();
   for (const e of events) {
-    if (e.type !== 'http.request' || e.actorType !== 'agent' || !e.agentId || !e.appId) continue;
+    if (e.type !== 'http.request' || e.actorType !== 'agent' || e.outcome !== 'success' || !e.agentId || !e.appId) continue;
     const key = `${e.appId} ${e.agentId}`;
     const seen = latest.get(key);
     if (!seen) latest.set(key, [e.appId, e.agentId, e.at!]);
@@ -439,7 +440,7 @@ export class AuditRepository {
     return qb.orderBy('e.seq', 'DESC').take(limit).getMany();
   }
 
-  /** When each agent last made an authenticated request (as far as its request events are written). */
+  /** When each agent last made a successful request (as far as its request events are written, to the second). */
   async lastAgentActivity(appId: string, agentIds: string[]): Promise<Map<string, number>> {
     if (agentIds.length === 0) return new Map();
     const rows = await this.ds.getRepository(AgentActivityEntity).findBy({ appId, agentId: In(agentIds) });
