@@ -51,8 +51,11 @@ const CLAIM_AHEAD_MS = 1_000;
 const CLAIM_MARGIN_MS = 5_000;
 /** Apps considered per claim (beyond that, a claim looks at those after the app served last: dueApps). */
 const APPS_PER_CLAIM = 1_000;
-/** Rows of one app without a webhookUrl finished as no_endpoint per round. */
-const NO_ENDPOINT_BATCH = 1_000;
+/**
+ * Rows of one app without a webhookUrl finished as no_endpoint per round. On SQLite a round is
+ * synchronous: 1,000 rows held the event loop 16–40 ms (a verify bench, about 25 µs a row).
+ */
+const NO_ENDPOINT_BATCH = 250;
 /** Delivery outcomes recorded per statement. */
 const FINISH_BATCH = 1_000;
 /** Idle keep-alive connections to webhook endpoints are closed after this long. */
@@ -164,10 +167,13 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       return this.claiming;
     }
     this.claiming = (async () => {
-      do {
+      for (let round = 0; round === 0 || (this.again && !this.stopped); round++) {
+        // The rest of the event loop's turn between rounds: on SQLite a round's statements settle
+        // in microtasks, so rounds back to back (a backlog) would hold the loop until it is gone.
+        if (round > 0) await new Promise((resolve) => setImmediate(resolve));
         this.again = false;
         await this.claimAndStart();
-      } while (this.again && !this.stopped);
+      }
     })()
       .catch((err) => this.logger.warn({ err: String(err) }, 'webhook dispatch failed'))
       .finally(() => (this.claiming = null));
