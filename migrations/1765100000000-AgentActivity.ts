@@ -2,11 +2,12 @@ import { Table, TableIndex, type MigrationInterface, type QueryRunner } from 'ty
 import { ref, time } from './helpers.js';
 
 /**
- * `agent_activity`: when each agent last made an authenticated request (the dashboard's
+ * `agent_activity`: when each agent last made a successful request (the dashboard's
  * `lastUsedAt`), one row per agent, moved by the audit trail's request flush. It replaces the
  * index `ix_audit_events_app_agent_at`, which every audit row wrote into at its agent's place:
  * with many agents, each flush dirtied a page per agent (on SQLite 18 of the 31 µs an audit row
- * cost, most of it writing those pages to the WAL). The table starts from the audit trail.
+ * cost, most of it writing those pages to the WAL). The table starts from the audit trail (each
+ * agent's latest event as actor: every state change of an agent comes with its request's event).
  * `ix_audit_events_app_at` goes too: no query reads events by time any more (lists go by `seq`,
  * the sealer by the partial index of unsealed rows), and every row paid for it.
  */

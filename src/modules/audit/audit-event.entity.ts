@@ -38,7 +38,7 @@ export class AuditHeadEntity {
   @Column({ type: 'varchar', length: 64, name: 'last_hash' }) lastHash: string;
 }
 
-/** When an agent last made an authenticated request (the dashboard's lastUsedAt), moved by the request events' flush. */
+/** When an agent last made a successful request (the dashboard's lastUsedAt, to the second), moved by the request events' flush. */
 @Entity({ name: 'agent_activity' })
 export class AgentActivityEntity {
   @PrimaryColumn({ type: 'varchar', length: 40, name: 'app_id' }) appId: string;
