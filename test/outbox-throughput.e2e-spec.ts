@@ -112,6 +112,34 @@ describe('outbox background work (issue 12)', () => {
     expect(updates.length).toBeLessThan(30);
   });
 
+  it("a backlog of an app without a webhookUrl is finished in rounds of at most 250 rows, and the event loop gets a turn between rounds", async () => {
+    const tenant = await createTenant(t);
+    const repo = t.app.get(OutboxRepository);
+    const finish = repo.finishWithoutEndpoint.bind(repo);
+    const rounds: { rows: number; loopTurned: boolean }[] = [];
+    let turned = true;
+    const spy = vi.spyOn(repo, 'finishWithoutEndpoint').mockImplementation(async (apps, now) => {
+      const done = await finish(apps, now);
+      const rows = done.get(tenant.appId) ?? 0;
+      if (rows > 0) {
+        rounds.push({ rows, loopTurned: turned });
+        // A macrotask: it has run by the next round only if the dispatcher yielded to the event loop.
+        turned = false;
+        setImmediate(() => (turned = true));
+      }
+      return done;
+    });
+    try {
+      await events(tenant, 600, 600);
+      await expect.poll(() => statuses(tenant.appId), { timeout: 15_000, interval: 100 }).toEqual({ no_endpoint: 600 });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(rounds.reduce((n, r) => n + r.rows, 0)).toBe(600);
+    expect(Math.max(...rounds.map((r) => r.rows))).toBeLessThanOrEqual(250);
+    expect(rounds.every((r) => r.loopTurned)).toBe(true);
+  });
+
   it('a batch of events (consumed tokens) of an app without a webhookUrl is written no_endpoint: no update of their rows, no wake-up of the webhook dispatcher', async () => {
     const repo = t.app.get(OutboxRepository);
     const tenant = await createTenant(t);
