@@ -1,4 +1,4 @@
-import { lookup } from 'node:dns/promises';
+import { Resolver } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 
 /** Addresses a webhook must not reach unless WEBHOOK_ALLOW_PRIVATE: loopback, private, link-local (cloud metadata), CGNAT, multicast, reserved. */
@@ -41,13 +41,35 @@ export function webhookUrlProblem(raw: string, allowPrivate: boolean): string | 
 }
 
 /**
- * Resolves an outbound host (webhook, upstream token endpoint) at call time and returns the address to connect to. Every address
+ * Outbound names are resolved by DNS queries (c-ares, answered on the event loop), not by the
+ * system's getaddrinfo: that runs on libuv's thread pool (4 threads), which also signs and checks
+ * every token, and a lookup cannot be cancelled. A webhook or push host whose nameserver never
+ * answers would hold a pool thread for the resolver's whole timeout; four of them stopped token
+ * issuance for every tenant. Each query here gives up after 2.5 s and one retry. The servers are
+ * the system's (/etc/resolv.conf); /etc/hosts is not read, and `localhost` is loopback (RFC 6761).
+ */
+const resolver = new Resolver({ timeout: 2_500, tries: 2 });
+
+/** The addresses of a host name: IPv4 first, then IPv6. `dns` is for tests (another server). */
+export async function resolveHost(host: string, dns: Pick<Resolver, 'resolve4' | 'resolve6'> = resolver): Promise<{ address: string; family: number }[]> {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost')) return [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+  const [v4, v6] = await Promise.allSettled([dns.resolve4(name), dns.resolve6(name)]);
+  if (v4.status === 'rejected' && v6.status === 'rejected') throw v4.reason;
+  return [
+    ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+    ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+  ];
+}
+
+/**
+ * Resolves an outbound host (webhook, upstream token endpoint, push service) at call time and returns the address to connect to. Every address
  * the name resolves to must be public (unless allowed), and the connection goes to the checked
  * address, so a rebinding DNS answer cannot switch it afterwards.
  */
-export async function resolvePublicAddress(url: URL, allowPrivate: boolean): Promise<{ address: string; family: number }> {
+export async function resolvePublicAddress(url: URL, allowPrivate: boolean, dns?: Pick<Resolver, 'resolve4' | 'resolve6'>): Promise<{ address: string; family: number }> {
   const host = hostOf(url);
-  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true, verbatim: true });
+  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await resolveHost(host, dns);
   if (addresses.length === 0) throw new Error('host does not resolve');
   if (!allowPrivate && addresses.some((a) => isPrivateAddress(a.address))) throw new Error('host resolves to a private address');
   return addresses[0];
