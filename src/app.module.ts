@@ -6,6 +6,7 @@ import { Clock } from './common/clock.js';
 import { CoreModule } from './common/core.module.js';
 import { serializeSqliteConnection } from './database/sqlite-serial.js';
 import { dataSourceOptions } from './database/data-source.js';
+import { checkpointSqliteInBackground } from './database/sqlite-checkpointer.js';
 import { AgentsModule } from './modules/agents/agents.module.js';
 import { AppsModule } from './modules/apps/apps.module.js';
 import { FactorsModule } from './modules/factors/factors.module.js';
@@ -38,6 +39,7 @@ export class AppModule {
           dataSourceFactory: async (options) => {
             const ds = await new DataSource(options!).initialize();
             serializeSqliteConnection(ds);
+            checkpointSqliteInBackground(ds);
             return ds;
           },
         }),
