@@ -73,7 +73,7 @@ export class SqliteCheckpointer {
     private readonly db: MainConnection,
   ) {
     worker.on('message', (m: { ready?: true; error?: string }) => {
-      if (m.ready) db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      if (m.ready && !this.stopping) this.threshold(FALLBACK_AUTOCHECKPOINT_PAGES);
       if (m.error) this.logger.warn({ err: m.error }, 'WAL checkpoint failed; the next one retries');
     });
     worker.on('error', (err) => this.logger.error({ err: String(err) }, 'WAL checkpoint worker failed'));
@@ -81,13 +81,18 @@ export class SqliteCheckpointer {
       this.exited = true;
       if (this.stopping) return;
       this.logger.warn({ code }, 'WAL checkpoint worker stopped: the service connection checkpoints again');
-      try {
-        db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
-      } catch {
-        // The connection is closed: nothing left to checkpoint for.
-      }
+      this.threshold(DEFAULT_AUTOCHECKPOINT_PAGES);
     });
     worker.unref();
+  }
+
+  /** The service connection's own checkpoint threshold (nothing to set once that connection is closed). */
+  private threshold(pages: number): void {
+    try {
+      this.db.pragma(`wal_autocheckpoint = ${pages}`);
+    } catch {
+      // The connection is closed: nothing left to checkpoint.
+    }
   }
 
   /** Starts the worker for a file-backed better-sqlite3 data source (null otherwise). */
