@@ -27,6 +27,7 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 1000');
 const pause = new Int32Array(new SharedArrayBuffer(4));
+let reported = { error: '', at: 0 };
 const checkpoint = () => {
   try {
     let before = -1;
@@ -37,7 +38,12 @@ const checkpoint = () => {
       Atomics.wait(pause, 0, 0, 1);
     }
   } catch (err) {
-    parentPort.postMessage({ error: String((err && err.message) || err) });
+    // Reported when it changes, else once a minute: not ten log lines a second.
+    const error = String((err && err.message) || err);
+    if (error !== reported.error || Date.now() - reported.at > 60000) {
+      reported = { error, at: Date.now() };
+      parentPort.postMessage({ error });
+    }
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
@@ -74,7 +80,7 @@ export class SqliteCheckpointer {
   ) {
     worker.on('message', (m: { ready?: true; error?: string }) => {
       if (m.ready && !this.stopping) this.threshold(FALLBACK_AUTOCHECKPOINT_PAGES);
-      if (m.error) this.logger.warn({ err: m.error }, 'WAL checkpoint failed; the next one retries');
+      if (m.error) this.logger.warn({ err: m.error }, 'WAL checkpoint failed; the worker retries every 100 ms (this is logged again if the error changes, or after a minute)');
     });
     worker.on('error', (err) => this.logger.error({ err: String(err) }, 'WAL checkpoint worker failed'));
     worker.on('exit', (code) => {
