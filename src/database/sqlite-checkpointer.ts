@@ -7,18 +7,23 @@ import type { DataSource } from 'typeorm';
 const INTERVAL_MS = 100;
 /**
  * The service's connection checkpoints only past this many WAL frames (pages; SQLite's default is
- * 1,000): a fallback while the worker runs, for when it cannot catch up. Without the worker, the default.
+ * 1,000): a fallback while the worker runs, for writes that come without a pause. It then copies
+ * only the frames the worker has not, and the WAL starts over. Without the worker, the default.
  */
-export const FALLBACK_AUTOCHECKPOINT_PAGES = 10_000;
+export const FALLBACK_AUTOCHECKPOINT_PAGES = 4_000;
 const DEFAULT_AUTOCHECKPOINT_PAGES = 1_000;
+/** The WAL file is cut back to this size when it starts over (SQLite otherwise keeps its largest size on disk). */
+const WAL_SIZE_LIMIT_BYTES = FALLBACK_AUTOCHECKPOINT_PAGES * 4096;
 
 /**
  * The worker: its own connection to the database file, a PASSIVE checkpoint every INTERVAL_MS. A
  * PASSIVE checkpoint takes no write lock and waits for no one: the service's writes go on while
  * it copies. But the WAL starts again from its beginning only when a write transaction begins
- * with every frame already copied; under load the service has added frames by the time a pass
- * ends, and the WAL would only grow. So passes repeat, 1 ms apart, until one finds no frame added
- * since the one before (at most 10): the service's next transaction then rewinds the WAL. Plain
+ * with every frame already copied, and by the time a pass ends the service has often added
+ * frames. So passes repeat, 1 ms apart, until one finds no frame added since the one before (at
+ * most 10): after any pause in the writes, the service's next transaction rewinds the WAL. Writes
+ * without a pause leave no such moment, and the WAL grows to the fallback threshold, where the
+ * service's connection finishes the copy (a few frames) and the WAL starts over. Plain
  * JavaScript, evaluated: no file to find beside the compiled or the TypeScript source.
  */
 const WORKER_SOURCE = `
@@ -79,7 +84,10 @@ export class SqliteCheckpointer {
     private readonly db: MainConnection,
   ) {
     worker.on('message', (m: { ready?: true; error?: string }) => {
-      if (m.ready && !this.stopping) this.threshold(FALLBACK_AUTOCHECKPOINT_PAGES);
+      if (m.ready && !this.stopping) {
+        this.threshold(FALLBACK_AUTOCHECKPOINT_PAGES);
+        this.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+      }
       if (m.error) this.logger.warn({ err: m.error }, 'WAL checkpoint failed; the worker retries every 100 ms (this is logged again if the error changes, or after a minute)');
     });
     worker.on('error', (err) => this.logger.error({ err: String(err) }, 'WAL checkpoint worker failed'));
@@ -92,10 +100,15 @@ export class SqliteCheckpointer {
     worker.unref();
   }
 
-  /** The service connection's own checkpoint threshold (nothing to set once that connection is closed). */
+  /** The service connection's own checkpoint threshold. */
   private threshold(pages: number): void {
+    this.pragma(`wal_autocheckpoint = ${pages}`);
+  }
+
+  /** A setting of the service connection (nothing to set once that connection is closed). */
+  private pragma(sql: string): void {
     try {
-      this.db.pragma(`wal_autocheckpoint = ${pages}`);
+      this.db.pragma(sql);
     } catch {
       // The connection is closed: nothing left to checkpoint.
     }

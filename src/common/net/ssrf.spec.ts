@@ -64,6 +64,10 @@ describe('webhook SSRF guard', () => {
     for (const ip of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::']) {
       expect(isPrivateAddress(ip), ip).toBe(true);
     }
+    // Forms of IPv6 that carry an IPv4 address or reach one (IPv4-compatible, NAT64 local use, 6to4, Teredo), and site-local.
+    for (const ip of ['::7f00:1', '::a00:1', '64:ff9b:1::a00:1', '2002:a00:1::1', '2001:0:4136:e378:8000:63bf:3fff:fdd2', 'fec0::1', '100::1']) {
+      expect(isPrivateAddress(ip), ip).toBe(true);
+    }
     for (const ip of ['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111']) expect(isPrivateAddress(ip), ip).toBe(false);
   });
 
@@ -118,6 +122,9 @@ describe('webhook SSRF guard', () => {
     const never = { resolve4: () => Promise.reject(new Error('asked')), resolve6: () => Promise.reject(new Error('asked')) };
     expect(await resolveHost('app.localhost', never)).toEqual([{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }]);
     await expect(resolvePublicAddress(new URL('http://LOCALHOST:9/x'), true, never)).resolves.toEqual({ address: '127.0.0.1', family: 4 });
+    for (const url of ['http://localhost./x', 'http://localhost../x', 'http://Foo.LocalHost./x']) {
+      await expect(resolvePublicAddress(new URL(url), false, never), url).rejects.toThrow(/private/);
+    }
   });
 });
 

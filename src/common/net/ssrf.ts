@@ -8,7 +8,12 @@ for (const [net, prefix] of [
   ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
   ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const) blocked.addSubnet(net, prefix, 'ipv4');
-for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32]] as const) blocked.addSubnet(net, prefix, 'ipv6');
+// IPv6 that can carry or reach an IPv4 address (IPv4-compatible ::/96, NAT64 64:ff9b::/96 and the
+// local-use 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32) and the old site-local fec0::/10 are refused too.
+for (const [net, prefix] of [
+  ['::', 96], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['64:ff9b:1::', 48],
+  ['2001::', 32], ['2001:db8::', 32], ['2002::', 16], ['100::', 64],
+] as const) blocked.addSubnet(net, prefix, 'ipv6');
 
 export function isPrivateAddress(ip: string): boolean {
   const family = isIP(ip);
@@ -45,14 +50,16 @@ export function webhookUrlProblem(raw: string, allowPrivate: boolean): string | 
  * system's getaddrinfo: that runs on libuv's thread pool (4 threads), which also signs and checks
  * every token, and a lookup cannot be cancelled. A webhook or push host whose nameserver never
  * answers would hold a pool thread for the resolver's whole timeout; four of them stopped token
- * issuance for every tenant. Each query here gives up after 2.5 s and one retry. The servers are
- * the system's (/etc/resolv.conf); /etc/hosts is not read, and `localhost` is loopback (RFC 6761).
+ * issuance for every tenant. Queries time out at 2.5 s, with one retry (c-ares lengthens it: about
+ * 6 s per silent nameserver). The servers are the system's (/etc/resolv.conf), but names are
+ * asked as written: its `search` domains are not applied, /etc/hosts is not read, and `localhost`
+ * is loopback (RFC 6761).
  */
 const resolver = new Resolver({ timeout: 2_500, tries: 2 });
 
 /** The addresses of a host name: IPv4 first, then IPv6. `dns` is for tests (another server). */
 export async function resolveHost(host: string, dns: Pick<Resolver, 'resolve4' | 'resolve6'> = resolver): Promise<{ address: string; family: number }[]> {
-  const name = host.toLowerCase().replace(/\.$/, '');
+  const name = host.toLowerCase().replace(/\.+$/, '');
   if (name === 'localhost' || name.endsWith('.localhost')) return [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
   const [v4, v6] = await Promise.allSettled([dns.resolve4(name), dns.resolve6(name)]);
   if (v4.status === 'rejected' && v6.status === 'rejected') throw v4.reason;
