@@ -23,8 +23,8 @@ const WAL_SIZE_LIMIT_BYTES = FALLBACK_AUTOCHECKPOINT_PAGES * 4096;
  * frames. So passes repeat, 1 ms apart, until one finds no frame added since the one before (at
  * most 10): after any pause in the writes, the service's next transaction rewinds the WAL. Writes
  * without a pause leave no such moment, and the WAL grows to the fallback threshold, where the
- * service's connection finishes the copy (a few frames) and the WAL starts over. Plain
- * JavaScript, evaluated: no file to find beside the compiled or the TypeScript source.
+ * service's connection finishes the copy (what the worker has not copied yet) and the WAL starts
+ * over. Plain JavaScript, evaluated: no file to find beside the compiled or the TypeScript source.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
