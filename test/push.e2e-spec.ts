@@ -259,6 +259,7 @@ describe('push subscriptions (POST/DELETE /v1/me/push-subscriptions)', () => {
         [ps.endpoint(), 'endpoint must be an https URL'],
         ['https://127.0.0.1/sub/1', 'endpoint must not point to a private, loopback or link-local address'],
         ['https://169.254.169.254/latest', 'endpoint must not point to a private, loopback or link-local address'],
+        ['https://[2002:a00:1::1]/sub/1', 'endpoint must not point to a private, loopback or link-local address'],
         ['https://localhost/sub/1', 'endpoint must not point to localhost'],
         ['https://user:pw@push.example.com/sub/1', 'endpoint must not carry credentials'],
         // RFC 6761 §6.4: never resolves. (Names resolving to private addresses: resolvePublicAddress, ssrf.spec.ts.)

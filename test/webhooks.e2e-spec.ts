@@ -147,7 +147,9 @@ describe('webhooks', () => {
   it('refuses webhook URLs to loopback, private, link-local and metadata addresses when private addresses are not allowed', async () => {
     const t3 = await startApp({ WEBHOOK_ALLOW_PRIVATE: 'false' });
     try {
-      for (const webhookUrl of ['http://127.0.0.1/hook', 'http://10.0.0.1/hook', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/hook', 'http://localhost:8080/hook']) {
+      for (const webhookUrl of ['http://127.0.0.1/hook', 'http://10.0.0.1/hook', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/hook', 'http://localhost:8080/hook',
+        // IPv6 that carries or reaches an IPv4 address: mapped, 6to4, NAT64 local use, Teredo.
+        'http://[::ffff:10.0.0.1]/hook', 'http://[2002:a00:1::1]/hook', 'http://[64:ff9b:1::a00:1]/hook', 'http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook']) {
         const res = await t3.http.post('/v1/apps').set(bearer(t3.adminToken)).send({ name: 'ssrf', webhookUrl }).expect(400);
         expect(res.body.code).toBe('validation_failed');
       }
