@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { signEs256Jws } from './keys.service.js';
+import { signEs256Jws, verifyEs256Signature } from './keys.service.js';
 
 describe('signEs256Jws', () => {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -31,5 +31,32 @@ describe('signEs256Jws', () => {
 
   it('reports a key that cannot sign as a rejected promise, not a throw', async () => {
     await expect(signEs256Jws({ typ: 'at+jwt', kid: 'k1' }, claims, publicKey)).rejects.toBeInstanceOf(Error);
+  });
+});
+
+describe('verifyEs256Signature', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const input = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c3JfMSJ9';
+  const p1363 = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+
+  it('accepts an R ‖ S signature of the input under the key', async () => {
+    expect(await verifyEs256Signature(input, p1363, publicKey)).toBe(true);
+  });
+
+  it('refuses another input, another key, a flipped bit, a DER signature and a short one', async () => {
+    const flipped = Buffer.from(p1363);
+    flipped[10] ^= 1;
+    const der = sign('sha256', Buffer.from(input), privateKey);
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+    expect(await verifyEs256Signature(`${input}x`, p1363, publicKey)).toBe(false);
+    expect(await verifyEs256Signature(input, p1363, other)).toBe(false);
+    expect(await verifyEs256Signature(input, flipped, publicKey)).toBe(false);
+    expect(await verifyEs256Signature(input, der, publicKey)).toBe(false);
+    expect(await verifyEs256Signature(input, p1363.subarray(0, 63), publicKey)).toBe(false);
+  });
+
+  it('is false, not a throw, with a key that cannot verify ES256', async () => {
+    const ed = generateKeyPairSync('ed25519').publicKey;
+    expect(await verifyEs256Signature(input, p1363, ed)).toBe(false);
   });
 });

@@ -65,6 +65,13 @@ async function joseVerdict(token: string): Promise<string> {
 
 const valid = jws(HEADER, CLAIMS);
 const [vh, vp, vs] = valid.split('.');
+/** A signature of `valid`'s input whose standard base64 has (or has not) a `+` or `/` (ECDSA signatures differ each time). */
+function base64Signature(withPlusOrSlash: boolean): string {
+  for (;;) {
+    const b64 = sign('sha256', Buffer.from(`${vh}.${vp}`), { key: ours.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64');
+    if (/[+/]/.test(b64) === withPlusOrSlash) return b64;
+  }
+}
 const CASES: [string, string, string][] = [
   ['valid', valid, 'ok'],
   ['audience in an array', jws(HEADER, { ...CLAIMS, aud: ['x', 'app_1'] }), 'ok'],
@@ -73,7 +80,7 @@ const CASES: [string, string, string][] = [
   ['signature truncated', `${vh}.${vp}.${vs.slice(0, -4)}`, 'invalid_signature'],
   ['signature empty', `${vh}.${vp}.`, 'invalid_signature'],
   ['signature in DER form', `${vh}.${vp}.${sign('sha256', Buffer.from(`${vh}.${vp}`), ours.privateKey).toString('base64url')}`, 'invalid_signature'],
-  ['signature in standard base64 with padding', `${vh}.${vp}.${Buffer.from(vs, 'base64url').toString('base64')}`, 'malformed'],
+  ['signature in standard base64 with padding', `${vh}.${vp}.${base64Signature(true)}`, 'malformed'],
   ['signature with characters outside base64url', `${vh}.${vp}.${vs.slice(0, 10)}!${vs.slice(10)}`, 'malformed'],
   ['alg none', `${b64({ ...HEADER, alg: 'none' })}.${vp}.`, 'invalid_signature'],
   ['alg HS256', jws({ ...HEADER, alg: 'HS256' }, CLAIMS), 'invalid_signature'],
@@ -133,6 +140,71 @@ describe('verifyOwnJwt', () => {
     expect(Buffer.from(other, 'base64url').equals(Buffer.from(vs, 'base64url'))).toBe(true);
     expect(await joseVerdict(`${vh}.${vp}.${other}`)).toBe('ok');
     expect(await ourVerdict(`${vh}.${vp}.${other}`)).toBe('invalid_signature');
+  });
+
+  it('gives jose’s verdict on 3,000 generated tokens signed by our key: claims of every type, present or not, and altered strings', async () => {
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T,>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const time = () => pick([NOW - 100, NOW - 1, NOW, NOW + 1, NOW + 5, NOW + 6, NOW + 60, String(NOW), null, true, [NOW], 1.5e9 + 0.5, -1]);
+    const value: Record<string, () => unknown> = {
+      iss: () => pick([OPTS.issuer, `${OPTS.issuer}/`, 'https://evil.example', null, 1, [OPTS.issuer]]),
+      aud: () => pick(['app_1', 'app_2', ['app_1'], ['x', 'app_1'], [], ['app_2'], null, 1, { app_1: true }, '']),
+      sub: () => pick(['usr_1', '', null, 2]),
+      jti: () => pick(['j1', '', null, 3]),
+      iat: time,
+      exp: time,
+      nbf: time,
+    };
+    const differ: string[] = [];
+    const verdicts = new Set<string>();
+    for (let i = 0; i < 3000; i++) {
+      const claims: Record<string, unknown> = {};
+      for (const [claim, gen] of Object.entries(value)) {
+        const r = rnd();
+        if (r < 0.7) claims[claim] = claim in CLAIMS ? (CLAIMS as Record<string, unknown>)[claim] : undefined;
+        else if (r < 0.92) claims[claim] = gen();
+      }
+      let token = jws(HEADER, rnd() < 0.03 ? pick<unknown>([[claims], 'x', 7, null]) : claims);
+      // A tenth: one character of the token changed (mostly a signature that no longer holds). Not
+      // the last one, whose padding bits jose ignores (the non-canonical case, tested above).
+      if (rnd() < 0.1) {
+        const at = Math.floor(rnd() * (token.length - 1));
+        token = token.slice(0, at) + pick(['A', 'b', '-', '_', '.', '=']) + token.slice(at + 1);
+      }
+      const [mine, jose] = [await ourVerdict(token), await joseVerdict(token)];
+      verdicts.add(mine);
+      if (mine !== jose) differ.push(`${token}: ours ${mine}, jose ${jose}`);
+    }
+    expect(differ.slice(0, 5)).toEqual([]);
+    // The generator reaches every verdict, so the comparison is not only of refusals.
+    expect([...verdicts].sort()).toEqual(['expired+claims', 'invalid+claims', 'invalid_signature', 'malformed', 'ok', 'wrong_audience+claims']);
+  });
+
+  it('refuses a padded signature (jose alone takes it when it has no + or /: about one signature in 15)', async () => {
+    const token = `${vh}.${vp}.${base64Signature(false)}`;
+    expect(token.endsWith('==')).toBe(true);
+    expect(await joseVerdict(token)).toBe('ok');
+    expect(await ourVerdict(token)).toBe('malformed');
+  });
+
+  it('refuses the extension headers jose would take: we sign with none', async () => {
+    // crit naming b64 with b64 true, and b64 false without crit, are both read by jose as a normal JWS.
+    for (const header of [{ ...HEADER, b64: true, crit: ['b64'] }, { ...HEADER, b64: false }]) {
+      const token = jws(header, CLAIMS);
+      expect(await joseVerdict(token)).toBe('ok');
+      expect(await ourVerdict(token)).toBe('malformed');
+    }
+  });
+
+  it('refuses a payload segment that is not ASCII, even where its low bytes are a signed payload', async () => {
+    // U+0141 is 0x41 ('A') in latin1: a verifier hashing latin1 bytes would find the signature good.
+    const i = vp.indexOf('A');
+    expect(i).toBeGreaterThanOrEqual(0);
+    const token = `${vh}.${vp.slice(0, i)}\u0141${vp.slice(i + 1)}.${vs}`;
+    expect(await joseVerdict(token)).toBe('malformed');
+    // Refused before the signature is checked, not only later when the payload fails to decode.
+    await expect(verifyOwnJwt(keys, token, OPTS)).rejects.toMatchObject({ reason: 'malformed', message: 'payload not ASCII' });
   });
 
   it('returns the claims and the header of a valid token', async () => {
