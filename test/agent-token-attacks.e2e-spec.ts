@@ -1,8 +1,10 @@
 import { base64url, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
-import { createHmac, createPublicKey } from 'node:crypto';
+import { createHmac, createPublicKey, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeysService, signEs256Jws } from '../src/modules/keys/keys.service.js';
 import { startApp, type TestApp } from './support/app.js';
 import { agentToken, bearer, createAgent, createUser, world } from './support/fixtures.js';
+import { approveWithPasskey, createStepUp, expectStatus, human } from './support/step-up.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -126,10 +128,7 @@ describe('agent token attacks on an agent endpoint', () => {
 
   describe('claims we signed ourselves but which are wrong', () => {
     // Sign with the service's own key so only the claim under test is wrong.
-    const ownSign = async (payload: JWTPayload, typ = 'at+jwt') => {
-      const { KeysService } = await import('../src/modules/keys/keys.service.js');
-      return t.app.get(KeysService).sign(payload, typ);
-    };
+    const ownSign = (payload: JWTPayload, typ = 'at+jwt') => t.app.get(KeysService).sign(payload, typ);
     const now = () => Math.floor(Date.now() / 1000);
 
     it('refuses a future nbf and a future iat', async () => {
@@ -206,5 +205,48 @@ describe('whoami reports the principal', () => {
     const res = await t.http.get('/v1/whoami').set(bearer(token)).expect(200);
     expect(res.body).toMatchObject({ appId: w.tenant.appId, userId: w.userId, agentId: w.agent.id, model: 'claude-test-1', taskId: 'research-7' });
     expect(res.body.jti).toBeUndefined();
+  });
+});
+
+/**
+ * What the service never signs, signed with its own key (so only that is wrong): extension headers
+ * (crit, b64: jose alone reads some of them as a normal JWS) and a payload segment that is not
+ * ASCII. Refused at agent auth and at verify, and a refused MFA-proxy token is not consumed.
+ */
+describe('tokens signed with our own key that carry what we never sign', () => {
+  const ownKey = async () => {
+    const keys = t.app.get(KeysService);
+    await keys.sign({ probe: 1 }, 'at+jwt'); // loads the active key
+    return (keys as unknown as { active: { kid: string; privateKey: KeyObject } }).active;
+  };
+  /** The token's own claims re-signed by our key under its own header plus `extra`. */
+  const resign = async (token: string, extra: Record<string, unknown>) => {
+    const key = await ownKey();
+    const header = { ...decodeProtectedHeader(token), ...extra } as { typ: string; kid: string };
+    return signEs256Jws({ ...header, kid: key.kid }, decodeJwt(token), key.privateKey);
+  };
+  const EXTENSIONS = [{ crit: ['exp'] }, { b64: true, crit: ['b64'] }, { b64: false }, { crit: [] }];
+
+  it('agent auth: 401 for each extension header; the same claims without one are accepted (control)', async () => {
+    const { token } = await world(t);
+    for (const extra of EXTENSIONS) await expect401(await resign(token, extra));
+    await t.http.get('/v1/whoami').set(bearer(await resign(token, {}))).expect(200);
+  });
+
+  it('verify: malformed for each extension header and for a non-ASCII payload; the genuine token is then still valid once', async () => {
+    const h = await human(t);
+    const created = await createStepUp(t, h).expect(201);
+    await expectStatus(approveWithPasskey(t, h, created.body.approvalUrl), 200);
+    const token = (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200)).body.mfaProxyToken as string;
+    const verify = (tok: string) =>
+      t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token: tok, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }).expect(200);
+    for (const extra of EXTENSIONS) expect((await verify(await resign(token, extra))).body, JSON.stringify(extra)).toEqual({ valid: false, reason: 'malformed' });
+    // U+0141 hashed as latin1 is 'A': the signature would hold over the low bytes.
+    const [hd, p, s] = token.split('.');
+    const i = p.indexOf('A');
+    expect(i).toBeGreaterThanOrEqual(0);
+    expect((await verify(`${hd}.${p.slice(0, i)}\u0141${p.slice(i + 1)}.${s}`)).body).toEqual({ valid: false, reason: 'malformed' });
+    expect((await verify(token)).body).toMatchObject({ valid: true, stepUpId: created.body.id });
+    expect((await verify(token)).body).toEqual({ valid: false, reason: 'already_used' });
   });
 });

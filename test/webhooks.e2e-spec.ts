@@ -154,7 +154,13 @@ describe('webhooks', () => {
         expect(res.body.code).toBe('validation_failed');
       }
       const app = await t3.http.post('/v1/apps').set(bearer(t3.adminToken)).send({ name: 'ok', webhookUrl: 'https://hooks.example.com/x' }).expect(201);
-      await t3.http.patch(`/v1/apps/${app.body.id}`).set(bearer(t3.adminToken)).send({ webhookUrl: 'http://10.0.0.1/hook' }).expect(400);
+      for (const webhookUrl of ['http://10.0.0.1/hook', 'http://[2002:a00:1::1]/hook']) {
+        await t3.http.patch(`/v1/apps/${app.body.id}`).set(bearer(t3.adminToken)).send({ webhookUrl }).expect(400);
+      }
+      // Refused changes nothing: the app keeps its URL, and no refused app was created.
+      expect((await t3.http.get(`/v1/apps/${app.body.id}`).set(bearer(t3.adminToken)).expect(200)).body.webhookUrl).toBe('https://hooks.example.com/x');
+      const refused = await t3.app.get(DataSource).createQueryBuilder().select('COUNT(*)', 'n').from('apps', 'a').where('a.name = :name', { name: 'ssrf' }).getRawOne();
+      expect(Number(refused.n)).toBe(0);
     } finally {
       await t3.close();
     }
