@@ -4,12 +4,14 @@ import { DataSource } from 'typeorm';
 import { AUDIT_CARRIED, AuditLog } from '../src/common/audit-log.js';
 import { RequestContext } from '../src/common/request-context.js';
 import { PgParams } from '../src/database/pg-params.js';
+import { OutboxRepository } from '../src/modules/events/outbox.repository.js';
 import { OUTBOX_CARRIED, OutboxService } from '../src/modules/events/outbox.service.js';
 import { eventData, eventDataSql } from '../src/modules/step-ups/step-up-decisions.js';
 import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
-import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { PUBLIC_URL, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { refuseWrites } from './support/faults.js';
 import { bearer } from './support/fixtures.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
 import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
 let t: TestApp;
@@ -56,6 +58,28 @@ describe('token consumption in batches', () => {
     }
     // And once consumed, never again.
     expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
+  });
+
+  it('a batch tells the dispatchers once it has committed: the event of an app with a webhookUrl wakes the webhook dispatcher and is delivered, that of an app without one is no_endpoint', async () => {
+    const consumer = t.app.get(TokenConsumer);
+    const rx = await webhookReceiver();
+    try {
+      const [withUrl, without] = await Promise.all([human(t, {}, PUBLIC_URL, { approvalUrlToAgent: true, webhookUrl: rx.url }), human(t)]);
+      const [j1, j2] = await Promise.all([approvedJti(withUrl), approvedJti(without)]);
+      const woken = { pending: 0, any: 0 };
+      const outbox = t.app.get(OutboxRepository);
+      outbox.onAddedCommitted(() => woken.pending++, 'pending');
+      outbox.onAddedCommitted(() => woken.any++);
+      const results = await Promise.all([consumer.consume(withUrl.tenant.appId, j1), consumer.consume(without.tenant.appId, j2)]);
+      expect(results.map((r) => r?.tokenJti)).toEqual([j1, j2]);
+      // One batch, one commit: told once, before its verifications are answered.
+      expect(woken).toEqual({ pending: 1, any: 1 });
+      await expect.poll(() => rx.received.filter((w) => w.json.type === 'mfa_proxy_token.consumed').map((w) => w.json.data.agentId), { timeout: 5_000, interval: 50 }).toEqual([withUrl.agent.id]);
+      const deliveries: { type: string; status: string }[] = (await t.http.get('/v1/webhook-deliveries').set(bearer(without.tenant.apiKey)).expect(200)).body.deliveries;
+      expect(deliveries.filter((d) => d.type === 'mfa_proxy_token.consumed').map((d) => d.status)).toEqual(['no_endpoint']);
+    } finally {
+      await rx.close();
+    }
   });
 
   // The outbox row, or the audit row, of one app's token is refused by the database: the batch

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import type { SqliteSession } from '../database/sqlite-serial.js';
 import type { RequestFields } from './request-context.js';
 
 /** One state change or refusal for the audit trail; the request's context fills in the actor. */
@@ -53,6 +54,8 @@ export abstract class AuditLog {
    * allows), each with the context of the request it belongs to (a batch serves many requests).
    */
   abstract recordMany(m: EntityManager, events: { input: AuditInput; context: RequestFields }[]): Promise<void>;
+  /** SQLite: recordMany inside the caller's synchronous transaction (onSqliteConnection), one prepared statement per event. */
+  abstract recordManySqlite(db: SqliteSession, events: { input: AuditInput; context: RequestFields }[]): void;
   /**
    * PostgreSQL: an INSERT (for a WITH clause) of one event per row of `relation`, a relation of the
    * caller's statement that carries the AUDIT_CARRIED columns: the events are written by the

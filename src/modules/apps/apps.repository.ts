@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, IsNull, type EntityManager } from 'typeorm';
+import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 
 @Injectable()
@@ -35,6 +36,13 @@ export class AppsRepository {
         : `SELECT id FROM apps WHERE id IN (${ids.map(() => '?').join(', ')}) AND (webhook_url IS NULL OR webhook_url = '')`,
       postgres ? [ids] : ids,
     );
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /** SQLite: withoutWebhook in the caller's synchronous transaction (onSqliteConnection), one prepared statement for any number of ids. */
+  withoutWebhookSqlite(db: SqliteSession, ids: string[]): Set<string> {
+    if (ids.length === 0) return new Set();
+    const rows = db.all<{ id: string }>("SELECT id FROM apps WHERE id IN (SELECT value FROM json_each(?)) AND (webhook_url IS NULL OR webhook_url = '')", JSON.stringify(ids));
     return new Set(rows.map((r) => r.id));
   }
 

@@ -16,6 +16,7 @@ import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { isUniqueViolation } from '../../database/errors.js';
+import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { resourceProblem, resourceSpellings, validateChallengeJwksOrThrow } from './challenge-keys.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 import { AppsRepository } from './apps.repository.js';
@@ -177,6 +178,11 @@ export class AppsService implements OnModuleInit {
    */
   appsWithoutWebhook(m: EntityManager, appIds: string[]): Promise<Set<string>> {
     return this.repo.withoutWebhook(m, appIds);
+  }
+
+  /** SQLite: appsWithoutWebhook in the caller's synchronous transaction (onSqliteConnection). */
+  appsWithoutWebhookSqlite(db: SqliteSession, appIds: string[]): Set<string> {
+    return this.repo.withoutWebhookSqlite(db, appIds);
   }
 
   /** PostgreSQL: whether the app `appId` (an SQL expression) has no webhookUrl, read by the caller's statement. */

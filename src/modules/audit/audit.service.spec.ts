@@ -253,9 +253,10 @@ describe(AuditService.name, () => {
       const repo = {
         insertBatch: async () => undefined,
         appsWithUnsealed: async () => ['app_1'],
+        sealBatchSize: 128,
         seal: async () => {
           turnsAtBatch.push(turns);
-          return turnsAtBatch.length <= 4 ? 500 : 0;
+          return turnsAtBatch.length <= 4 ? 128 : 0;
         },
       } as unknown as AuditRepository;
       const sut = new AuditService(repo, new Clock());

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
 import { DataSource, In, LessThan, type EntityManager } from 'typeorm';
+import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { OutboxEntity } from './outbox.entity.js';
 
 /** Arbitrary constant: the PostgreSQL advisory lock held by the one publisher that assigns `stream_seq`. */
@@ -168,6 +169,11 @@ export class OutboxRepository {
       for (const row of rows) await m.query(INSERT_SQLITE, insertValues(row));
     }
     this.added(m, rows);
+  }
+
+  /** SQLite: rows in the caller's synchronous transaction (onSqliteConnection); the caller reports them with addedBy once it has committed. */
+  insertManySqlite(db: SqliteSession, rows: OutboxEntity[]): void {
+    for (const row of rows) db.run(INSERT_SQLITE, ...insertValues(row));
   }
 
   // --- Publication: the stream order -------------------------------------------------------

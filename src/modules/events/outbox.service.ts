@@ -4,6 +4,7 @@ import { Clock } from '../../common/clock.js';
 import { Cipher } from '../../common/crypto/cipher.js';
 import { newEventId } from '../../common/ids.js';
 import { sqlLiteral } from '../../database/pg-params.js';
+import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { AppsService } from '../apps/apps.service.js';
 import { openEventPayload, sealEventData, type EventPayload } from './outbox-payload.js';
 import type { OutboxEntity } from './outbox.entity.js';
@@ -107,6 +108,20 @@ export class OutboxService {
     await this.markWithoutEndpoint(m, rows);
     await this.repo.insertMany(m, rows);
     await this.notifyAddedIn(m, rows.map((r, i) => ({ id: r.id, appId: r.appId, type: events[i].type, data: events[i].data })));
+  }
+
+  /**
+   * SQLite: addMany inside the caller's synchronous transaction (onSqliteConnection), one prepared
+   * statement per event. Returns the rows' delivery statuses: pass them to addedBy once the
+   * transaction has committed. Types with listeners (onAddedIn) are added with addMany.
+   */
+  addManySqlite(db: SqliteSession, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Set<string> {
+    for (const e of events) if (this.addedIn.has(e.type)) throw new Error(`events of type ${e.type} have listeners (onAddedIn): add them with addMany`);
+    const rows = events.map((e) => this.row(e.appId, e.type, e.data));
+    const none = this.apps.appsWithoutWebhookSqlite(db, [...new Set(rows.map((r) => r.appId))]);
+    for (const row of rows) if (none.has(row.appId)) row.deliveryStatus = 'no_endpoint';
+    this.repo.insertManySqlite(db, rows);
+    return new Set(rows.map((r) => r.deliveryStatus));
   }
 
   /**

@@ -4,6 +4,7 @@ import { AUDIT_CARRIED, AuditLog } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
 import { PgParams } from '../../database/pg-params.js';
+import { onSqliteConnection } from '../../database/sqlite-serial.js';
 import { OUTBOX_CARRIED, OutboxService } from '../events/outbox.service.js';
 import { eventData, eventDataSql } from '../step-ups/step-up-decisions.js';
 import { consumedOf, StepUpsRepository, type ConsumedRow, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
@@ -122,24 +123,31 @@ export class TokenConsumer {
     return rows.map(consumedOf);
   }
 
-  /** SQLite (one writer): the conditional writes, then the audit and outbox events, in one transaction. */
-  private writeSqlite(first: Map<string, Waiting>): Promise<ConsumedStepUp[]> {
-    return this.stepUps.ds.transaction(async (m) => {
-      const now = this.clock.now();
-      const rows = await this.stepUps.consumeTokensSqlite(m, [...first.values()], now);
-      await this.audit.recordMany(
-        m,
-        rows.map((s) => ({
-          input: {
-            appId: s.appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: s.userId, agentId: s.agentId, model: s.model,
-            taskId: s.taskId, action: s.action, resource: s.resource, status: 200,
-          },
-          context: first.get(key(s.appId, s.tokenJti!))!.context,
-        })),
-      );
-      await this.outbox.addMany(m, rows.map((s) => ({ appId: s.appId, type: 'mfa_proxy_token.consumed' as const, data: eventData(s) })));
-      return rows;
-    });
+  /**
+   * SQLite (one writer): the conditional writes, then the audit and outbox events, in one
+   * synchronous transaction of prepared statements (the connection is ours for its duration).
+   */
+  private async writeSqlite(first: Map<string, Waiting>): Promise<ConsumedStepUp[]> {
+    const { rows, statuses } = await onSqliteConnection(this.stepUps.ds, (db) =>
+      db.transaction(() => {
+        const now = this.clock.now();
+        const rows = this.stepUps.consumeTokensSqlite(db, [...first.values()], now);
+        this.audit.recordManySqlite(
+          db,
+          rows.map((s) => ({
+            input: {
+              appId: s.appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: s.userId, agentId: s.agentId, model: s.model,
+              taskId: s.taskId, action: s.action, resource: s.resource, status: 200,
+            },
+            context: first.get(key(s.appId, s.tokenJti!))!.context,
+          })),
+        );
+        const statuses = this.outbox.addManySqlite(db, rows.map((s) => ({ appId: s.appId, type: 'mfa_proxy_token.consumed' as const, data: eventData(s) })));
+        return { rows, statuses };
+      }),
+    );
+    this.outbox.addedBy(statuses);
+    return rows;
   }
 }
 

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, IsNull, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
+import type { SqliteSession } from '../../database/sqlite-serial.js';
 import type { Initiator, StepUpEntity, StepUpStatus } from './step-up.entity.js';
 import { StepUpEntity as Entity } from './step-up.entity.js';
 
@@ -11,6 +12,8 @@ export type ConsumedStepUp = Pick<
 
 const CONSUMED_COLUMNS = ['id', 'app_id', 'user_id', 'agent_id', 'model', 'task_id', 'action', 'resource', 'details_hash', 'method', 'decided_at', 'initiator', 'token_jti'] as const;
 export type ConsumedRow = Record<(typeof CONSUMED_COLUMNS)[number], string | null>;
+/** consumeTokensSqlite's write: consumed only if approved and not yet consumed. */
+const CONSUME_SQLITE = `UPDATE step_ups SET consumed_at = ? WHERE token_jti = ? AND app_id = ? AND consumed_at IS NULL AND status = 'approved' RETURNING ${CONSUMED_COLUMNS.join(', ')}`;
 
 /** A row of `consumed` (consumedCtesPg) or of a consuming UPDATE's RETURNING. */
 export function consumedOf(r: ConsumedRow): ConsumedStepUp {
@@ -87,21 +90,15 @@ export class StepUpsRepository {
   }
 
   /**
-   * SQLite: single use for a batch of tokens in the caller's transaction, one conditional write
-   * each (SQLite has one writer: they cannot race): each approved, unconsumed step-up whose (app,
-   * token jti) is asked for is marked consumed and returned. A token absent from the result was
-   * used before, cancelled, or never ours. PostgreSQL composes consumedCtesPg into one statement.
+   * SQLite: single use for a batch of tokens in the caller's synchronous transaction
+   * (onSqliteConnection), one prepared conditional write each (SQLite has one writer: they cannot
+   * race): each approved, unconsumed step-up whose (app, token jti) is asked for is marked consumed
+   * and returned. A token absent from the result was used before, cancelled, or never ours.
+   * PostgreSQL composes consumedCtesPg into one statement.
    */
-  async consumeTokensSqlite(m: EntityManager, tokens: { appId: string; jti: string }[], now: number): Promise<ConsumedStepUp[]> {
-    if (this.ds.options.type !== 'better-sqlite3') throw new Error('consumeTokensSqlite on PostgreSQL: compose consumedCtesPg');
+  consumeTokensSqlite(db: SqliteSession, tokens: { appId: string; jti: string }[], now: number): ConsumedStepUp[] {
     const out: ConsumedStepUp[] = [];
-    for (const t of tokens) {
-      const rows: ConsumedRow[] = await m.query(
-        `UPDATE step_ups SET consumed_at = ? WHERE token_jti = ? AND app_id = ? AND consumed_at IS NULL AND status = 'approved' RETURNING ${CONSUMED_COLUMNS.join(', ')}`,
-        [now, t.jti, t.appId],
-      );
-      out.push(...rows.map(consumedOf));
-    }
+    for (const t of tokens) for (const row of db.all<ConsumedRow>(CONSUME_SQLITE, now, t.jti, t.appId)) out.push(consumedOf(row));
     return out;
   }
 
