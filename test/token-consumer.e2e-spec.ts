@@ -60,7 +60,7 @@ describe('token consumption in batches', () => {
     expect(await consumer.consume(humans[0].tenant.appId, jtis[0])).toBeNull();
   });
 
-  it('a batch tells the dispatchers once it has committed: the event of an app with a webhookUrl wakes the webhook dispatcher and is delivered, that of an app without one is no_endpoint', async () => {
+  it('a batch tells the dispatchers once it has committed: the event of an app with a webhookUrl wakes the webhook dispatcher and is delivered, that of an app without one is no_endpoint; a batch that consumed nothing wakes nobody', async () => {
     const consumer = t.app.get(TokenConsumer);
     const rx = await webhookReceiver();
     try {
@@ -70,6 +70,9 @@ describe('token consumption in batches', () => {
       const outbox = t.app.get(OutboxRepository);
       outbox.onAddedCommitted(() => woken.pending++, 'pending');
       outbox.onAddedCommitted(() => woken.any++);
+      // A batch that consumes nothing (unknown tokens, another app's) adds nothing and wakes nobody.
+      expect(await Promise.all([consumer.consume(withUrl.tenant.appId, 'no-such-jti'), consumer.consume(withUrl.tenant.appId, j2)])).toEqual([null, null]);
+      expect(woken).toEqual({ pending: 0, any: 0 });
       const results = await Promise.all([consumer.consume(withUrl.tenant.appId, j1), consumer.consume(without.tenant.appId, j2)]);
       expect(results.map((r) => r?.tokenJti)).toEqual([j1, j2]);
       // One batch, one commit: told once, before its verifications are answered.
@@ -180,7 +183,7 @@ describe.runIf(usingPostgres())('events written by the consuming statement match
           p.values,
         );
         const bySql = { audit: values.map((v) => v[10] as string), outbox: values.map((v) => v[columns.length - 1] as string) };
-        // Row by row, as the SQLite path (and every other change) writes them.
+        // Row by row, as other changes write them (the SQLite consumer writes the same rows: recordManySqlite and addManySqlite share build() and row()).
         await audit.recordMany(m, rows.map((r) => ({ input: { appId, type: 'mfa_proxy_token.consumed', outcome: 'success' as const, userId: r.user_id, agentId: r.agent_id, model: r.model, taskId: r.task_id, action: r.action, resource: r.resource, status: 200 }, context })));
         await outbox.addMany(m, rows.map((r) => ({ appId, type: 'mfa_proxy_token.consumed' as const, data: eventData({ id: r.id, initiator: r.initiator as never, agentId: r.agent_id, userId: r.user_id, model: r.model, taskId: r.task_id, action: r.action, resource: r.resource, detailsHash: r.details_hash }) })));
         const byRow = {

@@ -25,7 +25,7 @@ export class AppsRepository {
 
   /**
    * Of `ids`, the apps without a webhook URL, read in the caller's transaction (after the caller's
-   * clock reading). Written out: it runs in every SQLite consume batch's transaction.
+   * clock reading). Written out: it runs in every transaction that adds a batch of events.
    */
   async withoutWebhook(m: EntityManager, ids: string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();

@@ -38,6 +38,20 @@ export const PUSH_EVENT = 'push.notification';
 export type AddedInListener = (m: EntityManager, event: { id: string; appId: string; type: EventType; data: Record<string, unknown> }) => Promise<void>;
 
 /**
+ * Events of an app without a webhookUrl are written finished, as `no_endpoint`, instead of
+ * pending for the webhook dispatcher to find, claim and finish the same way in another write.
+ * The apps are read in the same transaction after the events' clock reading, so every event so
+ * marked was due before the reading that found no URL: the dispatcher's own rule (an app that
+ * sets a URL gets every event created after it). The stream carries them all the same; the app
+ * may retry one (POST /v1/webhook-deliveries/{id}/retry) once it has a URL.
+ */
+function markWithoutEndpoint(rows: OutboxEntity[], appsWithoutWebhook: ReadonlySet<string>): void {
+  for (const row of rows) if (appsWithoutWebhook.has(row.appId)) row.deliveryStatus = 'no_endpoint';
+}
+
+const appsOf = (rows: OutboxEntity[]) => [...new Set(rows.map((r) => r.appId))];
+
+/**
  * The transactional outbox: an event is written with the change that causes it, or not at all.
  * Capabilities of the human in the data (`approvalUrl`) are sealed at rest and opened only to
  * deliver (outbox-payload.ts).
@@ -97,15 +111,15 @@ export class OutboxService {
   }
 
   /**
-   * Several events in the caller's transaction, in one statement where the database allows (a
-   * batch of consumed tokens). Those of an app without a webhookUrl are written `no_endpoint`
-   * (markWithoutEndpoint): one query for the whole batch. A single event (`add`) is written pending
+   * Several events in the caller's transaction, in one statement where the database allows.
+   * Those of an app without a webhookUrl are written `no_endpoint` (markWithoutEndpoint): one
+   * query for the whole batch. A single event (`add`) is written pending
    * and finished by the dispatcher in bulk: a query per event would cost a transaction that adds
    * many (a cascade) more than the dispatcher's one statement for many rows.
    */
   async addMany(m: EntityManager, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Promise<void> {
     const rows = events.map((e) => this.row(e.appId, e.type, e.data));
-    await this.markWithoutEndpoint(m, rows);
+    markWithoutEndpoint(rows, await this.apps.appsWithoutWebhook(m, appsOf(rows)));
     await this.repo.insertMany(m, rows);
     await this.notifyAddedIn(m, rows.map((r, i) => ({ id: r.id, appId: r.appId, type: events[i].type, data: events[i].data })));
   }
@@ -118,8 +132,7 @@ export class OutboxService {
   addManySqlite(db: SqliteSession, events: { appId: string; type: EventType; data: Record<string, unknown> }[]): Set<string> {
     for (const e of events) if (this.addedIn.has(e.type)) throw new Error(`events of type ${e.type} have listeners (onAddedIn): add them with addMany`);
     const rows = events.map((e) => this.row(e.appId, e.type, e.data));
-    const none = this.apps.appsWithoutWebhookSqlite(db, [...new Set(rows.map((r) => r.appId))]);
-    for (const row of rows) if (none.has(row.appId)) row.deliveryStatus = 'no_endpoint';
+    markWithoutEndpoint(rows, this.apps.appsWithoutWebhookSqlite(db, appsOf(rows)));
     this.repo.insertManySqlite(db, rows);
     return new Set(rows.map((r) => r.deliveryStatus));
   }
@@ -154,19 +167,6 @@ export class OutboxService {
   /** Events of these delivery statuses were added by a statement that has committed (insertSelectSql): the dispatchers wake. */
   addedBy(statuses: Iterable<string>): void {
     this.repo.addedBy(new Set(statuses));
-  }
-
-  /**
-   * Events of an app without a webhookUrl are written finished, as `no_endpoint`, instead of
-   * pending for the webhook dispatcher to find, claim and finish the same way in another write.
-   * The apps are read in the same transaction after the events' clock reading, so every event so
-   * marked was due before the reading that found no URL: the dispatcher's own rule (an app that
-   * sets a URL gets every event created after it). The stream carries them all the same; the app
-   * may retry one (POST /v1/webhook-deliveries/{id}/retry) once it has a URL.
-   */
-  private async markWithoutEndpoint(m: EntityManager, rows: OutboxEntity[]): Promise<void> {
-    const none = await this.apps.appsWithoutWebhook(m, [...new Set(rows.map((r) => r.appId))]);
-    for (const row of rows) if (none.has(row.appId)) row.deliveryStatus = 'no_endpoint';
   }
 
   private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {

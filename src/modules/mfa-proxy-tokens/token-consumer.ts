@@ -146,7 +146,8 @@ export class TokenConsumer {
         return { rows, statuses };
       }),
     );
-    this.outbox.addedBy(statuses);
+    // A batch that consumed nothing added nothing: nobody to wake (a replayed token's batch included).
+    if (rows.length) this.outbox.addedBy(statuses);
     return rows;
   }
 }
