@@ -1,7 +1,8 @@
 import * as oidc from 'openid-client';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { KeysService } from '../src/modules/keys/keys.service.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { freePort } from './support/browser.js';
 import { bearer, createAgent } from './support/fixtures.js';
@@ -209,6 +210,29 @@ describe('CIBA polling outcomes', () => {
       expect(results.filter((r) => r.status === 200)).toHaveLength(1);
       expect(results.filter((r) => r.status === 400).map((r) => r.body.error)).toEqual(Array(11).fill('invalid_grant'));
     } finally {
+      await h.rx.close();
+    }
+  });
+
+  it('an ID token that cannot be signed spends nothing: that poll fails, the next one gets the token and the ID token', async () => {
+    const h = await humanWithHook();
+    const keys = t.app.get(KeysService);
+    const sign = keys.sign.bind(keys);
+    // Only the ID token's signature fails (typ JWT), once: the MFA-proxy token is signed as usual.
+    let failed = 0;
+    const spy = vi.spyOn(keys, 'sign').mockImplementation((payload, typ) => (typ === 'JWT' && failed++ === 0 ? Promise.reject(new Error('signing unavailable')) : sign(payload, typ)));
+    try {
+      const { auth_req_id } = (await bcAuthorize(h, { scope: 'openid', authorization_details: detail() }).expect(200)).body;
+      await expectStatus(approveWithCode(t, h, await approvalUrlFromApp(h.rx)), 200);
+      expect((await poll(h, auth_req_id)).status).toBe(500);
+      expect(failed).toBe(1);
+      const ok = (await poll(h, auth_req_id).expect(200)).body;
+      expect(decodeJwt(ok.id_token)).toMatchObject({ sub: h.userId, aud: h.agent.id, acr: 'mfa' });
+      const verify = (await t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token: ok.access_token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }).expect(200)).body;
+      expect(verify).toMatchObject({ valid: true, userId: h.userId });
+      expect((await poll(h, auth_req_id).expect(400)).body.error).toBe('invalid_grant');
+    } finally {
+      spy.mockRestore();
       await h.rx.close();
     }
   });

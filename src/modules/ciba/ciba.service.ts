@@ -12,6 +12,7 @@ import { OAuthGrants, type GrantRequest } from '../oauth/grants.js';
 import { OAuthService } from '../oauth/oauth.service.js';
 import { BackchannelPollRefused, StepUpsBackchannel, type BackchannelRedeemed, type BackchannelRequest } from '../step-ups/backchannel.js';
 import { MFA_PROXY_TOKEN_TTL_S } from '../step-ups/mfa-proxy-token.js';
+import type { StepUpEntity } from '../step-ups/step-up.entity.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { parseAuthorizationDetails, type AuthorizationDetail } from './authorization-details.js';
 import type { BcAuthorizeResponseDto } from './dto/ciba.dto.js';
@@ -170,32 +171,40 @@ export class CibaService implements OnModuleInit {
     // RFC 9449 §5: a proof at the token endpoint binds what this grant issues (a sudo token), checked before anything is redeemed.
     const jkt = await this.proofs.jktAtTokenEndpoint(request.dpop, '/oauth/token');
     let redeemed: BackchannelRedeemed;
+    let idToken: string | undefined;
     try {
-      redeemed = await this.backchannel.redeem(agent.appId, agent.id, 'ciba', authReqId, this.clock.now(), { jkt });
+      // The ID token is signed before the grant is handed out: a failure to sign leaves the approval redeemable.
+      const beforeHandOut = async (s: StepUpEntity) => {
+        if (s.backchannelData?.openid === true) idToken = await this.idToken(agent, s);
+      };
+      redeemed = await this.backchannel.redeem(agent.appId, agent.id, 'ciba', authReqId, this.clock.now(), { jkt, beforeHandOut });
     } catch (err) {
       if (err instanceof BackchannelPollRefused) throw new OAuthError(err.code, err.description);
       throw err;
     }
-    return this.tokenResponse(agent, redeemed, jkt);
+    return this.tokenResponse(redeemed, jkt, idToken);
   }
 
-  /** CIBA §10.1.1: the MFA-proxy token (grant token) or the sudo token, and an ID token for `openid`. */
-  private async tokenResponse(agent: AgentEntity, r: BackchannelRedeemed, jkt: string | null): Promise<Record<string, unknown>> {
-    const s = r.stepUp;
+  /** CIBA §10.1.1: the MFA-proxy token (grant token) or the sudo token, and the ID token signed for `openid`. */
+  private tokenResponse(r: BackchannelRedeemed, jkt: string | null, idToken: string | undefined): Record<string, unknown> {
     const now = this.clock.nowSeconds();
     // The MFA-proxy token is verified by the app, never bound (RFC 9449 §5: `Bearer` says so); a sudo token is bound to the poll's DPoP key.
     const body: Record<string, unknown> = r.grant.mfaProxyToken
       ? { access_token: r.grant.mfaProxyToken, token_type: 'Bearer', expires_in: MFA_PROXY_TOKEN_TTL_S }
       : { access_token: r.grant.sudoToken, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: Math.max(1, Math.floor(Date.parse(r.grant.sudoExpiresAt!) / 1000) - now), scope: r.data.scope };
     if (Array.isArray(r.data.authorizationDetails)) body.authorization_details = r.data.authorizationDetails;
-    if (r.data.openid === true) {
-      const authTime = Math.floor((s.decidedAt ?? this.clock.now()) / 1000);
-      // OIDC Core §2, CIBA §10.1.1: the human who approved, for this client.
-      body.id_token = await this.keys.sign(
-        { iss: this.config.issuer, sub: s.userId, aud: agent.id, iat: now, exp: now + ID_TOKEN_TTL_S, auth_time: authTime, amr: s.amr ?? [], acr: 'mfa', step_up_id: s.id },
-        'JWT',
-      );
-    }
+    if (idToken !== undefined) body.id_token = idToken;
     return body;
   }
+
+  /** OIDC Core §2, CIBA §10.1.1: the human who approved, for this client. */
+  private idToken(agent: AgentEntity, s: StepUpEntity): Promise<string> {
+    const now = this.clock.nowSeconds();
+    const authTime = Math.floor((s.decidedAt ?? this.clock.now()) / 1000);
+    return this.keys.sign(
+      { iss: this.config.issuer, sub: s.userId, aud: agent.id, iat: now, exp: now + ID_TOKEN_TTL_S, auth_time: authTime, amr: s.amr ?? [], acr: 'mfa', step_up_id: s.id },
+      'JWT',
+    );
+  }
+
 }
