@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +82,23 @@ describe('SqliteCheckpointer', () => {
     expect(largest).toBeLessThan(1.5 * FALLBACK_AUTOCHECKPOINT_PAGES * (PAGE + 24));
     expect(db.pragma('journal_size_limit', { simple: true })).toBe(FALLBACK_AUTOCHECKPOINT_PAGES * PAGE);
     expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 3 * FALLBACK_AUTOCHECKPOINT_PAGES });
+  });
+
+  it('cuts the WAL file back to the fallback threshold in the file’s own page size (64 KiB pages here)', async () => {
+    const path = join(tmpdir(), `mfa-proxy-ckpt-${randomBytes(6).toString('hex')}.sqlite`);
+    files.push(path);
+    const Sqlite = createRequire(import.meta.url)('better-sqlite3') as new (path: string) => Db & { close(): void };
+    const made = new Sqlite(path);
+    made.pragma('page_size = 65536');
+    made.prepare('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)').run();
+    made.close();
+    const ds = await new DataSource(dataSourceOptions({ database: { type: 'sqlite', path } })).initialize();
+    open.push(ds);
+    const db = (ds.driver as unknown as { databaseConnection: Db }).databaseConnection;
+    expect(db.pragma('page_size', { simple: true })).toBe(65_536);
+    checkpointSqliteInBackground(ds);
+    await until(() => db.pragma('wal_autocheckpoint', { simple: true }) === FALLBACK_AUTOCHECKPOINT_PAGES);
+    await until(() => db.pragma('journal_size_limit', { simple: true }) === FALLBACK_AUTOCHECKPOINT_PAGES * 65_536);
   });
 
   it('gives checkpoints back to the service connection (SQLite default threshold) when the worker dies', async () => {

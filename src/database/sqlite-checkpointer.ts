@@ -12,8 +12,6 @@ const INTERVAL_MS = 100;
  */
 export const FALLBACK_AUTOCHECKPOINT_PAGES = 4_000;
 const DEFAULT_AUTOCHECKPOINT_PAGES = 1_000;
-/** The WAL file is cut back to this size when it starts over (SQLite otherwise keeps its largest size on disk). */
-const WAL_SIZE_LIMIT_BYTES = FALLBACK_AUTOCHECKPOINT_PAGES * 4096;
 
 /**
  * The worker: its own connection to the database file, a PASSIVE checkpoint every INTERVAL_MS. A
@@ -63,7 +61,7 @@ parentPort.postMessage({ ready: true });
 `;
 
 interface MainConnection {
-  pragma(sql: string): unknown;
+  pragma(sql: string, options?: { simple: boolean }): unknown;
 }
 
 /**
@@ -86,7 +84,10 @@ export class SqliteCheckpointer {
     worker.on('message', (m: { ready?: true; error?: string }) => {
       if (m.ready && !this.stopping) {
         this.threshold(FALLBACK_AUTOCHECKPOINT_PAGES);
-        this.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+        // The WAL file is cut back to the fallback threshold's size when it starts over (SQLite
+        // otherwise keeps its largest size on disk), in the file's own pages (4 KiB unless it was made otherwise).
+        const pageSize = Number(this.pragma('page_size', true));
+        if (pageSize > 0) this.pragma(`journal_size_limit = ${FALLBACK_AUTOCHECKPOINT_PAGES * pageSize}`);
       }
       if (m.error) this.logger.warn({ err: m.error }, 'WAL checkpoint failed; the worker retries every 100 ms (this is logged again if the error changes, or after a minute)');
     });
@@ -105,12 +106,13 @@ export class SqliteCheckpointer {
     this.pragma(`wal_autocheckpoint = ${pages}`);
   }
 
-  /** A setting of the service connection (nothing to set once that connection is closed). */
-  private pragma(sql: string): void {
+  /** A setting of the service connection, or its value when `simple` (nothing once that connection is closed). */
+  private pragma(sql: string, simple = false): unknown {
     try {
-      this.db.pragma(sql);
+      return this.db.pragma(sql, { simple });
     } catch {
       // The connection is closed: nothing left to checkpoint.
+      return undefined;
     }
   }
 
