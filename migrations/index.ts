@@ -19,6 +19,7 @@ import { PushSubscriptions1764900000000 } from './1764900000000-PushSubscription
 import { ChallengePurpose1764950000000 } from './1764950000000-ChallengePurpose.js';
 import { StepUpsFillfactor1765000000000 } from './1765000000000-StepUpsFillfactor.js';
 import { AgentActivity1765100000000 } from './1765100000000-AgentActivity.js';
+import { IssuedTokenHash1765200000000 } from './1765200000000-IssuedTokenHash.js';
 
 /** Every migration, in order. Listed explicitly: ESM has no reliable glob import. */
-export const MIGRATIONS = [Foundation1764340000000, Factors1764350000000, StepUps1764360000000, AuditChain1764370000000, Webhooks1764380000000, Tasks1764390000000, Authority1764400000000, AuditRetention1764420000000, AuditDetails1764440000000, OutboxStreamSequence1764450000000, TaskCreator1764460000000, OutboxStreamHead1764470000000, OutboxNoEndpointRetention1764490000000, AuditSealOrder1764500000000, CibaNotification1764600000000, TxnChallenge1764700000000, HumanSessions1764800000000, PushSubscriptions1764900000000, ChallengePurpose1764950000000, StepUpsFillfactor1765000000000, AgentActivity1765100000000];
+export const MIGRATIONS = [Foundation1764340000000, Factors1764350000000, StepUps1764360000000, AuditChain1764370000000, Webhooks1764380000000, Tasks1764390000000, Authority1764400000000, AuditRetention1764420000000, AuditDetails1764440000000, OutboxStreamSequence1764450000000, TaskCreator1764460000000, OutboxStreamHead1764470000000, OutboxNoEndpointRetention1764490000000, AuditSealOrder1764500000000, CibaNotification1764600000000, TxnChallenge1764700000000, HumanSessions1764800000000, PushSubscriptions1764900000000, ChallengePurpose1764950000000, StepUpsFillfactor1765000000000, AgentActivity1765100000000, IssuedTokenHash1765200000000];

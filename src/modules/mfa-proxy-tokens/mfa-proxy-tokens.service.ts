@@ -7,9 +7,10 @@ import { appVerifyKey } from '../rate-limit/buckets.js';
 import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { KeysService } from '../keys/keys.service.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
-import { TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
+import { readOwnJwt, TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
 import { MFA_PROXY_TYP, type MfaProxyClaims } from '../step-ups/mfa-proxy-token.js';
-import { StepUpsRepository } from '../step-ups/step-ups.repository.js';
+import { StepUpsRepository, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
+import { hashSecret } from '../../common/crypto/tokens.js';
 import { TokenConsumer } from './token-consumer.js';
 import { hashDetails } from '../../common/canonical-json.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
@@ -47,10 +48,39 @@ export class MfaProxyTokensService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** Checks in order: form, signature, audience, expiry, the bound request, the agent; then consumes once. */
+  /** Verifies and consumes once: by the issued token's hash when it passes every check, else by its signature (verifySigned). */
   async verify(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
     await this.limits.consume('appVerify', appVerifyKey(appId));
     if (isTxnToken(dto.token)) return this.verifyTxn(appId, dto);
+    return (await this.consumeIssued(appId, dto)) ?? this.verifySigned(appId, dto);
+  }
+
+  /**
+   * The hot path. A token whose hash is the one stored when it was handed out is that token, byte
+   * for byte: its claims are the ones we signed, so its signature (an ECDSA verification, the
+   * largest single cost of a verification) need not be checked. Every other check is made as in
+   * verifySigned (form, our `kid`, issuer, expiry, audience, the bound request, the agent), and the
+   * token is consumed only under that hash, in the same conditional write (TokenConsumer).
+   * Anything else returns null, and verifySigned decides it from the start, signature first: a
+   * check that fails, a token not consumed here (used, cancelled, altered, the other ECDSA string
+   * of the same signature, or handed out before hashes were stored). So every refusal keeps its
+   * reason, and nothing is refused here that verifySigned would accept.
+   */
+  private async consumeIssued(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto | null> {
+    let claims: MfaProxyClaims;
+    try {
+      claims = (await readOwnJwt(this.keys, dto.token, { typ: MFA_PROXY_TYP, issuer: this.config.issuer, nowSeconds: this.clock.nowSeconds(), toleranceSeconds: 0 })).payload as unknown as MfaProxyClaims;
+    } catch (err) {
+      if (err instanceof TokenInvalidError) return null;
+      throw err;
+    }
+    if (this.mismatch(appId, dto, claims) !== null || !(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return null;
+    const result = await this.consumer.consume(appId, claims.jti, hashSecret(dto.token));
+    return result && this.valid(result);
+  }
+
+  /** Checks in order: form, signature, audience, expiry, the bound request, the agent; then consumes once. */
+  private async verifySigned(appId: string, dto: VerifyMfaProxyTokenDto): Promise<VerifyResultDto> {
     let claims: MfaProxyClaims;
     try {
       // Audience is checked below so a foreign token reads `wrong_audience`, not a generic failure.
@@ -59,19 +89,26 @@ export class MfaProxyTokensService {
       if (err instanceof TokenInvalidError) return this.fail(appId, dto, err.reason === 'invalid' ? 'malformed' : err.reason, err.verifiedPayload as Partial<MfaProxyClaims> | undefined);
       throw err;
     }
-    if (typeof claims.step_up_id !== 'string' || typeof claims.action !== 'string') return this.fail(appId, dto, 'malformed', claims);
-    if (claims.aud !== appId) return this.fail(appId, dto, 'wrong_audience', claims);
-    // A transaction id belongs to a TAC token: an MFA-proxy token is bound to no transaction.
-    if (dto.txn !== undefined && dto.txn !== null) return this.fail(appId, dto, 'details_mismatch', claims);
-    // The token approves one exact request: a mismatch is refused and does not consume it.
-    if (dto.action !== claims.action) return this.fail(appId, dto, 'action_mismatch', claims);
-    if ((dto.resource ?? null) !== (claims.resource ?? null)) return this.fail(appId, dto, 'resource_mismatch', claims);
-    if (hashDetails(dto.details) !== claims.details_hash) return this.fail(appId, dto, 'details_mismatch', claims);
-    if (dto.agentId !== undefined && dto.agentId !== claims.client_id) return this.fail(appId, dto, 'agent_mismatch', claims);
+    const mismatch = this.mismatch(appId, dto, claims);
+    if (mismatch !== null) return this.fail(appId, dto, mismatch, claims);
     // The agent revoked or suspended, its user deleted, or its boundaries narrowed below the action since approval.
     if (!(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return this.fail(appId, dto, 'revoked', claims);
 
     return this.consumeOnce(appId, dto, claims.jti, claims);
+  }
+
+  /** How an MFA-proxy token's claims fail the request the app verifies it for, in order; null if they fit. */
+  private mismatch(appId: string, dto: VerifyMfaProxyTokenDto, claims: MfaProxyClaims): VerifyReason | null {
+    if (typeof claims.step_up_id !== 'string' || typeof claims.action !== 'string') return 'malformed';
+    if (claims.aud !== appId) return 'wrong_audience';
+    // A transaction id belongs to a TAC token: an MFA-proxy token is bound to no transaction.
+    if (dto.txn !== undefined && dto.txn !== null) return 'details_mismatch';
+    // The token approves one exact request: a mismatch is refused and does not consume it.
+    if (dto.action !== claims.action) return 'action_mismatch';
+    if ((dto.resource ?? null) !== (claims.resource ?? null)) return 'resource_mismatch';
+    if (hashDetails(dto.details) !== claims.details_hash) return 'details_mismatch';
+    if (dto.agentId !== undefined && dto.agentId !== claims.client_id) return 'agent_mismatch';
+    return null;
   }
 
   /** Single use: one conditional write (with its audit row and event), batched with concurrent verifications. */
@@ -82,6 +119,11 @@ export class MfaProxyTokensService {
       const s = await this.stepUps.findByTokenJti(appId, jti);
       return this.fail(appId, dto, s && s.status !== 'approved' ? 'revoked' : 'already_used', who);
     }
+    return this.valid(result, extra);
+  }
+
+  /** The answer for a token this verification consumed. */
+  private valid(result: ConsumedStepUp, extra: Partial<VerifyResultDto> = {}): VerifyResultDto {
     return {
       valid: true,
       stepUpId: result.id,

@@ -7,7 +7,7 @@ import { PgParams } from '../../database/pg-params.js';
 import { onSqliteConnection } from '../../database/sqlite-serial.js';
 import { OUTBOX_CARRIED, OutboxService } from '../events/outbox.service.js';
 import { eventData, eventDataSql } from '../step-ups/step-up-decisions.js';
-import { consumedOf, StepUpsRepository, type ConsumedRow, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
+import { consumedOf, StepUpsRepository, type ConsumedRow, type ConsumedStepUp, type TokenToConsume } from '../step-ups/step-ups.repository.js';
 
 /** Tokens consumed in one transaction at most. */
 const MAX_BATCH = 256;
@@ -17,9 +17,7 @@ const MAX_BATCH = 256;
  */
 const MAX_IN_FLIGHT = 4;
 
-interface Waiting {
-  appId: string;
-  jti: string;
+interface Waiting extends TokenToConsume {
   /** The asking request's context: its audit event carries its request id, address and actor. */
   context: RequestFields;
   resolve(consumed: ConsumedStepUp | null): void;
@@ -53,10 +51,13 @@ export class TokenConsumer {
     private readonly clock: Clock,
   ) {}
 
-  /** Consumes the token `jti` of `appId`: its step-up if this call consumed it, null if it was not consumable. */
-  consume(appId: string, jti: string): Promise<ConsumedStepUp | null> {
+  /**
+   * Consumes the token `jti` of `appId`: its step-up if this call consumed it, null if it was not
+   * consumable. With `tokenHash`, only if the token handed out had that hash (TokenToConsume).
+   */
+  consume(appId: string, jti: string, tokenHash: string | null = null): Promise<ConsumedStepUp | null> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ appId, jti, context: { ...RequestContext.get() }, resolve, reject });
+      this.queue.push({ appId, jti, tokenHash, context: { ...RequestContext.get() }, resolve, reject });
       this.schedule();
     });
   }
@@ -106,9 +107,9 @@ export class TokenConsumer {
     const p = new PgParams();
     const at = p.add(now, 'bigint');
     const carried = [...AUDIT_CARRIED, ...OUTBOX_CARRIED];
-    const perToken = tokens.map((w) => [w.appId, w.jti, ...this.audit.carried(w.context), ...this.outbox.carried()]);
-    const columns = ['app_id', 'jti', ...carried].map((_, i) => p.add(perToken.map((v) => v[i]), 'varchar[]'));
-    const sql = `WITH asked AS (SELECT * FROM unnest(${columns.join(', ')}) AS t(app_id, jti, ${carried.join(', ')})),
+    const perToken = tokens.map((w) => [w.appId, w.jti, w.tokenHash, ...this.audit.carried(w.context), ...this.outbox.carried()]);
+    const columns = ['app_id', 'jti', 'token_hash', ...carried].map((_, i) => p.add(perToken.map((v) => v[i]), 'varchar[]'));
+    const sql = `WITH asked AS (SELECT * FROM unnest(${columns.join(', ')}) AS t(app_id, jti, token_hash, ${carried.join(', ')})),
       ${this.stepUps.consumedCtesPg('asked', carried, at)},
       audited AS (${this.audit.insertSelectSql('consumed', {
         appId: 'consumed.app_id', at, userId: 'consumed.user_id', agentId: 'consumed.agent_id', model: 'consumed.model', taskId: 'consumed.task_id',

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, UnsecuredJWT, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { KeysService } from '../keys/keys.service.js';
 import { SIGNING_ALG, verifyEs256Signature } from '../keys/keys.service.js';
@@ -46,6 +47,37 @@ const CLAIMS_ONLY_HEADER = Buffer.from(JSON.stringify({ alg: 'none' })).toString
  * the verdict is jose's jwtVerify's on every case it lists.
  */
 export async function verifyOwnJwt(keys: KeysService, token: string, opts: VerifyOptions): Promise<{ payload: JWTPayload; header: JWTHeaderParameters }> {
+  const jws = await ownJws(keys, token, opts);
+  if (!(await verifyEs256Signature(jws.signingInput, jws.signature, jws.key))) throw new TokenInvalidError('invalid_signature', 'signature invalid');
+  return claimsOf(jws, opts);
+}
+
+/**
+ * Everything verifyOwnJwt checks but the signature: for a token whose authenticity the caller
+ * establishes otherwise, before it acts on anything the claims say (the MFA-proxy token's hot path
+ * consumes only the token handed out with the same hash: MfaProxyTokensService). Its `kid` must
+ * still name one of our keys, so a token of a key that is gone is refused as by verifyOwnJwt.
+ */
+export async function readOwnJwt(keys: KeysService, token: string, opts: VerifyOptions): Promise<{ payload: JWTPayload; header: JWTHeaderParameters }> {
+  const jws = await ownJws(keys, token, opts);
+  try {
+    return claimsOf(jws, opts);
+  } catch (err) {
+    // No signature was checked: a refusal carries no payload (verifiedPayload is for signed claims only).
+    if (err instanceof TokenInvalidError) throw new TokenInvalidError(err.reason, err.message);
+    throw err;
+  }
+}
+
+interface OwnJws {
+  header: JWTHeaderParameters;
+  key: KeyObject;
+  signingInput: string;
+  signature: Buffer;
+}
+
+/** The compact JWS's form and header: ours (algorithm, `typ`, a `kid` of our key set, no key-bearing or extension header), canonical base64url. */
+async function ownJws(keys: KeysService, token: string, opts: VerifyOptions): Promise<OwnJws> {
   if (typeof token !== 'string' || token.length > 8192 || token.split('.').length !== 3) {
     throw new TokenInvalidError('malformed', 'not a compact JWS');
   }
@@ -71,16 +103,22 @@ export async function verifyOwnJwt(keys: KeysService, token: string, opts: Verif
   if (!ASCII.test(signingInput)) throw new TokenInvalidError('malformed', 'payload not ASCII');
   // jose reads a signature whose last character carries padding bits as the same signature: any
   // holder could re-encode a token without the key. Only the canonical base64url is taken. (ECDSA
-  // itself lets (r, n − s) verify too, so a token still has two valid strings; nothing here keys
-  // on the string for anything but a cache: use and revocation go by jti.)
+  // itself lets (r, n − s) verify too, so a token still has two valid strings: the MFA-proxy
+  // token's hot path admits by its hash only the string handed out, the other is verified by its
+  // signature, and use and revocation go by jti.)
   const encodedSignature = token.slice(lastDot + 1);
   if (!BASE64URL.test(encodedSignature)) throw new TokenInvalidError('malformed', 'signature not base64url');
   const signature = Buffer.from(encodedSignature, 'base64url');
   if (signature.toString('base64url') !== encodedSignature) throw new TokenInvalidError('invalid_signature', 'signature not canonical');
-  if (!(await verifyEs256Signature(signingInput, signature, key))) throw new TokenInvalidError('invalid_signature', 'signature invalid');
+  return { header: header as JWTHeaderParameters, key, signingInput, signature };
+}
+
+/** The claims of a token of ours, checked by jose as jwtVerify would (see verifyOwnJwt). */
+function claimsOf(jws: OwnJws, opts: VerifyOptions): { payload: JWTPayload; header: JWTHeaderParameters } {
+  const { signingInput, header } = jws;
   const tolerance = opts.toleranceSeconds ?? 5;
   try {
-    // The signature above covers this payload: jose checks its claims as jwtVerify would.
+    // The caller established that this payload is ours: jose checks its claims as jwtVerify would.
     const { payload } = UnsecuredJWT.decode(`${CLAIMS_ONLY_HEADER}.${signingInput.slice(signingInput.indexOf('.') + 1)}.`, {
       issuer: opts.issuer,
       audience: opts.audience,
@@ -92,7 +130,7 @@ export async function verifyOwnJwt(keys: KeysService, token: string, opts: Verif
     if (iat > opts.nowSeconds + tolerance) throw new TokenInvalidError('invalid', 'iat is in the future', payload);
     // We issued it on our own clock: no grace after exp (a sudo grant ends exactly at sudoExpiresAt).
     if (payload.exp! <= opts.nowSeconds) throw new TokenInvalidError('expired', 'token expired', payload);
-    return { payload, header: header as JWTHeaderParameters };
+    return { payload, header };
   } catch (err) {
     if (err instanceof TokenInvalidError) throw err;
     const code = (err as { code?: string }).code;

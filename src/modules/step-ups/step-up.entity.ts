@@ -51,6 +51,8 @@ export class StepUpEntity {
   @TimeColumn('webauthn_nonce_expires_at', { nullable: true }) webauthnNonceExpiresAt: number | null;
   @Column({ type: 'integer', name: 'totp_failures' }) totpFailures: number;
   @Column({ type: 'varchar', length: 64, name: 'token_jti', nullable: true }) tokenJti: string | null;
+  /** hashSecret of the MFA-proxy token as handed out: a token with this hash is the one issued (verification's hot path). */
+  @Column({ type: 'varchar', length: 64, name: 'token_hash', nullable: true }) tokenHash: string | null;
   @TimeColumn('token_delivered_at', { nullable: true }) tokenDeliveredAt: number | null;
   @TimeColumn('token_expires_at', { nullable: true }) tokenExpiresAt: number | null;
   @TimeColumn('consumed_at', { nullable: true }) consumedAt: number | null;

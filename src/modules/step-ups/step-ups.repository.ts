@@ -12,8 +12,18 @@ export type ConsumedStepUp = Pick<
 
 const CONSUMED_COLUMNS = ['id', 'app_id', 'user_id', 'agent_id', 'model', 'task_id', 'action', 'resource', 'details_hash', 'method', 'decided_at', 'initiator', 'token_jti'] as const;
 export type ConsumedRow = Record<(typeof CONSUMED_COLUMNS)[number], string | null>;
-/** consumeTokensSqlite's write: consumed only if approved and not yet consumed. */
-const CONSUME_SQLITE = `UPDATE step_ups SET consumed_at = ? WHERE token_jti = ? AND app_id = ? AND consumed_at IS NULL AND status = 'approved' RETURNING ${CONSUMED_COLUMNS.join(', ')}`;
+/** consumeTokensSqlite's write: consumed only if approved and not yet consumed (and, when a hash is asked for, handed out with it). */
+const CONSUME_SQLITE = `UPDATE step_ups SET consumed_at = ? WHERE token_jti = ? AND app_id = ? AND consumed_at IS NULL AND status = 'approved' AND (? IS NULL OR token_hash = ?) RETURNING ${CONSUMED_COLUMNS.join(', ')}`;
+
+/**
+ * A token to consume: its step-up's app and token jti, and `tokenHash` when the token is admitted
+ * by its hash alone (not its signature): then only the token handed out with that hash is consumed.
+ */
+export interface TokenToConsume {
+  appId: string;
+  jti: string;
+  tokenHash: string | null;
+}
 
 /** A row of `consumed` (consumedCtesPg) or of a consuming UPDATE's RETURNING. */
 export function consumedOf(r: ConsumedRow): ConsumedStepUp {
@@ -79,11 +89,11 @@ export class StepUpsRepository {
   }
 
   /** Token hand-out: only the first fetch after approval records the jti (token_delivered_at IS NULL). */
-  async markDelivered(s: StepUpEntity, jti: string, now: number, tokenExpiresAt: number): Promise<boolean> {
+  async markDelivered(s: StepUpEntity, jti: string, now: number, tokenExpiresAt: number, tokenHash: string | null = null): Promise<boolean> {
     const res = await this.repo()
       .createQueryBuilder()
       .update()
-      .set({ tokenJti: jti, tokenDeliveredAt: now, tokenExpiresAt })
+      .set({ tokenJti: jti, tokenHash, tokenDeliveredAt: now, tokenExpiresAt })
       .where('id = :id AND app_id = :appId AND status = :approved AND token_delivered_at IS NULL', { id: s.id, appId: s.appId, approved: 'approved' })
       .execute();
     return (res.affected ?? 0) === 1;
@@ -96,15 +106,15 @@ export class StepUpsRepository {
    * and returned. A token absent from the result was used before, cancelled, or never ours.
    * PostgreSQL composes consumedCtesPg into one statement.
    */
-  consumeTokensSqlite(db: SqliteSession, tokens: { appId: string; jti: string }[], now: number): ConsumedStepUp[] {
+  consumeTokensSqlite(db: SqliteSession, tokens: TokenToConsume[], now: number): ConsumedStepUp[] {
     const out: ConsumedStepUp[] = [];
-    for (const t of tokens) for (const row of db.all<ConsumedRow>(CONSUME_SQLITE, now, t.jti, t.appId)) out.push(consumedOf(row));
+    for (const t of tokens) for (const row of db.all<ConsumedRow>(CONSUME_SQLITE, now, t.jti, t.appId, t.tokenHash, t.tokenHash)) out.push(consumedOf(row));
     return out;
   }
 
   /**
    * PostgreSQL: the CTEs `locked` and `consumed` of a statement that consumes the tokens of the
-   * relation `asked` (columns app_id, jti and `carried`) and, in the same statement, makes what
+   * relation `asked` (columns app_id, jti, token_hash (TokenToConsume) and `carried`) and, in the same statement, makes what
    * the consumption causes (its audit and outbox events read `consumed`): one round trip and one
    * commit for a whole batch, with no transaction left open between statements. `consumed` has a
    * row per token this statement consumed (CONSUMED_COLUMNS and the carried columns; consumedOf
@@ -114,7 +124,7 @@ export class StepUpsRepository {
   consumedCtesPg(asked: string, carried: readonly string[], now: string): string {
     return `locked AS (
         SELECT s.id${carried.map((c) => `, t.${c}`).join('')} FROM step_ups s JOIN ${asked} t ON s.token_jti = t.jti AND s.app_id = t.app_id
-        WHERE s.consumed_at IS NULL AND s.status = 'approved'
+        WHERE s.consumed_at IS NULL AND s.status = 'approved' AND (t.token_hash IS NULL OR s.token_hash = t.token_hash)
         ORDER BY s.token_jti
         FOR UPDATE OF s
       ),

@@ -285,7 +285,8 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
       // A transaction challenge's step-up (TAC) hands out its access token for the app's resource
       // (bound to the poll's DPoP key, if any) as its single-use token, in the same place.
       const minted = s.initiator === 'txn' ? await this.txnTokens.mint(s, options.jkt ?? null) : await this.mfaTokens.mint(s);
-      if (!(await this.repo.markDelivered(s, minted.jti, now, minted.expiresAt))) return { tokenIssued: true };
+      // Its hash is stored with its jti: verification admits this exact token by it (MfaProxyTokensService).
+      if (!(await this.repo.markDelivered(s, minted.jti, now, minted.expiresAt, hashSecret(minted.token)))) return { tokenIssued: true };
       return { mfaProxyToken: minted.token };
     }
     // Sudo: the requesting token's scopes plus the granted ones; exp is the end of the granted

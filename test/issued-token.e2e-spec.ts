@@ -1,0 +1,108 @@
+import { decodeJwt } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataSource } from 'typeorm';
+import { hashSecret } from '../src/common/crypto/tokens.js';
+import { startApp, usingPostgres, type TestApp } from './support/app.js';
+import { bearer } from './support/fixtures.js';
+import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+/** The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, n − s) too. */
+const P256_N = BigInt('0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551');
+
+/** The same token with its signature's other ECDSA form (r, n − s): validly signed, another string. */
+function otherSignatureForm(token: string): string {
+  const [header, payload, sig] = token.split('.');
+  const raw = Buffer.from(sig, 'base64url');
+  const s = BigInt(`0x${raw.subarray(32).toString('hex')}`);
+  const flipped = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
+  return `${header}.${payload}.${Buffer.concat([raw.subarray(0, 32), flipped]).toString('base64url')}`;
+}
+
+/** `?` placeholders, numbered for PostgreSQL. */
+const sql = (text: string) => (usingPostgres() ? text.replace(/\?/g, ((n) => () => `$${++n}`)(0)) : text);
+
+/**
+ * Verification admits the MFA-proxy token handed out by its hash (stored with its jti at hand-out)
+ * without checking its signature; any other string is decided by its signature, as before.
+ */
+describe('verify-and-consume by the issued token’s hash', () => {
+  async function approved(h: Human): Promise<{ id: string; token: string }> {
+    const created = await createStepUp(t, h).expect(201);
+    await expectStatus(approveWithPasskey(t, h, created.body.approvalUrl), 200);
+    const token = (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200)).body.mfaProxyToken as string;
+    return { id: created.body.id, token };
+  }
+  const verify = (h: Human, token: string) =>
+    t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }).expect(200);
+  const row = async (id: string): Promise<{ token_hash: string | null; token_jti: string; consumed_at: unknown }> =>
+    (await t.app.get(DataSource).query(sql('SELECT token_hash, token_jti, consumed_at FROM step_ups WHERE id = ?'), [id]))[0];
+  const setHash = (id: string, hash: string | null) => t.app.get(DataSource).query(sql('UPDATE step_ups SET token_hash = ? WHERE id = ?'), [hash, id]);
+
+  it('the hash of the token handed out is stored with its jti; that token is consumed once, then already_used', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    expect(await row(id)).toMatchObject({ token_hash: hashSecret(token), token_jti: decodeJwt(token).jti, consumed_at: null });
+    expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id, agentId: h.agent.id, userId: h.userId });
+    expect((await row(id)).consumed_at).not.toBeNull();
+    expect((await verify(h, token)).body).toEqual({ valid: false, reason: 'already_used' });
+  });
+
+  it('the stored hash is what admits a token on this path, not its signature: a string stored as issued is consumed though its signature is not valid', async () => {
+    // Shows which check decides (the database holds what was issued); an attacker cannot store a hash.
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const altered = `${token.slice(0, -2)}${token.endsWith('AA') ? 'BA' : 'AA'}`;
+    await setHash(id, hashSecret(altered));
+    expect((await verify(h, altered)).body).toMatchObject({ valid: true, stepUpId: id });
+    expect((await verify(h, token)).body).toEqual({ valid: false, reason: 'already_used' });
+  });
+
+  it('a string other than the one issued is decided by its signature: a changed claim or signature is invalid_signature and consumes nothing', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const [header, payload, sig] = token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    const otherPayload = Buffer.from(JSON.stringify({ ...claims, exp: claims.exp + 3600 })).toString('base64url');
+    const forged = [`${header}.${otherPayload}.${sig}`, `${header}.${payload}.${Buffer.alloc(64, 7).toString('base64url')}`];
+    for (const f of forged) expect((await verify(h, f)).body).toEqual({ valid: false, reason: 'invalid_signature' });
+    expect((await row(id)).consumed_at).toBeNull();
+    expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id });
+  });
+
+  it('the other ECDSA form of the same signature (a valid signature on another string) is verified by signature and consumed once', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const other = otherSignatureForm(token);
+    expect(other).not.toBe(token);
+    expect((await verify(h, other)).body).toMatchObject({ valid: true, stepUpId: id });
+    expect((await verify(h, token)).body).toEqual({ valid: false, reason: 'already_used' });
+    expect((await verify(h, other)).body).toEqual({ valid: false, reason: 'already_used' });
+  });
+
+  it('a token handed out before hashes were stored (none in its row) is verified by signature and consumed once', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    await setHash(id, null);
+    expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id });
+    expect((await verify(h, token)).body).toEqual({ valid: false, reason: 'already_used' });
+  });
+
+  it('N concurrent verifications of one token, by its hash: exactly one valid, the others already_used, one consumed audit event', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const results = await Promise.all(Array.from({ length: 30 }, () => verify(h, token)));
+    expect(results.filter((r) => r.body.valid === true)).toHaveLength(1);
+    expect(results.filter((r) => r.body.valid === false).map((r) => r.body.reason)).toEqual(Array(29).fill('already_used'));
+    const events = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+    expect(events.map((e: { resource: string }) => e.resource)).toEqual(['drive://q3.pdf']);
+    expect((await row(id)).consumed_at).not.toBeNull();
+  });
+});
