@@ -4,8 +4,8 @@
  * (a human approves each one, and caps apply), so this child process boots the service's own
  * AppModule (from the build under test, with the service's environment; it does not listen),
  * takes its MfaProxyTokenMinter (the service's signing key) and DataSource, inserts the
- * `step_ups` rows as an approval + hand-out would leave them (status approved, token_jti set,
- * consumed_at null) in one transaction, writes the tokens to a file (one per line), and exits
+ * `step_ups` rows as an approval + hand-out would leave them (status approved, token_jti set, and
+ * token_hash where the build has it, consumed_at null) in one transaction, writes the tokens to a file (one per line), and exits
  * before the round starts. Run by bench/run.ts and bench/soak.ts through runIpc().
  */
 import { randomBytes } from 'node:crypto';
@@ -46,7 +46,12 @@ export interface SeedResult {
 /* Minimal shapes of the service classes used here (the bench does not compile against src/). */
 interface Minter { mint(s: Record<string, unknown>): Promise<{ token: string; jti: string; expiresAt: number }> }
 interface EntityManagerLike { insert(target: unknown, rows: unknown[]): Promise<unknown> }
-interface DataSourceLike { transaction<T>(fn: (m: EntityManagerLike) => Promise<T>): Promise<T>; query(sql: string): Promise<unknown>; options?: { type?: string } }
+interface DataSourceLike {
+  transaction<T>(fn: (m: EntityManagerLike) => Promise<T>): Promise<T>;
+  query(sql: string): Promise<unknown>;
+  getMetadata(target: unknown): { findColumnWithPropertyPath(path: string): unknown };
+  options?: { type?: string };
+}
 interface AppContext { get<T>(token: unknown, options?: { strict: boolean }): T; close(): Promise<void> }
 
 const INSERT_CHUNK = 400;
@@ -68,6 +73,7 @@ async function seed(req: SeedRequest): Promise<SeedResult> {
   const { StepUpsRepository } = await load(dir, 'dist/src/modules/step-ups/step-ups.repository.js');
   const { StepUpEntity } = await load(dir, 'dist/src/modules/step-ups/step-up.entity.js');
   const { hashDetails } = (await load(dir, 'dist/src/common/canonical-json.js')) as { hashDetails(d: unknown): string };
+  const { hashSecret } = (await load(dir, 'dist/src/common/crypto/tokens.js')) as { hashSecret(s: string): string };
 
   const ctx = await NestFactory.createApplicationContext(AppModule.forRoot(loadConfig(req.env)), { logger: ['error'], abortOnError: false });
   let minted = 0;
@@ -75,6 +81,8 @@ async function seed(req: SeedRequest): Promise<SeedResult> {
     const minter = ctx.get<Minter>(MfaProxyTokenMinter, { strict: false });
     const ds = ctx.get<{ ds: DataSourceLike }>(StepUpsRepository, { strict: false }).ds;
     const detailsHash = hashDetails(req.details);
+    // A build that stores the issued token's hash at hand-out (step_ups.token_hash) gets it here too.
+    const storesTokenHash = ds.getMetadata(StepUpEntity).findColumnWithPropertyPath('tokenHash') !== undefined;
     for (const batch of req.batches) {
       const now = Date.now();
       const rows: Record<string, unknown>[] = [];
@@ -98,6 +106,7 @@ async function seed(req: SeedRequest): Promise<SeedResult> {
             const t = await minter.mint(row);
             row.tokenJti = t.jti;
             row.tokenExpiresAt = t.expiresAt;
+            if (storesTokenHash) row.tokenHash = hashSecret(t.token);
             return { row, token: t.token };
           }),
         );

@@ -2,6 +2,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
 import { hashSecret } from '../src/common/crypto/tokens.js';
+import { AgentTokensService } from '../src/modules/oauth/agent-tokens.service.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer } from './support/fixtures.js';
 import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
@@ -93,6 +94,17 @@ describe('verify-and-consume by the issued token’s hash', () => {
     await setHash(id, null);
     expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id });
     expect((await verify(h, token)).body).toEqual({ valid: false, reason: 'already_used' });
+  });
+
+  it('an agent not in this instance’s cache, or a made-up one, sends the token to the signed path: the real one is consumed, the made-up one is invalid_signature', async () => {
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const [header, payload] = token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    const madeUp = `${header}.${Buffer.from(JSON.stringify({ ...claims, client_id: 'agt_madeup', act: { sub: 'agt_madeup' } })).toString('base64url')}.${token.split('.')[2]}`;
+    expect((await verify(h, madeUp)).body).toEqual({ valid: false, reason: 'invalid_signature' });
+    t.app.get(AgentTokensService).forget(h.agent.id);
+    expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id });
   });
 
   it('N concurrent verifications of one token, by its hash: exactly one valid, the others already_used, one consumed audit event', async () => {

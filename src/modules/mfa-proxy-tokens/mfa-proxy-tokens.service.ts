@@ -59,8 +59,8 @@ export class MfaProxyTokensService {
    * The hot path. A token whose hash is the one stored when it was handed out is that token, byte
    * for byte: its claims are the ones we signed, so its signature (an ECDSA verification, the
    * largest single cost of a verification) need not be checked. Every other check is made as in
-   * verifySigned (form, our `kid`, issuer, expiry, audience, the bound request, the agent), and the
-   * token is consumed only under that hash, in the same conditional write (TokenConsumer).
+   * verifySigned (form, our `kid`, issuer, expiry, audience, the bound request, the agent, from the
+   * cache), and the token is consumed only under that hash, in the same conditional write (TokenConsumer).
    * Anything else returns null, and verifySigned decides it from the start, signature first: a
    * check that fails, a token not consumed here (used, cancelled, altered, the other ECDSA string
    * of the same signature, or handed out before hashes were stored). So every refusal keeps its
@@ -74,7 +74,8 @@ export class MfaProxyTokensService {
       if (err instanceof TokenInvalidError) return null;
       throw err;
     }
-    if (this.mismatch(appId, dto, claims) !== null || !(await this.agents.permits(claims.client_id, claims.sub, claims.action))) return null;
+    // The agent from the cache only: a made-up client_id costs no query before its signature is checked.
+    if (this.mismatch(appId, dto, claims) !== null || this.agents.permitsCached(claims.client_id, claims.sub, claims.action) !== true) return null;
     const result = await this.consumer.consume(appId, claims.jti, hashSecret(dto.token));
     return result && this.valid(result);
   }

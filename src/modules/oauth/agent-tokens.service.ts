@@ -111,6 +111,17 @@ export class AgentTokensService implements OnModuleInit {
   }
 
   /**
+   * `permits` from this instance's cache alone, without a query: undefined when the agent is not
+   * cached. For checks made before a token's signature is (the MFA-proxy token's hot path): claims
+   * anyone can write then cost no database lookup; a miss goes to the signed path, which asks `permits`.
+   */
+  permitsCached(agentId: string, userId: string, scope: string): boolean | undefined {
+    const state = this.states.get(agentId);
+    if (!state) return undefined;
+    return state.active && state.userId === userId && withinBoundaries(state.boundaries, scope);
+  }
+
+  /**
    * The agent, if it may act (active, user not deleted): client authentication's lookup, from the
    * same cache as the guard's, dropped on every change of the agent (suspension, revocation,
    * secret rotation, new keys) on every instance.
