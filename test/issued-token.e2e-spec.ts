@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
 import { hashSecret } from '../src/common/crypto/tokens.js';
 import { AgentTokensService } from '../src/modules/oauth/agent-tokens.service.js';
+import { TokenConsumer } from '../src/modules/mfa-proxy-tokens/token-consumer.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer } from './support/fixtures.js';
 import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
@@ -105,6 +106,45 @@ describe('verify-and-consume by the issued token’s hash', () => {
     expect((await verify(h, madeUp)).body).toEqual({ valid: false, reason: 'invalid_signature' });
     t.app.get(AgentTokensService).forget(h.agent.id);
     expect((await verify(h, token)).body).toMatchObject({ valid: true, stepUpId: id });
+  });
+
+  it('a forged token whose jti is not of our form never reaches a consume batch: other apps’ verifications in the same turn are consumed', async () => {
+    const attacker = await human(t);
+    const victims = await Promise.all([human(t), human(t), human(t)]);
+    const tokens = await Promise.all(victims.map(approved));
+    const [header, payload] = (await approved(attacker)).token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    const forge = (jti: unknown) => `${header}.${Buffer.from(JSON.stringify({ ...claims, jti })).toString('base64url')}.${Buffer.alloc(64, 7).toString('base64url')}`;
+    const poisons = [{ a: 1 }, true, ['x', 'y'], 'a\u0000b', 7, 'x'.repeat(64)].map(forge);
+    // In-process requests issued together: they reach the consumer in the same turn, so share its batches.
+    const fastify = t.app.getHttpAdapter().getInstance() as { inject(o: Record<string, unknown>): Promise<{ statusCode: number; json(): Record<string, unknown> }> };
+    const inject = (h: Human, token: string) =>
+      fastify.inject({
+        method: 'POST', url: '/v1/mfa-proxy-tokens/verify', headers: { authorization: `Bearer ${h.tenant.apiKey}`, 'content-type': 'application/json' },
+        payload: JSON.stringify({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }),
+      });
+    const answers = await Promise.all([...poisons.map((p) => inject(attacker, p)), ...victims.map((v, i) => inject(v, tokens[i].token))]);
+    expect(answers.map((a) => [a.statusCode, a.json()])).toEqual([
+      ...poisons.map(() => [200, { valid: false, reason: 'invalid_signature' }]),
+      ...tokens.map((tok) => [200, expect.objectContaining({ valid: true, stepUpId: tok.id })]),
+    ]);
+  });
+
+  it('an ask under another hash does not take the token’s turn in a batch: a forged copy asked first, the token still consumed', async () => {
+    const consumer = t.app.get(TokenConsumer);
+    for (const genuine of ['hash', 'signed'] as const) {
+      const h = await human(t);
+      const { id, token } = await approved(h);
+      const jti = decodeJwt(token).jti!;
+      const asks = [consumer.consume(h.tenant.appId, jti, hashSecret(`${token}x`)), consumer.consume(h.tenant.appId, jti, genuine === 'hash' ? hashSecret(token) : null)];
+      expect((await Promise.all(asks)).map((r) => r?.id ?? null), genuine).toEqual([null, id]);
+      // The same string asked twice at once: its first asker only.
+      expect((await Promise.all([consumer.consume(h.tenant.appId, jti, hashSecret(token)), consumer.consume(h.tenant.appId, jti, hashSecret(token))])).map((r) => r?.id ?? null)).toEqual([null, null]);
+    }
+    const h = await human(t);
+    const { id, token } = await approved(h);
+    const jti = decodeJwt(token).jti!;
+    expect((await Promise.all([consumer.consume(h.tenant.appId, jti, hashSecret(token)), consumer.consume(h.tenant.appId, jti, hashSecret(token))])).map((r) => r?.id ?? null)).toEqual([id, null]);
   });
 
   it('N concurrent verifications of one token, by its hash: exactly one valid, the others already_used, one consumed audit event', async () => {

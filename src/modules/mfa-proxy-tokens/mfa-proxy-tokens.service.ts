@@ -8,7 +8,7 @@ import { RateLimitService } from '../rate-limit/rate-limit.service.js';
 import { KeysService } from '../keys/keys.service.js';
 import { AgentTokensService } from '../oauth/agent-tokens.service.js';
 import { readOwnJwt, TokenInvalidError, verifyOwnJwt } from '../oauth/token-verifier.js';
-import { MFA_PROXY_TYP, type MfaProxyClaims } from '../step-ups/mfa-proxy-token.js';
+import { isTokenJti, MFA_PROXY_TYP, type MfaProxyClaims } from '../step-ups/mfa-proxy-token.js';
 import { StepUpsRepository, type ConsumedStepUp } from '../step-ups/step-ups.repository.js';
 import { hashSecret } from '../../common/crypto/tokens.js';
 import { TokenConsumer } from './token-consumer.js';
@@ -74,7 +74,9 @@ export class MfaProxyTokensService {
       if (err instanceof TokenInvalidError) return null;
       throw err;
     }
-    // The agent from the cache only: a made-up client_id costs no query before its signature is checked.
+    // Unsigned claims: only a jti of our form goes to the shared consumer (whose batch serves other
+    // apps' verifications too), and the agent comes from the cache (a made-up client_id costs no query).
+    if (!isTokenJti(claims.jti) || typeof claims.client_id !== 'string' || typeof claims.sub !== 'string') return null;
     if (this.mismatch(appId, dto, claims) !== null || this.agents.permitsCached(claims.client_id, claims.sub, claims.action) !== true) return null;
     const result = await this.consumer.consume(appId, claims.jti, hashSecret(dto.token));
     return result && this.valid(result);

@@ -7,6 +7,7 @@ import { PgParams } from '../../database/pg-params.js';
 import { onSqliteConnection } from '../../database/sqlite-serial.js';
 import { OUTBOX_CARRIED, OutboxService } from '../events/outbox.service.js';
 import { eventData, eventDataSql } from '../step-ups/step-up-decisions.js';
+import { isTokenJti } from '../step-ups/mfa-proxy-token.js';
 import { consumedOf, StepUpsRepository, type ConsumedRow, type ConsumedStepUp, type TokenToConsume } from '../step-ups/step-ups.repository.js';
 
 /** Tokens consumed in one transaction at most. */
@@ -56,6 +57,8 @@ export class TokenConsumer {
    * consumable. With `tokenHash`, only if the token handed out had that hash (TokenToConsume).
    */
   consume(appId: string, jti: string, tokenHash: string | null = null): Promise<ConsumedStepUp | null> {
+    // Not a token of ours: nothing to consume, and no place in a batch that other verifications share.
+    if (!isTokenJti(jti)) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
       this.queue.push({ appId, jti, tokenHash, context: { ...RequestContext.get() }, resolve, reject });
       this.schedule();
@@ -82,18 +85,32 @@ export class TokenConsumer {
   }
 
   private async write(batch: Waiting[]): Promise<void> {
-    // One asker per token: a second ask for the same jti in this batch finds it used.
+    // One asker per token: a second ask for the same jti and hash in this batch finds it used. An
+    // ask for the same jti under another hash (another string for the token: a forged copy, or the
+    // token on its signed path) is not decided by the first: it goes first into the next batch.
     const first = new Map<string, Waiting>();
-    for (const w of batch) if (!first.has(key(w.appId, w.jti))) first.set(key(w.appId, w.jti), w);
+    const later: Waiting[] = [];
+    const asked: Waiting[] = [];
+    for (const w of batch) {
+      const k = key(w.appId, w.jti);
+      const f = first.get(k);
+      if (!f) first.set(k, w);
+      else if (f.tokenHash !== w.tokenHash) {
+        later.push(w);
+        continue;
+      }
+      asked.push(w);
+    }
+    if (later.length) this.queue.unshift(...later);
     let consumed: ConsumedStepUp[];
     try {
       consumed = this.stepUps.ds.options.type === 'postgres' ? await this.writePostgres([...first.values()]) : await this.writeSqlite(first);
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      for (const w of asked) w.reject(err);
       return;
     }
     const byKey = new Map(consumed.map((s) => [key(s.appId, s.tokenJti!), s]));
-    for (const w of batch) w.resolve(first.get(key(w.appId, w.jti)) === w ? (byKey.get(key(w.appId, w.jti)) ?? null) : null);
+    for (const w of asked) w.resolve(first.get(key(w.appId, w.jti)) === w ? (byKey.get(key(w.appId, w.jti)) ?? null) : null);
   }
 
   /**

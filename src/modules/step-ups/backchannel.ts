@@ -79,11 +79,7 @@ export interface BackchannelRedeemed {
 /** Extra inputs of a poll for the hand-out (TAC: the poll's DPoP key for `cnf.jkt`). */
 export interface RedeemOptions {
   jkt?: string | null;
-  /**
-   * Runs once the step-up is found approved and not yet handed out, before its grant is: what the
-   * answer needs besides the grant and can fail (an ID token to sign) fails while the approval can
-   * still be redeemed, instead of after the single hand-out was spent on an answer never sent.
-   */
+  /** What the answer needs besides the grant and can fail (an ID token to sign): see StepUpsService.handOut. */
   beforeHandOut?: (s: StepUpEntity) => Promise<void> | void;
 }
 
@@ -167,8 +163,7 @@ export class StepUpsBackchannel implements OnModuleInit {
       case 'expired':
         throw new BackchannelPollRefused('expired_token', 'the request expired before the user decided');
     }
-    if (s.status === 'approved' && s.tokenDeliveredAt === null) await options.beforeHandOut?.(s);
-    const grant = await this.stepUps.handOut(s, { jkt: options.jkt });
+    const grant = await this.stepUps.handOut(s, options);
     if (grant.mfaProxyToken || grant.sudoToken) return { stepUp: s, grant, data: s.backchannelData ?? {} };
     // Single use (CIBA §11): a handle whose grant was handed out is spent.
     if (grant.tokenIssued === true) throw new BackchannelPollRefused('invalid_grant', 'the auth_req_id was already redeemed');

@@ -7,6 +7,14 @@ import { KeysService } from '../keys/keys.service.js';
 import type { StepUpEntity } from './step-up.entity.js';
 
 export const MFA_PROXY_TYP = 'mfa-proxy+jwt';
+/** The jti of every single-use token we mint (MFA-proxy and TAC tokens): a random UUID, lower case. */
+const TOKEN_JTI = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether `v` has the form of a jti we mint: nothing else is ever looked up or consumed. */
+export function isTokenJti(v: unknown): v is string {
+  return typeof v === 'string' && TOKEN_JTI.test(v);
+}
+
 /** API.md: default 120 s (30..600). */
 export const MFA_PROXY_TOKEN_TTL_S = 120;
 
@@ -16,7 +24,7 @@ export interface MfaProxyClaims {
   auth_time: number; amr: string[]; step_up_id: string; action: string; resource: string | null; details_hash: string; model: string; task_id: string | null;
 }
 
-/** Mints the single-use token of an approved step-up at hand-out. Only its jti is stored (by the caller). */
+/** Mints the single-use token of an approved step-up at hand-out. Its jti and its hash are stored (by the caller). */
 @Injectable()
 export class MfaProxyTokenMinter {
   constructor(

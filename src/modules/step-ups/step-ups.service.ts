@@ -272,8 +272,11 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
   /**
    * The token of an approved step-up, minted at the first fetch only (token_delivered_at guard),
    * and only until the step-up's expiresAt: a late fetch gets nothing (API.md v1.1).
+   * `beforeHandOut` runs once every check has passed, before the token is minted and the hand-out
+   * recorded: what the caller's answer needs besides the token and can fail (an ID token to sign)
+   * then fails while the approval can still be collected, not after it was spent on an answer never sent.
    */
-  async handOut(s: StepUpEntity, options: { jkt?: string | null } = {}): Promise<Partial<StepUpDto>> {
+  async handOut(s: StepUpEntity, options: { jkt?: string | null; beforeHandOut?: (s: StepUpEntity) => Promise<void> | void } = {}): Promise<Partial<StepUpDto>> {
     if (s.status !== 'approved') return {};
     // Delivered, or voided (no jti) when the agent's boundaries were narrowed below it.
     if (s.tokenDeliveredAt !== null) return s.tokenJti !== null ? { tokenIssued: true } : { tokenIssued: false };
@@ -282,6 +285,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     // Boundaries narrowed (or the agent stopped) since the request: nothing beyond them is handed out.
     for (const scope of [s.action, ...s.grantScopes]) if (!(await this.agentTokens.permits(s.agentId, s.userId, scope))) return { tokenIssued: false, reason: 'revoked' };
     if (s.grantType === 'token') {
+      await options.beforeHandOut?.(s);
       // A transaction challenge's step-up (TAC) hands out its access token for the app's resource
       // (bound to the poll's DPoP key, if any) as its single-use token, in the same place.
       const minted = s.initiator === 'txn' ? await this.txnTokens.mint(s, options.jkt ?? null) : await this.mfaTokens.mint(s);
@@ -294,6 +298,7 @@ export class StepUpsService implements OnApplicationBootstrap, OnApplicationShut
     const exp = Math.floor(((s.decidedAt ?? now) + s.grantDuration * 1000) / 1000);
     const ttl = exp - this.clock.nowSeconds();
     if (ttl <= 0) return { tokenIssued: false, reason: 'expired' };
+    await options.beforeHandOut?.(s);
     const agent = { id: s.agentId, appId: s.appId, userId: s.userId, model: s.model } as AgentEntity;
     const issued = await this.agentTokens.issue({
       agent,

@@ -50,7 +50,7 @@ export function txnDataOf(s: Pick<StepUpEntity, 'initiator' | 'backchannelData'>
  * Mints the access token of an approved TAC step-up at hand-out (as MfaProxyTokenMinter does for
  * MFA-proxy tokens): audience the app's resource, the challenge's `txn` and authorization details,
  * the agent as actor and client, the user as subject, bound to the poll's DPoP key when it sent a
- * proof. Only its jti is stored (by the caller); the app consumes it once through verify.
+ * proof. Its jti and its hash are stored (by the caller); the app consumes it once through verify.
  */
 @Injectable()
 export class TxnTokenMinter {
