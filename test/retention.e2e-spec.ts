@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config/config.js';
 import { AuditService } from '../src/modules/audit/audit.service.js';
 import { OutboxEntity } from '../src/modules/events/outbox.entity.js';
@@ -9,67 +9,10 @@ import { RevokedTokenEntity } from '../src/modules/oauth/revoked-token.entity.js
 import { RetentionService } from '../src/modules/ops/retention.service.js';
 import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, world } from './support/fixtures.js';
+import { integers, planOf, sorts, statementsDuring, tableAccesses, type Access, type Statement } from './support/query-plans.js';
 
 const DAY = 86_400_000;
 const HASH = '0'.repeat(64);
-
-interface Statement {
-  sql: string;
-  params: unknown[];
-}
-
-/** Every statement the DataSource runs while `fn` runs (read from TypeORM's query log hook). */
-async function statementsDuring(ds: DataSource, fn: () => Promise<unknown>): Promise<Statement[]> {
-  const seen: Statement[] = [];
-  const spy = vi.spyOn(ds.logger, 'logQuery').mockImplementation((sql: string, params?: unknown) => void seen.push({ sql, params: (params as unknown[] | undefined) ?? [] }));
-  try {
-    await fn();
-  } finally {
-    spy.mockRestore();
-  }
-  return seen;
-}
-
-interface Access {
-  /** How the row source is read: a full scan (of the table or a whole index) or an index search. */
-  kind: 'scan' | 'search';
-  index: string | null;
-  /** The index condition (PostgreSQL) or the plan line (SQLite). */
-  detail: string;
-}
-
-/** How `table` is read by one statement: EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (PostgreSQL). */
-async function tableAccesses(ds: DataSource, s: Statement, table = 'audit_events'): Promise<Access[]> {
-  if (ds.options.type === 'postgres') {
-    const [row] = await ds.query(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.params);
-    const out: Access[] = [];
-    const walk = (node: Record<string, unknown>, underAudit: boolean) => {
-      const onAudit = node['Relation Name'] === table;
-      const type = String(node['Node Type']);
-      if (onAudit && type === 'Seq Scan') out.push({ kind: 'scan', index: null, detail: type });
-      if (onAudit && /Index/.test(type)) out.push({ kind: 'search', index: String(node['Index Name']), detail: String(node['Index Cond'] ?? '') });
-      // A bitmap heap scan names the table; its children name the index.
-      if (type === 'Bitmap Index Scan' && underAudit) out.push({ kind: 'search', index: String(node['Index Name']), detail: String(node['Index Cond'] ?? '') });
-      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child, onAudit || (underAudit && type !== 'Bitmap Heap Scan'));
-    };
-    walk((row['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0].Plan, false);
-    return out;
-  }
-  const aliases = new Set([table, ...[...s.sql.matchAll(new RegExp(`"${table}"\\s+(?:AS\\s+)?"(\\w+)"`, 'gi'))].map((m) => m[1])]);
-  const rows: { detail: string }[] = await ds.query(`EXPLAIN QUERY PLAN ${s.sql}`, s.params);
-  const out: Access[] = [];
-  for (const { detail } of rows) {
-    const m = /^(SCAN|SEARCH) (\S+)(?: USING (?:COVERING )?INDEX (\S+))?/.exec(detail);
-    if (m && aliases.has(m[2])) out.push({ kind: m[1] === 'SCAN' ? 'scan' : 'search', index: m[3] ?? null, detail });
-  }
-  return out;
-}
-
-/** Whether one statement's plan sorts rows (a sort node, SQLite's temporary B-tree): its cost then grows with every row it sorts. */
-async function sorts(ds: DataSource, s: Statement): Promise<boolean> {
-  if (ds.options.type === 'postgres') return /"Node Type": "(Incremental )?Sort"/.test(JSON.stringify((await ds.query(`EXPLAIN (FORMAT JSON) ${s.sql}`, s.params))[0]['QUERY PLAN'], null, 1));
-  return ((await ds.query(`EXPLAIN QUERY PLAN ${s.sql}`, s.params)) as { detail: string }[]).some((r) => /TEMP B-TREE/.test(r.detail));
-}
 
 /**
  * The rule for the sealer: it reads `audit_events` only through the partial index of unsealed
@@ -90,7 +33,7 @@ async function expectBoundedBySealingWork(ds: DataSource, statements: Statement[
   expect(onAudit.length).toBeGreaterThan(0);
   for (const s of onAudit) {
     const accesses = await tableAccesses(ds, s);
-    const why = `${s.sql}\n→ ${accesses.map((a) => `${a.kind} ${a.index ?? '(table)'} ${a.detail}`).join(' | ')}`;
+    const why = planOf(s, accesses);
     expect(accesses.length, why).toBeGreaterThan(0);
     for (const a of accesses) expect(bounded(a), why).toBe(true);
   }
@@ -284,19 +227,18 @@ describe('retention cost does not grow with history', () => {
     t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
     const ds = t.app.get(DataSource);
     // Rows old enough to purge, as years of deliveries leave them: only the batch's worth may be read.
-    const series = (n: number) => (usingPostgres() ? `generate_series(1, ${n}) AS n(i)` : `(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ${n}) SELECT i FROM s) AS n`);
     const p = (i: number) => (usingPostgres() ? `$${i}` : '?');
     const time = (i: number) => (usingPostgres() ? `$${i}::bigint` : '?');
     const outbox = (status: string, n: number, delivered: boolean) =>
       ds.query(
         `INSERT INTO outbox (id, app_id, type, payload, created_at, delivered_at, delivery_status, attempts)
-         SELECT ${p(1)} || '_' || n.i, ${p(2)}, 'step_up.created', '{}', ${time(3)} + n.i, ${delivered ? `${time(4)} + n.i` : 'NULL'}, '${status}', 1 FROM ${series(n)}`,
+         SELECT ${p(1)} || '_' || n.i, ${p(2)}, 'step_up.created', '{}', ${time(3)} + n.i, ${delivered ? `${time(4)} + n.i` : 'NULL'}, '${status}', 1 FROM ${integers(n)}`,
         delivered ? [`evt_h${status}`, appId, old, old] : [`evt_h${status}`, appId, old],
       );
     await outbox('delivered', DELIVERED, true);
     await outbox('no_endpoint', NO_ENDPOINT, false);
     await ds.query(
-      `INSERT INTO revoked_tokens (jti, app_id, agent_id, expires_at, revoked_at) SELECT ${p(1)} || '_' || n.i, ${p(2)}, 'agt_hist', ${time(3)} + n.i, ${time(4)} FROM ${series(REVOKED)}`,
+      `INSERT INTO revoked_tokens (jti, app_id, agent_id, expires_at, revoked_at) SELECT ${p(1)} || '_' || n.i, ${p(2)}, 'agt_hist', ${time(3)} + n.i, ${time(4)} FROM ${integers(REVOKED)}`,
       ['jti_h', appId, old, old],
     );
     // PostgreSQL plans with the statistics autovacuum keeps; ANALYZE stands in for it here.
@@ -323,7 +265,7 @@ describe('retention cost does not grow with history', () => {
     const deletes = statements.filter((s) => /^\s*DELETE/i.test(s.sql));
     expect(deletes).toHaveLength(1);
     const accesses = await tableAccesses(ds, deletes[0], table);
-    const why = `${deletes[0].sql}\n→ ${accesses.map((a) => `${a.kind} ${a.index ?? '(table)'} ${a.detail}`).join(' | ')}`;
+    const why = planOf(deletes[0], accesses);
     expect(accesses.length, why).toBeGreaterThanOrEqual(2);
     expect(accesses.filter((a) => a.kind !== 'search'), why).toEqual([]);
     expect(await sorts(ds, deletes[0]), why).toBe(false);
