@@ -170,7 +170,7 @@ export class StepUpsRepository {
     return (await m.findOneBy(Entity, { id: s.id }))?.totpFailures ?? null;
   }
 
-  /** When the agent's human denials since `since` happened, newest first. */
+  /** When the agent's human denials since `since` happened, newest first (ix_step_ups_agent_denied: status written out, to match the partial index). */
   async humanDenials(appId: string, agentId: string, since: number): Promise<number[]> {
     const rows = await this.repo()
       .createQueryBuilder('s')
@@ -214,14 +214,21 @@ export class StepUpsRepository {
     return (res.affected ?? 0) === 1;
   }
 
-  /** A user's step-ups for the dashboard, newest first (pending only, or all). */
+  /** A user's step-ups for the dashboard, newest first (pending only, or all): ix_step_ups_user_status_created, ix_step_ups_user_created. */
   ofUser(appId: string, userId: string, pendingOnly: boolean, limit: number): Promise<StepUpEntity[]> {
     return this.repo().find({ where: { appId, userId, ...(pendingOnly ? { status: 'pending' as const } : {}) }, order: { createdAt: 'DESC' }, take: limit });
   }
 
-  /** A user's approved sudo step-ups decided since `since` (the longest grant is 900 s): candidates for active grants. */
+  /**
+   * A user's approved sudo step-ups decided since `since` (the longest grant is 900 s): candidates
+   * for active grants. ix_step_ups_user_sudo: status and grant type written out, to match the partial index.
+   */
   approvedSudoOfUser(appId: string, userId: string, since: number): Promise<StepUpEntity[]> {
-    return this.repo().find({ where: { appId, userId, status: 'approved', grantType: 'sudo', decidedAt: MoreThan(since) }, order: { decidedAt: 'DESC' } });
+    return this.repo()
+      .createQueryBuilder('s')
+      .where("s.app_id = :appId AND s.user_id = :userId AND s.status = 'approved' AND s.grant_type = 'sudo' AND s.decided_at > :since", { appId, userId, since })
+      .orderBy('s.decided_at', 'DESC')
+      .getMany();
   }
 
   /**

@@ -1,0 +1,129 @@
+import { DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StepUpsRepository } from '../src/modules/step-ups/step-ups.repository.js';
+import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
+import { integers, planOf, sorts, statementsDuring, tableAccesses, type Statement } from './support/query-plans.js';
+import { createStepUp, human, type Human } from './support/step-up.js';
+
+/**
+ * Reads made on every request of their kind, or by a periodic job, on tables that grow with
+ * history: each must read an index range as long as its answer (or its batch), however many
+ * finished rows lie beside it. Checked on the plan each database makes for the statement the code
+ * runs, with a long history and a few live rows; on PostgreSQL both as written (no statistics yet)
+ * and after ANALYZE (the statistics autovacuum keeps).
+ */
+
+const DAY = 86_400_000;
+const p = (i: number) => (usingPostgres() ? `$${i}` : '?');
+const time = (expr: string) => (usingPostgres() ? `(${expr})::bigint` : `(${expr})`);
+
+/** Copies of the one `table` row matching `where`, one per i in 1..n, with `set` (column → SQL over n.i) overriding columns. */
+async function copies(ds: DataSource, table: string, where: string, params: unknown[], n: number, set: Record<string, string>): Promise<void> {
+  const columns: string[] = usingPostgres()
+    ? (await ds.query('SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1', [table])).map((r: { c: string }) => r.c)
+    : (await ds.query(`PRAGMA table_info(${table})`)).map((r: { name: string }) => r.name);
+  await ds.query(
+    `INSERT INTO ${table} (${columns.join(', ')}) SELECT ${columns.map((c) => set[c] ?? `t.${c}`).join(', ')} FROM (SELECT * FROM ${table} WHERE ${where} LIMIT 1) t, ${integers(n)}`,
+    params,
+  );
+}
+
+/** `s` reads `table` only by searching `index` (no scan of the table or of a whole index) and sorts nothing. */
+async function expectReadThrough(ds: DataSource, s: Statement, table: string, index: string): Promise<void> {
+  const accesses = await tableAccesses(ds, s, table);
+  const why = planOf(s, accesses);
+  expect(accesses.length, why).toBeGreaterThan(0);
+  expect(accesses.map((a) => `${a.kind} ${a.index}`), why).toEqual(accesses.map(() => `search ${index}`));
+  expect(await sorts(ds, s), why).toBe(false);
+}
+
+/** The plan checks run as the rows were written and, on PostgreSQL, again after ANALYZE. */
+function inBothStates(checks: [string, () => Promise<void>][], analyze: () => Promise<void>): void {
+  it.each(checks)('as written: %s', async (_name, check) => check());
+  describe.skipIf(!usingPostgres())('after ANALYZE', () => {
+    beforeAll(analyze, 60_000);
+    it.each(checks)('%s', async (_name, check) => check());
+  });
+}
+
+describe('step-up reads cost what they return, not the history of step-ups', () => {
+  let t: TestApp;
+  let db: Awaited<ReturnType<typeof privateDatabase>>;
+  let h: Human;
+  let ds: DataSource;
+  beforeAll(async () => {
+    db = await privateDatabase();
+    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
+    ds = t.app.get(DataSource);
+    h = await human(t);
+    await createStepUp(t, h).expect(201);
+    // A month-old history of one agent's step-ups for one user, every one decided: only the
+    // pending step-up above is live.
+    const old = Date.now() - 30 * DAY;
+    const history = (kind: string, n: number, set: Record<string, string>) =>
+      copies(ds, 'step_ups', `app_id = ${p(1)}`, [h.tenant.appId], n, {
+        id: `'stp_${kind}_' || n.i`, approval_token_hash: `'ath_${kind}_' || n.i`, token_jti: 'NULL', idempotency_key: 'NULL', backchannel_hash: 'NULL',
+        created_at: time(`${old} + n.i`), expires_at: time(`${old} + 300000 + n.i`), decided_at: time(`${old} + 1000 + n.i`), ...set,
+      });
+    await history('used', 30_000, { status: "'approved'", token_jti: `'jti_used_' || n.i`, consumed_at: time(`${old} + 2000 + n.i`) });
+    await history('sudo', 5_000, { status: "'approved'", grant_type: "'sudo'" });
+    await history('denied', 10_000, { status: "'denied'", reason: "'denied_by_user'" });
+    await history('expired', 5_000, { status: "'expired'", reason: "'expired'", decided_at: time(`${old} + 300000 + n.i`) });
+  }, 300_000);
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  }, 60_000);
+
+  const onStepUps = (statements: Statement[]) => statements.filter((s) => /FROM "step_ups"/.test(s.sql));
+
+  inBothStates(
+    [
+      [
+        "a step-up's creation reads the agent's denials of the fatigue window through ix_step_ups_agent_denied",
+        async () => {
+          const statements = await statementsDuring(ds, () => createStepUp(t, h, { details: { at: Date.now() } }).expect(201));
+          const denials = onStepUps(statements).filter((s) => /'denied'/.test(s.sql));
+          expect(denials.length).toBeGreaterThan(0);
+          for (const s of denials) await expectReadThrough(ds, s, 'step_ups', 'ix_step_ups_agent_denied');
+        },
+      ],
+      [
+        "a user's step-ups, newest first, are the first entries of ix_step_ups_user_created",
+        async () => {
+          let rows = 0;
+          const statements = await statementsDuring(ds, async () => (rows = (await t.app.get(StepUpsRepository).ofUser(h.tenant.appId, h.userId, false, 50)).length));
+          expect(rows).toBe(50);
+          expect(onStepUps(statements)).toHaveLength(1);
+          await expectReadThrough(ds, onStepUps(statements)[0], 'step_ups', 'ix_step_ups_user_created');
+        },
+      ],
+      [
+        "a user's pending step-ups are read from an index range of pending step-ups, not from the user's history in time order",
+        async () => {
+          let rows = 0;
+          const statements = await statementsDuring(ds, async () => (rows = (await t.app.get(StepUpsRepository).ofUser(h.tenant.appId, h.userId, true, 50)).length));
+          expect(rows).toBeGreaterThan(0);
+          expect(onStepUps(statements)).toHaveLength(1);
+          // The user's pending range (in order), or every live pending step-up (PostgreSQL, with
+          // statistics, may take that and sort the few it finds): either way only live rows.
+          const accesses = await tableAccesses(ds, onStepUps(statements)[0], 'step_ups');
+          const why = planOf(onStepUps(statements)[0], accesses);
+          expect(accesses.length, why).toBeGreaterThan(0);
+          for (const a of accesses) expect(a.kind === 'search' && /status=\?|\(status\)::text = 'pending'/.test(a.detail), why).toBe(true);
+        },
+      ],
+      [
+        "a user's active sudo grants are read from the recent range of ix_step_ups_user_sudo",
+        async () => {
+          let rows = -1;
+          const statements = await statementsDuring(ds, async () => (rows = (await t.app.get(StepUpsRepository).approvedSudoOfUser(h.tenant.appId, h.userId, Date.now() - 901_000)).length));
+          expect(rows).toBe(0);
+          expect(onStepUps(statements)).toHaveLength(1);
+          await expectReadThrough(ds, onStepUps(statements)[0], 'step_ups', 'ix_step_ups_user_sudo');
+        },
+      ],
+    ],
+    async () => void (await ds.query('ANALYZE step_ups')),
+  );
+});
