@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StepUpsRepository } from '../src/modules/step-ups/step-ups.repository.js';
+import { TxnChallengesRepository } from '../src/modules/txn-authorization/txn-challenges.repository.js';
 import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { integers, planOf, sorts, statementsDuring, tableAccesses, type Statement } from './support/query-plans.js';
 import { createStepUp, human, type Human } from './support/step-up.js';
@@ -16,6 +17,8 @@ import { createStepUp, human, type Human } from './support/step-up.js';
 const DAY = 86_400_000;
 const p = (i: number) => (usingPostgres() ? `$${i}` : '?');
 const time = (expr: string) => (usingPostgres() ? `(${expr})::bigint` : `(${expr})`);
+/** Parameter i, an epoch-ms time. */
+const instant = (i: number) => (usingPostgres() ? `$${i}::bigint` : '?');
 
 /** Copies of the one `table` row matching `where`, one per i in 1..n, with `set` (column → SQL over n.i) overriding columns. */
 async function copies(ds: DataSource, table: string, where: string, params: unknown[], n: number, set: Record<string, string>): Promise<void> {
@@ -125,5 +128,51 @@ describe('step-up reads cost what they return, not the history of step-ups', () 
       ],
     ],
     async () => void (await ds.query('ANALYZE step_ups')),
+  );
+});
+
+describe('the transaction challenge purge reads its batch, not the expired history', () => {
+  let t: TestApp;
+  let db: Awaited<ReturnType<typeof privateDatabase>>;
+  let ds: DataSource;
+  const EXPIRED = 30_000;
+  beforeAll(async () => {
+    db = await privateDatabase();
+    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
+    ds = t.app.get(DataSource);
+    const at = Date.now() - 30 * DAY;
+    // Challenges that expired long ago (their purge fell behind), and a few live ones.
+    await ds.query(
+      `INSERT INTO txn_challenges (app_id, jti, agent_id, step_up_id, expires_at, created_at)
+       SELECT 'app_txnhist', 'jti_' || n.i, 'agt_txnhist', NULL, CASE WHEN n.i > ${EXPIRED} THEN ${instant(1)} ELSE ${instant(2)} + n.i END, ${instant(3)} + n.i FROM ${integers(EXPIRED + 100)}`,
+      [Date.now() + DAY, at, at],
+    );
+  }, 120_000);
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  }, 60_000);
+
+  inBothStates(
+    [
+      [
+        'a batch reads the oldest expired challenges through ix_txn_challenges_expires and deletes each by its key',
+        async () => {
+          let purged = 0;
+          const statements = await statementsDuring(ds, async () => (purged = await t.app.get(TxnChallengesRepository).purgeExpired(Date.now() - DAY, 200)));
+          expect(purged).toBe(200);
+          const reads = statements.filter((s) => /^\s*SELECT/i.test(s.sql) && /"txn_challenges"/.test(s.sql));
+          expect(reads).toHaveLength(1);
+          await expectReadThrough(ds, reads[0], 'txn_challenges', 'ix_txn_challenges_expires');
+          const deletes = statements.filter((s) => /^\s*DELETE/i.test(s.sql));
+          expect(deletes).toHaveLength(200);
+          for (const s of deletes.slice(0, 3)) {
+            const accesses = await tableAccesses(ds, s, 'txn_challenges');
+            expect(accesses.map((a) => a.kind), planOf(s, accesses)).toEqual(['search']);
+          }
+        },
+      ],
+    ],
+    async () => void (await ds.query('ANALYZE txn_challenges')),
   );
 });

@@ -32,9 +32,16 @@ export class TxnChallengesRepository {
     await this.ds.getRepository(TxnChallengeEntity).delete({ appId, jti, stepUpId: IsNull() });
   }
 
-  /** Forgets challenges expired before `before` (they are refused for their `exp` anyway). */
+  /**
+   * Forgets challenges expired before `before` (they are refused for their `exp` anyway), oldest
+   * first: read in the order of ix_txn_challenges_expires, the batch is the first `limit` entries
+   * of its range. Unordered, PostgreSQL read the table from its start (a sequential scan, through
+   * whatever it held before the first expired row).
+   */
   async purgeExpired(before: number, limit: number): Promise<number> {
-    const rows = await this.ds.getRepository(TxnChallengeEntity).find({ select: { appId: true, jti: true }, where: { expiresAt: LessThan(before) }, take: limit });
+    const rows = await this.ds
+      .getRepository(TxnChallengeEntity)
+      .find({ select: { appId: true, jti: true }, where: { expiresAt: LessThan(before) }, order: { expiresAt: 'ASC' }, take: limit });
     for (const r of rows) await this.ds.getRepository(TxnChallengeEntity).delete({ appId: r.appId, jti: r.jti, expiresAt: LessThan(before) });
     return rows.length;
   }
