@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { AuditEventEntity } from './audit-event.entity.js';
 import { canonicalJson } from '../../common/canonical-json.js';
@@ -69,6 +70,16 @@ describe(chainBody.name, () => {
     const e = { ...base, details: { z: 1, a: [true, { y: null, b: 'é' }] } } as AuditEventEntity;
     expect(chainBody(e, 7)).toBe(canonicalJson({ ...base, seq: 7, details: e.details }));
     expect(chainHash(GENESIS_HASH, e, 7)).not.toBe(chainHash(GENESIS_HASH, { ...e, details: { z: 2, a: [true, { y: null, b: 'é' }] } } as AuditEventEntity, 7));
+  });
+
+  it('hashes SHA-256(prevHash, a newline, the body) in UTF-8, as chains sealed before were hashed', () => {
+    const prev = 'f'.repeat(64);
+    for (const e of [
+      { ...chain(1)[0], model: 'modèle 🤖', resource: 'a\uD800b' },
+      { ...chain(1)[0], model: 'modèle 🤖', details: { note: 'ü' } },
+    ] as AuditEventEntity[]) {
+      expect(chainHash(prev, e, 7)).toBe(createHash('sha256').update(prev).update('\n').update(chainBody(e, 7)).digest('hex'));
+    }
   });
 
   it('seals a lone surrogate (escaped) instead of throwing', () => {
