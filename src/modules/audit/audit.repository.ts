@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { And, DataSource, In, LessThanOrEqual, MoreThan, type EntityManager } from 'typeorm';
+import { queryPrepared } from '../../database/pg-prepared.js';
 import { onSqliteConnection, type SqliteSession } from '../../database/sqlite-serial.js';
 import { AgentActivityEntity, AuditEventEntity, AuditHeadEntity } from './audit-event.entity.js';
 import { chainHash, GENESIS_HASH } from './chain.js';
@@ -189,7 +190,7 @@ export class AuditRepository {
   /** Events in the caller's transaction: one statement on PostgreSQL, one (cached) statement per row on SQLite. */
   async insertIn(m: EntityManager, rows: Partial<AuditEventEntity>[]): Promise<void> {
     if (this.postgres) {
-      if (rows.length) await m.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+      if (rows.length) await queryPrepared(m, PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
       return;
     }
     for (const e of rows) await m.query(SQLITE_APPEND, appendValues(e));
@@ -283,15 +284,13 @@ export class AuditRepository {
   async appsWithUnsealed(limit: number, after = ''): Promise<string[]> {
     // SQLite without statistics would walk ux_audit_events_app_seq (every sealed row) instead.
     const index = this.postgres ? '' : 'INDEXED BY ix_audit_events_unsealed_chain';
-    const rows: { app_id: string }[] = await this.ds.query(
-      `WITH RECURSIVE a(app_id) AS (
+    const sql = `WITH RECURSIVE a(app_id) AS (
          SELECT (SELECT app_id FROM audit_events ${index} WHERE seq IS NULL AND app_id > ${this.postgres ? '$2' : '?'} ORDER BY app_id LIMIT 1)
          UNION ALL
          SELECT (SELECT e.app_id FROM audit_events e ${index} WHERE e.seq IS NULL AND e.app_id > a.app_id ORDER BY e.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL
        )
-       SELECT app_id FROM a WHERE app_id IS NOT NULL LIMIT ${this.postgres ? '$1' : '?'}`,
-      this.postgres ? [limit, after] : [after, limit],
-    );
+       SELECT app_id FROM a WHERE app_id IS NOT NULL LIMIT ${this.postgres ? '$1' : '?'}`;
+    const rows: { app_id: string }[] = this.postgres ? await queryPrepared(this.ds, sql, [limit, after]) : await this.ds.query(sql, [after, limit]);
     return rows.map((r) => r.app_id);
   }
 
@@ -313,14 +312,14 @@ export class AuditRepository {
   async seal(appId: string, batch = this.sealBatchSize): Promise<number> {
     if (!this.postgres) return onSqliteConnection(this.ds, (db) => db.transaction(() => this.sealSqlite(db, appId, batch)));
     return this.ds.transaction(async (m) => {
-      await m.query('INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (app_id) DO NOTHING', [appId, GENESIS_HASH]);
-      const [head] = await m.query('SELECT last_seq, last_hash FROM audit_heads WHERE app_id = $1 FOR UPDATE', [appId]);
-      const events = ((await m.query(SELECT_UNSEALED, [appId, batch])) as UnsealedRow[]).map(eventOf);
+      await queryPrepared(m, 'INSERT INTO audit_heads (app_id, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (app_id) DO NOTHING', [appId, GENESIS_HASH]);
+      const [head] = await queryPrepared(m, 'SELECT last_seq, last_hash FROM audit_heads WHERE app_id = $1 FOR UPDATE', [appId]);
+      const events = ((await queryPrepared(m, SELECT_UNSEALED, [appId, batch])) as UnsealedRow[]).map(eventOf);
       const chain = chainAfter(Number(head.last_seq), head.last_hash, events);
       if (chain.rows.length === 0) return 0;
       const { rows } = chain;
-      await m.query(PG_SEAL_ROWS, [rows.map((r) => r.id), rows.map((r) => r.seq), rows.map((r) => r.prevHash), rows.map((r) => r.hash)]);
-      await m.query('UPDATE audit_heads SET last_seq = $1, last_hash = $2 WHERE app_id = $3', [chain.lastSeq, chain.lastHash, appId]);
+      await queryPrepared(m, PG_SEAL_ROWS, [rows.map((r) => r.id), rows.map((r) => r.seq), rows.map((r) => r.prevHash), rows.map((r) => r.hash)]);
+      await queryPrepared(m, 'UPDATE audit_heads SET last_seq = $1, last_hash = $2 WHERE app_id = $3', [chain.lastSeq, chain.lastHash, appId]);
       return rows.length;
     });
   }
@@ -342,7 +341,8 @@ export class AuditRepository {
         await m.query(`SET LOCAL lock_timeout = '${FLUSH_LOCK_TIMEOUT_MS}ms'`);
         // Heads only for apps without one: ON CONFLICT alone would wait for a sealer that has
         // updated an existing head and not yet committed (seen past the lock timeout under load).
-        await m.query(
+        await queryPrepared(
+          m,
           'INSERT INTO audit_heads (app_id, last_seq, last_hash) SELECT a, 0, $2 FROM unnest($1::varchar[]) AS a WHERE NOT EXISTS (SELECT 1 FROM audit_heads h WHERE h.app_id = a) ON CONFLICT (app_id) DO NOTHING',
           [appIds, GENESIS_HASH],
         );
@@ -350,12 +350,13 @@ export class AuditRepository {
         // written unsealed, for the sealer. Waiting for it stalled every flush behind a sealer slowed
         // by an overloaded event loop (10-minute soak: flushes past a 2 s lock timeout, unsealed
         // rows up to 4.5 s old).
-        const heads: { app_id: string; last_seq: string; last_hash: string }[] = await m.query(
+        const heads: { app_id: string; last_seq: string; last_hash: string }[] = await queryPrepared(
+          m,
           'SELECT app_id, last_seq, last_hash FROM audit_heads WHERE app_id = ANY($1::varchar[]) ORDER BY app_id FOR UPDATE SKIP LOCKED',
           [appIds],
         );
         const backlog = new Map<string, AuditEventEntity[]>();
-        const read: UnsealedRow[] = heads.length ? await m.query(PG_BACKLOG_OF_APPS, [heads.map((h) => h.app_id), INLINE_BACKLOG + 1]) : [];
+        const read: UnsealedRow[] = heads.length ? await queryPrepared(m, PG_BACKLOG_OF_APPS, [heads.map((h) => h.app_id), INLINE_BACKLOG + 1]) : [];
         for (const r of read) backlog.set(r.app_id, [...(backlog.get(r.app_id) ?? []), eventOf(r)]);
         // Past INLINE_BACKLOG rows the read was cut inside the last app it reached: that app and the
         // apps after it may have more unsealed events than were read, and are left to the sealer.
@@ -381,17 +382,17 @@ export class AuditRepository {
           moved.push({ appId: head.app_id, lastSeq: chain.lastSeq, lastHash: chain.lastHash });
         }
         for (const [appId, fresh] of events) if (!chained.has(appId)) for (const event of fresh) sealed.push({ event, seq: null, prevHash: null, hash: null });
-        await m.query(PG_APPEND_MANY_SEALED, [
+        await queryPrepared(m, PG_APPEND_MANY_SEALED, [
           ...APPEND_COLUMNS.map(([, key]) => sealed.map((r) => columnValue(r.event, key))),
           sealed.map((r) => r.seq), sealed.map((r) => r.prevHash), sealed.map((r) => r.hash),
         ]);
-        if (backlogRows.length) await m.query(PG_SEAL_ROWS, [backlogRows.map((r) => r.id), backlogRows.map((r) => r.seq), backlogRows.map((r) => r.prevHash), backlogRows.map((r) => r.hash)]);
-        if (moved.length) await m.query(PG_MOVE_HEADS, [moved.map((h) => h.appId), moved.map((h) => h.lastSeq), moved.map((h) => h.lastHash)]);
+        if (backlogRows.length) await queryPrepared(m, PG_SEAL_ROWS, [backlogRows.map((r) => r.id), backlogRows.map((r) => r.seq), backlogRows.map((r) => r.prevHash), backlogRows.map((r) => r.hash)]);
+        if (moved.length) await queryPrepared(m, PG_MOVE_HEADS, [moved.map((h) => h.appId), moved.map((h) => h.lastSeq), moved.map((h) => h.lastHash)]);
       });
     } catch (err) {
       this.logger.warn({ err: String(err), apps: events.size }, 'sealed audit append failed; writing the events unsealed for the sealer');
       const rows = [...events.values()].flat();
-      await this.ds.query(PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
+      await queryPrepared(this.ds, PG_APPEND_MANY, APPEND_COLUMNS.map(([, key]) => rows.map((e) => columnValue(e, key))));
     }
   }
 

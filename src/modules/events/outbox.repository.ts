@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
 import { DataSource, In, LessThan, type EntityManager } from 'typeorm';
+import type { QueryResultRow } from 'pg';
+import { queryPrepared } from '../../database/pg-prepared.js';
 import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { OutboxEntity } from './outbox.entity.js';
 
@@ -48,7 +50,7 @@ export interface DeliveryOutcome {
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-/** A row as the driver returns it (RETURNING *) → the entity (the transformers of outbox.entity.ts, by hand). */
+/** A row as the driver returns it (RETURNING INSERT_COLUMNS: every column, named, so a prepared statement keeps its result type when a column is added) → the entity (the transformers of outbox.entity.ts, by hand). */
 function fromRaw(r: Record<string, unknown>): OutboxEntity {
   return Object.assign(new OutboxEntity(), {
     id: r.id as string, appId: r.app_id as string, type: r.type as string, payload: JSON.parse(r.payload as string) as Record<string, unknown>,
@@ -137,6 +139,7 @@ export class OutboxRepository {
 
   /** Rows of a statement (UPDATE ... RETURNING included), on `m`'s transaction or a pooled connection. */
   private async records<T>(sql: string, params: unknown[], m?: EntityManager): Promise<T[]> {
+    if (this.postgres) return queryPrepared<T & QueryResultRow>(m ?? this.ds, sql, params);
     const runner = m?.queryRunner ?? this.ds.createQueryRunner();
     try {
       return (await runner.query(sql, params, true)).records as T[];
@@ -196,7 +199,7 @@ export class OutboxRepository {
   private async publishPostgres(limit: number, probe: boolean): Promise<PublishResult> {
     if (probe) {
       // Cheap when there is nothing to do: ix_outbox_unpublished is partial.
-      const any: unknown[] = await this.ds.query('SELECT 1 FROM outbox WHERE stream_seq IS NULL LIMIT 1');
+      const any = await queryPrepared(this.ds, 'SELECT 1 FROM outbox WHERE stream_seq IS NULL LIMIT 1', []);
       if (any.length === 0) return { published: 0, head: 0, pending: false };
     }
     return this.ds.transaction(async (m): Promise<PublishResult> => {
@@ -290,8 +293,7 @@ export class OutboxRepository {
     const [a, n1, n2, l] = this.postgres ? ['$1', '$2', '$2', '$3'] : ['?', '?', '?', '?'];
     // SQLite without ANALYZE statistics would pick ix_outbox_due and sort every pending row per step.
     const index = this.postgres ? '' : 'INDEXED BY ix_outbox_pending_app';
-    const rows: { app_id: string }[] = await this.ds.query(
-      `WITH RECURSIVE a(app_id) AS (
+    const sql = `WITH RECURSIVE a(app_id) AS (
          SELECT (SELECT app_id FROM outbox ${index} WHERE delivery_status = 'pending' AND app_id > ${a} ORDER BY app_id LIMIT 1)
          UNION ALL
          SELECT (SELECT o.app_id FROM outbox o ${index} WHERE o.delivery_status = 'pending' AND o.app_id > a.app_id ORDER BY o.app_id LIMIT 1) FROM a WHERE a.app_id IS NOT NULL
@@ -299,9 +301,8 @@ export class OutboxRepository {
        SELECT app_id FROM a
        WHERE app_id IS NOT NULL
          AND (SELECT x.id FROM outbox x ${index} WHERE x.delivery_status = 'pending' AND x.app_id = a.app_id AND x.next_attempt_at <= ${n1} AND (x.claimed_until IS NULL OR x.claimed_until < ${n2}) ORDER BY x.next_attempt_at, x.id LIMIT 1) IS NOT NULL
-       LIMIT ${l}`,
-      this.postgres ? [after, now, limit] : [after, now, now, limit],
-    );
+       LIMIT ${l}`;
+    const rows: { app_id: string }[] = this.postgres ? await queryPrepared(this.ds, sql, [after, now, limit]) : await this.ds.query(sql, [after, now, now, limit]);
     return rows.map((r) => r.app_id);
   }
 
@@ -348,7 +349,7 @@ export class OutboxRepository {
              WHERE x.delivery_status = 'pending' AND x.app_id = a.app_id AND x.next_attempt_at <= a.due_by AND (x.claimed_until IS NULL OR x.claimed_until < $${n + 4})
              ORDER BY x.next_attempt_at, x.id LIMIT a.k
              FOR UPDATE SKIP LOCKED) c))
-         RETURNING *`,
+         RETURNING ${INSERT_COLUMNS}`,
         [...params, apps.map((a) => a.appId), apps.map((a) => a.k), apps.map((a) => Math.min(a.dueBy, now)), now],
       );
     }
@@ -358,7 +359,7 @@ export class OutboxRepository {
         ...(await this.records<Record<string, unknown>>(
           `UPDATE outbox SET ${set}
            WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_pending_app WHERE delivery_status = 'pending' AND app_id = ? AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
-           RETURNING *`,
+           RETURNING ${INSERT_COLUMNS}`,
           [...params, appId, Math.min(dueBy, now), now, k],
         )),
       );
@@ -374,7 +375,8 @@ export class OutboxRepository {
   async finishMany(by: string, outcomes: DeliveryOutcome[]): Promise<void> {
     if (outcomes.length === 0) return;
     if (this.postgres) {
-      await this.ds.query(
+      await queryPrepared(
+        this.ds,
         `UPDATE outbox o SET delivery_status = v.status, delivered_at = COALESCE(v.delivered_at, o.delivered_at), attempts = v.attempts, last_error = v.last_error,
            next_attempt_at = COALESCE(v.next_attempt_at, o.next_attempt_at), claimed_by = NULL, claimed_until = NULL
          FROM unnest($1::varchar[], $2::varchar[], $3::bigint[], $4::int[], $5::text[], $6::bigint[]) AS v(id, status, delivered_at, attempts, last_error, next_attempt_at)
@@ -410,13 +412,13 @@ export class OutboxRepository {
       ? await this.records<Record<string, unknown>>(
           `UPDATE outbox SET claimed_until = $1, claimed_by = $2
            WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE delivery_status = '${kind}' AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED))
-           RETURNING *`,
+           RETURNING ${INSERT_COLUMNS}`,
           [until, by, now, limit],
         )
       : await this.records<Record<string, unknown>>(
           `UPDATE outbox SET claimed_until = ?, claimed_by = ?
            WHERE id IN (SELECT id FROM outbox INDEXED BY ix_outbox_${kind}_due WHERE delivery_status = '${kind}' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?)
-           RETURNING *`,
+           RETURNING ${INSERT_COLUMNS}`,
           [until, by, now, now, limit],
         );
     return raw.map(fromRaw);

@@ -4,6 +4,7 @@ import { AUDIT_CARRIED, AuditLog } from '../../common/audit-log.js';
 import { Clock } from '../../common/clock.js';
 import { RequestContext, type RequestFields } from '../../common/request-context.js';
 import { PgParams } from '../../database/pg-params.js';
+import { queryPrepared } from '../../database/pg-prepared.js';
 import { onSqliteConnection } from '../../database/sqlite-serial.js';
 import { OUTBOX_CARRIED, OutboxService } from '../events/outbox.service.js';
 import { eventData, eventDataSql } from '../step-ups/step-up-decisions.js';
@@ -136,7 +137,7 @@ export class TokenConsumer {
         appId: 'consumed.app_id', type: 'mfa_proxy_token.consumed', data: eventDataSql('consumed'), createdAt: at, createdIso: p.add(new Date(now).toISOString(), 'varchar'),
       })})
       SELECT consumed.*, (SELECT array_agg(DISTINCT delivery_status) FROM events) AS statuses FROM consumed`;
-    const rows = (await this.stepUps.ds.query(sql, p.values)) as (ConsumedRow & { statuses: string[] | null })[];
+    const rows = await queryPrepared<ConsumedRow & { statuses: string[] | null }>(this.stepUps.ds, sql, p.values);
     if (rows.length) this.outbox.addedBy(rows[0].statuses ?? []);
     return rows.map(consumedOf);
   }

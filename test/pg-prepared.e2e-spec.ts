@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { DataSource, QueryFailedError, type Logger } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryPrepared } from '../src/database/pg-prepared.js';
+import { usingPostgres } from './support/app.js';
+
+/** The hot statements of PostgreSQL (the consume, the outbox and audit work) run as named prepared statements. */
+describe.skipIf(!usingPostgres())('queryPrepared (PostgreSQL)', () => {
+  const table = `t_prepared_${randomBytes(4).toString('hex')}`;
+  const logged: string[] = [];
+  const logger: Logger = {
+    logQuery: (q) => void logged.push(q),
+    logQueryError: () => undefined,
+    logQuerySlow: () => undefined,
+    logSchemaBuild: () => undefined,
+    logMigration: () => undefined,
+    log: () => undefined,
+  };
+  // One pooled connection, so the session whose prepared statements are read is the one that ran them.
+  const ds = new DataSource({ type: 'postgres', url: process.env.TEST_DATABASE_URL, extra: { max: 1 }, logger });
+
+  beforeAll(async () => {
+    await ds.initialize();
+    await ds.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v varchar NOT NULL)`);
+  });
+  afterAll(async () => {
+    await ds.query(`DROP TABLE IF EXISTS ${table}`);
+    await ds.destroy();
+  });
+
+  const prepared = async () =>
+    (await ds.query('SELECT name, statement FROM pg_prepared_statements WHERE statement LIKE $1 ORDER BY name', [`%${table}%`])) as { name: string; statement: string }[];
+
+  it('runs each text as one named statement of the connection, parsed once, however often it runs, and returns its rows', async () => {
+    const insert = `INSERT INTO ${table} (id, v) SELECT * FROM unnest($1::int[], $2::varchar[]) RETURNING id, v`;
+    expect(await queryPrepared(ds, insert, [[1, 2], ['a', 'b']])).toEqual([{ id: 1, v: 'a' }, { id: 2, v: 'b' }]);
+    expect(await queryPrepared(ds, insert, [[3], ['c']])).toEqual([{ id: 3, v: 'c' }]);
+    const select = `SELECT id, v FROM ${table} WHERE id = ANY($1::int[]) ORDER BY id`;
+    for (let i = 0; i < 7; i++) expect(await queryPrepared(ds, select, [[1, 3]])).toEqual([{ id: 1, v: 'a' }, { id: 3, v: 'c' }]);
+
+    const statements = await prepared();
+    expect(statements.map((s) => s.statement).sort()).toEqual([insert, select].sort());
+    expect(new Set(statements.map((s) => s.name)).size).toBe(2);
+    for (const s of statements) expect(s.name).toMatch(/^mpx_[0-9a-f]{24}$/);
+    // Logged like TypeORM's own queries, once per call.
+    expect(logged.filter((q) => q === select)).toHaveLength(7);
+  });
+
+  it("on a transaction's manager, is part of that transaction: rolled back with it, seen by its other statements", async () => {
+    const boom = new Error('roll back');
+    await expect(
+      ds.transaction(async (m) => {
+        await queryPrepared(m, `INSERT INTO ${table} (id, v) VALUES ($1, $2)`, [10, 'inside']);
+        expect(await m.query(`SELECT v FROM ${table} WHERE id = 10`)).toEqual([{ v: 'inside' }]);
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect(await ds.query(`SELECT v FROM ${table} WHERE id = 10`)).toEqual([]);
+
+    await ds.transaction((m) => queryPrepared(m, `INSERT INTO ${table} (id, v) VALUES ($1, $2)`, [11, 'committed']));
+    expect(await ds.query(`SELECT v FROM ${table} WHERE id = 11`)).toEqual([{ v: 'committed' }]);
+  });
+
+  it('keeps working when a column is added after it was prepared (its columns are named, never *)', async () => {
+    const select = `SELECT id, v FROM ${table} WHERE id = $1`;
+    expect(await queryPrepared(ds, select, [1])).toEqual([{ id: 1, v: 'a' }]);
+    await ds.query(`ALTER TABLE ${table} ADD COLUMN extra int`);
+    expect(await queryPrepared(ds, select, [1])).toEqual([{ id: 1, v: 'a' }]);
+  });
+
+  it("fails as TypeORM's queries fail: QueryFailedError with the driver's code (the error filter's 4xx for a NUL byte reads it)", async () => {
+    const insert = `INSERT INTO ${table} (id, v) VALUES ($1, $2)`;
+    const duplicate = await queryPrepared(ds, insert, [1, 'again']).catch((err: unknown) => err);
+    expect(duplicate).toBeInstanceOf(QueryFailedError);
+    expect((duplicate as QueryFailedError & { driverError: { code: string } }).driverError.code).toBe('23505');
+    const nul = await queryPrepared(ds, insert, [30, 'a\u0000b']).catch((err: unknown) => err);
+    expect((nul as QueryFailedError & { driverError: { code: string } }).driverError.code).toBe('22021');
+    expect(await ds.query(`SELECT count(*)::int AS n FROM ${table} WHERE id = 30`)).toEqual([{ n: 0 }]);
+  });
+
+  it('passes input only as values: a value that reads as SQL is stored as it is', async () => {
+    const evil = `x'); DROP TABLE ${table}; --`;
+    await queryPrepared(ds, `INSERT INTO ${table} (id, v) VALUES ($1, $2)`, [20, evil]);
+    expect(await ds.query(`SELECT v FROM ${table} WHERE id = 20`)).toEqual([{ v: evil }]);
+  });
+});
