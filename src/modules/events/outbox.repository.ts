@@ -21,6 +21,8 @@ interface SqliteHandle {
 const INSERT_COLUMN_NAMES = ['id', 'app_id', 'type', 'payload', 'created_at', 'delivered_at', 'delivery_status', 'attempts', 'next_attempt_at', 'claimed_until', 'claimed_by', 'last_error', 'stream_seq'] as const;
 const INSERT_COLUMNS = INSERT_COLUMN_NAMES.join(', ');
 const INSERT_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array.from({ length: 13 }, (_, i) => `$${i + 1}`).join(', ')})`;
+/** SQLite: the publisher's next batch, in rowid order, read from ix_outbox_unpublished_order (migration 1765400000000). */
+export const PUBLISH_BATCH_SQLITE = 'SELECT rowid AS r, delivery_status AS s FROM outbox INDEXED BY ix_outbox_unpublished_order WHERE stream_seq IS NULL ORDER BY rowid LIMIT ?';
 const INSERT_SQLITE = `INSERT INTO outbox (${INSERT_COLUMNS}) VALUES (${Array(13).fill('?').join(', ')})`;
 /** Many rows in one statement and one round trip (a batch of consumed tokens): one array per column. */
 const INSERT_MANY_PG = `INSERT INTO outbox (${INSERT_COLUMNS}) SELECT * FROM unnest(${['varchar', 'varchar', 'varchar', 'text', 'bigint', 'bigint', 'varchar', 'int', 'bigint', 'bigint', 'varchar', 'text', 'bigint'].map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
@@ -66,7 +68,7 @@ export type PublishResult = { published: number; head: number; pending: boolean 
 /**
  * Every query of the outbox: writes by the modules that cause events, publication (the stream
  * order), the stream's pages, and the webhook dispatcher's claims. The index each query relies on
- * is named beside it (migrations 1764360000000, 1764380000000 and 1764450000000).
+ * is named beside it (migrations 1764360000000, 1764380000000, 1764450000000 and 1765400000000).
  */
 @Injectable()
 export class OutboxRepository {
@@ -238,8 +240,8 @@ export class OutboxRepository {
     const db = (this.ds.driver as unknown as { databaseConnection: SqliteHandle }).databaseConnection;
     if (db.inTransaction) return 'busy';
     return db.transaction(() => {
-      // rowid is insertion order on SQLite; ix_outbox_unpublished keeps this to unpublished rows.
-      const rows = db.prepare('SELECT rowid AS r, delivery_status AS s FROM outbox INDEXED BY ix_outbox_unpublished WHERE stream_seq IS NULL ORDER BY rowid LIMIT ?').all(limit) as { r: number; s: string }[];
+      // rowid is insertion order on SQLite; ix_outbox_unpublished_order holds unpublished rows only, in rowid order (no sort).
+      const rows = db.prepare(PUBLISH_BATCH_SQLITE).all(limit) as { r: number; s: string }[];
       if (rows.length === 0) return { published: 0, head: 0, pending: false };
       const { head } = db.prepare("UPDATE outbox_stream_head SET seq = seq + ? WHERE id = 'outbox' RETURNING seq AS head").get(rows.length) as { head: number };
       const base = head - rows.length;
