@@ -41,7 +41,7 @@ describe.skipIf(!usingPostgres())('queryPrepared (PostgreSQL)', () => {
     const statements = await prepared();
     expect(statements.map((s) => s.statement).sort()).toEqual([insert, select].sort());
     expect(new Set(statements.map((s) => s.name)).size).toBe(2);
-    for (const s of statements) expect(s.name).toMatch(/^mpx_[0-9a-f]{24}$/);
+    for (const s of statements) expect(s.name).toMatch(/^mpx_[0-9a-f]{24}_\d+$/);
     // Logged like TypeORM's own queries, once per call.
     expect(logged.filter((q) => q === select)).toHaveLength(7);
   });
@@ -76,6 +76,26 @@ describe.skipIf(!usingPostgres())('queryPrepared (PostgreSQL)', () => {
     const nul = await queryPrepared(ds, insert, [30, 'a\u0000b']).catch((err: unknown) => err);
     expect((nul as QueryFailedError & { driverError: { code: string } }).driverError.code).toBe('22021');
     expect(await ds.query(`SELECT count(*)::int AS n FROM ${table} WHERE id = 30`)).toEqual([{ n: 0 }]);
+  });
+
+  it('recovers when a migration changes the type of a column a prepared statement returns (instances running across a deploy)', async () => {
+    const pooled = `SELECT id, v FROM ${table} WHERE id = $1 AND $2::int = 1`;
+    const inTransaction = `SELECT id, v FROM ${table} WHERE id = $1 AND $2::int = 2`;
+    expect(await queryPrepared(ds, pooled, [1, 1])).toEqual([{ id: 1, v: 'a' }]);
+    expect(await queryPrepared(ds, inTransaction, [1, 2])).toEqual([{ id: 1, v: 'a' }]);
+    expect((await prepared()).map((s) => s.statement)).toEqual(expect.arrayContaining([pooled, inTransaction]));
+    // PostgreSQL refuses both on this connection from now on: "cached plan must not change result type".
+    await ds.query(`ALTER TABLE ${table} ALTER COLUMN v TYPE text`);
+
+    // In a transaction (aborted by the error): the call fails as any query would, and the next one,
+    // on the same connection (the pool's only one), succeeds under a new name.
+    const stale = await ds.transaction((m) => queryPrepared(m, inTransaction, [1, 2])).catch((err: unknown) => err);
+    expect(stale).toBeInstanceOf(QueryFailedError);
+    expect((stale as QueryFailedError & { driverError: { code: string } }).driverError.code).toBe('0A000');
+    expect(await ds.transaction((m) => queryPrepared(m, inTransaction, [1, 2]))).toEqual([{ id: 1, v: 'a' }]);
+    // On a pooled connection: prepared again under a new name within the call, which succeeds.
+    expect(await queryPrepared(ds, pooled, [1, 1])).toEqual([{ id: 1, v: 'a' }]);
+    expect(await queryPrepared(ds, pooled, [1, 1])).toEqual([{ id: 1, v: 'a' }]);
   });
 
   it('passes input only as values: a value that reads as SQL is stored as it is', async () => {

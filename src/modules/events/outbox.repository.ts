@@ -62,6 +62,16 @@ function fromRaw(r: Record<string, unknown>): OutboxEntity {
   });
 }
 
+/**
+ * A batch size of the code, written into a prepared statement's text: a generic plan of `LIMIT $1`
+ * guesses a tenth of the matching rows, and past a large unpublished backlog PostgreSQL's publisher
+ * plan became a hash join over a scan of the whole outbox (203 ms against 13 ms).
+ */
+function batchLimit(limit: number): number {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`batch size must be a positive integer, got ${limit}`);
+  return limit;
+}
+
 /** `pending`: whether any published row awaits a webhook delivery. */
 export type PublishResult = { published: number; head: number; pending: boolean } | 'busy';
 
@@ -217,14 +227,14 @@ export class OutboxRepository {
       const records = await this.records<{ stream_seq: string; delivery_status: string }>(
         `WITH batch AS (
            SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) AS n
-           FROM (SELECT id, created_at FROM outbox WHERE stream_seq IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) u
+           FROM (SELECT id, created_at FROM outbox WHERE stream_seq IS NULL ORDER BY created_at, id LIMIT ${batchLimit(limit)} FOR UPDATE SKIP LOCKED) u
          ), head AS (
            UPDATE outbox_stream_head SET seq = seq + (SELECT COUNT(*) FROM batch) WHERE id = 'outbox' RETURNING seq - (SELECT COUNT(*) FROM batch) AS base
          )
          UPDATE outbox o SET stream_seq = head.base + batch.n FROM batch, head
          WHERE o.id = batch.id
          RETURNING o.stream_seq, o.delivery_status`,
-        [limit],
+        [],
         m,
       );
       const seqs = records.map((r) => Number(r.stream_seq));
