@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { DataSource, QueryFailedError, type Logger } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryPrepared } from '../src/database/pg-prepared.js';
-import { usingPostgres } from './support/app.js';
+import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
+import { bearer } from './support/fixtures.js';
+import { approveWithPasskey, createStepUp, expectStatus, human, type Human } from './support/step-up.js';
 
 /** The hot statements of PostgreSQL (the consume, the outbox and audit work) run as named prepared statements. */
 describe.skipIf(!usingPostgres())('queryPrepared (PostgreSQL)', () => {
@@ -102,5 +104,55 @@ describe.skipIf(!usingPostgres())('queryPrepared (PostgreSQL)', () => {
     const evil = `x'); DROP TABLE ${table}; --`;
     await queryPrepared(ds, `INSERT INTO ${table} (id, v) VALUES ($1, $2)`, [20, evil]);
     expect(await ds.query(`SELECT v FROM ${table} WHERE id = 20`)).toEqual([{ v: evil }]);
+  });
+});
+
+/**
+ * The service end to end across a deploy's migration: with a pool of one connection
+ * (DATABASE_POOL_MAX=1) every statement of the instance runs on the connection where the consume
+ * was prepared, so the verify after the migration meets the stale statement for certain.
+ */
+describe.skipIf(!usingPostgres())('verify-and-consume across a migration that changes a returned column (PostgreSQL)', () => {
+  let own: Awaited<ReturnType<typeof privateDatabase>>;
+  let t: TestApp;
+  beforeAll(async () => {
+    own = await privateDatabase();
+    t = await startApp({ ...own.env, DATABASE_POOL_MAX: '1' });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await own?.drop();
+  });
+
+  async function approvedToken(h: Human): Promise<string> {
+    const created = await createStepUp(t, h).expect(201);
+    await expectStatus(approveWithPasskey(t, h, created.body.approvalUrl), 200);
+    return (await t.http.get(`/v1/step-ups/${created.body.id}`).set(bearer(h.token)).expect(200)).body.mfaProxyToken as string;
+  }
+  const verify = (h: Human, token: string) =>
+    t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } });
+
+  it('the next verify consumes its token (not a 500), and a consumed token stays consumed', async () => {
+    const h = await human(t);
+    const [first, second] = [await approvedToken(h), await approvedToken(h)];
+    expect((await verify(h, first).expect(200)).body).toMatchObject({ valid: true });
+
+    const admin = new DataSource({ type: 'postgres', url: own.env.DATABASE_URL, extra: { max: 1 } });
+    await admin.initialize();
+    try {
+      // The instance holds one connection to its database, and on it the consume is prepared.
+      const sessions = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+      expect(sessions).toEqual([{ n: 1 }]);
+      // What a deploy's migration may do: the consume returns step_ups.model, now of another type.
+      await admin.query('ALTER TABLE step_ups ALTER COLUMN model TYPE text');
+    } finally {
+      await admin.destroy();
+    }
+
+    expect((await verify(h, second).expect(200)).body).toMatchObject({ valid: true });
+    expect((await verify(h, first).expect(200)).body).toMatchObject({ valid: false });
+    expect((await verify(h, second).expect(200)).body).toMatchObject({ valid: false });
+    const consumed = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
+    expect(consumed).toHaveLength(2);
   });
 });

@@ -25,6 +25,8 @@ export const envSchema = z.object({
     .string()
     .regex(/^(postgres(ql)?:\/\/.+|sqlite:.+)$/, 'must be postgres://... or sqlite:<path>')
     .default('sqlite:./data/mfa-proxy.sqlite'),
+  /** PostgreSQL: connections of this instance's pool (the requests and the background work share it). */
+  DATABASE_POOL_MAX: int(1, 1000).default(20),
   REDIS_URL: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://... or rediss://...').optional(),
   REDIS_KEY_PREFIX: z.string().max(64).default('mpx:'),
   MASTER_KEY: z
@@ -98,7 +100,7 @@ export interface AppConfig {
   /** The OAuth issuer (`iss` of every token we sign): equal to `publicUrl`. */
   issuer: string;
   rpId: string;
-  database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
+  database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string; poolMax: number };
   redis?: { url: string; keyPrefix: string };
   masterKey: Buffer;
   /** Former master keys (MASTER_KEY_PREVIOUS): accepted for decryption only, never to encrypt. */

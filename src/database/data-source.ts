@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import { DataSource, MigrationExecutor, type DataSourceOptions } from 'typeorm';
 import type { AppConfig } from '../config/config.schema.js';
 import { MIGRATIONS } from '../../migrations/index.js';
 import { ENTITIES } from './entities.js';
@@ -23,7 +23,7 @@ export function dataSourceOptions(config: Pick<AppConfig, 'database'>): DataSour
       },
     };
   }
-  return { ...common, type: 'postgres', url: config.database.url, extra: { max: 20 } };
+  return { ...common, type: 'postgres', url: config.database.url, extra: { max: config.database.poolMax } };
 }
 
 /** Arbitrary constant: the PostgreSQL advisory lock that serialises migrations of several instances. */
@@ -38,7 +38,10 @@ export async function runMigrations(ds: DataSource): Promise<string[]> {
   await runner.connect();
   try {
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    return (await ds.runMigrations({ transaction: 'all' })).map((m) => m.name);
+    // On the connection that holds the lock: no second connection (a pool of one would wait forever).
+    const executor = new MigrationExecutor(ds, runner);
+    executor.transaction = 'all';
+    return (await executor.executePendingMigrations()).map((m) => m.name);
   } finally {
     await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     await runner.release();
