@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StepUpsRepository } from '../src/modules/step-ups/step-ups.repository.js';
 import { TxnChallengesRepository } from '../src/modules/txn-authorization/txn-challenges.repository.js';
-import { PUBLISH_BATCH_SQLITE } from '../src/modules/events/outbox.repository.js';
+import { OutboxRepository, PUBLISH_BATCH_SQLITE } from '../src/modules/events/outbox.repository.js';
 import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { integers, planOf, sorts, statementsDuring, tableAccesses, type Statement } from './support/query-plans.js';
 import { createStepUp, human, type Human } from './support/step-up.js';
@@ -175,6 +175,52 @@ describe('the transaction challenge purge reads its batch, not the expired histo
       ],
     ],
     async () => void (await ds.query('ANALYZE txn_challenges')),
+  );
+});
+
+describe("an app's delivery list reads its page, not the app's history of events", () => {
+  let t: TestApp;
+  let db: Awaited<ReturnType<typeof privateDatabase>>;
+  let ds: DataSource;
+  let appId: string;
+  const old = Date.now() - 3 * DAY;
+  beforeAll(async () => {
+    db = await privateDatabase();
+    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
+    ds = t.app.get(DataSource);
+    const h = await human(t);
+    appId = h.tenant.appId;
+    await createStepUp(t, h).expect(201);
+    // Days of delivered events, and three that failed among them; and many failed events of other apps.
+    const history = (kind: string, n: number, set: Record<string, string>) =>
+      copies(ds, 'outbox', `app_id = ${p(1)}`, [appId], n, { id: `'evt_${kind}_' || n.i`, created_at: time(`${old} + n.i * 7`), stream_seq: 'NULL', ...set });
+    await history('delivered', 30_000, { delivery_status: "'delivered'", delivered_at: time(`${old} + n.i * 7 + 50`), attempts: '1' });
+    await history('failed', 3, { delivery_status: "'failed'", attempts: '10', created_at: time(`${old} + n.i * 70000`) });
+    await history('elsewhere', 20_000, { app_id: `'app_elsewhere_' || (n.i % 20)`, delivery_status: "'failed'", attempts: '10' });
+  }, 300_000);
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  }, 60_000);
+
+  const listed = async (q: Parameters<OutboxRepository['deliveries']>[1]): Promise<Statement> => {
+    let rows = 0;
+    const statements = (await statementsDuring(ds, async () => (rows = (await t.app.get(OutboxRepository).deliveries(appId, q)).length))).filter((s) => /FROM "outbox"/.test(s.sql));
+    expect(rows).toBeGreaterThan(0);
+    expect(statements).toHaveLength(1);
+    return statements[0];
+  };
+
+  inBothStates(
+    [
+      ['the newest page is the first entries of ix_outbox_app_created_id', async () => expectReadThrough(ds, await listed({ limit: 51 }), 'outbox', 'ix_outbox_app_created_id')],
+      [
+        'a page after a cursor (created_at, id) starts at that entry of ix_outbox_app_created_id',
+        async () => expectReadThrough(ds, await listed({ before: { createdAt: old + 15_000 * 7, id: 'evt_delivered_15000' }, limit: 51 }), 'outbox', 'ix_outbox_app_created_id'),
+      ],
+      ["the app's failed events are read from ix_outbox_app_failed, not found among its delivered nor among other apps' failed", async () => expectReadThrough(ds, await listed({ status: 'failed', limit: 51 }), 'outbox', 'ix_outbox_app_failed')],
+    ],
+    async () => void (await ds.query('ANALYZE outbox')),
   );
 });
 

@@ -245,3 +245,59 @@ describe('agent.revoked', () => {
     expect(deliveries.map((d: { type: string }) => d.type)).toContain('agent.revoked');
   });
 });
+
+describe('GET /v1/webhook-deliveries', () => {
+  it('pages through every event once, newest first, when a page ends inside a millisecond (a consume batch writes its events at one instant)', async () => {
+    const h = await human(t);
+    await createStepUp(t, h).expect(201);
+    for (let i = 0; i < 6; i++) await t.http.delete(`/v1/agents/${(await createAgent(t, h.tenant, h.userId)).id}`).set(bearer(h.tenant.apiKey)).expect(204);
+    const ds = t.app.get(DataSource);
+    const p = (i: number) => (ds.options.type === 'postgres' ? `$${i}` : '?');
+    const appId = h.tenant.appId;
+    const at = Date.now() - 60_000;
+    // All the app's events in one millisecond, two of them in the next; three of them failed, the others delivered.
+    await ds.query(`UPDATE outbox SET created_at = ${p(1)} WHERE app_id = ${p(2)}`, [at, appId]);
+    const byId: { id: string }[] = await ds.query(`SELECT id FROM outbox WHERE app_id = ${p(1)} ORDER BY id`, [appId]);
+    expect(byId.length).toBeGreaterThanOrEqual(6);
+    const newer = [byId[1].id, byId[4].id];
+    const failed = [byId[0].id, byId[2].id, byId[5].id];
+    await ds.query(`UPDATE outbox SET created_at = ${p(1)} WHERE id IN (${p(2)}, ${p(3)})`, [at + 1, ...newer]);
+    await ds.query(`UPDATE outbox SET delivery_status = CASE WHEN id IN (${p(1)}, ${p(2)}, ${p(3)}) THEN 'failed' ELSE 'delivered' END WHERE app_id = ${p(4)}`, [...failed, appId]);
+    // The order the list promises, as the database orders ids (its collation).
+    const expected = async (status?: string): Promise<string[]> =>
+      ((await ds.query(
+        `SELECT id FROM outbox WHERE app_id = ${p(1)}${status ? ` AND delivery_status = ${p(2)}` : ''} ORDER BY created_at DESC, id DESC`,
+        status ? [appId, status] : [appId],
+      )) as { id: string }[]).map((r) => r.id);
+
+    const pages = async (query: string, limit: number): Promise<string[]> => {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const res = await t.http.get(`/v1/webhook-deliveries?limit=${limit}${query}${cursor ? `&before=${cursor}` : ''}`).set(bearer(h.tenant.apiKey)).expect(200);
+        const page: { eventId: string }[] = res.body.deliveries;
+        expect(page.length).toBeLessThanOrEqual(limit);
+        seen.push(...page.map((d) => d.eventId));
+        cursor = res.body.nextCursor;
+        if (cursor) expect(cursor).toBe(page[page.length - 1].eventId);
+      } while (cursor);
+      return seen;
+    };
+    const all = await expected();
+    expect(all.slice(0, 2).sort()).toEqual([...newer].sort());
+    for (const limit of [1, 2, 3]) expect(await pages('', limit)).toEqual(all);
+    expect(await expected('failed')).toHaveLength(3);
+    for (const limit of [1, 2]) expect(await pages('&status=failed', limit)).toEqual(await expected('failed'));
+    expect(await expected('delivered')).toHaveLength(all.length - 3);
+    expect(await pages('&status=delivered', 2)).toEqual(await expected('delivered'));
+  });
+
+  it("refuses a cursor that is not one of the app's events, and an unknown status", async () => {
+    const h = await human(t);
+    const other = await human(t);
+    await createStepUp(t, other).expect(201);
+    const [{ id }] = (await t.app.get(DataSource).query(`SELECT id FROM outbox WHERE app_id = ${t.app.get(DataSource).options.type === 'postgres' ? '$1' : '?'} LIMIT 1`, [other.tenant.appId])) as { id: string }[];
+    expect((await t.http.get(`/v1/webhook-deliveries?before=${id}`).set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
+    expect((await t.http.get('/v1/webhook-deliveries?status=ping').set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
+  });
+});

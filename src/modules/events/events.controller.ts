@@ -10,13 +10,12 @@ import { AppError, notFound } from '../../common/errors/app-error.js';
 import { isId } from '../../common/ids.js';
 import { AppKeyGuard } from '../apps/app-key.guard.js';
 import { EventStreamService, type StreamSink } from './event-stream.service.js';
-import { OutboxEntity } from './outbox.entity.js';
-import { OutboxRepository } from './outbox.repository.js';
+import { LISTED_STATUSES, OutboxRepository, type ListedStatus } from './outbox.repository.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 
 export class DeliveriesQuery {
-  @ApiPropertyOptional({ enum: ['pending', 'delivered', 'failed', 'no_endpoint'] })
-  @IsOptional() @IsIn(['pending', 'delivered', 'failed', 'no_endpoint']) status?: OutboxEntity['deliveryStatus'];
+  @ApiPropertyOptional({ enum: Object.keys(LISTED_STATUSES) })
+  @IsOptional() @IsIn(Object.keys(LISTED_STATUSES)) status?: ListedStatus;
   @ApiPropertyOptional({ description: 'Cursor: the nextCursor of the previous page' })
   @IsOptional() @IsString() @MaxLength(64) before?: string;
   @ApiPropertyOptional({ default: 50, minimum: 1, maximum: 200 })
@@ -71,7 +70,7 @@ export class EventsController {
     const limit = q.limit ?? 50;
     const before = q.before ? await this.outbox.findForApp(app.appId, q.before) : null;
     if (q.before && !before) throw new AppError('validation_failed', 'before must be a nextCursor of this list');
-    const rows = await this.outbox.deliveries(app.appId, { status: q.status, beforeCreatedAt: before?.createdAt, limit: limit + 1 });
+    const rows = await this.outbox.deliveries(app.appId, { status: q.status, before: before ?? undefined, limit: limit + 1 });
     const page = rows.slice(0, limit);
     return {
       deliveries: page.map((r) => ({

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
-import { DataSource, In, LessThan, type EntityManager } from 'typeorm';
+import { DataSource, In, type EntityManager } from 'typeorm';
 import type { QueryResultRow } from 'pg';
 import { queryPrepared } from '../../database/pg-prepared.js';
 import type { SqliteSession } from '../../database/sqlite-serial.js';
@@ -31,6 +31,10 @@ const insertValues = (row: OutboxEntity): unknown[] => [
   row.id, row.appId, row.type, JSON.stringify(row.payload), row.createdAt, row.deliveredAt, row.deliveryStatus, row.attempts,
   row.nextAttemptAt, row.claimedUntil, row.claimedBy, row.lastError, row.streamSeq,
 ];
+
+/** The statuses GET /v1/webhook-deliveries filters by, each its own SQL literal (OutboxRepository.deliveries). */
+export const LISTED_STATUSES = { pending: 'pending', delivered: 'delivered', failed: 'failed', no_endpoint: 'no_endpoint' } as const satisfies Record<string, OutboxEntity['deliveryStatus']>;
+export type ListedStatus = keyof typeof LISTED_STATUSES;
 
 /** Rows per SQLite finish statement. */
 const FINISH_CHUNK = 500;
@@ -464,12 +468,16 @@ export class OutboxRepository {
     return this.ds.getRepository(OutboxEntity).findOneBy({ appId, id });
   }
 
-  /** The app's deliveries, newest first (ix_outbox_app_created). */
-  deliveries(appId: string, q: { status?: OutboxEntity['deliveryStatus']; beforeCreatedAt?: number; limit: number }): Promise<OutboxEntity[]> {
-    return this.ds.getRepository(OutboxEntity).find({
-      where: { appId, ...(q.status ? { deliveryStatus: q.status } : {}), ...(q.beforeCreatedAt !== undefined ? { createdAt: LessThan(q.beforeCreatedAt) } : {}) },
-      order: { createdAt: 'DESC', id: 'DESC' },
-      take: q.limit,
-    });
+  /**
+   * The app's deliveries, newest first: in (created_at, id) order from ix_outbox_app_created_id
+   * (failed ones from ix_outbox_app_failed), after the cursor's row `before` when given (a pair, so
+   * a page may end inside a millisecond). The status is written into the text, from LISTED_STATUSES
+   * only: SQLite reads a partial index only for a literal.
+   */
+  deliveries(appId: string, q: { status?: ListedStatus; before?: { createdAt: number; id: string }; limit: number }): Promise<OutboxEntity[]> {
+    const list = this.ds.getRepository(OutboxEntity).createQueryBuilder('o').where('o.appId = :appId', { appId });
+    if (q.status) list.andWhere(`o.deliveryStatus = '${LISTED_STATUSES[q.status]}'`);
+    if (q.before) list.andWhere('(o.createdAt, o.id) < (:createdAt, :id)', { createdAt: q.before.createdAt, id: q.before.id });
+    return list.orderBy('o.createdAt', 'DESC').addOrderBy('o.id', 'DESC').limit(q.limit).getMany();
   }
 }
