@@ -6,6 +6,7 @@ import { bearer, createAgent, createUser, agentToken } from './support/fixtures.
 import { approvalToken, approveWithCode, createStepUp, expectStatus, human } from './support/step-up.js';
 import { webhookReceiver } from './support/webhook-receiver.js';
 import { freePort } from './support/browser.js';
+import { OutboxRepository } from '../src/modules/events/outbox.repository.js';
 
 let t: TestApp;
 let base: string;
@@ -274,7 +275,8 @@ describe('GET /v1/webhook-deliveries', () => {
       const seen: string[] = [];
       let cursor: string | null = null;
       do {
-        const res = await t.http.get(`/v1/webhook-deliveries?limit=${limit}${query}${cursor ? `&before=${cursor}` : ''}`).set(bearer(h.tenant.apiKey)).expect(200);
+        const url: string = `/v1/webhook-deliveries?limit=${limit}${query}${cursor ? `&before=${cursor}` : ''}`;
+        const res = await t.http.get(url).set(bearer(h.tenant.apiKey)).expect(200);
         const page: { eventId: string }[] = res.body.deliveries;
         expect(page.length).toBeLessThanOrEqual(limit);
         seen.push(...page.map((d) => d.eventId));
@@ -298,6 +300,11 @@ describe('GET /v1/webhook-deliveries', () => {
     await createStepUp(t, other).expect(201);
     const [{ id }] = (await t.app.get(DataSource).query(`SELECT id FROM outbox WHERE app_id = ${t.app.get(DataSource).options.type === 'postgres' ? '$1' : '?'} LIMIT 1`, [other.tenant.appId])) as { id: string }[];
     expect((await t.http.get(`/v1/webhook-deliveries?before=${id}`).set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
-    expect((await t.http.get('/v1/webhook-deliveries?status=ping').set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
+    for (const status of ['ping', 'constructor', "failed' OR '1'='1"]) {
+      expect((await t.http.get(`/v1/webhook-deliveries?status=${encodeURIComponent(status)}`).set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
+    }
+    expect((await t.http.get('/v1/webhook-deliveries?status=failed&status=delivered').set(bearer(h.tenant.apiKey)).expect(400)).body.code).toBe('validation_failed');
+    // Behind the validation too, the repository writes only its own constants into the statement.
+    await expect(t.app.get(OutboxRepository).deliveries(h.tenant.appId, { status: 'constructor' as never, limit: 1 })).rejects.toThrow(RangeError);
   });
 });

@@ -474,9 +474,13 @@ export class OutboxRepository {
    * a page may end inside a millisecond). The status is written into the text, from LISTED_STATUSES
    * only: SQLite reads a partial index only for a literal.
    */
-  deliveries(appId: string, q: { status?: ListedStatus; before?: { createdAt: number; id: string }; limit: number }): Promise<OutboxEntity[]> {
+  async deliveries(appId: string, q: { status?: ListedStatus; before?: { createdAt: number; id: string }; limit: number }): Promise<OutboxEntity[]> {
     const list = this.ds.getRepository(OutboxEntity).createQueryBuilder('o').where('o.appId = :appId', { appId });
-    if (q.status) list.andWhere(`o.deliveryStatus = '${LISTED_STATUSES[q.status]}'`);
+    if (q.status) {
+      // Only ever one of the constants (never the caller's string), whatever reaches this.
+      if (!Object.hasOwn(LISTED_STATUSES, q.status)) throw new RangeError(`not a listed status: ${JSON.stringify(q.status)}`);
+      list.andWhere(`o.deliveryStatus = '${LISTED_STATUSES[q.status]}'`);
+    }
     if (q.before) list.andWhere('(o.createdAt, o.id) < (:createdAt, :id)', { createdAt: q.before.createdAt, id: q.before.id });
     return list.orderBy('o.createdAt', 'DESC').addOrderBy('o.id', 'DESC').limit(q.limit).getMany();
   }
