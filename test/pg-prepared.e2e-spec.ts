@@ -132,27 +132,43 @@ describe.skipIf(!usingPostgres())('verify-and-consume across a migration that ch
   const verify = (h: Human, token: string) =>
     t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } });
 
-  it('the next verify consumes its token (not a 500), and a consumed token stays consumed', async () => {
+  /** The name under which the instance's one connection holds the consume statement (read on that connection). */
+  const consumeStatement = async (): Promise<string[]> =>
+    ((await t.app.get(DataSource).query("SELECT name FROM pg_prepared_statements WHERE statement LIKE 'WITH asked AS%'")) as { name: string }[]).map((r) => r.name);
+
+  it('a column added to the tables it writes changes nothing; a returned column of another type gets it prepared anew; each token is consumed once', async () => {
     const h = await human(t);
-    const [first, second] = [await approvedToken(h), await approvedToken(h)];
+    const [first, second, third] = [await approvedToken(h), await approvedToken(h), await approvedToken(h)];
     expect((await verify(h, first).expect(200)).body).toMatchObject({ valid: true });
+    const prepared = await consumeStatement();
+    expect(prepared).toHaveLength(1);
 
     const admin = new DataSource({ type: 'postgres', url: own.env.DATABASE_URL, extra: { max: 1 } });
     await admin.initialize();
-    try {
+    const migrate = async (sql: string) => {
       // The instance holds one connection to its database, and on it the consume is prepared.
       const sessions = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
       expect(sessions).toEqual([{ n: 1 }]);
-      // What a deploy's migration may do: the consume returns step_ups.model, now of another type.
-      await admin.query('ALTER TABLE step_ups ALTER COLUMN model TYPE text');
+      await admin.query(sql);
+    };
+    try {
+      // A deploy's migration adds columns: the statements name their columns, so they stay valid.
+      await migrate('ALTER TABLE step_ups ADD COLUMN later_a int; ALTER TABLE audit_events ADD COLUMN later_b int; ALTER TABLE outbox ADD COLUMN later_c int');
+      expect((await verify(h, second).expect(200)).body).toMatchObject({ valid: true });
+      expect(await consumeStatement()).toEqual(prepared);
+      // Another changes the type of a column the consume returns: the statement is stale on that connection.
+      await migrate('ALTER TABLE step_ups ALTER COLUMN model TYPE text');
     } finally {
       await admin.destroy();
     }
 
-    expect((await verify(h, second).expect(200)).body).toMatchObject({ valid: true });
-    expect((await verify(h, first).expect(200)).body).toMatchObject({ valid: false });
-    expect((await verify(h, second).expect(200)).body).toMatchObject({ valid: false });
+    expect((await verify(h, third).expect(200)).body).toMatchObject({ valid: true });
+    // Under a new name (pg's pool replaces a connection whose query failed; the other connections of a larger pool never run the stale name again).
+    const renamed = await consumeStatement();
+    expect(renamed).toHaveLength(1);
+    expect(renamed[0]).not.toBe(prepared[0]);
+    for (const token of [first, second, third]) expect((await verify(h, token).expect(200)).body).toMatchObject({ valid: false });
     const consumed = (await t.http.get('/v1/audit-events?type=mfa_proxy_token.consumed').set(bearer(h.tenant.apiKey)).expect(200)).body.events;
-    expect(consumed).toHaveLength(2);
+    expect(consumed).toHaveLength(3);
   });
 });
