@@ -9,6 +9,9 @@ import { TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
  * find a few failed events (most are delivered); failed rows now have an index of their own,
  * written only when a delivery gives up (nothing on the hot paths). The other statuses are either
  * the bulk of an app's rows (delivered, no_endpoint) or its backlog (pending).
+ *
+ * On PostgreSQL the builds hold writes to outbox until the migration commits (as every index
+ * migration here does: migrations run in one transaction): 1.75 s at 1,000,000 outbox rows.
  */
 export class OutboxDeliveriesOrder1765500000000 implements MigrationInterface {
   name = 'OutboxDeliveriesOrder1765500000000';

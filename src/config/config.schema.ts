@@ -27,6 +27,8 @@ export const envSchema = z.object({
     .default('sqlite:./data/mfa-proxy.sqlite'),
   /** PostgreSQL: connections of this instance's pool (the requests and the background work share it). */
   DATABASE_POOL_MAX: int(1, 1000).default(20),
+  /** PostgreSQL: how long a request or job waits for a connection of the pool before it fails (a request: 503). */
+  DATABASE_POOL_TIMEOUT_MS: int(100, 600_000).default(10_000),
   REDIS_URL: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://... or rediss://...').optional(),
   REDIS_KEY_PREFIX: z.string().max(64).default('mpx:'),
   MASTER_KEY: z
@@ -100,7 +102,7 @@ export interface AppConfig {
   /** The OAuth issuer (`iss` of every token we sign): equal to `publicUrl`. */
   issuer: string;
   rpId: string;
-  database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string; poolMax: number };
+  database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string; poolMax: number; poolTimeoutMs: number };
   redis?: { url: string; keyPrefix: string };
   masterKey: Buffer;
   /** Former master keys (MASTER_KEY_PREVIOUS): accepted for decryption only, never to encrypt. */

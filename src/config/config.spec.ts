@@ -68,15 +68,17 @@ describe(loadConfig.name, () => {
 
   it('reads postgres and redis URLs', () => {
     const sut = loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://127.0.0.1:6379', PUBLIC_URL: 'https://auth.acme.example:8443' });
-    expect(sut.database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 20 });
+    expect(sut.database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 20, poolTimeoutMs: 10_000 });
     expect(sut.redis?.url).toBe('redis://127.0.0.1:6379');
     expect(sut.rpId).toBe('auth.acme.example');
   });
 
-  it('sizes the PostgreSQL pool from DATABASE_POOL_MAX (1..1000) and refuses anything else', () => {
+  it('sizes the PostgreSQL pool from DATABASE_POOL_MAX (1..1000) and its wait from DATABASE_POOL_TIMEOUT_MS (100..600000), and refuses anything else', () => {
     const base = { MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATABASE_URL: 'postgres://u@h/db' };
-    expect(loadConfig({ ...base, DATABASE_POOL_MAX: '5' }).database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 5 });
+    expect(loadConfig({ ...base, DATABASE_POOL_MAX: '5', DATABASE_POOL_TIMEOUT_MS: '2500' }).database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 5, poolTimeoutMs: 2500 });
     for (const bad of ['0', '1001', '2.5', 'many']) expect(() => loadConfig({ ...base, DATABASE_POOL_MAX: bad })).toThrow(/DATABASE_POOL_MAX/);
+    // 0 would be node-pg's "wait forever".
+    for (const bad of ['0', '99', '600001', 'soon']) expect(() => loadConfig({ ...base, DATABASE_POOL_TIMEOUT_MS: bad })).toThrow(/DATABASE_POOL_TIMEOUT_MS/);
   });
 
   describe('VAPID (Web Push)', () => {

@@ -154,7 +154,7 @@ export function loadConfig(
         if (p === ':memory:') return { type: 'sqlite' as const, path: p };
         return { type: 'sqlite' as const, path: isAbsolute(p) ? p : resolve(p) };
       })()
-    : { type: 'postgres' as const, url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX };
+    : { type: 'postgres' as const, url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, poolTimeoutMs: env.DATABASE_POOL_TIMEOUT_MS };
 
   return {
     env: env.NODE_ENV,

@@ -23,7 +23,8 @@ export function dataSourceOptions(config: Pick<AppConfig, 'database'>): DataSour
       },
     };
   }
-  return { ...common, type: 'postgres', url: config.database.url, extra: { max: config.database.poolMax } };
+  // A caller that finds every connection taken waits at most poolTimeoutMs (then fails: a request answers 503), never forever.
+  return { ...common, type: 'postgres', url: config.database.url, extra: { max: config.database.poolMax, connectionTimeoutMillis: config.database.poolTimeoutMs } };
 }
 
 /** Arbitrary constant: the PostgreSQL advisory lock that serialises migrations of several instances. */

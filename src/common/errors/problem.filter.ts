@@ -71,7 +71,19 @@ export function toAppError(exception: unknown): AppError | OAuthError {
   // A value PostgreSQL cannot store (NUL in text: 22021, 22P05) that validation let through is still bad input, not a 500.
   const driverCode = (exception as { driverError?: { code?: string } } | undefined)?.driverError?.code;
   if (driverCode === '22021' || driverCode === '22P05') return new AppError('validation_failed', 'a value contains characters that cannot be stored (e.g. NUL)', { cause: exception });
+  if (databaseUnavailable(exception)) return new AppError('service_unavailable', 'the database is busy or unreachable; try again shortly', { cause: exception, headers: { 'Retry-After': '1' } });
   return new AppError('internal_error', ERROR_TITLE.internal_error, { cause: exception });
+}
+
+/**
+ * The database could not be reached in time, so nothing was done: node-pg's pool found no free
+ * connection within DATABASE_POOL_TIMEOUT_MS (its errors carry no code, only these messages), the
+ * server refused the connection, or it is starting or shutting down (57P01, 57P03).
+ */
+function databaseUnavailable(exception: unknown): boolean {
+  const err = ((exception as { driverError?: unknown } | undefined)?.driverError ?? exception) as { code?: string; message?: string } | undefined;
+  if (err?.code === 'ECONNREFUSED' || err?.code === '57P01' || err?.code === '57P03') return true;
+  return err?.message === 'timeout exceeded when trying to connect' || err?.message === 'Connection terminated due to connection timeout';
 }
 
 function isOAuthPath(url: string): boolean {
