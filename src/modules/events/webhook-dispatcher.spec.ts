@@ -64,10 +64,13 @@ async function everyAppServed(apps: number, timeoutMs: number, hanging = 0): Pro
   await expect.poll(() => d.served.size, { timeout: timeoutMs, interval: 100 }).toBe(apps - hanging);
 }
 
+// With endless backlogs the 256 slots go to 8 apps at a time (32 each) and turn over about every
+// tick: some 25 to 35 new apps a second here, whatever the endpoint's speed. The waits below leave
+// room for that on a busy 2-core machine; the failures they catch never finish (apps starved).
 describe('WebhookDispatcher: apps with backlogs at fast endpoints', () => {
-  it('a few busy apps do not hold every slot: 300 apps with endless backlogs are all served', () => everyAppServed(300, 15_000), 30_000);
+  it('a few busy apps do not hold every slot: 300 apps with endless backlogs are all served', () => everyAppServed(300, 40_000), 60_000);
 
   it('7 hanging endpoints and fast apps do not keep the others waiting until the hanging requests time out (10 s)', () => everyAppServed(67, 8_000, 7), 30_000);
 
-  it('with more apps due than one claim looks at (1,000), every app is served in turn, not only the first 1,000 app ids', () => everyAppServed(1_200, 20_000), 30_000);
+  it('with more apps due than one claim looks at (1,000), every app is served in turn, not only the first 1,000 app ids', () => everyAppServed(1_200, 100_000), 120_000);
 });
