@@ -35,6 +35,11 @@ interface Res {
 
 /** POST /oauth/token with client_secret_basic, from the given local address. */
 function tokenFrom(source: string, clientId: string, secret: string, form: Record<string, string> = {}): Promise<Res> {
+  return postToken(source, `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`, form);
+}
+
+/** POST /oauth/token with this Authorization header, from the given local address. */
+function postToken(source: string, authorization: string, form: Record<string, string> = {}): Promise<Res> {
   const body = new URLSearchParams({ grant_type: 'client_credentials', ...form }).toString();
   return new Promise((resolve, reject) => {
     const req = httpRequest(
@@ -46,7 +51,7 @@ function tokenFrom(source: string, clientId: string, secret: string, form: Recor
         path: '/oauth/token',
         agent: false,
         headers: {
-          Authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+          Authorization: authorization,
           'Content-Type': 'application/x-www-form-urlencoded',
           'Content-Length': Buffer.byteLength(body),
         },
@@ -122,6 +127,23 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     expect((await tokenFrom(SOURCE_A, victim.id, 'wrong-secret')).status).toBe(429);
     const ok = await tokenFrom(SOURCE_A, bystander.id, bystander.clientSecret);
     expect(ok.status).toBe(200);
+  });
+
+  it('undecodable Basic credentials are invalid_client, and counted against the client the body claims at that source', async () => {
+    const victim = await createAgent(t, tenant, userId);
+    const bystander = await createAgent(t, tenant, userId);
+    // Base64 of bytes without a colon, and of an id with a broken %-escape: neither can be read as id:secret.
+    const malformed = [`Basic ${Buffer.from('no-colon-here').toString('base64')}`, `Basic ${Buffer.from('%zz:secret').toString('base64')}`];
+    const first = await postToken(SOURCE_A, malformed[0]!, { client_id: victim.id });
+    expect(first.status).toBe(401);
+    expect(first.body).toEqual({ error: 'invalid_client', error_description: 'malformed Basic credentials' });
+    expect(first.headers['www-authenticate']).toBe('Basic realm="mfa-proxy"');
+    const rest = await statuses(FAILURES_PER_SOURCE - 1, () => postToken(SOURCE_A, malformed[1]!, { client_id: victim.id }));
+    expect(rest).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
+    // The claimed client's budget at this source is spent: its real credentials wait too; another client does not.
+    expect((await tokenFrom(SOURCE_A, victim.id, victim.clientSecret)).status).toBe(429);
+    expect((await tokenFrom(SOURCE_A, bystander.id, bystander.clientSecret)).status).toBe(200);
+    expect((await tokenFrom(SOURCE_B, victim.id, victim.clientSecret)).status).toBe(200);
   });
 
   it('wrong secrets below the failure budget cost the agent nothing of its issuance budget, even from the same source', async () => {

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { BadRequestException } from '@nestjs/common';
+import { BadRequestException, ValidationPipe } from '@nestjs/common';
 import { IsObject, IsOptional, IsString } from 'class-validator';
 import { describe, expect, it } from 'vitest';
 import { CreateAgentDto } from '../modules/agents/dto/agent.dto.js';
@@ -57,6 +57,14 @@ describe(ExactValidationPipe.name, () => {
       const input = { title: 'n', details: tricky() };
       await sut.transform(input, body(NoteDto));
       expect(input).toEqual({ title: 'n', details: tricky() });
+    });
+
+    it('hands an untyped body (`unknown`: the /oauth forms) through as it came, the same reference, as the plain ValidationPipe does', async () => {
+      const plain = new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, transformOptions: { enableImplicitConversion: false } });
+      for (const input of [tricky(), { grant_type: 'client_credentials', extra: 'x' }, 'text', null, undefined, [1, 2]]) {
+        expect(await sut.transform(input, body(Object))).toBe(input);
+        expect(await plain.transform(input, body(Object))).toBe(input);
+      }
     });
 
     it('still validates an @AsParsed() value: a string where an object belongs is 400', async () => {

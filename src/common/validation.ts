@@ -121,6 +121,8 @@ export class ExactValidationPipe extends ValidationPipe {
   }
 
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // A body typed `unknown` or `object` (the /oauth forms): nothing to validate (as ValidationPipe would conclude, later).
+    if (metadata.type === 'body' && metadata.metatype === Object) return value;
     const schema = this.compiled.compiled && metadata.type === 'body' ? compiledSchemaOf(metadata.metatype) : undefined;
     if (schema) {
       const result = schema.safeParse(value);

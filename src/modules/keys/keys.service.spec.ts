@@ -29,6 +29,18 @@ describe('signEs256Jws', () => {
     await expect(jwtVerify(token, other, { algorithms: ['ES256'] })).rejects.toMatchObject({ code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' });
   });
 
+  it('each signature carries its own typ and kid, in any order and after many keys (headers are encoded once and kept)', async () => {
+    const headers = [
+      { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' }, { typ: 'at+jwt', kid: 'k2' },
+      ...Array.from({ length: 70 }, (_, i) => ({ typ: 'at+jwt', kid: `rotated-${i}` })),
+      { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' },
+    ];
+    for (const header of headers) {
+      const { protectedHeader } = await jwtVerify(await signEs256Jws(header, claims, privateKey), publicKey, { algorithms: ['ES256'], typ: header.typ });
+      expect(protectedHeader).toEqual({ alg: 'ES256', ...header });
+    }
+  });
+
   it('reports a key that cannot sign as a rejected promise, not a throw', async () => {
     await expect(signEs256Jws({ typ: 'at+jwt', kid: 'k1' }, claims, publicKey)).rejects.toBeInstanceOf(Error);
   });

@@ -23,6 +23,19 @@ interface LoadedKey {
 
 const base64url = (json: unknown) => Buffer.from(JSON.stringify(json)).toString('base64url');
 
+/** Encoded JWS headers by typ and kid: a handful (the types we sign times the keys in use), each encoded once. */
+const headers = new Map<string, string>();
+function encodedHeader(header: { typ: string; kid: string }): string {
+  const name = `${header.typ} ${header.kid}`;
+  let encoded = headers.get(name);
+  if (encoded === undefined) {
+    if (headers.size >= 64) headers.clear(); // keys retired long ago: never more than a few live
+    encoded = base64url({ alg: SIGNING_ALG, ...header });
+    headers.set(name, encoded);
+  }
+  return encoded;
+}
+
 /**
  * A compact JWS (RFC 7515 §7.1) signed ES256 (RFC 7518 §3.4: ECDSA P-256 SHA-256, the signature
  * as R ‖ S, 64 bytes: dsaEncoding ieee-p1363), by node:crypto's sign with the cached KeyObject, on
@@ -32,7 +45,7 @@ const base64url = (json: unknown) => Buffer.from(JSON.stringify(json)).toString(
  * service's busy time. keys.service.spec.ts checks jose accepts what this writes.
  */
 export function signEs256Jws(header: { typ: string; kid: string }, payload: JWTPayload, key: KeyObject): Promise<string> {
-  const input = `${base64url({ alg: SIGNING_ALG, ...header })}.${base64url(payload)}`;
+  const input = `${encodedHeader(header)}.${base64url(payload)}`;
   return new Promise((resolve, reject) =>
     sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, (err, signature) =>
       err ? reject(err) : resolve(`${input}.${signature.toString('base64url')}`),

@@ -21,17 +21,23 @@ export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'p
 const invalidClient = (description = 'client authentication failed') =>
   new OAuthError('invalid_client', description, { 'WWW-Authenticate': 'Basic realm="mfa-proxy"' });
 
-/** RFC 6749 §2.3.1 Basic credentials; undecodable ones are a failed client authentication. */
-function basicCredentials(header: string | undefined): { id: string; secret: string } | null {
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** What a request presents to authenticate as a client, read once (the throttle and the check both use it). */
+export interface PresentedClient {
+  /** RFC 6749 §2.3.1 Basic credentials: null without them, 'malformed' when they cannot be decoded. */
+  readonly basic: { id: string; secret: string } | null | 'malformed';
+  readonly body: Record<string, unknown>;
+}
+
+export function presentedClient(authorization: string | undefined, body: Record<string, unknown>): PresentedClient {
   try {
-    return parseBasic(header);
+    return { basic: parseBasic(authorization), body };
   } catch (err) {
-    if (err instanceof MalformedBasicError) throw invalidClient('malformed Basic credentials');
+    if (err instanceof MalformedBasicError) return { basic: 'malformed', body };
     throw err;
   }
 }
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** Authenticates an agent as an OAuth client (token and revocation endpoints). */
 @Injectable()
@@ -44,13 +50,9 @@ export class ClientAuthService {
   ) {}
 
   /** The client id a request claims (before authentication), for the failed-authentication throttle. */
-  clientIdHint(authorization: string | undefined, body: Record<string, unknown>): string {
-    try {
-      const basic = basicCredentials(authorization);
-      if (basic) return basic.id;
-    } catch {
-      /* malformed Basic: counted under "unknown" */
-    }
+  clientIdHint({ basic, body }: PresentedClient): string {
+    // Malformed Basic: the body's claim, if any, else "unknown".
+    if (basic && basic !== 'malformed') return basic.id;
     const assertion = str(body.client_assertion);
     if (assertion) {
       try {
@@ -62,8 +64,8 @@ export class ClientAuthService {
     return str(body.client_id) ?? 'unknown';
   }
 
-  async authenticate(authorization: string | undefined, body: Record<string, unknown>): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
-    const basic = basicCredentials(authorization);
+  async authenticate({ basic, body }: PresentedClient): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
+    if (basic === 'malformed') throw invalidClient('malformed Basic credentials');
     const postSecret = str(body.client_secret);
     const assertion = str(body.client_assertion);
     // RFC 6749 §2.3: a client uses exactly one authentication method per request.

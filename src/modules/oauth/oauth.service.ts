@@ -5,7 +5,7 @@ import { bearerToken } from '../../common/auth/principals.js';
 import { parseScope, SCOPE_PATTERN, withinBoundaries } from '../../common/scopes.js';
 import type { AgentEntity } from '../agents/agent.entity.js';
 import { AgentTokensService, type AgentTokenClaims } from './agent-tokens.service.js';
-import { ClientAuthService } from './client-auth.service.js';
+import { ClientAuthService, presentedClient } from './client-auth.service.js';
 import { DpopProofs } from './dpop-proofs.js';
 import { OAuthGrants } from './grants.js';
 import { RevocationList } from './revocation-list.js';
@@ -87,10 +87,11 @@ export class OAuthService {
    * client's issuance budget is never touched here, so a flood of wrong secrets locks out no one but its source.
    */
   async authenticateClient(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<AgentEntity> {
-    const failuresKey = oauthTokenFailuresKey(this.clients.clientIdHint(authorization, body), ip);
+    const presented = presentedClient(authorization, body);
+    const failuresKey = oauthTokenFailuresKey(this.clients.clientIdHint(presented), ip);
     await this.limits.check('oauthTokenFailures', failuresKey);
     try {
-      return (await this.clients.authenticate(authorization, body)).agent;
+      return (await this.clients.authenticate(presented)).agent;
     } catch (err) {
       if (err instanceof OAuthError && err.error === 'invalid_client') await this.limits.spend('oauthTokenFailures', failuresKey);
       throw err;

@@ -26,7 +26,16 @@ export class MetricsService {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** The histogram's child per (method, route pattern, status): prom-client hashes the labels on every `labels` call. */
+  private readonly durations = new Map<string, Histogram.Internal<'method' | 'route' | 'status'>>();
+
   observe(method: string, route: string, status: number, seconds: number): void {
-    this.httpDuration.labels(method, route, String(status)).observe(seconds);
+    const name = `${method} ${status} ${route}`;
+    let child = this.durations.get(name);
+    if (child === undefined) {
+      child = this.httpDuration.labels(method, route, String(status));
+      this.durations.set(name, child);
+    }
+    child.observe(seconds);
   }
 }
