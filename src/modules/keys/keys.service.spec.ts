@@ -34,6 +34,8 @@ describe('signEs256Jws', () => {
       { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' }, { typ: 'at+jwt', kid: 'k2' },
       ...Array.from({ length: 70 }, (_, i) => ({ typ: 'at+jwt', kid: `rotated-${i}` })),
       { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' },
+      // Pairs that a space-joined cache key would confuse.
+      { typ: 'a b', kid: 'c' }, { typ: 'a', kid: 'b c' }, { typ: 'a', kid: 'b c' }, { typ: 'a b', kid: 'c' },
     ];
     for (const header of headers) {
       const { protectedHeader } = await jwtVerify(await signEs256Jws(header, claims, privateKey), publicKey, { algorithms: ['ES256'], typ: header.typ });

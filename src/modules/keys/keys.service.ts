@@ -25,12 +25,13 @@ const base64url = (json: unknown) => Buffer.from(JSON.stringify(json)).toString(
 
 /** Encoded JWS headers by typ and kid: a handful (the types we sign times the keys in use), each encoded once. */
 const headers = new Map<string, string>();
-function encodedHeader(header: { typ: string; kid: string }): string {
-  const name = `${header.typ} ${header.kid}`;
+function encodedHeader({ typ, kid }: { typ: string; kid: string }): string {
+  // A key no typ or kid can share with another pair (a space-joined one could: "a b"+"c", "a"+"b c").
+  const name = JSON.stringify([typ, kid]);
   let encoded = headers.get(name);
   if (encoded === undefined) {
     if (headers.size >= 64) headers.clear(); // keys retired long ago: never more than a few live
-    encoded = base64url({ alg: SIGNING_ALG, ...header });
+    encoded = base64url({ alg: SIGNING_ALG, typ, kid });
     headers.set(name, encoded);
   }
   return encoded;

@@ -26,7 +26,11 @@ export class MetricsService {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** The histogram's child per (method, route pattern, status): prom-client hashes the labels on every `labels` call. */
+  /**
+   * The histogram's child per (method, route pattern, status): `labels()` builds and validates a
+   * label object and two closures on every call. Routes are Fastify's patterns or 'unmatched', never
+   * raw URL text, and methods those Node's parser knows: one entry per series the histogram has anyway.
+   */
   private readonly durations = new Map<string, Histogram.Internal<'method' | 'route' | 'status'>>();
 
   observe(method: string, route: string, status: number, seconds: number): void {
