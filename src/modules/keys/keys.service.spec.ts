@@ -1,7 +1,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { signEs256Jws, verifyEs256Signature } from './keys.service.js';
+import { encodedHeader, signEs256Jws, signUnderHeader, verifyEs256Signature } from './keys.service.js';
 
 describe('signEs256Jws', () => {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -29,18 +29,25 @@ describe('signEs256Jws', () => {
     await expect(jwtVerify(token, other, { algorithms: ['ES256'] })).rejects.toMatchObject({ code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' });
   });
 
-  it('each signature carries its own typ and kid, in any order and after many keys (headers are encoded once and kept)', async () => {
-    const headers = [
-      { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' }, { typ: 'at+jwt', kid: 'k2' },
-      ...Array.from({ length: 70 }, (_, i) => ({ typ: 'at+jwt', kid: `rotated-${i}` })),
-      { typ: 'at+jwt', kid: 'k1' }, { typ: 'mfa-proxy+jwt', kid: 'k1' },
+  it('under encodedHeader, each signature carries its own typ and kid, in any order and after many keys (each header encoded once and kept)', async () => {
+    const pairs = [
+      ['at+jwt', 'k1'], ['mfa-proxy+jwt', 'k1'], ['at+jwt', 'k2'],
+      ...Array.from({ length: 70 }, (_, i) => ['at+jwt', `rotated-${i}`]),
+      ['at+jwt', 'k1'], ['mfa-proxy+jwt', 'k1'],
       // Pairs that a space-joined cache key would confuse.
-      { typ: 'a b', kid: 'c' }, { typ: 'a', kid: 'b c' }, { typ: 'a', kid: 'b c' }, { typ: 'a b', kid: 'c' },
-    ];
-    for (const header of headers) {
-      const { protectedHeader } = await jwtVerify(await signEs256Jws(header, claims, privateKey), publicKey, { algorithms: ['ES256'], typ: header.typ });
-      expect(protectedHeader).toEqual({ alg: 'ES256', ...header });
+      ['a b', 'c'], ['a', 'b c'], ['a', 'b c'], ['a b', 'c'],
+    ] as const;
+    for (const [typ, kid] of pairs) {
+      const token = await signUnderHeader(encodedHeader(typ, kid), claims, privateKey);
+      const { protectedHeader, payload } = await jwtVerify(token, publicKey, { algorithms: ['ES256'], typ });
+      expect(protectedHeader).toEqual({ alg: 'ES256', typ, kid });
+      expect(payload).toEqual(claims);
     }
+  });
+
+  it('signEs256Jws writes every header parameter it is given (tests forge extension headers with it)', async () => {
+    const token = await signEs256Jws({ typ: 'at+jwt', kid: 'k1', crit: ['exp'] } as { typ: string; kid: string }, claims, privateKey);
+    expect(decodeProtectedHeader(token)).toEqual({ alg: 'ES256', typ: 'at+jwt', kid: 'k1', crit: ['exp'] });
   });
 
   it('reports a key that cannot sign as a rejected promise, not a throw', async () => {

@@ -25,7 +25,9 @@ const base64url = (json: unknown) => Buffer.from(JSON.stringify(json)).toString(
 
 /** Encoded JWS headers by typ and kid: a handful (the types we sign times the keys in use), each encoded once. */
 const headers = new Map<string, string>();
-function encodedHeader({ typ, kid }: { typ: string; kid: string }): string {
+
+/** The encoded protected header `{"alg":"ES256","typ":…,"kid":…}` of what KeysService signs, encoded once per pair. */
+export function encodedHeader(typ: string, kid: string): string {
   // A key no typ or kid can share with another pair (a space-joined one could: "a b"+"c", "a"+"b c").
   const name = JSON.stringify([typ, kid]);
   let encoded = headers.get(name);
@@ -46,7 +48,12 @@ function encodedHeader({ typ, kid }: { typ: string; kid: string }): string {
  * service's busy time. keys.service.spec.ts checks jose accepts what this writes.
  */
 export function signEs256Jws(header: { typ: string; kid: string }, payload: JWTPayload, key: KeyObject): Promise<string> {
-  const input = `${encodedHeader(header)}.${base64url(payload)}`;
+  return signUnderHeader(base64url({ alg: SIGNING_ALG, ...header }), payload, key);
+}
+
+/** signEs256Jws under a header already encoded (encodedHeader). */
+export function signUnderHeader(header: string, payload: JWTPayload, key: KeyObject): Promise<string> {
+  const input = `${header}.${base64url(payload)}`;
   return new Promise((resolve, reject) =>
     sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, (err, signature) =>
       err ? reject(err) : resolve(`${input}.${signature.toString('base64url')}`),
@@ -109,7 +116,7 @@ export class KeysService implements OnApplicationBootstrap {
     await this.refreshIfStale();
     const key = this.active;
     if (!key?.privateKey) throw new Error('no active signing key');
-    return signEs256Jws({ typ, kid: key.kid }, payload, key.privateKey);
+    return signUnderHeader(encodedHeader(typ, key.kid), payload, key.privateKey);
   }
 
   /** Identifies the current set of keys and their states: it changes when any key is added, retired or dropped. */
