@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StepUpsRepository } from '../src/modules/step-ups/step-ups.repository.js';
 import { TxnChallengesRepository } from '../src/modules/txn-authorization/txn-challenges.repository.js';
 import { OutboxRepository, PUBLISH_BATCH_SQLITE } from '../src/modules/events/outbox.repository.js';
+import { AuditRepository } from '../src/modules/audit/audit.repository.js';
+import { AuditService } from '../src/modules/audit/audit.service.js';
 import { privateDatabase, startApp, usingPostgres, type TestApp } from './support/app.js';
 import { integers, planOf, sorts, statementsDuring, tableAccesses, type Statement } from './support/query-plans.js';
 import { createStepUp, human, type Human } from './support/step-up.js';
@@ -240,4 +242,86 @@ describe.skipIf(usingPostgres())('the SQLite outbox publisher reads its batch, n
     expect(indexes.map((i) => i.name)).toContain('ix_outbox_unpublished_order');
     expect(indexes.map((i) => i.name)).not.toContain('ix_outbox_unpublished');
   });
+});
+
+describe('sealed audit events and published outbox events are read from indexes that hold only those', () => {
+  let t: TestApp;
+  let db: Awaited<ReturnType<typeof privateDatabase>>;
+  let ds: DataSource;
+  let h: Human;
+  beforeAll(async () => {
+    db = await privateDatabase();
+    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
+    ds = t.app.get(DataSource);
+    h = await human(t);
+    await createStepUp(t, h).expect(201);
+    await t.app.get(AuditService).seal(h.tenant.appId);
+    // The step-up's events, published by the publisher after their commit.
+    for (let i = 0; i < 100 && (await ds.query(`SELECT 1 FROM outbox WHERE app_id = ${p(1)} AND stream_seq IS NOT NULL`, [h.tenant.appId])).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const old = Date.now() - 3 * DAY;
+    // A history of the app's sealed events (one in ten of the user, the rest of 50 others), and of
+    // published events (one in ten of the app, the rest of 7 others), past every number in use.
+    await copies(ds, 'audit_events', `app_id = ${p(1)} AND seq IS NOT NULL`, [h.tenant.appId], 20_000, {
+      id: `'aud_history_' || n.i`, seq: time('1000000 + n.i'), at: time(`${old} + n.i`), type: "'step_up.created'",
+      user_id: `CASE WHEN n.i % 10 = 0 THEN '${h.userId}' ELSE 'usr_other_' || (n.i % 50) END`,
+    });
+    await copies(ds, 'outbox', `app_id = ${p(1)} AND stream_seq IS NOT NULL`, [h.tenant.appId], 20_000, {
+      id: `'evt_history_' || n.i`, stream_seq: time('1000000 + n.i'), app_id: `CASE WHEN n.i % 10 = 0 THEN '${h.tenant.appId}' ELSE 'app_elsewhere_' || (n.i % 7) END`,
+    });
+  }, 300_000);
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  }, 60_000);
+
+  const only = async (fn: () => Promise<unknown>, table: string): Promise<Statement> => {
+    const statements = (await statementsDuring(ds, fn)).filter((s) => new RegExp(`FROM "?${table}"?`).test(s.sql));
+    expect(statements).toHaveLength(1);
+    return statements[0];
+  };
+
+  it('each of the four indexes is partial: a row enters it once, when it is numbered (not NULL first, then again)', async () => {
+    const expected = { ux_audit_events_app_seq: 'seq', ix_audit_events_app_user_seq: 'seq', ux_outbox_stream_seq: 'stream_seq', ix_outbox_app_stream_seq: 'stream_seq' };
+    for (const [name, column] of Object.entries(expected)) {
+      const [row]: { def: string }[] = usingPostgres()
+        ? await ds.query('SELECT indexdef AS def FROM pg_indexes WHERE indexname = $1', [name])
+        : await ds.query("SELECT sql AS def FROM sqlite_master WHERE type = 'index' AND name = ?", [name]);
+      expect(row?.def, name).toMatch(new RegExp(`WHERE \\(?${column} IS NOT NULL\\)?`, 'i'));
+    }
+  });
+
+  it('numbers stay unique per app (audit) and overall (outbox); any number of rows wait unnumbered', async () => {
+    const [sealed] = await ds.query(`SELECT id, seq FROM audit_events WHERE app_id = ${p(1)} AND seq IS NOT NULL ORDER BY seq LIMIT 1`, [h.tenant.appId]);
+    await expect(copies(ds, 'audit_events', `id = ${p(1)}`, [sealed.id], 1, { id: "'aud_duplicate'" })).rejects.toThrow(/unique|duplicate/i);
+    await copies(ds, 'audit_events', `id = ${p(1)}`, [sealed.id], 2, { id: `'aud_unsealed_' || n.i`, seq: 'NULL', prev_hash: 'NULL', hash: 'NULL' });
+    const [published] = await ds.query('SELECT id FROM outbox WHERE stream_seq IS NOT NULL ORDER BY stream_seq LIMIT 1');
+    await expect(copies(ds, 'outbox', `id = ${p(1)}`, [published.id], 1, { id: "'evt_duplicate'" })).rejects.toThrow(/unique|duplicate/i);
+    // Removed again so the sealer does not chain them into the app's history.
+    await ds.query("DELETE FROM audit_events WHERE id LIKE 'aud_unsealed_%'");
+  });
+
+  /** `s` reads `table` only by searching one of `indexes` (no scan of the table or of a whole index). */
+  const searchesOneOf = async (s: Statement, table: string, indexes: string[]) => {
+    const accesses = await tableAccesses(ds, s, table);
+    const why = planOf(s, accesses);
+    expect(accesses.length, why).toBeGreaterThan(0);
+    for (const a of accesses) expect(a.kind === 'search' && indexes.includes(a.index ?? ''), why).toBe(true);
+  };
+  const AUDIT_SEQ = ['ux_audit_events_app_seq', 'ix_audit_events_app_user_seq'];
+  const OUTBOX_SEQ = ['ux_outbox_stream_seq', 'ix_outbox_app_stream_seq'];
+
+  // Which of the two indexes, and whether the range found is sorted, is the planner's choice and
+  // was before they were partial (SQLite without statistics reads a user's page from the app's
+  // range; PostgreSQL may take one app's published range from the global one); what must hold is
+  // that no reader falls back to a scan now that unnumbered rows are not in them.
+  inBothStates(
+    [
+      ["a page of the app's audit log after a seq", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).page(h.tenant.appId, 1_010_000, 50), 'audit_events'), 'audit_events', AUDIT_SEQ)],
+      ["the app's sealed range", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).sealedSeqRange(h.tenant.appId), 'audit_events'), 'audit_events', AUDIT_SEQ)],
+      ["a user's events, newest first", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, 1_010_000, 50), 'audit_events'), 'audit_events', AUDIT_SEQ)],
+      ['the published events after a position', async () => searchesOneOf(await only(() => t.app.get(OutboxRepository).published(1_010_000, 100), 'outbox'), 'outbox', OUTBOX_SEQ)],
+      ["one app's published events in (after, upTo]", async () => searchesOneOf(await only(() => t.app.get(OutboxRepository).publishedForApp(h.tenant.appId, 1_010_000, 1_010_100, 100), 'outbox'), 'outbox', OUTBOX_SEQ)],
+    ],
+    async () => void (await ds.query('ANALYZE audit_events; ANALYZE outbox')),
+  );
 });
