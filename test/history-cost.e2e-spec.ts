@@ -268,16 +268,22 @@ describe('sealed audit events and published outbox events are read from indexes 
     await copies(ds, 'outbox', `app_id = ${p(1)} AND stream_seq IS NOT NULL`, [h.tenant.appId], 20_000, {
       id: `'evt_history_' || n.i`, stream_seq: time('1000000 + n.i'), app_id: `CASE WHEN n.i % 10 = 0 THEN '${h.tenant.appId}' ELSE 'app_elsewhere_' || (n.i % 7) END`,
     });
+    // And a backlog of pending deliveries, due in a day (the dispatcher leaves them be), among them.
+    await copies(ds, 'outbox', `app_id = ${p(1)} AND stream_seq IS NOT NULL`, [h.tenant.appId], 5_000, {
+      id: `'evt_backlog_' || n.i`, stream_seq: time('2000000 + n.i'), delivery_status: "'pending'", next_attempt_at: time(`${Date.now() + DAY} + n.i`), delivered_at: 'NULL',
+      app_id: `CASE WHEN n.i % 10 = 0 THEN '${h.tenant.appId}' ELSE 'app_elsewhere_' || (n.i % 7) END`,
+    });
   }, 300_000);
   afterAll(async () => {
     await t?.close();
     await db?.drop();
   }, 60_000);
 
-  const only = async (fn: () => Promise<unknown>, table: string): Promise<Statement> => {
-    const statements = (await statementsDuring(ds, fn)).filter((s) => new RegExp(`FROM "?${table}"?`).test(s.sql));
-    expect(statements).toHaveLength(1);
-    return statements[0];
+  /** The statements on `table` run while `fn` runs that match `kind` (the service's own jobs share the connection's log: same kind, same check). */
+  const during = async (fn: () => Promise<unknown>, table: string, kind: RegExp): Promise<Statement[]> => {
+    const statements = (await statementsDuring(ds, fn)).filter((s) => new RegExp(`FROM "?${table}"?`).test(s.sql) && kind.test(s.sql));
+    expect(statements.length).toBeGreaterThan(0);
+    return statements;
   };
 
   it('each of the four indexes is partial: a row enters it once, when it is numbered (not NULL first, then again)', async () => {
@@ -288,6 +294,13 @@ describe('sealed audit events and published outbox events are read from indexes 
         : await ds.query("SELECT sql AS def FROM sqlite_master WHERE type = 'index' AND name = ?", [name]);
       expect(row?.def, name).toMatch(new RegExp(`WHERE \\(?${column} IS NOT NULL\\)?`, 'i'));
     }
+  });
+
+  it('ix_outbox_due (every outbox row, read by nothing) is gone', async () => {
+    const rows: unknown[] = usingPostgres()
+      ? await ds.query("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_outbox_due'")
+      : await ds.query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ix_outbox_due'");
+    expect(rows).toEqual([]);
   });
 
   it('numbers stay unique per app (audit) and overall (outbox); any number of rows wait unnumbered', async () => {
@@ -301,12 +314,16 @@ describe('sealed audit events and published outbox events are read from indexes 
   });
 
   /** `s` reads `table` only by searching one of `indexes` (no scan of the table or of a whole index). */
-  const searchesOneOf = async (s: Statement, table: string, indexes: string[]) => {
-    const accesses = await tableAccesses(ds, s, table);
-    const why = planOf(s, accesses);
-    expect(accesses.length, why).toBeGreaterThan(0);
-    for (const a of accesses) expect(a.kind === 'search' && indexes.includes(a.index ?? ''), why).toBe(true);
+  const searchesOneOf = async (statements: Statement[], table: string, indexes: (string | RegExp)[]) => {
+    for (const s of statements) {
+      const accesses = await tableAccesses(ds, s, table);
+      const why = planOf(s, accesses);
+      expect(accesses.length, why).toBeGreaterThan(0);
+      for (const a of accesses) expect(a.kind === 'search' && indexes.some((i) => (typeof i === 'string' ? i === a.index : i.test(a.index ?? ''))), why).toBe(true);
+    }
   };
+  /** The primary key, by which an UPDATE reaches the rows its subquery chose. */
+  const OUTBOX_PK = /^(PK_|sqlite_autoindex_outbox_)/;
   const AUDIT_SEQ = ['ux_audit_events_app_seq', 'ix_audit_events_app_user_seq'];
   const OUTBOX_SEQ = ['ux_outbox_stream_seq', 'ix_outbox_app_stream_seq'];
 
@@ -316,11 +333,14 @@ describe('sealed audit events and published outbox events are read from indexes 
   // that no reader falls back to a scan now that unnumbered rows are not in them.
   inBothStates(
     [
-      ["a page of the app's audit log after a seq", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).page(h.tenant.appId, 1_010_000, 50), 'audit_events'), 'audit_events', AUDIT_SEQ)],
-      ["the app's sealed range", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).sealedSeqRange(h.tenant.appId), 'audit_events'), 'audit_events', AUDIT_SEQ)],
-      ["a user's events, newest first", async () => searchesOneOf(await only(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, 1_010_000, 50), 'audit_events'), 'audit_events', AUDIT_SEQ)],
-      ['the published events after a position', async () => searchesOneOf(await only(() => t.app.get(OutboxRepository).published(1_010_000, 100), 'outbox'), 'outbox', OUTBOX_SEQ)],
-      ["one app's published events in (after, upTo]", async () => searchesOneOf(await only(() => t.app.get(OutboxRepository).publishedForApp(h.tenant.appId, 1_010_000, 1_010_100, 100), 'outbox'), 'outbox', OUTBOX_SEQ)],
+      ["a page of the app's audit log after a seq", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).page(h.tenant.appId, 1_010_000, 50), 'audit_events', /ORDER BY .*"seq" ASC/), 'audit_events', AUDIT_SEQ)],
+      ["the app's sealed range", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).sealedSeqRange(h.tenant.appId), 'audit_events', /MIN\(/), 'audit_events', AUDIT_SEQ)],
+      ["a user's events, newest first", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, 1_010_000, 50), 'audit_events', /"e"\."user_id" = /), 'audit_events', AUDIT_SEQ)],
+      ['the published events after a position', async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).published(1_010_000, 100), 'outbox', /stream_seq"? > /), 'outbox', OUTBOX_SEQ)],
+      ["one app's published events in (after, upTo]", async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).publishedForApp(h.tenant.appId, 1_010_000, 1_010_100, 100), 'outbox', /stream_seq"? <= /), 'outbox', OUTBOX_SEQ)],
+      // Without ix_outbox_due, the dispatcher's reads of due rows (a backlog of pending rows not yet due, below) keep to the pending rows.
+      ['the apps with due deliveries', async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).appsWithDue(Date.now(), 1000), 'outbox', /WITH RECURSIVE a\(app_id\)/), 'outbox', ['ix_outbox_pending_app'])],
+      ["a claim of an app's due deliveries", async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).claim([{ appId: h.tenant.appId, k: 10 }], Date.now(), Date.now() + 60_000, 'history-cost'), 'outbox', /claimed_until = .*claimed_by = /), 'outbox', ['ix_outbox_pending_app', OUTBOX_PK])],
     ],
     async () => void (await ds.query('ANALYZE audit_events; ANALYZE outbox')),
   );

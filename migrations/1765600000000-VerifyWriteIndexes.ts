@@ -18,6 +18,12 @@ const SEQUENCED = [
  *   every row entered them twice: NULL at insert, then its number when sealed or published. Partial,
  *   a row enters them once. A verification writes two audit events (its consume and its request)
  *   and one outbox event: six fewer index entries. Uniqueness of the numbers is unchanged.
+ * - ix_outbox_due (delivery_status, next_attempt_at) held every outbox row, and took an entry at
+ *   the event's insert and at each later write of it that is not HOT (its publication, its
+ *   delivery). No statement reads it any more: each kind of due row has its own partial index
+ *   (ix_outbox_pending_app, ix_outbox_ping_due, ix_outbox_push_due, which SQLite is told to use),
+ *   and PostgreSQL's planner was seen taking it for the due-apps probe and reading 25,000 rows a
+ *   probe (OutboxRepository.appsWithDue). Dropped: two fewer index entries per event.
  * - `step_ups` keeps half of each page free (it kept a fifth: 1765000000000). A consume sets only
  *   `consumed_at`, in no index: with room on its page it is a HOT update (no index entry). A batch
  *   consumes tokens that lie together (they were approved together), and a page of ~570-byte rows
@@ -27,19 +33,21 @@ const SEQUENCED = [
  * On PostgreSQL the builds hold writes to these tables until the migration commits (migrations run
  * in one transaction), as every index migration here does.
  */
-export class SequencedOnlyIndexes1765600000000 implements MigrationInterface {
-  name = 'SequencedOnlyIndexes1765600000000';
+export class VerifyWriteIndexes1765600000000 implements MigrationInterface {
+  name = 'VerifyWriteIndexes1765600000000';
 
   async up(q: QueryRunner): Promise<void> {
     for (const { table, name, columnNames, isUnique, column } of SEQUENCED) {
       await q.dropIndex(table, name);
       await q.createIndex(table, new TableIndex({ name, columnNames: [...columnNames], isUnique, where: `${column} IS NOT NULL` }));
     }
+    await q.dropIndex('outbox', 'ix_outbox_due');
     if (q.connection.options.type === 'postgres') await q.query('ALTER TABLE step_ups SET (fillfactor = 50)');
   }
 
   async down(q: QueryRunner): Promise<void> {
     if (q.connection.options.type === 'postgres') await q.query('ALTER TABLE step_ups SET (fillfactor = 80)');
+    await q.createIndex('outbox', new TableIndex({ name: 'ix_outbox_due', columnNames: ['delivery_status', 'next_attempt_at'] }));
     for (const { table, name, columnNames, isUnique } of SEQUENCED) {
       await q.dropIndex(table, name);
       await q.createIndex(table, new TableIndex({ name, columnNames: [...columnNames], isUnique }));
