@@ -52,17 +52,22 @@ function inBothStates(checks: [string, () => Promise<void>][], analyze: () => Pr
   });
 }
 
+/** An app on a private database (no retention sweeps: the history a test writes stays), with a human and one pending step-up of theirs. */
+async function appWithAStepUp(): Promise<{ db: Awaited<ReturnType<typeof privateDatabase>>; t: TestApp; ds: DataSource; h: Human }> {
+  const db = await privateDatabase();
+  const t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
+  const h = await human(t);
+  await createStepUp(t, h).expect(201);
+  return { db, t, ds: t.app.get(DataSource), h };
+}
+
 describe('step-up reads cost what they return, not the history of step-ups', () => {
   let t: TestApp;
   let db: Awaited<ReturnType<typeof privateDatabase>>;
   let h: Human;
   let ds: DataSource;
   beforeAll(async () => {
-    db = await privateDatabase();
-    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
-    ds = t.app.get(DataSource);
-    h = await human(t);
-    await createStepUp(t, h).expect(201);
+    ({ db, t, ds, h } = await appWithAStepUp());
     // A month-old history of one agent's step-ups for one user, every one decided: only the
     // pending step-up above is live.
     const old = Date.now() - 30 * DAY;
@@ -187,12 +192,9 @@ describe("an app's delivery list reads its page, not the app's history of events
   let appId: string;
   const old = Date.now() - 3 * DAY;
   beforeAll(async () => {
-    db = await privateDatabase();
-    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
-    ds = t.app.get(DataSource);
-    const h = await human(t);
+    let h: Human;
+    ({ db, t, ds, h } = await appWithAStepUp());
     appId = h.tenant.appId;
-    await createStepUp(t, h).expect(201);
     // Days of delivered events, and three that failed among them; and many failed events of other apps.
     const history = (kind: string, n: number, set: Record<string, string>) =>
       copies(ds, 'outbox', `app_id = ${p(1)}`, [appId], n, { id: `'evt_${kind}_' || n.i`, created_at: time(`${old} + n.i * 7`), stream_seq: 'NULL', ...set });
@@ -250,11 +252,7 @@ describe('sealed audit events and published outbox events are read from indexes 
   let ds: DataSource;
   let h: Human;
   beforeAll(async () => {
-    db = await privateDatabase();
-    t = await startApp({ ...db.env, RETENTION_SWEEP_SECONDS: '0' });
-    ds = t.app.get(DataSource);
-    h = await human(t);
-    await createStepUp(t, h).expect(201);
+    ({ db, t, ds, h } = await appWithAStepUp());
     await t.app.get(AuditService).seal(h.tenant.appId);
     // The step-up's events, published by the publisher after their commit.
     for (let i = 0; i < 100 && (await ds.query(`SELECT 1 FROM outbox WHERE app_id = ${p(1)} AND stream_seq IS NOT NULL`, [h.tenant.appId])).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
