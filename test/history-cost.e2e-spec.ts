@@ -333,7 +333,8 @@ describe('sealed audit events and published outbox events are read from indexes 
     [
       ["a page of the app's audit log after a seq", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).page(h.tenant.appId, 1_010_000, 50), 'audit_events', /ORDER BY .*"seq" ASC/), 'audit_events', AUDIT_SEQ)],
       ["the app's sealed range", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).sealedSeqRange(h.tenant.appId), 'audit_events', /MIN\(/), 'audit_events', AUDIT_SEQ)],
-      ["a user's events, newest first", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, 1_010_000, 50), 'audit_events', /"e"\."user_id" = /), 'audit_events', AUDIT_SEQ)],
+      ["a user's events, newest first: the first page", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, null, 50), 'audit_events', /"e"\."user_id" = /), 'audit_events', AUDIT_SEQ)],
+      ["a user's events, newest first: a page before a seq", async () => searchesOneOf(await during(() => t.app.get(AuditRepository).userPageDesc(h.tenant.appId, h.userId, 1_010_000, 50), 'audit_events', /"e"\."user_id" = /), 'audit_events', AUDIT_SEQ)],
       ['the published events after a position', async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).published(1_010_000, 100), 'outbox', /stream_seq"? > /), 'outbox', OUTBOX_SEQ)],
       ["one app's published events in (after, upTo]", async () => searchesOneOf(await during(() => t.app.get(OutboxRepository).publishedForApp(h.tenant.appId, 1_010_000, 1_010_100, 100), 'outbox', /stream_seq"? <= /), 'outbox', OUTBOX_SEQ)],
       // Without ix_outbox_due, the dispatcher's reads of due rows (a backlog of pending rows not yet due, below) keep to the pending rows.

@@ -36,9 +36,11 @@ export async function tableAccesses(ds: DataSource, s: Statement, table = 'audit
       const onAudit = node['Relation Name'] === table;
       const type = String(node['Node Type']);
       if (onAudit && type === 'Seq Scan') out.push({ kind: 'scan', index: null, detail: type });
-      if (onAudit && /Index/.test(type)) out.push({ kind: 'search', index: String(node['Index Name']), detail: String(node['Index Cond'] ?? '') });
+      // An index read without a condition walks the whole index (as SQLite's `SCAN … USING INDEX`): a scan.
+      const viaIndex = () => out.push({ kind: node['Index Cond'] ? 'search' : 'scan', index: String(node['Index Name']), detail: String(node['Index Cond'] ?? '') });
+      if (onAudit && /Index/.test(type)) viaIndex();
       // A bitmap heap scan names the table; its children name the index.
-      if (type === 'Bitmap Index Scan' && underAudit) out.push({ kind: 'search', index: String(node['Index Name']), detail: String(node['Index Cond'] ?? '') });
+      if (type === 'Bitmap Index Scan' && underAudit) viaIndex();
       for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child, onAudit || (underAudit && type !== 'Bitmap Heap Scan'));
     };
     walk((row['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0].Plan, false);

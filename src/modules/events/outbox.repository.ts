@@ -302,12 +302,12 @@ export class OutboxRepository {
    * first; see WebhookDispatcher.dueApps): a skip scan of ix_outbox_pending_app (one index probe per app with
    * pending rows, however long its backlog), each checked by one more probe for a due, unclaimed
    * row. Scalar subqueries, so PostgreSQL cannot turn them into a scan of every due row; the probe
-   * is ordered as the index is, or PostgreSQL may read it with a scan of the table or of
-   * ix_outbox_due (seen reading 25,000 rows per probe at a backlog of 10,000).
+   * is ordered as the index is, or PostgreSQL may read it with a scan of the table (or, while it
+   * existed, of ix_outbox_due: seen reading 25,000 rows per probe at a backlog of 10,000).
    */
   async appsWithDue(now: number, limit: number, after = ''): Promise<string[]> {
     const [a, n1, n2, l] = this.postgres ? ['$1', '$2', '$2', '$3'] : ['?', '?', '?', '?'];
-    // SQLite without ANALYZE statistics would pick ix_outbox_due and sort every pending row per step.
+    // SQLite without ANALYZE statistics picked ix_outbox_due (dropped since) and sorted every pending row per step.
     const index = this.postgres ? '' : 'INDEXED BY ix_outbox_pending_app';
     const sql = `WITH RECURSIVE a(app_id) AS (
          SELECT (SELECT app_id FROM outbox ${index} WHERE delivery_status = 'pending' AND app_id > ${a} ORDER BY app_id LIMIT 1)

@@ -130,8 +130,8 @@ export class RetentionService implements OnApplicationBootstrap, BeforeApplicati
    * outbox rows, 1,000-row batches):
    * - SQLite is told to use `index`, the partial index that holds exactly the rows the condition
    *   selects, in `order`: without statistics (no ANALYZE) its planner took the equality on
-   *   delivery_status through ix_outbox_due and sorted every delivered row for each batch (47 ms a
-   *   batch; 4 ms through the index).
+   *   delivery_status through ix_outbox_due (dropped since) and sorted every delivered row for each
+   *   batch (47 ms a batch; 4 ms through the index).
    * - PostgreSQL takes the batch's keys as an array (`= ANY(ARRAY(…))`): with `IN (…)` it joined
    *   the batch against a sequential scan of the whole table (23 ms a batch; 2 ms by primary key).
    */
