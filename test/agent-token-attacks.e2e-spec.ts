@@ -222,8 +222,8 @@ describe('tokens signed with our own key that carry what we never sign', () => {
   /** The token's own claims re-signed by our key under its own header plus `extra`. */
   const resign = async (token: string, extra: Record<string, unknown>) => {
     const key = await ownKey();
-    const header = { ...decodeProtectedHeader(token), ...extra } as { typ: string; kid: string };
-    return signEs256Jws({ ...header, kid: key.kid }, decodeJwt(token), key.privateKey);
+    const header = { ...decodeProtectedHeader(token), ...extra };
+    return signEs256Jws({ ...header, typ: String(header.typ), kid: key.kid }, decodeJwt(token), key.privateKey);
   };
   const EXTENSIONS = [{ crit: ['exp'] }, { b64: true, crit: ['b64'] }, { b64: false }, { crit: [] }];
 

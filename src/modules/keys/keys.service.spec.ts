@@ -46,7 +46,7 @@ describe('signEs256Jws', () => {
   });
 
   it('signEs256Jws writes every header parameter it is given (tests forge extension headers with it)', async () => {
-    const token = await signEs256Jws({ typ: 'at+jwt', kid: 'k1', crit: ['exp'] } as { typ: string; kid: string }, claims, privateKey);
+    const token = await signEs256Jws({ typ: 'at+jwt', kid: 'k1', crit: ['exp'] }, claims, privateKey);
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'ES256', typ: 'at+jwt', kid: 'k1', crit: ['exp'] });
   });
 
