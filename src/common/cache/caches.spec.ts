@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { LoadingCache } from './loading-cache.js';
 import { MemoryReplayCache } from './replay-cache.js';
 import { TtlCache } from './ttl-cache.js';
 
@@ -31,5 +32,134 @@ describe(TtlCache.name, () => {
     const sut = new TtlCache<number>(0);
     sut.set('a', 1);
     expect(sut.get('a')).toBeUndefined();
+  });
+});
+
+/** A loader whose loads the test settles: `loads[i]` is the i-th load started. */
+function controlledLoader<V>() {
+  const loads: { key: string; resolve(value: V): void; reject(error: Error): void }[] = [];
+  const load = (key: string) =>
+    new Promise<V>((resolve, reject) => {
+      loads.push({ key, resolve, reject });
+    });
+  return { loads, load };
+}
+
+describe(LoadingCache.name, () => {
+  describe('get', () => {
+    it('shares one load among concurrent misses of a key, then serves the value without loading', async () => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000);
+      const waiting = Array.from({ length: 50 }, () => sut.get('a'));
+      const other = sut.get('b');
+      expect(loads.map((l) => l.key)).toEqual(['a', 'b']);
+      loads[0].resolve('A');
+      loads[1].resolve('B');
+      expect(await Promise.all(waiting)).toEqual(Array(50).fill('A'));
+      expect(await other).toBe('B');
+      expect(sut.get('a')).toBe('A');
+      expect(loads).toHaveLength(2);
+    });
+
+    it('loads again once the value expires', async () => {
+      let now = 0;
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000, 10, () => now);
+      const first = sut.get('a');
+      loads[0].resolve('old');
+      await first;
+      now = 1000;
+      const second = sut.get('a');
+      expect(loads).toHaveLength(2);
+      loads[1].resolve('new');
+      expect(await second).toBe('new');
+    });
+
+    it('caches neither a null (nothing found) nor a failure, and shares neither once settled', async () => {
+      const { loads, load } = controlledLoader<string | null>();
+      const sut = new LoadingCache<string, null>(load, 1000);
+      const missing = [sut.get('a'), sut.get('a')];
+      loads[0].resolve(null);
+      expect(await Promise.all(missing)).toEqual([null, null]);
+      const failing = [sut.get('a'), sut.get('a')];
+      expect(loads).toHaveLength(2);
+      loads[1].reject(new Error('connection lost'));
+      for (const f of failing) await expect(f).rejects.toThrow('connection lost');
+      const found = sut.get('a');
+      expect(loads).toHaveLength(3);
+      loads[2].resolve('A');
+      expect(await found).toBe('A');
+      expect(sut.get('a')).toBe('A');
+    });
+
+    it('with a zero lifetime caches nothing but still shares a load in flight', async () => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 0);
+      const both = [sut.get('a'), sut.get('a')];
+      loads[0].resolve('A');
+      expect(await Promise.all(both)).toEqual(['A', 'A']);
+      void sut.get('a');
+      expect(loads).toHaveLength(2);
+    });
+  });
+
+  describe('invalidation during a load', () => {
+    const invalidations: [string, (sut: LoadingCache<string>) => void][] = [
+      ['delete of the key', (sut) => sut.delete('a')],
+      ['deleteWhere (whatever it selects)', (sut) => sut.deleteWhere(() => false)],
+      ['clear', (sut) => sut.clear()],
+    ];
+    it.each(invalidations)('%s: the waiting callers get the old reading, it is not cached, a later caller loads anew and its value stays', async (_, invalidate) => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000);
+      const before = sut.get('a');
+      invalidate(sut);
+      const after = sut.get('a');
+      expect(loads).toHaveLength(2);
+      // The new reading settles first, the old one last: the old one must not replace it.
+      loads[1].resolve('revoked');
+      expect(await after).toBe('revoked');
+      loads[0].resolve('active');
+      expect(await before).toBe('active');
+      expect(sut.get('a')).toBe('revoked');
+      expect(loads).toHaveLength(2);
+    });
+
+    it('an old reading settling before the new one caches nothing either', async () => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000);
+      const before = sut.get('a');
+      sut.delete('a');
+      loads[0].resolve('active');
+      expect(await before).toBe('active');
+      const after = sut.get('a');
+      expect(loads).toHaveLength(2);
+      loads[1].resolve('revoked');
+      expect(await after).toBe('revoked');
+    });
+
+    it('a delete of another key leaves a load in flight alone', async () => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000);
+      const a = sut.get('a');
+      sut.delete('b');
+      expect(sut.get('a')).toBe(a);
+      loads[0].resolve('A');
+      await a;
+      expect(sut.get('a')).toBe('A');
+      expect(loads).toHaveLength(1);
+    });
+  });
+
+  it('peek answers from the cache alone', async () => {
+    const { loads, load } = controlledLoader<string>();
+    const sut = new LoadingCache<string>(load, 1000);
+    expect(sut.peek('a')).toBeUndefined();
+    expect(loads).toHaveLength(0);
+    const a = sut.get('a');
+    expect(sut.peek('a')).toBeUndefined();
+    loads[0].resolve('A');
+    await a;
+    expect(sut.peek('a')).toBe('A');
   });
 });

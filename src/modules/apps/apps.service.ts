@@ -12,7 +12,7 @@ import { webhookUrlProblem } from '../../common/net/ssrf.js';
 import { isId, newId } from '../../common/ids.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { APP_CHANGED } from '../../common/cache/channels.js';
-import { TtlCache } from '../../common/cache/ttl-cache.js';
+import { LoadingCache } from '../../common/cache/loading-cache.js';
 import type { AppPrincipal } from '../../common/auth/principals.js';
 import { AuditLog } from '../../common/audit-log.js';
 import { isUniqueViolation } from '../../database/errors.js';
@@ -31,7 +31,7 @@ const newWebhookSecret = () => TOKEN_PREFIX.webhookSecret + randomBytes(32).toSt
 @Injectable()
 export class AppsService implements OnModuleInit {
   /** API-key hash → principal: the app-key check on the verify hot path costs no query when warm. */
-  private readonly keyCache: TtlCache<AppPrincipal>;
+  private readonly keyCache: LoadingCache<AppPrincipal, null>;
 
   constructor(
     private readonly repo: AppsRepository,
@@ -41,7 +41,7 @@ export class AppsService implements OnModuleInit {
     private readonly audit: AuditLog,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
-    this.keyCache = new TtlCache(config.principalCacheSeconds * 1000);
+    this.keyCache = new LoadingCache<AppPrincipal, null>((keyHash) => this.principalOfKey(keyHash), config.principalCacheSeconds * 1000);
   }
 
   onModuleInit(): void {
@@ -123,14 +123,12 @@ export class AppsService implements OnModuleInit {
   /** The app behind an API key, or null. The key is looked up by its SHA-256 only. */
   async authenticate(apiKey: string): Promise<AppPrincipal | null> {
     if (!apiKey.startsWith(TOKEN_PREFIX.appKey)) return null;
-    const keyHash = hashSecret(apiKey);
-    const cached = this.keyCache.get(keyHash);
-    if (cached) return cached;
+    return this.keyCache.get(hashSecret(apiKey));
+  }
+
+  private async principalOfKey(keyHash: string): Promise<AppPrincipal | null> {
     const key = await this.repo.findActiveKeyByHash(keyHash);
-    if (!key) return null;
-    const principal = { appId: key.appId, keyId: key.id };
-    this.keyCache.set(keyHash, principal);
-    return principal;
+    return key && { appId: key.appId, keyId: key.id };
   }
 
   async findOrThrow(id: string): Promise<AppEntity> {

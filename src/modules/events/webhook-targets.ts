@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { APP_CHANGED } from '../../common/cache/channels.js';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { Clock } from '../../common/clock.js';
-import { TtlCache } from '../../common/cache/ttl-cache.js';
+import { LoadingCache } from '../../common/cache/loading-cache.js';
 import { AppsService } from '../apps/apps.service.js';
 import { OutboxRepository } from './outbox.repository.js';
 
@@ -32,9 +32,8 @@ export interface WebhookTarget {
  */
 @Injectable()
 export class WebhookTargets {
-  private readonly cache = new TtlCache<WebhookTarget>(WEBHOOK_TARGET_TTL_MS);
-  /** Bumped by every clear: a reading that started before one is used once, not cached. */
-  private generation = 0;
+  /** A reading that started before a clear or a change of its app is used once, not cached (LoadingCache). */
+  private readonly cache = new LoadingCache<WebhookTarget>((appId) => this.read(appId), WEBHOOK_TARGET_TTL_MS);
 
   constructor(
     private readonly apps: AppsService,
@@ -49,23 +48,20 @@ export class WebhookTargets {
   }
 
   clear(): void {
-    this.generation++;
     this.cache.clear();
   }
 
   private forget(appId: string): void {
-    this.generation++;
     this.cache.delete(appId);
   }
 
   async get(appId: string): Promise<WebhookTarget> {
-    const cached = this.cache.get(appId);
-    if (cached) return cached;
+    return this.cache.get(appId);
+  }
+
+  private async read(appId: string): Promise<WebhookTarget> {
     // Read after the clock: every row due by `readAt` was due before this reading, on any instance's clock.
     const readAt = this.clock.now() - CLOCK_SKEW_ALLOWANCE_MS;
-    const generation = this.generation;
-    const entry = { target: await this.apps.webhookTarget(appId), readAt };
-    if (generation === this.generation) this.cache.set(appId, entry);
-    return entry;
+    return { target: await this.apps.webhookTarget(appId), readAt };
   }
 }

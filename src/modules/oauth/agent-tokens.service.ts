@@ -5,6 +5,7 @@ import { APP_CONFIG } from '../../config/config.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { Clock } from '../../common/clock.js';
 import { PubSub } from '../../common/cache/pubsub.js';
+import { LoadingCache } from '../../common/cache/loading-cache.js';
 import { TtlCache } from '../../common/cache/ttl-cache.js';
 import type { AgentPrincipal } from '../../common/auth/principals.js';
 import { withinBoundaries } from '../../common/scopes.js';
@@ -70,10 +71,9 @@ export interface AgentTokenClaims extends JWTPayload {
 /** Issues RFC 9068 agent access tokens and turns a presented one into a principal. */
 @Injectable()
 export class AgentTokensService implements OnModuleInit {
-  private readonly states: TtlCache<AgentState>;
+  /** Agent id → state; a lookup that raced with an invalidation does not fill it (LoadingCache). */
+  private readonly states: LoadingCache<AgentState, null>;
   private readonly verified: TtlCache<VerifiedToken>;
-  /** Bumped on every invalidation: a lookup that raced with one does not fill the cache. */
-  private epoch = 0;
 
   constructor(
     private readonly keys: KeysService,
@@ -85,17 +85,14 @@ export class AgentTokensService implements OnModuleInit {
     private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
-    this.states = new TtlCache(config.principalCacheSeconds * 1000, 50_000, () => clock.now());
+    this.states = new LoadingCache<AgentState, null>((agentId) => this.loadState(agentId), config.principalCacheSeconds * 1000, 50_000, () => clock.now());
     // Entries outlive no token (exp is checked on every hit); the TTL only bounds how long a stale one is kept.
     this.verified = new TtlCache(MAX_TOKEN_LIFETIME_MS, VERIFIED_TOKENS_MAX, () => clock.now());
   }
 
   onModuleInit(): void {
     this.pubsub.subscribe(AGENT_CHANGED, (m) => this.forget(String(m.agentId)));
-    this.pubsub.subscribe('cache.reset', () => {
-      this.epoch++;
-      this.states.clear();
-    });
+    this.pubsub.subscribe('cache.reset', () => this.states.clear());
   }
 
   /** Whether the agent may still act (not suspended or revoked, user not deleted); cached like the guard's check. */
@@ -116,7 +113,7 @@ export class AgentTokensService implements OnModuleInit {
    * anyone can write then cost no database lookup; a miss goes to the signed path, which asks `permits`.
    */
   permitsCached(agentId: string, userId: string, scope: string): boolean | undefined {
-    const state = this.states.get(agentId);
+    const state = this.states.peek(agentId);
     if (!state) return undefined;
     return state.active && state.userId === userId && withinBoundaries(state.boundaries, scope);
   }
@@ -133,7 +130,6 @@ export class AgentTokensService implements OnModuleInit {
 
   /** Drops an agent from this instance's cache (done on every instance through pub/sub). */
   forget(agentId: string): void {
-    this.epoch++;
     this.states.delete(agentId);
   }
 
@@ -227,14 +223,15 @@ export class AgentTokensService implements OnModuleInit {
     };
   }
 
-  private async state(agentId: string): Promise<AgentState | null> {
-    const cached = this.states.get(agentId);
-    if (cached) return cached;
-    const epoch = this.epoch;
+  private state(agentId: string): AgentState | Promise<AgentState | null> {
+    return this.states.get(agentId);
+  }
+
+  private async loadState(agentId: string): Promise<AgentState | null> {
     const agent = await this.agents.findById(agentId);
     if (!agent) return null;
     const user = await this.users.find(agent.appId, agent.userId);
-    const state: AgentState = {
+    return {
       active: agent.status === 'active' && user !== null,
       agent,
       appId: agent.appId,
@@ -243,7 +240,5 @@ export class AgentTokensService implements OnModuleInit {
       boundaries: agent.permissionBoundaries,
       rateLimitPerMinute: agent.rateLimitPerMinute,
     };
-    if (epoch === this.epoch) this.states.set(agentId, state);
-    return state;
   }
 }

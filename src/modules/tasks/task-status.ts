@@ -2,14 +2,15 @@ import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { Clock } from '../../common/clock.js';
 import { TASK_ENDED } from '../../common/cache/channels.js';
 import { PubSub } from '../../common/cache/pubsub.js';
-import { TtlCache } from '../../common/cache/ttl-cache.js';
+import { LoadingCache } from '../../common/cache/loading-cache.js';
 import { WorkerTasksPort } from '../oauth/worker-tasks.port.js';
 import { TasksRepository } from './tasks.repository.js';
 
 /** Whether a task still lets its worker's tokens work: cached per instance, dropped (on every instance) when a task ends. */
 @Injectable()
 export class TaskStatus implements OnModuleInit {
-  private readonly cache = new TtlCache<number>(30_000);
+  /** Task id → until when its worker's tokens work (0: not active). */
+  private readonly cache = new LoadingCache<number>((taskId) => this.activeUntil(taskId), 30_000);
 
   constructor(
     private readonly repo: TasksRepository,
@@ -31,12 +32,11 @@ export class TaskStatus implements OnModuleInit {
   }
 
   async isActive(taskId: string): Promise<boolean> {
-    let expiresAt = this.cache.get(taskId);
-    if (expiresAt === undefined) {
-      const task = await this.repo.findById(taskId);
-      expiresAt = task?.status === 'active' ? task.expiresAt : 0;
-      this.cache.set(taskId, expiresAt);
-    }
-    return expiresAt > this.clock.now();
+    return (await this.cache.get(taskId)) > this.clock.now();
+  }
+
+  private async activeUntil(taskId: string): Promise<number> {
+    const task = await this.repo.findById(taskId);
+    return task?.status === 'active' ? task.expiresAt : 0;
   }
 }
