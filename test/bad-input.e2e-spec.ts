@@ -169,6 +169,26 @@ describe('bad input gets a 4xx problem and changes nothing', () => {
     expect(both.body.error).toBe('invalid_request');
   });
 
+  it('/oauth/token: a client credential parameter that is not a string (JSON) is refused, even beside valid Basic credentials', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ client_secret: 5 }, 'client_secret must be a string'],
+      [{ client_secret: [w.agent.clientSecret] }, 'client_secret must be a string'],
+      [{ client_secret: null }, 'client_secret must be a string'],
+      [{ client_assertion: { alg: 'none' } }, 'client_assertion must be a string'],
+      [{ client_id: [w.agent.id] }, 'client_id must be a string'],
+    ];
+    for (const [extra, description] of cases) {
+      const withBasic = await t.http.post('/oauth/token').auth(w.agent.id, w.agent.clientSecret).send({ grant_type: 'client_credentials', ...extra });
+      expect(withBasic.status).toBe(400);
+      expect(withBasic.body).toEqual({ error: 'invalid_request', error_description: description });
+      const alone = await t.http.post('/oauth/token').send({ grant_type: 'client_credentials', client_id: w.agent.id, client_secret: w.agent.clientSecret, ...extra });
+      expect(alone.status).toBe(400);
+      expect(alone.body).toEqual({ error: 'invalid_request', error_description: description });
+    }
+    // The same credentials as strings still work.
+    await t.http.post('/oauth/token').send({ grant_type: 'client_credentials', client_id: w.agent.id, client_secret: w.agent.clientSecret }).expect(200);
+  });
+
   it('an unknown route is a 404 problem, and every response carries X-Request-Id (echoed when given)', async () => {
     const res = await t.http.get('/v1/nothing-here').set('X-Request-Id', 'req-abc.123');
     expectProblem(res, 404, 'not_found');

@@ -21,6 +21,9 @@ export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'p
 const invalidClient = (description = 'client authentication failed') =>
   new OAuthError('invalid_client', description, { 'WWW-Authenticate': 'Basic realm="mfa-proxy"' });
 
+/** The body parameters that authenticate a client (RFC 6749 §2.3.1, RFC 7523 §2.2). */
+const CREDENTIAL_PARAMS = ['client_id', 'client_secret', 'client_assertion'] as const;
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** What a request presents to authenticate as a client, read once (the throttle and the check both use it). */
@@ -66,6 +69,10 @@ export class ClientAuthService {
 
   async authenticate({ basic, body }: PresentedClient): Promise<{ agent: AgentEntity; method: ClientAuthMethod }> {
     if (basic === 'malformed') throw invalidClient('malformed Basic credentials');
+    // A JSON body can carry any type: a credential that is not a string is no method, and not to be ignored beside one.
+    for (const name of CREDENTIAL_PARAMS) {
+      if (body[name] !== undefined && typeof body[name] !== 'string') throw new OAuthError('invalid_request', `${name} must be a string`);
+    }
     const postSecret = str(body.client_secret);
     const assertion = str(body.client_assertion);
     // RFC 6749 §2.3: a client uses exactly one authentication method per request.
@@ -79,7 +86,6 @@ export class ClientAuthService {
     }
     const id = basic ? basic.id : str(body.client_id);
     const secret = basic ? basic.secret : postSecret!;
-    if (!basic && body.client_id !== undefined && id === undefined) throw new OAuthError('invalid_request', 'client_id must be a string');
     if (basic && body.client_id !== undefined && body.client_id !== basic.id) throw new OAuthError('invalid_request', 'client_id does not match the Basic credentials');
     const agent = await this.activeAgent(id);
     // Compare against a hash even when there is none, so timing does not tell which failed.
