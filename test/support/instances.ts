@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import supertest from 'supertest';
 import type { TestApp } from './app.js';
 import { PUBLIC_URL, TEST_MASTER_KEY } from './app.js';
@@ -56,11 +59,17 @@ export async function startInstance(shared: Record<string, string>, env: Record<
   };
 }
 
-/** Settings every instance of one test deployment shares. */
+/**
+ * Settings every instance of one test deployment shares. Its own data directory (and, without
+ * TEST_DATABASE_URL, its own SQLite database there): never the checkout's ./data, which a
+ * developer's `npm start` may have filled under another master key.
+ */
 export function deployment(extra: Record<string, string> = {}): Record<string, string> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mpx-deployment-'));
   return {
     ADMIN_TOKEN: `mpx_adm_${randomBytes(24).toString('base64url')}`,
-    ...(process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : {}),
+    DATA_DIR: dataDir,
+    DATABASE_URL: process.env.TEST_DATABASE_URL ?? `sqlite:${join(dataDir, 'db.sqlite')}`,
     ...(process.env.TEST_REDIS_URL ? { REDIS_URL: process.env.TEST_REDIS_URL, REDIS_KEY_PREFIX: `mpx-test-${randomBytes(4).toString('hex')}:` } : {}),
     ...extra,
   };
