@@ -27,9 +27,25 @@ describe('newEventId', () => {
     for (let i = 1; i < byText.length; i++) expect(byText[i].t, `${byText[i - 1].id} < ${byText[i].id}`).toBeGreaterThanOrEqual(byText[i - 1].t);
   });
 
-  it('keeps 84 random bits after the time: ids of one millisecond differ', () => {
+  it('numbers the ids of one millisecond in the order they are made, in decimal digits, with 66 random bits after', () => {
     const ids = Array.from({ length: 1_000 }, () => newEventId(1_764_633_600_000));
     expect(new Set(ids.map((id) => id.slice(4, 12))).size).toBe(1);
-    expect(new Set(ids.map((id) => id.slice(12, 20))).size).toBe(ids.length);
+    expect(ids.map((id) => id.slice(12, 15))).toEqual(ids.map((_, i) => String(i).padStart(3, '0')));
+    expect([...ids].sort()).toEqual(ids);
+    // Under a collation that ignores case and punctuation, as under bytes.
+    const collator = new Intl.Collator('en', { sensitivity: 'base', ignorePunctuation: true });
+    expect([...ids].reverse().sort(collator.compare)).toEqual(ids);
+    expect(new Set(ids.map((id) => id.slice(15))).size).toBe(ids.length);
+    // The next millisecond starts again at 000 and sorts after.
+    const next = newEventId(1_764_633_600_001);
+    expect(next.slice(12, 15)).toBe('000');
+    expect(next > ids[ids.length - 1]).toBe(true);
+  });
+
+  it('past 1,000 ids in one millisecond, the rest are still well formed and distinct (in random order)', () => {
+    const ids = Array.from({ length: 3_000 }, () => newEventId(1_764_633_600_002));
+    for (const id of ids) expect(isId('event', id), id).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.slice(999).every((id) => id.slice(12, 15) === '999')).toBe(true);
   });
 });

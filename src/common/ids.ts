@@ -50,17 +50,34 @@ export function newId(kind: IdKind): string {
 const SORTABLE_DIGITS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
 
 /**
+ * Event ids one millisecond numbers in the order they are made; past that, their order within it
+ * is random. The number is 3 decimal digits: digits sort alike under every collation (a database
+ * whose text collation is not bytewise may compare letters without case, and skip `-` and `_`).
+ */
+const IDS_PER_MS_IN_ORDER = 1_000;
+/** The millisecond of this process's last event id, and that id's number within it. */
+let lastMs = -1;
+let numberInMs = 0;
+
+/**
  * A new event id (audit rows, outbox events), ordered by creation time: the milliseconds since
- * 1970 in 8 sortable base64url digits (48 bits), then 84 random bits; same form as `newId`.
- * Hot tables take these ids as their key: ids made close in time sort close together, so a
- * batch of new rows lands in a few index pages instead of one page per row (random ids made a
- * SQLite commit of 500 audit rows write hundreds of pages of the primary key index alone).
+ * 1970 in 8 sortable base64url digits (48 bits), the id's number within that millisecond in this
+ * process (3 decimal digits), then 66 random bits; same form as `newId`.
+ * - Hot tables take these ids as their key: ids made close in time sort close together, so a
+ *   batch of new rows lands in a few index pages instead of one page per row (random ids made a
+ *   SQLite commit of 500 audit rows write hundreds of pages of the primary key index alone).
+ * - Events are sealed and published in (time, id) order. The events one transaction writes in one
+ *   millisecond (an agent's revocation, then its step-ups' cancellations) therefore keep the
+ *   order they were written in, in the audit chain and in the event stream.
  */
 export function newEventId(now = Date.now()): string {
+  const ms = Math.floor(now);
+  numberInMs = ms === lastMs ? Math.min(numberInMs + 1, IDS_PER_MS_IN_ORDER - 1) : 0;
+  lastMs = ms;
   let time = '';
-  for (let i = 0, t = Math.floor(now); i < 8; i++, t = Math.floor(t / 64)) time = SORTABLE_DIGITS[t % 64] + time;
-  // 11 random bytes are 15 characters, the last holding 4 bits: 14 whole ones are kept.
-  return ID_PREFIX.event + time + randomSlice(11).slice(0, 14);
+  for (let i = 0, t = ms; i < 8; i++, t = Math.floor(t / 64)) time = SORTABLE_DIGITS[t % 64] + time;
+  // 9 random bytes are 12 base64url characters: 11 are kept.
+  return ID_PREFIX.event + time + String(numberInMs).padStart(3, '0') + randomSlice(9).slice(0, 11);
 }
 
 /** True when `value` looks like an id of this kind; anything else is answered 404 without a query. */
