@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LoadingCache } from './loading-cache.js';
+import { JOIN_WINDOW_MS, LoadingCache } from './loading-cache.js';
 import { MemoryReplayCache } from './replay-cache.js';
 import { TtlCache } from './ttl-cache.js';
 
@@ -90,6 +90,26 @@ describe(LoadingCache.name, () => {
       loads[2].resolve('A');
       expect(await found).toBe('A');
       expect(sut.get('a')).toBe('A');
+    });
+
+    it('joins a load for JOIN_WINDOW_MS only: a later caller loads anew, and the old load, settling last, is not cached', async () => {
+      let now = 0;
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 60_000, 10, () => now);
+      const stuck = sut.get('a');
+      now = JOIN_WINDOW_MS - 1;
+      expect(sut.get('a')).toBe(stuck);
+      expect(loads).toHaveLength(1);
+      now = JOIN_WINDOW_MS;
+      const fresh = sut.get('a');
+      expect(fresh).not.toBe(stuck);
+      expect(sut.get('a')).toBe(fresh);
+      expect(loads).toHaveLength(2);
+      loads[1].resolve('new');
+      expect(await fresh).toBe('new');
+      loads[0].resolve('old');
+      expect(await stuck).toBe('old');
+      expect(sut.get('a')).toBe('new');
     });
 
     it('with a zero lifetime caches nothing but still shares a load in flight', async () => {

@@ -49,13 +49,37 @@ describe(`${RedisPubSub.name} after Redis was unreachable`, () => {
 
     reachable = true;
     handlers.get('ready')!();
+    expect(resets).toBe(1);
     await sut.subscribed();
     expect(sent.slice(2).sort()).toEqual(['test:agent.changed', 'test:confirmed']);
-    expect(resets).toBe(1);
 
     // ioredis does not re-subscribe this connection itself (createRedis): every reconnect does it here.
     handlers.get('ready')!();
     expect(sent.slice(4).sort()).toEqual(['test:agent.changed', 'test:confirmed']);
+  });
+
+  it('caches are reset when the connection is ready, and again once Redis has confirmed the subscriptions (what was announced in between is lost)', async () => {
+    const handlers = new Map<string, () => void>();
+    const confirm: (() => void)[] = [];
+    const conn = {
+      on: (event: string, handler: () => void) => (handlers.set(event, handler), conn),
+      subscribe: () => new Promise<void>((resolve) => confirm.push(resolve)),
+    };
+    let resets = 0;
+    const sut = new RedisPubSub({} as Redis, conn as unknown as Redis, 'test:', () => resets++);
+    sut.subscribe('agent.changed', () => undefined);
+    sut.subscribe('app-key.revoked', () => undefined);
+    confirm.splice(0).forEach((c) => c());
+    await sut.subscribed();
+    expect(resets).toBe(0);
+
+    handlers.get('ready')!();
+    expect(resets).toBe(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(resets).toBe(1); // not before Redis has confirmed
+    confirm.splice(0).forEach((c) => c());
+    await sut.subscribed();
+    await new Promise((resolve) => setImmediate(resolve));
     expect(resets).toBe(2);
   });
 });

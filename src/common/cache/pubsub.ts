@@ -67,9 +67,13 @@ export class RedisPubSub extends PubSub {
       // Every channel again, on every connection (the subscriber is created without ioredis's own
       // re-subscription, see createRedis): one that failed before (Redis down at boot, or a
       // connection dropped before Redis answered) is subscribed now. SUBSCRIBE is idempotent.
-      this.subscriptions = [...this.channels].map((c) => this.sendSubscribe(c));
-      // Messages sent while disconnected are lost: let subscribers drop what they cached.
+      const subscriptions = [...this.channels].map((c) => this.sendSubscribe(c));
+      this.subscriptions = subscriptions;
+      // Messages sent while disconnected are lost: let subscribers drop what they cached. So are
+      // those sent until Redis has confirmed the subscriptions: what was read in between (after
+      // this first reset) may be older than a change announced then, so drop it again once they are in place.
       onReconnect();
+      void Promise.all(subscriptions).then(() => onReconnect());
     });
   }
 
