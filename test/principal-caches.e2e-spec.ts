@@ -7,7 +7,7 @@ import { AgentTokensService } from '../src/modules/oauth/agent-tokens.service.js
 import { TasksRepository } from '../src/modules/tasks/tasks.repository.js';
 import { AGENT_CHANGED, TASK_ENDED } from '../src/common/cache/channels.js';
 import { JOIN_WINDOW_MS } from '../src/common/cache/loading-cache.js';
-import { PubSub, RedisPubSub } from '../src/common/cache/pubsub.js';
+import { MemoryPubSub, PubSub, RedisPubSub } from '../src/common/cache/pubsub.js';
 import { hashSecret } from '../src/common/crypto/tokens.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, world } from './support/fixtures.js';
@@ -170,16 +170,25 @@ describe('requests that miss the cache at once share one lookup', () => {
   });
 });
 
-/** Resolves when `t`'s instance receives a message on `channel` that `matches`. */
-function received(t: TestApp, channel: string, matches: (m: Record<string, unknown>) => boolean): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const off = t.app.get(PubSub).subscribe(channel, (m) => {
-      if (matches(m)) {
-        off();
-        resolve();
-      }
-    });
+/**
+ * Holds back the delivery to `t`'s subscribers of the next message from Redis on `channel` that
+ * `matches`: `arrived` resolves when it has come in, and it is delivered on `deliver`.
+ */
+function holdDelivery(t: TestApp, channel: string, matches: (m: Record<string, unknown>) => boolean) {
+  const local = (t.app.get(PubSub) as unknown as { local: MemoryPubSub }).local;
+  const original = local.publish.bind(local);
+  let deliver!: () => void;
+  const delivered = new Promise<void>((resolve) => (deliver = resolve));
+  let signalArrived!: () => void;
+  const arrived = new Promise<void>((resolve) => (signalArrived = resolve));
+  vi.spyOn(local, 'publish').mockImplementation(async (ch, m) => {
+    if (ch === channel && matches(m)) {
+      signalArrived();
+      await delivered;
+    }
+    return original(ch, m);
   });
+  return { arrived, deliver };
 }
 
 describe.runIf(usingPostgres() && !!process.env.TEST_REDIS_URL)('a change on instance A while instance B has a lookup of the old row in flight (PostgreSQL + Redis)', () => {
@@ -249,30 +258,33 @@ describe.runIf(usingPostgres() && !!process.env.TEST_REDIS_URL)('a change on ins
   ];
 
   for (const [name, setUp] of races) {
-    for (const order of ['the message arrives before the lookup ends', 'the lookup ends before the message arrives'] as const) {
+    for (const order of ['the message is delivered before the lookup ends', 'the lookup ends (and fills the cache) before the message is delivered'] as const) {
       it(`${name}; ${order}: B refuses from then on`, async () => {
         const race = await setUp();
         const [repo, method, key] = race.hold;
         const hold = holdLookupAfterRead(repo, method as never, key);
         const inFlight = race.request();
         await hold.read;
-        const arrived = received(b, ...race.message);
+        const message = holdDelivery(b, ...race.message);
         await race.change();
-        if (order === 'the message arrives before the lookup ends') {
-          await arrived;
+        await message.arrived;
+        if (order === 'the message is delivered before the lookup ends') {
+          message.deliver();
+          await new Promise((resolve) => setImmediate(resolve));
           hold.release();
           await inFlight;
         } else {
           hold.release();
           await inFlight;
-          await arrived;
+          message.deliver();
+          await new Promise((resolve) => setImmediate(resolve));
         }
         expect(await race.request()).toBe(401);
       });
     }
   }
 
-  it('a change whose message was lost (Redis reconnecting: cache.reset) while B had a lookup in flight: B refuses from then on', async () => {
+  it('a change whose message was lost, then a cache.reset (what a Redis reconnect sends) while B has a lookup in flight: B refuses from then on', async () => {
     const w = await world(a);
     const key = (await a.http.post(`/v1/apps/${w.tenant.appId}/api-keys`).set(bearer(a.adminToken)).expect(201)).body as { id: string; apiKey: string };
     const hold = holdLookupAfterRead(b.app.get(AppsRepository), 'findActiveKeyByHash', hashSecret(key.apiKey));

@@ -1,4 +1,5 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StepUpDecisions } from '../src/modules/step-ups/step-up-decisions.js';
 import { PUBLIC_URL, startApp, type TestApp } from './support/app.js';
@@ -16,6 +17,16 @@ afterAll(async () => {
 
 const get = (h: Human, id: string, query = '') => t.http.get(`/v1/step-ups/${id}${query}`).set(bearer(h.token));
 const verify = (h: Human, body: Record<string, unknown>) => t.http.post('/v1/mfa-proxy-tokens/verify').set(bearer(h.tenant.apiKey)).send(body).expect(200);
+
+/** The app's event types in stream order, once all of them are published. */
+async function streamedTypes(ds: DataSource, appId: string): Promise<string[]> {
+  let rows: { type: string; seq: string | number | null }[] = [];
+  await vi.waitFor(async () => {
+    rows = await ds.createQueryBuilder().select(['o.type AS type', 'o.stream_seq AS seq']).from('outbox', 'o').where('o.app_id = :a', { a: appId }).getRawMany();
+    expect(rows.every((r) => r.seq !== null)).toBe(true);
+  });
+  return rows.sort((x, y) => Number(x.seq) - Number(y.seq)).map((r) => r.type);
+}
 
 describe('the full flow', () => {
   it('create → approve with passkey → fetch token once → verify valid → verify again already_used', async () => {
@@ -477,15 +488,6 @@ describe('approval tokens and the records of a decision', () => {
     const { DataSource } = await import('typeorm');
     const types = async (appId: string) =>
       (await t.app.get(DataSource).createQueryBuilder().select('o.type', 'type').from('outbox', 'o').where('o.app_id = :a', { a: appId }).orderBy('o.created_at').getRawMany()).map((o) => o.type);
-    /** The app's events in stream order, once all are published. */
-    const streamed = async (appId: string) => {
-      let rows: { type: string; seq: string | number | null }[] = [];
-      await vi.waitFor(async () => {
-        rows = await t.app.get(DataSource).createQueryBuilder().select(['o.type AS type', 'o.stream_seq AS seq']).from('outbox', 'o').where('o.app_id = :a', { a: appId }).getRawMany();
-        expect(rows.every((r) => r.seq !== null)).toBe(true);
-      });
-      return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((r) => r.type);
-    };
     const h = await human(t);
     const created = await createStepUp(t, h).expect(201);
     await t.http.delete(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
@@ -493,7 +495,7 @@ describe('approval tokens and the records of a decision', () => {
     expect(res.body.code).toBe('not_pending');
     // The revocation and the cancellation are written in one transaction, often in one
     // millisecond: the event stream carries them in the order they were written.
-    expect(await streamed(h.tenant.appId)).toEqual(['step_up.created', 'agent.revoked', 'step_up.cancelled']);
+    expect(await streamedTypes(t.app.get(DataSource), h.tenant.appId)).toEqual(['step_up.created', 'agent.revoked', 'step_up.cancelled']);
 
     const u = await human(t);
     const pending = await createStepUp(t, u).expect(201);
@@ -501,5 +503,30 @@ describe('approval tokens and the records of a decision', () => {
     // The deleted user's link is gone with them.
     expect((await t.http.post(`/v1/approvals/${approvalToken(pending.body.approvalUrl)}/deny`).send({})).status).toBe(404);
     expect(await types(u.tenant.appId)).toContain('step_up.cancelled');
+  });
+
+  it('the events one transaction writes in one millisecond keep their write order, in the audit chain and in the event stream', async () => {
+    const { DataSource } = await import('typeorm');
+    const ds = t.app.get(DataSource);
+    const h = await human(t);
+    for (const file of ['a', 'b', 'c']) await createStepUp(t, h, { resource: `drive://${file}.pdf` }).expect(201);
+    // The revocation and its three cancellations, all at one instant.
+    const instant = Date.now();
+    const frozen = vi.spyOn(Date, 'now').mockReturnValue(instant);
+    try {
+      await t.http.delete(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
+    } finally {
+      frozen.mockRestore();
+    }
+    const written = ['agent.revoked', 'step_up.cancelled', 'step_up.cancelled', 'step_up.cancelled'];
+    let sealed: { type: string; seq: string | number | null; at: string | number }[] = [];
+    await vi.waitFor(async () => {
+      sealed = await ds.createQueryBuilder().select(['e.type AS type', 'e.seq AS seq', 'e.at AS at']).from('audit_events', 'e')
+        .where('e.app_id = :a', { a: h.tenant.appId }).andWhere('e.type IN (:...types)', { types: ['agent.revoked', 'step_up.cancelled'] }).getRawMany();
+      expect(sealed.length === written.length && sealed.every((e) => e.seq !== null)).toBe(true);
+    });
+    expect(new Set(sealed.map((e) => Number(e.at)))).toEqual(new Set([instant]));
+    expect(sealed.sort((x, y) => Number(x.seq) - Number(y.seq)).map((e) => e.type)).toEqual(written);
+    expect(await streamedTypes(ds, h.tenant.appId)).toEqual(['step_up.created', 'step_up.created', 'step_up.created', ...written]);
   });
 });

@@ -173,7 +173,7 @@ describe.runIf(usingPostgres())('events written by the consuming statement match
         // By one statement, as writePostgres builds it.
         const p = new PgParams();
         const at = p.add(now, 'bigint');
-        const values = rows.map((r) => [...columns.slice(0, 10).map((c) => r[c as keyof typeof r]), ...audit.carried(context), ...outbox.carried()]);
+        const values = rows.map((r) => [...columns.slice(0, 10).map((c) => r[c as keyof typeof r]), ...audit.carried(context, now), ...outbox.carried(now)]);
         const arrays = columns.map((_, i) => p.add(values.map((v) => v[i]), 'varchar[]'));
         await m.query(
           `WITH r AS (SELECT * FROM unnest(${arrays.join(', ')}) AS v(${columns.join(', ')})),

@@ -62,6 +62,6 @@ export abstract class AuditLog {
    * statement that makes the change, as recordMany would write them (context fallbacks, text cleaned).
    */
   abstract insertSelectSql(relation: string, event: AuditSelect): string;
-  /** The AUDIT_CARRIED values of one event of insertSelectSql: a new event id, the request's context. */
-  abstract carried(context: RequestFields): (string | null)[];
+  /** The AUDIT_CARRIED values of one event of insertSelectSql, written at `at` (the statement's time): a new event id, the request's context. */
+  abstract carried(context: RequestFields, at: number): (string | null)[];
 }

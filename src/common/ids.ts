@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto';
+import { randomFillSync, randomInt } from 'node:crypto';
 
 export const ID_PREFIX = {
   app: 'app_',
@@ -50,11 +50,15 @@ export function newId(kind: IdKind): string {
 const SORTABLE_DIGITS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
 
 /**
- * Event ids one millisecond numbers in the order they are made; past that, their order within it
- * is random. The number is 3 decimal digits: digits sort alike under every collation (a database
- * whose text collation is not bytewise may compare letters without case, and skip `-` and `_`).
+ * Event ids of one millisecond are numbered in the order they are made, up to 999; past that, their
+ * order within it is random. The number is 3 decimal digits: digits sort alike under the usual
+ * collations (a database whose text collation is not bytewise may compare letters without case,
+ * and skip `-` and `_`; a numeric collation would not keep it). Each millisecond's numbers start
+ * at a random value below 500, so an id does not tell how many events came before it in its
+ * millisecond (other apps' too).
  */
-const IDS_PER_MS_IN_ORDER = 1_000;
+const LAST_NUMBER = 999;
+const FIRST_NUMBERS = 500;
 /** The millisecond of this process's last event id, and that id's number within it. */
 let lastMs = -1;
 let numberInMs = 0;
@@ -62,7 +66,8 @@ let numberInMs = 0;
 /**
  * A new event id (audit rows, outbox events), ordered by creation time: the milliseconds since
  * 1970 in 8 sortable base64url digits (48 bits), the id's number within that millisecond in this
- * process (3 decimal digits), then 66 random bits; same form as `newId`.
+ * process (3 decimal digits), then 66 random bits; same form as `newId`. Callers pass the time
+ * they write beside the id (`at`, `created_at`), so that (time, id) order is the order of making.
  * - Hot tables take these ids as their key: ids made close in time sort close together, so a
  *   batch of new rows lands in a few index pages instead of one page per row (random ids made a
  *   SQLite commit of 500 audit rows write hundreds of pages of the primary key index alone).
@@ -72,7 +77,7 @@ let numberInMs = 0;
  */
 export function newEventId(now = Date.now()): string {
   const ms = Math.floor(now);
-  numberInMs = ms === lastMs ? Math.min(numberInMs + 1, IDS_PER_MS_IN_ORDER - 1) : 0;
+  numberInMs = ms === lastMs ? Math.min(numberInMs + 1, LAST_NUMBER) : randomInt(FIRST_NUMBERS);
   lastMs = ms;
   let time = '';
   for (let i = 0, t = ms; i < 8; i++, t = Math.floor(t / 64)) time = SORTABLE_DIGITS[t % 64] + time;

@@ -1,5 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import supertest from 'supertest';
@@ -27,8 +28,11 @@ export interface TestApp {
  */
 export async function startApp(env: Record<string, string> = {}, options: { logs?: string[] } = {}): Promise<TestApp> {
   const adminToken = `mpx_adm_${randomBytes(24).toString('base64url')}`;
+  // Its own data directory (dev VAPID keys): never the checkout's ./data.
+  const dataDir = mkdtempSync(join(tmpdir(), 'mfa-proxy-test-data-'));
   const config = loadConfig({
     NODE_ENV: 'test',
+    DATA_DIR: dataDir,
     MASTER_KEY: TEST_MASTER_KEY,
     ADMIN_TOKEN: adminToken,
     PUBLIC_URL,
@@ -46,7 +50,10 @@ export async function startApp(env: Record<string, string> = {}, options: { logs
     config,
     clock,
     adminToken,
-    close: () => app.close(),
+    close: async () => {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
   };
 }
 

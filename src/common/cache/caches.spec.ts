@@ -158,6 +158,37 @@ describe(LoadingCache.name, () => {
       expect(await after).toBe('revoked');
     });
 
+    it('an old reading settling while the new load is still in flight caches nothing and leaves the new load shared', async () => {
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 1000);
+      const before = sut.get('a');
+      sut.delete('a');
+      const after = sut.get('a');
+      loads[0].resolve('active');
+      expect(await before).toBe('active');
+      expect(sut.peek('a')).toBeUndefined();
+      expect(sut.get('a')).toBe(after);
+      loads[1].resolve('revoked');
+      expect(await after).toBe('revoked');
+      expect(sut.get('a')).toBe('revoked');
+      expect(loads).toHaveLength(2);
+    });
+
+    it('a load replaced past the join window, settling while its replacement is in flight, caches nothing', async () => {
+      let now = 0;
+      const { loads, load } = controlledLoader<string>();
+      const sut = new LoadingCache<string>(load, 60_000, 10, () => now);
+      const old = sut.get('a');
+      now = JOIN_WINDOW_MS;
+      const replacement = sut.get('a');
+      loads[0].resolve('old');
+      expect(await old).toBe('old');
+      expect(sut.peek('a')).toBeUndefined();
+      loads[1].resolve('new');
+      expect(await replacement).toBe('new');
+      expect(sut.get('a')).toBe('new');
+    });
+
     it('a delete of another key leaves a load in flight alone', async () => {
       const { loads, load } = controlledLoader<string>();
       const sut = new LoadingCache<string>(load, 1000);

@@ -150,10 +150,11 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
     });
   }
 
-  carried(ctx: RequestFields): (string | null)[] {
+  /** The AUDIT_CARRIED values of one event of insertSelectSql, whose `at` is the statement's time `at`. */
+  carried(ctx: RequestFields, at: number): (string | null)[] {
     // Cleaned here as build() cleans them (a NUL byte would fail the whole statement); insertSelectSql's cut is then a no-op on them.
     return [
-      newEventId(), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null,
+      newEventId(at), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null,
       safeText(ctx.model, TEXT_MAX.model), safeText(ctx.taskId, TEXT_MAX.taskId),
     ];
   }
@@ -232,10 +233,12 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   }
 
   private build(input: AuditInput, ctx: RequestFields): Partial<AuditEventEntity> {
+    // One reading for both: events are sealed in (at, id) order.
+    const at = this.clock.now();
     return {
-      id: newEventId(),
+      id: newEventId(at),
       appId: input.appId,
-      at: this.clock.now(),
+      at,
       requestId: ctx.requestId ?? null,
       actorType: ctx.actorType ?? 'system',
       actorId: ctx.actorId ?? null,

@@ -159,9 +159,9 @@ export class OutboxService {
     });
   }
 
-  /** The OUTBOX_CARRIED values of one event of insertSelectSql: a new event id. */
-  carried(): string[] {
-    return [newEventId()];
+  /** The OUTBOX_CARRIED values of one event of insertSelectSql: a new event id, of the statement's time `at` (its createdAt). */
+  carried(at: number): string[] {
+    return [newEventId(at)];
   }
 
   /** Events of these delivery statuses were added by a statement that has committed (insertSelectSql): the dispatchers wake. */
@@ -170,8 +170,9 @@ export class OutboxService {
   }
 
   private row(appId: string, type: EventType, data: Record<string, unknown>): OutboxEntity {
-    const id = newEventId();
+    // One reading for both: events are published in (createdAt, id) order.
     const createdAt = this.clock.now();
+    const id = newEventId(createdAt);
     return {
       id, appId, type, payload: { id, type, createdAt: new Date(createdAt).toISOString(), data: sealEventData(this.cipher, id, data) }, createdAt, deliveredAt: null,
       deliveryStatus: 'pending', attempts: 0, nextAttemptAt: createdAt, claimedUntil: null, claimedBy: null, lastError: null, streamSeq: null,

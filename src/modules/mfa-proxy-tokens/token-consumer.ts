@@ -125,7 +125,7 @@ export class TokenConsumer {
     const p = new PgParams();
     const at = p.add(now, 'bigint');
     const carried = [...AUDIT_CARRIED, ...OUTBOX_CARRIED];
-    const perToken = tokens.map((w) => [w.appId, w.jti, w.tokenHash, ...this.audit.carried(w.context), ...this.outbox.carried()]);
+    const perToken = tokens.map((w) => [w.appId, w.jti, w.tokenHash, ...this.audit.carried(w.context, now), ...this.outbox.carried(now)]);
     const columns = ['app_id', 'jti', 'token_hash', ...carried].map((_, i) => p.add(perToken.map((v) => v[i]), 'varchar[]'));
     const sql = `WITH asked AS (SELECT * FROM unnest(${columns.join(', ')}) AS t(app_id, jti, token_hash, ${carried.join(', ')})),
       ${this.stepUps.consumedCtesPg('asked', carried, at)},
