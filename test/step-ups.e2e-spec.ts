@@ -1,6 +1,8 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AuditService } from '../src/modules/audit/audit.service.js';
+import { OutboxService } from '../src/modules/events/outbox.service.js';
 import { StepUpDecisions } from '../src/modules/step-ups/step-up-decisions.js';
 import { PUBLIC_URL, startApp, type TestApp } from './support/app.js';
 import { bearer, createAgent, createUser, agentToken } from './support/fixtures.js';
@@ -505,6 +507,32 @@ describe('approval tokens and the records of a decision', () => {
     expect(await types(u.tenant.appId)).toContain('step_up.cancelled');
   });
 
+  it('an event id carries the time written beside it (at, created_at), by every writer, also on a clock moved off the system clock', async () => {
+    const { DataSource } = await import('typeorm');
+    const ds = t.app.get(DataSource);
+    const h = await human(t);
+    // Ids and times from two readings would differ by two minutes here (the agent's token still lives).
+    t.clock.advance(120_000);
+    try {
+      await createStepUp(t, h).expect(201);
+      await t.http.delete(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).expect(204);
+      await t.app.get(AuditService).flushRequests();
+      const digits = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
+      const msOf = (id: string) => [...id.slice(4, 12)].reduce((n, c) => n * 64 + digits.indexOf(c), 0);
+      const audit = await ds.createQueryBuilder().select(['e.id AS id', 'e.at AS at', 'e.type AS type']).from('audit_events', 'e').where('e.app_id = :a', { a: h.tenant.appId }).getRawMany();
+      const outbox = await ds.createQueryBuilder().select(['o.id AS id', 'o.created_at AS at', 'o.type AS type']).from('outbox', 'o').where('o.app_id = :a', { a: h.tenant.appId }).getRawMany();
+      expect(audit.map((e) => e.type)).toEqual(expect.arrayContaining(['http.request', 'agent.revoked', 'step_up.cancelled']));
+      expect(outbox.map((e) => e.type)).toEqual(expect.arrayContaining(['step_up.created', 'agent.revoked', 'step_up.cancelled']));
+      for (const e of [...audit, ...outbox]) expect(msOf(e.id), `${e.type} ${e.id}`).toBe(Number(e.at));
+      // The consume's own statement (PostgreSQL) takes its events' ids from carried(…, at), with its at.
+      const at = t.clock.now() - 5;
+      expect(msOf(t.app.get(AuditService).carried({}, at)[0]!)).toBe(at);
+      expect(msOf(t.app.get(OutboxService).carried(at)[0])).toBe(at);
+    } finally {
+      t.clock.reset();
+    }
+  });
+
   it('the events one transaction writes in one millisecond keep their write order, in the audit chain and in the event stream', async () => {
     const { DataSource } = await import('typeorm');
     const ds = t.app.get(DataSource);
@@ -527,6 +555,7 @@ describe('approval tokens and the records of a decision', () => {
     });
     expect(new Set(sealed.map((e) => Number(e.at)))).toEqual(new Set([instant]));
     expect(sealed.sort((x, y) => Number(x.seq) - Number(y.seq)).map((e) => e.type)).toEqual(written);
+    // SQLite publishes in insert order (rowid); PostgreSQL in (created_at, id) order, which this checks there.
     expect(await streamedTypes(ds, h.tenant.appId)).toEqual(['step_up.created', 'step_up.created', 'step_up.created', ...written]);
   });
 });

@@ -51,8 +51,11 @@ export async function startApp(env: Record<string, string> = {}, options: { logs
     clock,
     adminToken,
     close: async () => {
-      await app.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      try {
+        await app.close();
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
 }
