@@ -6,8 +6,8 @@ export const JOIN_WINDOW_MS = 1_000;
 /**
  * A TtlCache that loads its own misses, for the principal caches of the hot paths:
  * - Concurrent misses of one key share one load. Entries filled under load expire together; without
- *   this, every request arriving in the load's round trip made its own query (50 at once under the
- *   bench's load).
+ *   this, every request arriving during the load's round trip made its own query (up to one per
+ *   open connection).
  * - An invalidation wins over a load in flight. A change (key revoked, agent suspended, task ended)
  *   may commit while a load that read the old row is still in flight. That load's result goes to the
  *   callers already waiting (they asked before the invalidation, as a request served from the cache
