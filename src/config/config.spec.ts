@@ -7,6 +7,8 @@ import webpush from 'web-push';
 import { ConfigError, loadConfig, type BootNotice } from './config.js';
 
 const key = randomBytes(32).toString('base64');
+/** Where the dev-mode cases may write their generated files (VAPID keys): never the checkout's ./data. */
+const scratch = mkdtempSync(join(tmpdir(), 'mpx-config-'));
 
 describe(loadConfig.name, () => {
   it('works with no variables at all: generates a master key and an admin token under DATA_DIR, mode 0600', () => {
@@ -52,14 +54,14 @@ describe(loadConfig.name, () => {
       [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN/],
     ];
     for (const [env, message] of cases) {
-      expect(() => loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), ...env })).toThrow(ConfigError);
-      expect(() => loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), ...env })).toThrow(message);
+      expect(() => loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: scratch, ...env })).toThrow(ConfigError);
+      expect(() => loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: scratch, ...env })).toThrow(message);
     }
   });
 
   it('never puts a secret into an error message', () => {
     try {
-      loadConfig({ MASTER_KEY: 'c2VjcmV0LXZhbHVl', ADMIN_TOKEN: 'x'.repeat(32) });
+      loadConfig({ MASTER_KEY: 'c2VjcmV0LXZhbHVl', ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: scratch });
       expect.unreachable();
     } catch (err) {
       expect(String(err)).not.toContain('c2VjcmV0LXZhbHVl');
@@ -67,14 +69,14 @@ describe(loadConfig.name, () => {
   });
 
   it('reads postgres and redis URLs', () => {
-    const sut = loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://127.0.0.1:6379', PUBLIC_URL: 'https://auth.acme.example:8443' });
+    const sut = loadConfig({ MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: scratch, DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://127.0.0.1:6379', PUBLIC_URL: 'https://auth.acme.example:8443' });
     expect(sut.database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 20, poolTimeoutMs: 10_000 });
     expect(sut.redis?.url).toBe('redis://127.0.0.1:6379');
     expect(sut.rpId).toBe('auth.acme.example');
   });
 
   it('sizes the PostgreSQL pool from DATABASE_POOL_MAX (1..1000) and its wait from DATABASE_POOL_TIMEOUT_MS (100..600000), and refuses anything else', () => {
-    const base = { MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATABASE_URL: 'postgres://u@h/db' };
+    const base = { MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(32), DATA_DIR: scratch, DATABASE_URL: 'postgres://u@h/db' };
     expect(loadConfig({ ...base, DATABASE_POOL_MAX: '5', DATABASE_POOL_TIMEOUT_MS: '2500' }).database).toEqual({ type: 'postgres', url: 'postgres://u@h/db', poolMax: 5, poolTimeoutMs: 2500 });
     for (const bad of ['0', '1001', '2.5', 'many']) expect(() => loadConfig({ ...base, DATABASE_POOL_MAX: bad })).toThrow(/DATABASE_POOL_MAX/);
     // 0 would be node-pg's "wait forever".
