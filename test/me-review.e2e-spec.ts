@@ -7,6 +7,7 @@ import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { CSRF, setCookie, signInLink, signInWithPasskey } from './support/me.js';
 import { human, type Human } from './support/step-up.js';
 import { totpCode } from './support/totp.js';
+import { holdAfterRead } from './support/faults.js';
 
 /** Findings of the security review of sign-in, sessions and /v1/me: each test fails without its fix. */
 
@@ -48,35 +49,18 @@ async function passkeyAndPendingTotp(): Promise<{ h: Human; cookie: string; p: s
   return { h, cookie, p: factors.find((f) => f.type === 'webauthn')!.id, tId: created.factorId, tSecret: created.secret };
 }
 
-/** Delays the first `find` of factor `id` on `app` (after it has read the row) until `release` resolves. */
-function holdFirstRead(app: TestApp, id: string, release: Promise<void>): Promise<void> {
-  const repo = app.app.get(FactorsRepository);
-  const original = repo.find.bind(repo);
-  let reached!: () => void;
-  const reachedP = new Promise<void>((r) => (reached = r));
-  let held = false;
-  vi.spyOn(repo, 'find').mockImplementation(async (...args: Parameters<FactorsRepository['find']>) => {
-    const row = await original(...args);
-    if (!held && args[2] === id) {
-      held = true;
-      reached();
-      await release;
-    }
-    return row;
-  });
-  return reachedP;
-}
+/** Holds the first `find` of factor `id` on `app` after it has read the row (holdAfterRead). */
+const holdFirstRead = (app: TestApp, id: string) => holdAfterRead(app.app.get(FactorsRepository), 'find', (args) => args[2] === id);
 
 describe('M1: concurrent factor changes never leave a user without an active factor', () => {
   it('DELETE T read T as pending; T is verified and P deleted meanwhile: DELETE T is 409 last_factor, T stays', async () => {
     const { cookie, p, tId, tSecret } = await passkeyAndPendingTotp();
-    let release!: () => void;
-    const reached = holdFirstRead(t, tId, new Promise<void>((r) => (release = r)));
+    const hold = holdFirstRead(t, tId);
     const deleteT = as(t, cookie).del(`/v1/me/factors/${tId}`).then((r) => r);
-    await reached;
+    await hold.read;
     await as(b, cookie).post('/v1/me/factors/totp/verify', { factorId: tId, code: await totpCode(tSecret) }).expect(200);
     await as(b, cookie).del(`/v1/me/factors/${p}`).expect(204);
-    release();
+    hold.release();
     const res = await deleteT;
     expect(res.status, JSON.stringify(res.body)).toBe(409);
     expect(res.body).toMatchObject({ status: 409, code: 'last_factor' });
@@ -88,7 +72,7 @@ describe('M1: concurrent factor changes never leave a user without an active fac
       const { cookie, p, tId, tSecret } = await passkeyAndPendingTotp();
       // Instance 1's read of T takes a little longer each round (a slow database), so every interleaving is tried.
       const delay = round * 5;
-      holdFirstRead(t, tId, new Promise<void>((r) => setTimeout(r, delay)));
+      setTimeout(holdFirstRead(t, tId).release, delay);
       const code = await totpCode(tSecret);
       const [delT, delP] = await Promise.all([
         as(t, cookie).del(`/v1/me/factors/${tId}`).then((r) => r),

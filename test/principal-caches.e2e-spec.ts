@@ -11,6 +11,7 @@ import { MemoryPubSub, PubSub, RedisPubSub } from '../src/common/cache/pubsub.js
 import { hashSecret } from '../src/common/crypto/tokens.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { bearer, createTenant, world } from './support/fixtures.js';
+import { holdAfterRead } from './support/faults.js';
 import { dpopAuth, proof, worker } from './support/worker.js';
 
 /**
@@ -30,28 +31,8 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-/**
- * Lets the next lookup of `key` through `repo[method]` read its row, then holds it until `release`:
- * the window in which a change can commit after the read and before the reader caches what it read.
- */
-function holdLookupAfterRead<R extends object>(repo: R, method: keyof R & string, key: string) {
-  const original = (repo[method] as (...args: unknown[]) => Promise<unknown>).bind(repo);
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let signalRead!: () => void;
-  const read = new Promise<void>((resolve) => (signalRead = resolve));
-  let held = false;
-  vi.spyOn(repo, method as never).mockImplementation((async (...args: unknown[]) => {
-    const row = await original(...args);
-    if (!held && args[0] === key) {
-      held = true;
-      signalRead();
-      await released;
-    }
-    return row;
-  }) as never);
-  return { read, release };
-}
+/** Holds B's (or t's) first lookup of `key` through `repo[method]` after it has read its row (holdAfterRead). */
+const holdLookupAfterRead = <R extends object>(repo: R, method: keyof R & string, key: string) => holdAfterRead(repo, method, (args) => args[0] === key);
 
 const adminAuth = () => bearer(t.adminToken);
 const newApiKey = async (appId: string) => (await t.http.post(`/v1/apps/${appId}/api-keys`).set(adminAuth()).expect(201)).body as { id: string; apiKey: string };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { usingPostgres, type TestApp } from './app.js';
 
 /**
@@ -27,3 +27,28 @@ export async function refuseWrites(t: TestApp, table: string, op: 'INSERT' | 'UP
   return { code: 'SQLITE_CONSTRAINT_TRIGGER', restore: async () => void (await ds.query(`DROP TRIGGER ${name}`)) };
 }
 
+
+/**
+ * Lets the first call of `repo[method]` whose arguments `match` read its row, then holds its answer
+ * until `release()`: the window in which another request can change the row after it was read and
+ * before the reader acts on it. `read` resolves once the row has been read. Other calls go through.
+ * `vi.restoreAllMocks()` undoes it.
+ */
+export function holdAfterRead<R extends object>(repo: R, method: keyof R & string, matches: (args: unknown[]) => boolean): { read: Promise<void>; release(): void } {
+  const original = (repo[method] as (...args: unknown[]) => Promise<unknown>).bind(repo);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let signalRead!: () => void;
+  const read = new Promise<void>((resolve) => (signalRead = resolve));
+  let held = false;
+  vi.spyOn(repo, method as never).mockImplementation((async (...args: unknown[]) => {
+    const row = await original(...args);
+    if (!held && matches(args)) {
+      held = true;
+      signalRead();
+      await released;
+    }
+    return row;
+  }) as never);
+  return { read, release };
+}
