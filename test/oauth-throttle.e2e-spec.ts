@@ -35,12 +35,26 @@ interface Res {
 
 /** POST /oauth/token with client_secret_basic, from the given local address. */
 function tokenFrom(source: string, clientId: string, secret: string, form: Record<string, string> = {}): Promise<Res> {
-  return postToken(source, `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`, form);
+  return postToken(source, basic(clientId, secret), form);
 }
 
-/** POST /oauth/token with this Authorization header, from the given local address. */
+/** A JWT-shaped client assertion whose `iss` names the client (what the throttle reads before verifying anything). */
+const unsignedAssertion = (clientId: string) =>
+  ['{"alg":"ES256"}', JSON.stringify({ iss: clientId, sub: clientId })].map((part) => Buffer.from(part).toString('base64url')).join('.') + '.c2ln';
+
+const basic = (clientId: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+/** POST /oauth/token with this Authorization header and a form body, from the given local address. */
 function postToken(source: string, authorization: string, form: Record<string, string> = {}): Promise<Res> {
-  const body = new URLSearchParams({ grant_type: 'client_credentials', ...form }).toString();
+  return send(source, authorization, 'application/x-www-form-urlencoded', new URLSearchParams({ grant_type: 'client_credentials', ...form }).toString());
+}
+
+/** POST /oauth/token with a JSON body (whose values need not be strings), from the given local address. */
+function postJson(source: string, authorization: string | undefined, json: Record<string, unknown>): Promise<Res> {
+  return send(source, authorization, 'application/json', JSON.stringify({ grant_type: 'client_credentials', ...json }));
+}
+
+function send(source: string, authorization: string | undefined, contentType: string, body: string): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -51,8 +65,8 @@ function postToken(source: string, authorization: string, form: Record<string, s
         path: '/oauth/token',
         agent: false,
         headers: {
-          Authorization: authorization,
-          'Content-Type': 'application/x-www-form-urlencoded',
+          ...(authorization === undefined ? {} : { Authorization: authorization }),
+          'Content-Type': contentType,
           'Content-Length': Buffer.byteLength(body),
         },
       },
@@ -152,6 +166,38 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     expect(wrong).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
     expect(await statuses(ISSUANCE_PER_MINUTE, () => tokenFrom(SOURCE_A, a.id, a.clientSecret))).toEqual(times(ISSUANCE_PER_MINUTE, 200));
     expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(429);
+  });
+
+  it('a request refused before any secret is checked (invalid_request) spends nothing of the failure budget, and gets no token even with the right secret', async () => {
+    const a = await createAgent(t, tenant, userId);
+    // All but one of the source's failures for this client are spent.
+    expect(await statuses(FAILURES_PER_SOURCE - 1, () => tokenFrom(SOURCE_A, a.id, 'wrong-secret'))).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
+
+    // Each malformed request names the claimed client (so it would be counted against this very
+    // budget) and carries the right secret or a wrong one: none checks a secret, none is a failed authentication.
+    const malformed: [string, () => Promise<Res>][] = [
+      ['use exactly one client authentication method', () => postToken(SOURCE_A, basic(a.id, a.clientSecret), { client_secret: a.clientSecret })],
+      ['use exactly one client authentication method', () => postToken(SOURCE_A, basic(a.id, 'wrong-secret'), { client_secret: 'wrong-secret' })],
+      ['client_id does not match the Basic credentials', () => postToken(SOURCE_A, basic(a.id, a.clientSecret), { client_id: 'agt_someone_else' })],
+      ['client_secret must be a string', () => postJson(SOURCE_A, basic(a.id, a.clientSecret), { client_secret: 12345 })],
+      ['client_secret must be a string', () => postJson(SOURCE_A, undefined, { client_id: a.id, client_secret: [a.clientSecret] })],
+      ['client_assertion must be a string', () => postJson(SOURCE_A, undefined, { client_id: a.id, client_assertion: { iss: a.id } })],
+      ['client_assertion_type must be', () => postJson(SOURCE_A, undefined, { client_assertion: unsignedAssertion(a.id), client_assertion_type: 'bearer' })],
+    ];
+    for (let round = 0; round < 4; round++) {
+      for (const [description, request] of malformed) {
+        const res = await request();
+        expect(res.status, description).toBe(400);
+        expect(res.body).toEqual({ error: 'invalid_request', error_description: expect.stringContaining(description) });
+        expect(res.body.access_token).toBeUndefined();
+      }
+    }
+
+    // 28 refusals later the budget still has its last failure: one more wrong secret is the 20th 401, then 429.
+    expect((await tokenFrom(SOURCE_A, a.id, 'wrong-secret')).status).toBe(401);
+    expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(429);
+    // Once it is spent, the malformed requests are refused by the throttle first, like everything else from there.
+    for (const [, request] of malformed) expect((await request()).status).toBe(429);
   });
 
   it('successful issuance is limited to 60 per minute per authenticated client, in RFC 6749 form, whatever the source', async () => {
