@@ -13,6 +13,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e-spec.ts'],
+          setupFiles: ['test/support/setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

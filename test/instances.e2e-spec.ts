@@ -1,6 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usingPostgres } from './support/app.js';
 import { agentToken, bearer } from './support/fixtures.js';
@@ -102,9 +99,8 @@ describe.runIf(shared)('two instances as separate processes on one PostgreSQL an
 
 describe('crash and shutdown', () => {
   it('SIGKILL after approval, before the webhook is delivered: after restart the webhook arrives and the token is handed out once', async () => {
-    const settings = deployment(
-      usingPostgres() ? { WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_TIMEOUT_MS: '1000' } : { WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_TIMEOUT_MS: '1000', DATABASE_URL: `sqlite:${join(mkdtempSync(join(tmpdir(), 'mpx-crash-')), 'db.sqlite')}` },
-    );
+    // Without TEST_DATABASE_URL the deployment has its own SQLite file, which survives the crash.
+    const settings = deployment({ WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_TIMEOUT_MS: '1000' });
     // The receiver is not listening yet: deliveries fail until after the crash.
     const rxPort = await (await import('./support/browser.js')).freePort();
     let first: Instance | null = await startInstance(settings);
@@ -137,7 +133,7 @@ describe('crash and shutdown', () => {
   }, 90_000);
 
   it('SIGTERM: a waiting long-poll is answered with the current status and the process exits', async () => {
-    const settings = deployment(usingPostgres() ? {} : { DATABASE_URL: `sqlite:${join(mkdtempSync(join(tmpdir(), 'mpx-term-')), 'db.sqlite')}` });
+    const settings = deployment();
     const instance = await startInstance(settings);
     try {
       const h = await human(instance.t);

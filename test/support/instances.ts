@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import supertest from 'supertest';
@@ -59,6 +59,15 @@ export async function startInstance(shared: Record<string, string>, env: Record<
   };
 }
 
+/** Data directories of the deployments of this test file, removed after it (test/support/setup.ts). */
+const deploymentDirs = new Set<string>();
+
+/** Removes the data directories of the deployments made so far (their instances are expected stopped). */
+export function removeDeploymentDirs(): void {
+  for (const dir of deploymentDirs) rmSync(dir, { recursive: true, force: true });
+  deploymentDirs.clear();
+}
+
 /**
  * Settings every instance of one test deployment shares. Its own data directory (and, without
  * TEST_DATABASE_URL, its own SQLite database there): never the checkout's ./data, which a
@@ -66,6 +75,7 @@ export async function startInstance(shared: Record<string, string>, env: Record<
  */
 export function deployment(extra: Record<string, string> = {}): Record<string, string> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mpx-deployment-'));
+  deploymentDirs.add(dataDir);
   return {
     ADMIN_TOKEN: `mpx_adm_${randomBytes(24).toString('base64url')}`,
     DATA_DIR: dataDir,
