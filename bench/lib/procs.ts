@@ -34,13 +34,13 @@ function track(name: string, child: ChildProcess, log: WriteStream | null): Star
 }
 
 /**
- * `node <script> [args]` with its output appended to `logFile`. BENCH_NODE_FLAGS (e.g.
+ * `node [flags] <script> [args]` with its output appended to `logFile`. BENCH_NODE_FLAGS (e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/prof`) go to every server it starts: profiles of one run.
  */
-export function startNode(name: string, script: string, args: string[], env: Record<string, string>, logFile: string, cwd?: string): Started {
+export function startNode(name: string, script: string, args: string[], env: Record<string, string>, logFile: string, cwd?: string, flags: string[] = []): Started {
   const log = createWriteStream(logFile, { flags: 'a' });
-  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...flags, script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const all = [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...flags];
+  const child = spawn(process.execPath, [...all, script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   return track(name, child, log);
 }
 

@@ -88,18 +88,27 @@ export function markdownTable(r: DbReport): string {
   const out = [lines.join('\n')];
   if (r.instances === 2) {
     const rows = [
-      '| path | 1 instance req/s | 2 instances total req/s | per instance (a / b) | per instance ÷ 1 instance | p99 (2 instances) | non-2xx / errors / invalid |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| path | 1 instance req/s | 2 instances total req/s | per instance (a / b) | per instance ÷ 1 instance | p99 (2 instances) | CPU per success, 1 instance | CPU per success, 2 instances | capacity per instance ÷ 1 instance, by CPU | non-2xx / errors / invalid |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ];
     for (const p of r.paths) {
       if (!p.perInstance) continue;
-      const one = summarize(p.rounds.service).rate;
+      const one = summarize(p.rounds.service);
       const two = summarize(p.rounds.service2);
       const a = summarize(p.perInstance[0]).rate;
       const b = summarize(p.perInstance[1]).rate;
-      rows.push(`| ${PATH_TITLES[p.path].title} | ${fmt(one)} | ${fmt(two.rate)} | ${fmt(a)} / ${fmt(b)} | ${ratio(two.rate / 2, one)} | ${ms(two.p99)} | ${two.failures} |`);
+      rows.push(`| ${PATH_TITLES[p.path].title} | ${fmt(one.rate)} | ${fmt(two.rate)} | ${fmt(a)} / ${fmt(b)} | ${ratio(two.rate / 2, one.rate)} | ${ms(two.p99)} | ${us(one.cpu)} | ${us(two.cpu)} | ${ratio(one.cpu, two.cpu)} | ${two.failures} |`);
     }
-    out.push(`Two service processes on the same database and Redis, the connections split evenly (one load process per instance):\n\n${rows.join('\n')}`);
+    out.push(
+      'Two service processes on the same database and Redis, the connections split evenly (one load process per instance). ' +
+        'On a machine with fewer cores than the instances, the load generators, the database and Redis, req/s per instance measures the machine: the two instances share its cores. ' +
+        "CPU per success depends less on it: it is both processes' CPU time over all their successes. It rises with the work an instance does because another exists " +
+        '(cache invalidations, background work done twice), but also with sharing the cores (context switches, colder caches) and with half the connections per instance ' +
+        '(smaller group commits and Redis pipelines), which instances with cores of their own and their own load would not pay. ' +
+        'Capacity per instance by CPU, 1-instance CPU ÷ 2-instance CPU per success, is therefore a lower bound on what each instance would serve relative to one alone ' +
+        '(the database, Redis and waits on locks are not in it).' +
+        `\n\n${rows.join('\n')}`,
+    );
   }
   for (const p of r.paths) {
     if (!p.consumed) continue;

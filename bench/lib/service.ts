@@ -1,10 +1,12 @@
 /**
- * The service under test: `node <service-dir>/dist/src/main.js` in its own process, configured
+ * The service under test: `node <service-dir>/dist/src/main.js` in its own process, with the Node
+ * flags of that service's `npm start` (serviceNodeFlags), configured
  * only through its environment (src/config/config.schema.ts), with the issuance and verify
  * budgets sized far above the load so rate limits are still checked on every request but never
  * refuse. Fixtures (apps, users, agents) are created through the public API, as a tenant would.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import webpush from 'web-push';
 import type { BenchDb } from './db.js';
@@ -56,8 +58,20 @@ export function serviceEnv({ db, masterKey, adminToken, port, extra }: ServiceEn
   };
 }
 
+/**
+ * The Node flags the service's own `npm start` runs it with (`node <flags> dist/src/main.js` in its
+ * package.json, read from `serviceDir`, so an older build is measured as it ran), then
+ * BENCH_SERVICE_NODE_FLAGS: flags for the service processes only (a profile of the service alone, a V8 setting tried on it).
+ */
+export function serviceNodeFlags(serviceDir: string): string[] {
+  const start = (JSON.parse(readFileSync(join(serviceDir, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const own = /^node((?:\s+--[\w-]+(?:=\S+)?)*)\s+dist\/src\/main\.js$/.exec(start.trim());
+  if (!own) throw new Error(`${serviceDir}/package.json: "start" is not \`node [--flags] dist/src/main.js\` (${start}); the bench runs the service as it says`);
+  return [...own[1]!.split(/\s+/), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? '').split(' ')].filter(Boolean);
+}
+
 export async function startService(serviceDir: string, name: string, env: Record<string, string>, logFile: string): Promise<ServiceInstance> {
-  const proc = startNode(name, join(serviceDir, 'dist/src/main.js'), [], env, logFile, serviceDir);
+  const proc = startNode(name, join(serviceDir, 'dist/src/main.js'), [], env, logFile, serviceDir, serviceNodeFlags(serviceDir));
   const base = env.PUBLIC_URL;
   await waitForHttp(`${base}/healthz`, proc, 120_000);
   return { proc, base, port: Number(env.PORT) };
