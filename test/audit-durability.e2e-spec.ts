@@ -1,9 +1,5 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { describe, expect, it } from 'vitest';
-import { usingPostgres } from './support/app.js';
 import { bearer } from './support/fixtures.js';
 import { deployment, startInstance, type Instance } from './support/instances.js';
 import { createStepUp, human } from './support/step-up.js';
@@ -26,8 +22,8 @@ async function auditedRequestIds(databaseUrl: string, appId: string, ids: string
 
 describe('request audit across a graceful stop (real process, real SIGTERM)', () => {
   it('every request answered before or during SIGTERM has its http.request row once the process has exited', async () => {
-    const databaseUrl = usingPostgres() ? process.env.TEST_DATABASE_URL! : `sqlite:${join(mkdtempSync(join(tmpdir(), 'mpx-audit-term-')), 'db.sqlite')}`;
-    const settings = deployment({ DATABASE_URL: databaseUrl });
+    const settings = deployment();
+    const databaseUrl = settings.DATABASE_URL!;
     let instance: Instance | null = await startInstance(settings);
     try {
       const h = await human(instance.t);

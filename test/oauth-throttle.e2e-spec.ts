@@ -174,30 +174,40 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     expect(await statuses(FAILURES_PER_SOURCE - 1, () => tokenFrom(SOURCE_A, a.id, 'wrong-secret'))).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
 
     // Each malformed request names the claimed client (so it would be counted against this very
-    // budget) and carries the right secret or a wrong one: none checks a secret, none is a failed authentication.
-    const malformed: [string, () => Promise<Res>][] = [
-      ['use exactly one client authentication method', () => postToken(SOURCE_A, basic(a.id, a.clientSecret), { client_secret: a.clientSecret })],
-      ['use exactly one client authentication method', () => postToken(SOURCE_A, basic(a.id, 'wrong-secret'), { client_secret: 'wrong-secret' })],
-      ['client_id does not match the Basic credentials', () => postToken(SOURCE_A, basic(a.id, a.clientSecret), { client_id: 'agt_someone_else' })],
-      ['client_secret must be a string', () => postJson(SOURCE_A, basic(a.id, a.clientSecret), { client_secret: 12345 })],
-      ['client_secret must be a string', () => postJson(SOURCE_A, undefined, { client_id: a.id, client_secret: [a.clientSecret] })],
-      ['client_assertion must be a string', () => postJson(SOURCE_A, undefined, { client_id: a.id, client_assertion: { iss: a.id } })],
-      ['client_assertion_type must be', () => postJson(SOURCE_A, undefined, { client_assertion: unsignedAssertion(a.id), client_assertion_type: 'bearer' })],
+    // budget) and is sent once with the right secret and once with a wrong one, where it carries
+    // one: none is a failed authentication, and the answer must not depend on the secret.
+    const jwtBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+    const assertion = unsignedAssertion(a.id);
+    const form = (secret: string, raw: string) => send(SOURCE_A, basic(a.id, secret), 'application/x-www-form-urlencoded', `grant_type=client_credentials&${raw}`);
+    const malformed: [string, (secret: string) => Promise<Res>][] = [
+      ['use exactly one client authentication method', (secret) => postToken(SOURCE_A, basic(a.id, secret), { client_secret: secret })],
+      ['use exactly one client authentication method', (secret) => postToken(SOURCE_A, basic(a.id, secret), { client_secret: '' })],
+      ['use exactly one client authentication method', (secret) => postToken(SOURCE_A, basic(a.id, secret), { client_assertion: assertion, client_assertion_type: jwtBearer })],
+      ['use exactly one client authentication method', (secret) => postJson(SOURCE_A, undefined, { client_id: a.id, client_secret: secret, client_assertion: assertion, client_assertion_type: jwtBearer })],
+      ['client_id does not match the Basic credentials', (secret) => postToken(SOURCE_A, basic(a.id, secret), { client_id: 'agt_someone_else' })],
+      ['client_id must be a string', (secret) => postJson(SOURCE_A, basic(a.id, secret), { client_id: 5 })],
+      ['client_secret must be a string', (secret) => postJson(SOURCE_A, basic(a.id, secret), { client_secret: 12345 })],
+      ['client_secret must be a string', (secret) => postJson(SOURCE_A, undefined, { client_id: a.id, client_secret: [secret] })],
+      // A form parameter given twice is not a string either.
+      ['client_secret must be a string', (secret) => form(secret, `client_id=${a.id}&client_secret=${encodeURIComponent(secret)}&client_secret=${encodeURIComponent(secret)}`)],
+      ['client_assertion must be a string', (secret) => postJson(SOURCE_A, basic(a.id, secret), { client_assertion: { iss: a.id } })],
+      [`client_assertion_type must be ${jwtBearer}`, () => postJson(SOURCE_A, undefined, { client_assertion: assertion, client_assertion_type: 'bearer' })],
+      [`client_assertion_type must be ${jwtBearer}`, () => postJson(SOURCE_A, undefined, { client_assertion: assertion })],
     ];
-    for (let round = 0; round < 4; round++) {
-      for (const [description, request] of malformed) {
-        const res = await request();
-        expect(res.status, description).toBe(400);
-        expect(res.body).toEqual({ error: 'invalid_request', error_description: expect.stringContaining(description) });
-        expect(res.body.access_token).toBeUndefined();
-      }
+    const headersOf = (r: Res) => ({ type: r.headers['content-type'], cache: r.headers['cache-control'], challenge: r.headers['www-authenticate'], limit: r.headers['ratelimit-limit'] });
+    for (const [description, request] of malformed) {
+      const right = await request(a.clientSecret);
+      const wrong = await request('wrong-secret');
+      expect(right.status, description).toBe(400);
+      expect(right.body).toEqual({ error: 'invalid_request', error_description: description });
+      expect({ status: wrong.status, body: wrong.body, headers: headersOf(wrong) }).toEqual({ status: right.status, body: right.body, headers: headersOf(right) });
     }
 
-    // 28 refusals later the budget still has its last failure: one more wrong secret is the 20th 401, then 429.
+    // 24 refusals later the budget still has its last failure: one more wrong secret is the 20th 401, then 429.
     expect((await tokenFrom(SOURCE_A, a.id, 'wrong-secret')).status).toBe(401);
     expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(429);
     // Once it is spent, the malformed requests are refused by the throttle first, like everything else from there.
-    for (const [, request] of malformed) expect((await request()).status).toBe(429);
+    for (const [, request] of malformed) expect([(await request(a.clientSecret)).status, (await request('wrong-secret')).status]).toEqual([429, 429]);
   });
 
   it('successful issuance is limited to 60 per minute per authenticated client, in RFC 6749 form, whatever the source', async () => {

@@ -105,8 +105,8 @@ export function markdownTable(r: DbReport): string {
         "CPU per success depends less on it: it is both processes' CPU time over all their successes. It rises with the work an instance does because another exists " +
         '(cache invalidations, background work done twice), but also with sharing the cores (context switches, colder caches) and with half the connections per instance ' +
         '(smaller group commits and Redis pipelines), which instances with cores of their own and their own load would not pay. ' +
-        'Capacity per instance by CPU, 1-instance CPU ÷ 2-instance CPU per success, is therefore a lower bound on what each instance would serve relative to one alone ' +
-        '(the database, Redis and waits on locks are not in it).' +
+        'Capacity per instance by CPU, 1-instance CPU ÷ 2-instance CPU per success, is therefore probably pessimistic about what each instance would serve relative to one alone ' +
+        '(not a bound: a process given less CPU also handles more requests per loop turn and writes larger batches; the database, Redis and waits on locks are not in it).' +
         `\n\n${rows.join('\n')}`,
     );
   }

@@ -1,6 +1,6 @@
 /**
  * The service under test: `node <service-dir>/dist/src/main.js` in its own process, with the Node
- * flags of that service's `npm start` (serviceNodeFlags), configured
+ * flags of that service's `npm start` (startScriptFlags), configured
  * only through its environment (src/config/config.schema.ts), with the issuance and verify
  * budgets sized far above the load so rate limits are still checked on every request but never
  * refuse. Fixtures (apps, users, agents) are created through the public API, as a tenant would.
@@ -60,18 +60,27 @@ export function serviceEnv({ db, masterKey, adminToken, port, extra }: ServiceEn
 
 /**
  * The Node flags the service's own `npm start` runs it with (`node <flags> dist/src/main.js` in its
- * package.json, read from `serviceDir`, so an older build is measured as it ran), then
- * BENCH_SERVICE_NODE_FLAGS: flags for the service processes only (a profile of the service alone, a V8 setting tried on it).
+ * package.json, read from `serviceDir`, so an older build is measured as it ran). Only plain
+ * `--name` or `--name=value` flags: anything the shell would have to interpret stops the bench.
  */
-export function serviceNodeFlags(serviceDir: string): string[] {
+export function startScriptFlags(serviceDir: string): string[] {
   const start = (JSON.parse(readFileSync(join(serviceDir, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
-  const own = /^node((?:\s+--[\w-]+(?:=\S+)?)*)\s+dist\/src\/main\.js$/.exec(start.trim());
-  if (!own) throw new Error(`${serviceDir}/package.json: "start" is not \`node [--flags] dist/src/main.js\` (${start}); the bench runs the service as it says`);
-  return [...own[1]!.split(/\s+/), ...(process.env.BENCH_SERVICE_NODE_FLAGS ?? '').split(' ')].filter(Boolean);
+  const own = /^node((?:\s+--[\w-]+(?:=[\w.,:/+=-]+)?)*)\s+dist\/src\/main\.js$/.exec(start.trim());
+  if (!own) throw new Error(`${serviceDir}/package.json: "start" is not \`node [--flag[=value] …] dist/src/main.js\` (${start}); the bench runs the service as it says`);
+  return own[1]!.split(/\s+/).filter(Boolean);
+}
+
+/** BENCH_SERVICE_NODE_FLAGS: flags for the service processes only (a profile of the service alone, a V8 setting tried on it). */
+export const extraServiceFlags = (): string[] => (process.env.BENCH_SERVICE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
+/** The command line of the service as the bench starts it (markdown): its start script's, then the extra ones (BENCH_NODE_FLAGS, for every server, come first). */
+export function serviceCommand(serviceDir: string): string {
+  const extra = [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...extraServiceFlags()];
+  return `\`node ${[...startScriptFlags(serviceDir), 'dist/src/main.js'].join(' ')}\`` + (extra.length ? `, plus \`${extra.join(' ')}\` (BENCH_NODE_FLAGS, BENCH_SERVICE_NODE_FLAGS)` : '');
 }
 
 export async function startService(serviceDir: string, name: string, env: Record<string, string>, logFile: string): Promise<ServiceInstance> {
-  const proc = startNode(name, join(serviceDir, 'dist/src/main.js'), [], env, logFile, serviceDir, serviceNodeFlags(serviceDir));
+  const proc = startNode(name, join(serviceDir, 'dist/src/main.js'), [], env, logFile, serviceDir, [...startScriptFlags(serviceDir), ...extraServiceFlags()]);
   const base = env.PUBLIC_URL;
   await waitForHttp(`${base}/healthz`, proc, 120_000);
   return { proc, base, port: Number(env.PORT) };

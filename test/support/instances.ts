@@ -20,7 +20,7 @@ export interface Instance {
 }
 
 /**
- * Starts the built service as its own process (`node dist/src/main.js`), as `npm start` does,
+ * Starts the built service as its own process (`node dist/src/main.js`; `npm start` adds a V8 memory setting only),
  * on a free port. Instances given the same `shared` settings form one deployment.
  */
 export async function startInstance(shared: Record<string, string>, env: Record<string, string> = {}): Promise<Instance> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loginChallengesKey, loginVerifyKey } from './buckets.js';
+import { loginChallengesKey, loginVerifyKey, oauthTokenFailuresKey } from './buckets.js';
 
 describe('per-source keys of the unauthenticated login buckets', () => {
   it('an IPv6 source is keyed by its /64: every address of one prefix shares one bucket, whatever its spelling', () => {
@@ -22,5 +22,17 @@ describe('per-source keys of the unauthenticated login buckets', () => {
     expect(loginChallengesKey('::ffff:203.0.113.7')).toBe('ip:203.0.113.7');
     expect(loginChallengesKey('203.0.113.8')).not.toBe(loginChallengesKey('203.0.113.7'));
     expect(loginChallengesKey('x'.repeat(100))).toBe(`ip:${'x'.repeat(64)}`);
+  });
+});
+
+describe('per-source key of the /oauth/token failure budget', () => {
+  it('is the source as the login buckets key it (an IPv6 /64, an IPv4 address), then the claimed client', () => {
+    const key = oauthTokenFailuresKey('agt_victim', '2001:db8:1:2::1');
+    expect(key).toBe('ip:2001:db8:1:2::/64:client:agt_victim');
+    for (const ip of ['2001:db8:1:2::2', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:1:2:0:0:0:1']) expect(oauthTokenFailuresKey('agt_victim', ip), ip).toBe(key);
+    expect(oauthTokenFailuresKey('agt_victim', '2001:db8:1:3::1')).not.toBe(key);
+    expect(oauthTokenFailuresKey('agt_other', '2001:db8:1:2::1')).not.toBe(key);
+    expect(oauthTokenFailuresKey('agt_victim', '::ffff:203.0.113.7')).toBe('ip:203.0.113.7:client:agt_victim');
+    expect(oauthTokenFailuresKey('agt_victim', '203.0.113.8')).not.toBe(oauthTokenFailuresKey('agt_victim', '203.0.113.7'));
   });
 });

@@ -56,8 +56,11 @@ export const stepUpCreateKey = (agentId: string) => `agent:${agentId}`;
 export const userPushesKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
 export const agentPushesKey = (agentId: string) => `agent:${agentId}`;
 export const oauthTokenKey = (agentId: string) => `client:${agentId}`;
-/** Source first (an address never contains `:client:`), then the claimed, unauthenticated client id, capped. */
-export const oauthTokenFailuresKey = (claimedClientId: string, ip: string) => `ip:${ip.slice(0, 64)}:client:${claimedClientId.slice(0, 64)}`;
+/**
+ * Source first, as sourceKey gives it (an IPv6 source by its /64, so one host cannot mint a failure
+ * budget per address; a source key never contains `:client:`), then the claimed, unauthenticated client id, capped.
+ */
+export const oauthTokenFailuresKey = (claimedClientId: string, ip: string) => `ip:${sourceKey(ip)}:client:${claimedClientId.slice(0, 64)}`;
 export const appVerifyKey = (appId: string) => `app:${appId}`;
 export const approvalAttemptsKey = (stepUpId: string) => `stp:${stepUpId}`;
 export const userTotpKey = (appId: string, userId: string) => `user:${appId}:${userId}`;
