@@ -207,7 +207,7 @@ function header(o: BenchOptions, when: Date, loadBefore: number[]): string {
   const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
   return [
     `Command: \`${['npm run bench --', ...process.argv.slice(2)].join(' ')}\` (BENCH_CONNECTIONS=${o.connections}, BENCH_ROUNDS=${o.rounds}, BENCH_SECONDS=${o.seconds}, BENCH_AGENTS=${o.agents})`,
-    `Service under test: \`${o.serviceDir}\` at ${commitOf(o.serviceDir)}, run as its \`npm start\` does: ${serviceCommand(o.serviceDir)}; bench at ${commitOf(REPO_ROOT)}`,
+    `Service under test: \`${o.serviceDir}\` at ${commitOf(o.serviceDir)}, run ${serviceCommand(o.serviceDir)}; bench at ${commitOf(REPO_ROOT)}`,
     `Node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${when.toISOString()}; load average before ${la(loadBefore)}, after ${la(loadavg())} (anything else running on the machine shows here)`,
     '',
     'req/s counts successes only (a 2xx with an access token, a whoami answer, `{"valid":true}`, `"active":true`), median of the rounds; p50/p99 are medians of the rounds\' percentiles; failures are summed over the rounds.',

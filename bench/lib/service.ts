@@ -73,10 +73,15 @@ export function startScriptFlags(serviceDir: string): string[] {
 /** BENCH_SERVICE_NODE_FLAGS: flags for the service processes only (a profile of the service alone, a V8 setting tried on it). */
 export const extraServiceFlags = (): string[] => (process.env.BENCH_SERVICE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
-/** The command line of the service as the bench starts it (markdown): its start script's, then the extra ones (BENCH_NODE_FLAGS, for every server, come first). */
+/**
+ * The service's command line as the bench starts it (markdown), flags in the order node gets them
+ * (startNode puts BENCH_NODE_FLAGS first; of a flag given twice, the last wins), and its `npm start`'s when they differ.
+ */
 export function serviceCommand(serviceDir: string): string {
-  const extra = [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...extraServiceFlags()];
-  return `\`node ${[...startScriptFlags(serviceDir), 'dist/src/main.js'].join(' ')}\`` + (extra.length ? `, plus \`${extra.join(' ')}\` (BENCH_NODE_FLAGS, BENCH_SERVICE_NODE_FLAGS)` : '');
+  const own = startScriptFlags(serviceDir);
+  const line = (flags: string[]) => `\`node ${[...flags, 'dist/src/main.js'].join(' ')}\``;
+  const run = line([...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...own, ...extraServiceFlags()]);
+  return run === line(own) ? `as its \`npm start\` does: ${run}` : `${run} (BENCH_NODE_FLAGS, BENCH_SERVICE_NODE_FLAGS; its \`npm start\`: ${line(own)})`;
 }
 
 export async function startService(serviceDir: string, name: string, env: Record<string, string>, logFile: string): Promise<ServiceInstance> {

@@ -20,8 +20,8 @@ export function stamp(d = new Date()): string {
 export function commitOf(dir: string): string {
   try {
     const sha = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', 'src', 'migrations', 'bench', 'package.json'], { encoding: 'utf8' }).trim();
-    return dirty ? `${sha} + uncommitted changes in src/, migrations/, bench/ or package.json` : sha;
+    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', 'src', 'migrations', 'bench', ':!bench/results', 'package.json'], { encoding: 'utf8' }).trim();
+    return dirty ? `${sha} + uncommitted changes in src/, migrations/, bench/ (results aside) or package.json` : sha;
   } catch {
     return 'unknown';
   }
