@@ -21,12 +21,11 @@ import { BENCH_DIST, parseOptions, REPO_ROOT, type BenchOptions, type DbKind, ty
 import { cpuTicks, installCleanup, settle, TICKS_PER_S } from './lib/procs.js';
 import { buildService, commitOf, load, log, seedTokens, stamp, VERIFY_REQUEST } from './lib/support.js';
 import { markdownTable, type DbReport, type PathResults, type TargetName } from './lib/report.js';
-import { agentToken, BENCH_SCOPE, serviceCommand } from './lib/service.js';
+import { agentToken, serviceCommand, TOKEN_FORM } from './lib/service.js';
 import { startFleet, type Fleet } from './lib/targets.js';
 import type { LoadRequest, LoadResult } from './load.js';
 import { OPAQUE_RESOURCE } from './lib/peer-oidc-resources.js';
 
-const TOKEN_FORM = `grant_type=client_credentials&scope=${encodeURIComponent(BENCH_SCOPE)}`;
 const MIN_VERIFY_RATE = 1_000;
 const WARMUP_SECONDS = 2;
 

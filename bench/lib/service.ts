@@ -128,6 +128,8 @@ export async function createTenant(base: string, adminToken: string, name: strin
 }
 
 export const BENCH_SCOPE = 'files:read';
+/** The body of every measured /oauth/token request (client credentials; the client authenticates in the Authorization header). */
+export const TOKEN_FORM = `grant_type=client_credentials&scope=${encodeURIComponent(BENCH_SCOPE)}`;
 export const BENCH_BOUNDARIES = ['files:*'];
 
 export async function createAgents(base: string, t: Tenant, count: number, prefix: string): Promise<BenchAgent[]> {
