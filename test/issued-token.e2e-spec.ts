@@ -1,5 +1,5 @@
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DataSource } from 'typeorm';
 import { hashSecret } from '../src/common/crypto/tokens.js';
 import { AgentTokensService } from '../src/modules/oauth/agent-tokens.service.js';
@@ -47,6 +47,12 @@ describe('verify-and-consume by the issued token’s hash', () => {
   const row = async (id: string): Promise<{ token_hash: string | null; token_jti: string; consumed_at: unknown }> =>
     (await t.app.get(DataSource).query(sql('SELECT token_hash, token_jti, consumed_at FROM step_ups WHERE id = ?'), [id]))[0];
   const setHash = (id: string, hash: string | null) => t.app.get(DataSource).query(sql('UPDATE step_ups SET token_hash = ? WHERE id = ?'), [hash, id]);
+  /** In-process requests issued together: they reach the consumer in the same turn, so share its batches. */
+  const inject = (h: Human, token: string) =>
+    (t.app.getHttpAdapter().getInstance() as { inject(o: Record<string, unknown>): Promise<{ statusCode: number; json(): Record<string, unknown> }> }).inject({
+      method: 'POST', url: '/v1/mfa-proxy-tokens/verify', headers: { authorization: `Bearer ${h.tenant.apiKey}`, 'content-type': 'application/json' },
+      payload: JSON.stringify({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }),
+    });
 
   it('the hash of the token handed out is stored with its jti; that token is consumed once, then already_used', async () => {
     const h = await human(t);
@@ -116,13 +122,6 @@ describe('verify-and-consume by the issued token’s hash', () => {
     const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
     const forge = (jti: unknown) => `${header}.${Buffer.from(JSON.stringify({ ...claims, jti })).toString('base64url')}.${Buffer.alloc(64, 7).toString('base64url')}`;
     const poisons = [{ a: 1 }, true, ['x', 'y'], 'a\u0000b', 7, 'x'.repeat(64)].map(forge);
-    // In-process requests issued together: they reach the consumer in the same turn, so share its batches.
-    const fastify = t.app.getHttpAdapter().getInstance() as { inject(o: Record<string, unknown>): Promise<{ statusCode: number; json(): Record<string, unknown> }> };
-    const inject = (h: Human, token: string) =>
-      fastify.inject({
-        method: 'POST', url: '/v1/mfa-proxy-tokens/verify', headers: { authorization: `Bearer ${h.tenant.apiKey}`, 'content-type': 'application/json' },
-        payload: JSON.stringify({ token, action: 'files:delete', resource: 'drive://q3.pdf', details: { size: 42 } }),
-      });
     const answers = await Promise.all([...poisons.map((p) => inject(attacker, p)), ...victims.map((v, i) => inject(v, tokens[i].token))]);
     expect(answers.map((a) => [a.statusCode, a.json()])).toEqual([
       ...poisons.map(() => [200, { valid: false, reason: 'invalid_signature' }]),
@@ -130,21 +129,53 @@ describe('verify-and-consume by the issued token’s hash', () => {
     ]);
   });
 
-  it('an ask under another hash does not take the token’s turn in a batch: a forged copy asked first, the token still consumed', async () => {
+  it('an ask under another hash does not take the token’s turn in a batch: asked without a hash it is decided in the next batch, asked by its hash it is answered at once and left to the signed path', async () => {
     const consumer = t.app.get(TokenConsumer);
-    for (const genuine of ['hash', 'signed'] as const) {
+    // The signed path asks without a hash: a forged copy asked first does not decide it.
+    {
       const h = await human(t);
       const { id, token } = await approved(h);
       const jti = decodeJwt(token).jti!;
-      const asks = [consumer.consume(h.tenant.appId, jti, hashSecret(`${token}x`)), consumer.consume(h.tenant.appId, jti, genuine === 'hash' ? hashSecret(token) : null)];
-      expect((await Promise.all(asks)).map((r) => r?.id ?? null), genuine).toEqual([null, id]);
-      // The same string asked twice at once: its first asker only.
-      expect((await Promise.all([consumer.consume(h.tenant.appId, jti, hashSecret(token)), consumer.consume(h.tenant.appId, jti, hashSecret(token))])).map((r) => r?.id ?? null)).toEqual([null, null]);
+      const asks = [consumer.consume(h.tenant.appId, jti, hashSecret(`${token}x`)), consumer.consume(h.tenant.appId, jti, null)];
+      expect((await Promise.all(asks)).map((r) => r?.id ?? null)).toEqual([null, id]);
     }
+    // By its hash, after a forged copy of the same jti: not consumed here (nothing is), and the
+    // verification's signed path then consumes it, with a forged copy verified in the same turn.
+    {
+      const h = await human(t);
+      const { id, token } = await approved(h);
+      const jti = decodeJwt(token).jti!;
+      const asks = [consumer.consume(h.tenant.appId, jti, hashSecret(`${token}x`)), consumer.consume(h.tenant.appId, jti, hashSecret(token))];
+      expect((await Promise.all(asks)).map((r) => r?.id ?? null)).toEqual([null, null]);
+      expect((await row(id)).consumed_at).toBeNull();
+      const forged = `${token.slice(0, -2)}${token.endsWith('AA') ? 'BA' : 'AA'}`;
+      const answers = await Promise.all([inject(h, forged), inject(h, token)]);
+      expect(answers.map((a) => a.json())).toEqual([{ valid: false, reason: 'invalid_signature' }, expect.objectContaining({ valid: true, stepUpId: id })]);
+    }
+    // The same string asked twice at once: its first asker only.
     const h = await human(t);
     const { id, token } = await approved(h);
     const jti = decodeJwt(token).jti!;
     expect((await Promise.all([consumer.consume(h.tenant.appId, jti, hashSecret(token)), consumer.consume(h.tenant.appId, jti, hashSecret(token))])).map((r) => r?.id ?? null)).toEqual([id, null]);
+  });
+
+  it('forged copies of one jti under many hashes cost one batch, not one each: another app’s verification in the same turn is not held behind them', async () => {
+    const consumer = t.app.get(TokenConsumer);
+    const attacker = await human(t);
+    const victim = await human(t);
+    const [mine, theirs] = await Promise.all([approved(attacker), approved(victim)]);
+    const jti = decodeJwt(mine.token).jti!;
+    const batches = vi.spyOn(consumer as unknown as { write(batch: unknown[]): Promise<void> }, 'write');
+    try {
+      const forged = Array.from({ length: 40 }, (_, i) => consumer.consume(attacker.tenant.appId, jti, hashSecret(`${mine.token}${i}`)));
+      const victims = consumer.consume(victim.tenant.appId, decodeJwt(theirs.token).jti!, hashSecret(theirs.token));
+      expect((await Promise.all(forged)).every((r) => r === null)).toBe(true);
+      expect((await victims)?.id).toBe(theirs.id);
+      expect(batches).toHaveBeenCalledTimes(1);
+    } finally {
+      batches.mockRestore();
+    }
+    expect((await row(mine.id)).consumed_at).toBeNull();
   });
 
   it('N concurrent verifications of one token, by its hash: exactly one valid, the others already_used, one consumed audit event', async () => {

@@ -54,8 +54,10 @@ export class TokenConsumer {
   ) {}
 
   /**
-   * Consumes the token `jti` of `appId`: its step-up if this call consumed it, null if it was not
-   * consumable. With `tokenHash`, only if the token handed out had that hash (TokenToConsume).
+   * Consumes the token `jti` of `appId`: its step-up if this call consumed it, null if it did not.
+   * With `tokenHash`, only if the token handed out had that hash (TokenToConsume); null then also
+   * when the same jti was asked under another hash first in the same batch (the caller goes on to
+   * the signed path, which asks without a hash and is decided in a batch of its own if need be).
    */
   consume(appId: string, jti: string, tokenHash: string | null = null): Promise<ConsumedStepUp | null> {
     // Not a token of ours: nothing to consume, and no place in a batch that other verifications share.
@@ -87,8 +89,11 @@ export class TokenConsumer {
 
   private async write(batch: Waiting[]): Promise<void> {
     // One asker per token: a second ask for the same jti and hash in this batch finds it used. An
-    // ask for the same jti under another hash (another string for the token: a forged copy, or the
-    // token on its signed path) is not decided by the first: it goes first into the next batch.
+    // ask for the same jti under another hash (another string for the token) is not decided by the
+    // first. Asked by its hash (the unsigned path) it is answered null now, and its caller decides
+    // it by its signature: forged copies of one jti then cost one batch, not one batch each while
+    // other apps' verifications wait behind them. Asked without a hash (the signed path: the token,
+    // or the other ECDSA string of its signature) it goes first into the next batch.
     const first = new Map<string, Waiting>();
     const later: Waiting[] = [];
     const asked: Waiting[] = [];
@@ -97,7 +102,8 @@ export class TokenConsumer {
       const f = first.get(k);
       if (!f) first.set(k, w);
       else if (f.tokenHash !== w.tokenHash) {
-        later.push(w);
+        if (w.tokenHash === null) later.push(w);
+        else w.resolve(null);
         continue;
       }
       asked.push(w);
