@@ -95,7 +95,7 @@ async function statuses(n: number, send: () => Promise<Res>): Promise<number[]> 
 
 const times = <T>(n: number, v: T): T[] => Array.from({ length: n }, () => v);
 
-describe('/oauth/token: failed client authentication is throttled per (client, source), apart from issuance', () => {
+describe('/oauth/token: failed client authentication is throttled per (client, source), never a right credential, apart from issuance', () => {
   let tenant: Tenant;
   let userId: string;
   let agent: AgentFixture;
@@ -104,10 +104,10 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     userId = await createUser(t, tenant);
   });
 
-  it('a flood of wrong secrets for an agent is throttled at its source and neither locks the agent out elsewhere nor spends its issuance budget', async () => {
+  it('a flood of wrong secrets for an agent is throttled at its source and neither locks the agent out (there or elsewhere) nor spends its issuance budget', async () => {
     agent = await createAgent(t, tenant, userId);
 
-    // Source A guesses: invalid_client until its failure budget is gone, then 429 without checking the secret.
+    // Source A guesses: invalid_client until its failure budget is gone, then 429.
     const flood: Res[] = [];
     for (let i = 0; i < 60; i++) flood.push(await tokenFrom(SOURCE_A, agent.id, `wrong-secret-${i}`));
     expect(flood.map((r) => r.status)).toEqual([...times(FAILURES_PER_SOURCE, 401), ...times(60 - FAILURES_PER_SOURCE, 429)]);
@@ -122,13 +122,17 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     expect(throttled.headers['ratelimit-remaining']).toBe('0');
     expect(Number(throttled.headers['ratelimit-reset'])).toBeGreaterThan(0);
 
-    // Keyed by (claimed client, source): the real agent sharing source A with the attacker is
-    // held back too (the documented trade-off), with the same 429.
-    expect((await tokenFrom(SOURCE_A, agent.id, agent.clientSecret)).status).toBe(429);
+    // The real agent sharing source A with the attacker (a NAT, the proxy in front of the service)
+    // still gets its token: the right secret passes whatever the failures.
+    const shared = await tokenFrom(SOURCE_A, agent.id, agent.clientSecret);
+    expect(shared.status).toBe(200);
+    expect(decodeJwt(shared.body.access_token as string).client_id).toBe(agent.id);
+    // ...and a wrong one from there is still refused by the throttle.
+    expect((await tokenFrom(SOURCE_A, agent.id, 'wrong-secret-again')).status).toBe(429);
 
-    // From source B the real agent has its whole issuance budget: 60 tokens, then its own 429.
-    const fromB = await statuses(ISSUANCE_PER_MINUTE, () => tokenFrom(SOURCE_B, agent.id, agent.clientSecret));
-    expect(fromB).toEqual(times(ISSUANCE_PER_MINUTE, 200));
+    // From source B the agent has the rest of its issuance budget (one token went to source A), then its own 429.
+    const fromB = await statuses(ISSUANCE_PER_MINUTE - 1, () => tokenFrom(SOURCE_B, agent.id, agent.clientSecret));
+    expect(fromB).toEqual(times(ISSUANCE_PER_MINUTE - 1, 200));
     const over = await tokenFrom(SOURCE_B, agent.id, agent.clientSecret);
     expect(over.status).toBe(429);
     expect(over.headers['ratelimit-limit']).toBe(String(ISSUANCE_PER_MINUTE));
@@ -139,8 +143,22 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     const bystander = await createAgent(t, tenant, userId);
     await statuses(FAILURES_PER_SOURCE, () => tokenFrom(SOURCE_A, victim.id, 'wrong-secret'));
     expect((await tokenFrom(SOURCE_A, victim.id, 'wrong-secret')).status).toBe(429);
+    expect((await tokenFrom(SOURCE_A, bystander.id, 'wrong-secret')).status).toBe(401);
     const ok = await tokenFrom(SOURCE_A, bystander.id, bystander.clientSecret);
     expect(ok.status).toBe(200);
+  });
+
+  it('concurrent failures get exactly the budget of 401s (each failure spends atomically), and right secrets sent among them all pass', async () => {
+    const a = await createAgent(t, tenant, userId);
+    const wrong = 3 * FAILURES_PER_SOURCE;
+    const right = 10;
+    const answers = await Promise.all([
+      ...Array.from({ length: wrong }, (_, i) => tokenFrom(SOURCE_A, a.id, `wrong-secret-${i}`)),
+      ...Array.from({ length: right }, () => tokenFrom(SOURCE_A, a.id, a.clientSecret)),
+    ]);
+    const count = (rs: Res[]) => rs.reduce<Record<number, number>>((c, r) => ({ ...c, [r.status]: (c[r.status] ?? 0) + 1 }), {});
+    expect(count(answers.slice(0, wrong))).toEqual({ 401: FAILURES_PER_SOURCE, 429: wrong - FAILURES_PER_SOURCE });
+    expect(count(answers.slice(wrong))).toEqual({ 200: right });
   });
 
   it('undecodable Basic credentials are invalid_client, and counted against the client the body claims at that source', async () => {
@@ -154,8 +172,10 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     expect(first.headers['www-authenticate']).toBe('Basic realm="mfa-proxy"');
     const rest = await statuses(FAILURES_PER_SOURCE - 1, () => postToken(SOURCE_A, malformed[1]!, { client_id: victim.id }));
     expect(rest).toEqual(times(FAILURES_PER_SOURCE - 1, 401));
-    // The claimed client's budget at this source is spent: its real credentials wait too; another client does not.
-    expect((await tokenFrom(SOURCE_A, victim.id, victim.clientSecret)).status).toBe(429);
+    // The claimed client's budget at this source is spent: its next failure there is 429, its real credentials pass; another client is untouched.
+    expect((await postToken(SOURCE_A, malformed[0]!, { client_id: victim.id })).status).toBe(429);
+    expect((await tokenFrom(SOURCE_A, victim.id, victim.clientSecret)).status).toBe(200);
+    expect((await tokenFrom(SOURCE_A, bystander.id, 'wrong-secret')).status).toBe(401);
     expect((await tokenFrom(SOURCE_A, bystander.id, bystander.clientSecret)).status).toBe(200);
     expect((await tokenFrom(SOURCE_B, victim.id, victim.clientSecret)).status).toBe(200);
   });
@@ -204,11 +224,17 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
       expect({ status: wrong.status, body: wrong.body, headers: headersOf(wrong) }).toEqual({ status: right.status, body: right.body, headers: headersOf(right) });
     }
 
-    // 24 refusals later the budget still has its last failure: one more wrong secret is the 20th 401, then 429.
+    // 24 refusals later the budget still has its last failure: one more wrong secret is the 20th 401, the next 429.
     expect((await tokenFrom(SOURCE_A, a.id, 'wrong-secret')).status).toBe(401);
-    expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(429);
-    // Once it is spent, the malformed requests are refused by the throttle first, like everything else from there.
-    for (const [, request] of malformed) expect([(await request(a.clientSecret)).status, (await request('wrong-secret')).status]).toEqual([429, 429]);
+    expect((await tokenFrom(SOURCE_A, a.id, 'wrong-secret')).status).toBe(429);
+    // Once it is spent, a malformed request is still refused as malformed (before any credential is
+    // checked, so before the throttle), with the same answer whichever secret it carries.
+    for (const [description, request] of malformed) {
+      const [right, wrong] = [await request(a.clientSecret), await request('wrong-secret')];
+      expect([right.status, right.body.error_description], description).toEqual([400, description]);
+      expect({ status: wrong.status, body: wrong.body, headers: headersOf(wrong) }).toEqual({ status: right.status, body: right.body, headers: headersOf(right) });
+    }
+    expect((await tokenFrom(SOURCE_A, a.id, a.clientSecret)).status).toBe(200);
   });
 
   it('successful issuance is limited to 60 per minute per authenticated client, in RFC 6749 form, whatever the source', async () => {

@@ -41,10 +41,11 @@ describe('rate limits', () => {
     const results = [];
     for (let i = 0; i < 21; i++) results.push((await t.http.post('/oauth/token').auth(agent.id, 'wrong-secret').type('form').send({ grant_type: 'client_credentials' })).status);
     expect(results).toEqual([...Array.from({ length: 20 }, () => 401), 429]);
-    // The same source is held back even with the right secret: the key is (client, source).
-    const res = await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(429);
+    const res = await t.http.post('/oauth/token').auth(agent.id, 'wrong-secret').type('form').send({ grant_type: 'client_credentials' }).expect(429);
     expect(res.body.error).toBe('invalid_request');
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    // The right secret is never held back, even from the same source.
+    await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
   });
 
   it('TOTP attempts are capped per user across step-ups (20 per 15 min)', async () => {

@@ -326,10 +326,12 @@ describe('one client authentication for every /oauth endpoint', () => {
       const res = await t.http.post('/oauth/revoke').auth(agent.id, `${agent.clientSecret}x`).type('form').send({ token: 'x' });
       expect(res.status).toBe(401);
     }
-    const blocked = await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' });
+    const blocked = await t.http.post('/oauth/token').auth(agent.id, `${agent.clientSecret}x`).type('form').send({ grant_type: 'client_credentials' });
     expect(blocked.status).toBe(429);
     expect(blocked.body.error).toBe('invalid_request');
     expect(blocked.headers['retry-after']).toEqual(expect.any(String));
+    // A right secret always passes.
+    await t.http.post('/oauth/token').auth(agent.id, agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).expect(200);
   });
 });
 

@@ -82,18 +82,20 @@ export class OAuthService {
   }
 
   /**
-   * Client authentication behind its own throttle: a (claimed client, source) that used up its
-   * failure budget is refused before any secret is checked; only failures spend from it. The claimed
-   * client's issuance budget is never touched here, so a flood of wrong secrets locks out no one but its source.
+   * Client authentication, with failures throttled per (claimed client, source): a failed attempt
+   * spends one point, atomically, and once the budget is spent failures are answered 429 instead of
+   * 401. The credential is always checked first, and one that is right always passes: whoever
+   * shares the agent's source address (a NAT, the load balancer in front of every instance) cannot
+   * lock it out by sending wrong secrets in its name. Nothing is spent on success, nor from the
+   * claimed client's issuance budget here. Client secrets are 256-bit random and assertions are
+   * signatures: the budget bounds load and noise, not guessing (BUCKETS.oauthTokenFailures).
    */
   async authenticateClient(authorization: string | undefined, body: Record<string, unknown>, ip: string): Promise<AgentEntity> {
     const presented = presentedClient(authorization, body);
-    const failuresKey = oauthTokenFailuresKey(this.clients.clientIdHint(presented), ip);
-    await this.limits.check('oauthTokenFailures', failuresKey);
     try {
       return (await this.clients.authenticate(presented)).agent;
     } catch (err) {
-      if (err instanceof OAuthError && err.error === 'invalid_client') await this.limits.spend('oauthTokenFailures', failuresKey);
+      if (err instanceof OAuthError && err.error === 'invalid_client') await this.limits.consume('oauthTokenFailures', oauthTokenFailuresKey(this.clients.clientIdHint(presented), ip));
       throw err;
     }
   }

@@ -21,8 +21,10 @@ export const BUCKETS = {
   oauthToken: { points: 60, duration: 60, failClosed: false, code: 'rate_limited' },
   /**
    * Failed client authentications at /oauth/token per (claimed client id, source IP): 20 per 5 min.
-   * Checked without spending before authenticating, spent only on failure, so a flood of wrong
-   * secrets throttles its own source and never the agent elsewhere, nor its issuance budget.
+   * Spent by each failure, atomically, after the credential was checked; past the budget a failure
+   * is answered 429 instead of 401. A right credential always passes, so a flood of wrong secrets
+   * locks the agent out nowhere (not even behind the proxy or NAT it shares with the flood), and
+   * costs it nothing of its issuance budget.
    * Fails open: client secrets are 256-bit random and assertions are signatures, so this bucket
    * bounds load and noise, not guessing; failing closed would stop all issuance with Redis down.
    */
