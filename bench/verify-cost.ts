@@ -50,10 +50,19 @@ function postgresTicks(): number {
   return ticks;
 }
 
-/** CPU ticks of the Redis server (PostgreSQL runs use it for rate limits and coordination). */
-function redisTicks(): number {
-  if (kind !== 'postgres') return 0;
-  return execFileSync('pgrep', ['-x', 'redis-server']).toString().trim().split('\n').reduce((t, pid) => t + cpuTicks(Number(pid)), 0);
+/**
+ * CPU ticks of the local Redis server processes (PostgreSQL runs use Redis for rate limits and
+ * coordination); null when none runs here under that name (a remote Redis, a container, Valkey).
+ */
+function redisTicks(): number | null {
+  if (kind !== 'postgres') return null;
+  let pids: string[];
+  try {
+    pids = execFileSync('pgrep', ['-x', 'redis-server']).toString().trim().split('\n');
+  } catch {
+    return null; // pgrep exits 1 when nothing matches
+  }
+  return pids.reduce((t, pid) => t + cpuTicks(Number(pid)), 0);
 }
 
 function walBytes(): number {
@@ -91,7 +100,7 @@ async function measure(serviceDir: string): Promise<void> {
       const failed = r.non2xx + r.errors + r.timeouts + r.invalid;
       log(
         `${serviceDir} (${commitOf(serviceDir)}) round ${round}: ${r.ok.toLocaleString('en-US')} ${path === 'token' ? 'tokens' : 'valid'} (${Math.round(r.okPerSec)}/s, p99 ${r.p99} ms${failed ? `, ${failed} failed: ${JSON.stringify({ ...r.statuses, ...r.reasons, errors: r.errors, timeouts: r.timeouts })}` : ''}); per success: service ${per(cpuTicks(service) - before.service)} µs` +
-          (kind === 'postgres' ? `, PostgreSQL ${per(postgresTicks() - before.pg)} µs, Redis ${per(redisTicks() - before.redis)} µs, WAL ${((walBytes() - before.wal) / Math.max(1, r.ok) / 1024).toFixed(2)} KiB` : ''),
+          (kind === 'postgres' ? `, PostgreSQL ${per(postgresTicks() - before.pg)} µs, Redis ${before.redis === null ? '– (no local redis-server)' : `${per((redisTicks() ?? before.redis) - before.redis)} µs`}, WAL ${((walBytes() - before.wal) / Math.max(1, r.ok) / 1024).toFixed(2)} KiB` : ''),
       );
     }
   } finally {

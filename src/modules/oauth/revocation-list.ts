@@ -13,7 +13,10 @@ const TOKEN_REVOKED = 'token.revoked';
 
 /**
  * How far back each re-read of the revocations looks past the previous one's start: `revoked_at` is
- * written by the revoking instance's clock, and its transaction commits a little after it.
+ * written by the revoking instance's clock, and its transaction commits a little after it. A
+ * revocation stamped by a clock more than this behind the reader's is left to pub/sub (and to the
+ * next reconnect or restart): instances' clocks must agree far better than that anyway, since
+ * tokens' `iat` is checked with 5 s of tolerance.
  */
 const SYNC_OVERLAP_MS = 60_000;
 
@@ -81,9 +84,11 @@ export class RevocationList implements OnApplicationBootstrap, BeforeApplication
     await this.pubsub.publish(TOKEN_REVOKED, { jti: entry.jti, exp: entry.expiresAt });
   }
 
+  /** Holds a revocation until its token expires; expired ones are swept as the map grows (a jti already held changes nothing: readings overlap). */
   private remember(jti: string, exp: number): void {
     const now = this.clock.now();
-    if (exp > now) this.revoked.set(jti, exp);
+    if (exp <= now || this.revoked.has(jti)) return;
+    this.revoked.set(jti, exp);
     if (this.revoked.size % 1000 === 0) for (const [k, v] of this.revoked) if (v <= now) this.revoked.delete(k);
   }
 
@@ -95,7 +100,7 @@ export class RevocationList implements OnApplicationBootstrap, BeforeApplication
     this.readSince = Math.max(this.readSince, started);
   }
 
-  /** The revocations made since the last reading (ix_revoked_tokens_revoked_at): a few rows, whatever the history. */
+  /** The revocations made since the last reading, and in the overlap before it (ix_revoked_tokens_revoked_at): a few rows, whatever the history. */
   private sync(): Promise<void> {
     this.reading ??= (async () => {
       const started = this.clock.now();

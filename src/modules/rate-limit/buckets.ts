@@ -26,7 +26,8 @@ export const BUCKETS = {
    * locks the agent out nowhere (not even behind the proxy or NAT it shares with the flood), and
    * costs it nothing of its issuance budget.
    * Fails open: client secrets are 256-bit random and assertions are signatures, so this bucket
-   * bounds load and noise, not guessing; failing closed would stop all issuance with Redis down.
+   * caps the 401s (noise), not guessing; failing closed would stop all issuance with Redis down.
+   * Every endpoint that authenticates an agent as an OAuth client spends from it (authenticateClient).
    */
   oauthTokenFailures: { points: 20, duration: 300, failClosed: false, code: 'rate_limited' },
   /** Verify per app. */
