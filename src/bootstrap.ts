@@ -74,7 +74,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT,
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
-    trustProxy: false,
+    // TRUST_PROXY: requests from these proxies come from the client their X-Forwarded-For names
+    // (request.ip); otherwise the TCP peer is the client and X-Forwarded-* are ignored.
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
     // Long ids are answered 404 by the handlers; longer ones (and undecodable paths) 404 by onFrameworkError.
     routerOptions: { maxParamLength: 1000 },
     frameworkErrors: onFrameworkError,
@@ -119,7 +121,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   // the raw request too, so the response hook (outside this async context) can audit it.
   fastify.addHook('onRequest', (request, _reply, done) => {
     const raw = request.raw as IncomingMessage & { context?: RequestFields };
-    raw.context = { requestId: request.id, ip: raw.socket?.remoteAddress };
+    raw.context = { requestId: request.id, ip: request.ip };
     RequestContext.run(raw.context, done);
   });
   // Forms only at /oauth/*: elsewhere a body that is not JSON is 415 before guards and handlers (a matched route's body, once parsed).

@@ -54,7 +54,7 @@ function postJson(source: string, authorization: string | undefined, json: Recor
   return send(source, authorization, 'application/json', JSON.stringify({ grant_type: 'client_credentials', ...json }));
 }
 
-function send(source: string, authorization: string | undefined, contentType: string, body: string): Promise<Res> {
+function send(source: string, authorization: string | undefined, contentType: string, body: string, path = '/oauth/token'): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -62,7 +62,7 @@ function send(source: string, authorization: string | undefined, contentType: st
         port,
         localAddress: source,
         method: 'POST',
-        path: '/oauth/token',
+        path,
         agent: false,
         headers: {
           ...(authorization === undefined ? {} : { Authorization: authorization }),
@@ -159,6 +159,29 @@ describe('/oauth/token: failed client authentication is throttled per (client, s
     const count = (rs: Res[]) => rs.reduce<Record<number, number>>((c, r) => ({ ...c, [r.status]: (c[r.status] ?? 0) + 1 }), {});
     expect(count(answers.slice(0, wrong))).toEqual({ 401: FAILURES_PER_SOURCE, 429: wrong - FAILURES_PER_SOURCE });
     expect(count(answers.slice(wrong))).toEqual({ 200: right });
+  });
+
+  it('every endpoint that authenticates an agent as an OAuth client spends from the same budget, and passes a right credential past it', async () => {
+    const a = await createAgent(t, tenant, userId);
+    // Each endpoint's own parameters, left incomplete: what a right credential gets is the endpoint's answer, whatever it is.
+    const endpoints: [string, Record<string, string>][] = [
+      ['/oauth/revoke', { token: 'not-a-token' }],
+      ['/oauth/bc-authorize', { scope: 'openid' }],
+      ['/oauth/txn-authorization', { transaction_authorization_id: 'unknown' }],
+      ['/oauth/token', { grant_type: 'client_credentials', scope: 'not-a-boundary' }],
+    ];
+    const post = (path: string, secret: string, form: Record<string, string>) =>
+      send(SOURCE_A, basic(a.id, secret), 'application/x-www-form-urlencoded', new URLSearchParams(form).toString(), path);
+    // The budget spent a quarter at each endpoint.
+    for (const [path, form] of endpoints) {
+      expect(await statuses(FAILURES_PER_SOURCE / 4, () => post(path, 'wrong-secret', form)), path).toEqual(times(FAILURES_PER_SOURCE / 4, 401));
+    }
+    for (const [path, form] of endpoints) {
+      const wrong = await post(path, 'wrong-secret', form);
+      expect(wrong.status, path).toBe(429);
+      const right = await post(path, a.clientSecret, form);
+      expect([401, 429], `${path}: ${right.status} ${JSON.stringify(right.body)}`).not.toContain(right.status);
+    }
   });
 
   it('undecodable Basic credentials are invalid_client, and counted against the client the body claims at that source', async () => {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -12,6 +13,24 @@ const bool = z
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** proxy-addr's names for reserved ranges, as Fastify's trustProxy takes them. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * One entry of TRUST_PROXY: a range name, an address, or an address/prefix. Prefix 0 (everyone)
+ * is refused: it would let every client choose the source address its budgets are kept under.
+ */
+function trustedProxyEntry(entry: string): string | null {
+  if (PROXY_RANGE_NAMES.has(entry)) return null;
+  const [address, prefix, extra] = entry.split('/');
+  const family = isIP(address);
+  if (!family || extra !== undefined) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
+  if (prefix === undefined) return null;
+  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
+  if (!(bits >= 1 && bits <= (family === 4 ? 32 : 128))) return `"${entry}": the prefix must be 1 to ${family === 4 ? 32 : 128} (0 would trust every client)`;
+  return null;
+}
 
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -45,6 +64,20 @@ export const envSchema = z.object({
     .transform((v) => v.split(',').map((k) => Buffer.from(k.trim(), 'base64')))
     .optional(),
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  /**
+   * The reverse proxies and load balancers in front of the service, comma-separated (addresses,
+   * address/prefix, loopback, linklocal, uniquelocal): a request from one of them is taken to come
+   * from the client its X-Forwarded-For names (the last address not in the list), for per-source
+   * budgets, audit rows and logs. Unset: the TCP peer, and X-Forwarded-For is ignored.
+   */
+  TRUST_PROXY: z
+    .string()
+    .transform((v) => v.split(',').map((e) => e.trim()).filter((e) => e !== ''))
+    .superRefine((entries, ctx) => {
+      if (entries.length === 0) ctx.addIssue({ code: 'custom', message: 'must list at least one proxy address' });
+      for (const problem of entries.map(trustedProxyEntry)) if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   WEBHOOK_ALLOW_PRIVATE: bool.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -110,6 +143,8 @@ export interface AppConfig {
   /** SHA-256 of the operator token; the token itself is not kept in memory longer than boot. */
   adminTokenHash: string;
   webhookAllowPrivate: boolean;
+  /** TRUST_PROXY: the proxies whose X-Forwarded-For names the client; empty: the TCP peer is the client. */
+  trustedProxies: string[];
   dataDir: string;
   logLevel: Env['LOG_LEVEL'];
   agentTokenTtlDefault: number;

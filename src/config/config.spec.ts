@@ -138,3 +138,28 @@ describe(loadConfig.name, () => {
     });
   });
 });
+
+describe('TRUST_PROXY', () => {
+  const base = { DATA_DIR: scratch, MASTER_KEY: key, ADMIN_TOKEN: 'x'.repeat(24) };
+  const load = (value: string) => loadConfig({ ...base, TRUST_PROXY: value }).trustedProxies;
+
+  it('takes addresses, prefixes and range names', () => {
+    expect(load(' 10.0.0.1 , 10.1.0.0/16,fd00::/8, loopback,uniquelocal ')).toEqual(['10.0.0.1', '10.1.0.0/16', 'fd00::/8', 'loopback', 'uniquelocal']);
+    expect(loadConfig(base).trustedProxies).toEqual([]);
+  });
+
+  it.each([
+    ['true', /not an address/],
+    ['*', /not an address/],
+    ['0.0.0.0/0', /prefix must be 1 to 32/],
+    ['::/0', /prefix must be 1 to 128/],
+    ['10.0.0.0/33', /prefix must be 1 to 32/],
+    ['10.0.0.0/8/1', /not an address/],
+    ['10.0.0.0/x', /prefix must be 1 to 32/],
+    ['example.com', /not an address/],
+    [' , ', /at least one/],
+  ])('refuses %j', (value, message) => {
+    expect(() => load(value)).toThrow(ConfigError);
+    expect(() => load(value)).toThrow(message);
+  });
+});

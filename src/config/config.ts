@@ -169,6 +169,7 @@ export function loadConfig(
     masterKeysPrevious,
     adminTokenHash: hashSecret(adminToken),
     webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE ?? !production,
+    trustedProxies: env.TRUST_PROXY ?? [],
     dataDir,
     logLevel: env.LOG_LEVEL,
     agentTokenTtlDefault: env.AGENT_TOKEN_TTL_DEFAULT,

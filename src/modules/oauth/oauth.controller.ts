@@ -75,7 +75,7 @@ export class OAuthController {
     @Headers('authorization') authorization: string | undefined,
     @Headers('dpop') dpop: string | string[] | undefined,
     @Body() body: unknown,
-    @Ip() ip: string, // Fastify's request.ip: the peer address (trustProxy is off)
+    @Ip() ip: string, // Fastify's request.ip: the TCP peer, or the client a TRUST_PROXY proxy names
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TokenResponse | Record<string, unknown>> {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');

@@ -1,0 +1,121 @@
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './support/app.js';
+import { bearer, world } from './support/fixtures.js';
+
+/**
+ * TRUST_PROXY against real TCP sources on loopback (Linux routes the whole 127/8 to lo): the app
+ * trusts 127.0.0.2 as its load balancer; 127.0.0.1 is a client that reaches it directly.
+ */
+const PROXY = '127.0.0.2';
+const DIRECT = '127.0.0.1';
+/** The documented budget of passkey sign-in challenges per source (BUCKETS.loginChallenges). */
+const CHALLENGES_PER_SOURCE = 30;
+
+interface Res {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function send(port: number, from: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const body = method === 'POST' ? '{}' : '';
+    const req = httpRequest(
+      { host: '127.0.0.1', port, localAddress: from, method, path, agent: false, headers: { ...headers, ...(body ? { 'Content-Type': 'application/json', 'Content-Length': String(body.length) } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function listening(env: Record<string, string>): Promise<{ t: TestApp; port: number }> {
+  const t = await startApp(env);
+  await t.app.listen(0, '0.0.0.0');
+  return { t, port: (t.app.getHttpServer().address() as AddressInfo).port };
+}
+
+/** Passkey sign-in options (no credential needed): its budget is kept per source address. */
+const loginOptions = (port: number, from: string, forwardedFor?: string) =>
+  send(port, from, 'POST', '/v1/me/login/webauthn/options', { 'X-Requested-With': 'mfa-proxy', ...(forwardedFor ? { 'X-Forwarded-For': forwardedFor } : {}) });
+
+async function spend(n: number, call: () => Promise<Res>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await call()).status);
+  return out;
+}
+
+const times = <T>(n: number, v: T): T[] => Array.from({ length: n }, () => v);
+
+describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows are the client’s', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    ({ t, port } = await listening({ TRUST_PROXY: `${PROXY}` }));
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('clients behind the trusted proxy each have their own budget', async () => {
+    expect(await spend(CHALLENGES_PER_SOURCE, () => loginOptions(port, PROXY, '203.0.113.7'))).toEqual(times(CHALLENGES_PER_SOURCE, 200));
+    expect((await loginOptions(port, PROXY, '203.0.113.7')).status).toBe(429);
+    // Another client through the same proxy, and the proxy's own requests, are not held back.
+    expect((await loginOptions(port, PROXY, '203.0.113.8')).status).toBe(200);
+    expect((await loginOptions(port, PROXY)).status).toBe(200);
+  });
+
+  it('a client cannot choose its key by sending its own X-Forwarded-For through the proxy: the address the proxy appended counts', async () => {
+    // The proxy appends the address it saw; what the client wrote before it is not trusted.
+    expect((await loginOptions(port, PROXY, '198.51.100.1, 203.0.113.7')).status).toBe(429);
+    expect((await loginOptions(port, PROXY, '127.0.0.2, 203.0.113.7')).status).toBe(429);
+  });
+
+  it('X-Forwarded-For from a peer that is not a trusted proxy is ignored', async () => {
+    const forged = (i: number) => `192.0.2.${i}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) statuses.push((await loginOptions(port, DIRECT, forged(i))).status);
+    expect(statuses).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+  });
+
+  it('the audit row records the client the proxy names', async () => {
+    const h = await world(t);
+    expect((await send(port, PROXY, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': '203.0.113.50' })).status).toBe(200);
+    expect((await send(port, DIRECT, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': '203.0.113.51' })).status).toBe(200);
+    await expect
+      .poll(async () => {
+        const { events } = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request' }).set(bearer(h.tenant.apiKey)).expect(200)).body as { events: { action: string; ip: string | null }[] };
+        return events.filter((e) => e.action === 'GET /v1/whoami').map((e) => e.ip).sort();
+      }, { timeout: 5000 })
+      .toEqual([DIRECT, '203.0.113.50']);
+  });
+});
+
+describe('without TRUST_PROXY, X-Forwarded-For is ignored', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    ({ t, port } = await listening({}));
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('every request of a peer spends the peer’s budget, whatever it forwards', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) statuses.push((await loginOptions(port, PROXY, `203.0.113.${i}`)).status);
+    expect(statuses).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+    expect((await loginOptions(port, DIRECT, '203.0.113.200')).status).toBe(200);
+  });
+});
