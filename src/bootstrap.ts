@@ -19,6 +19,7 @@ import { MetricsService } from './modules/ops/metrics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import { RequestContext, type RequestFields } from './common/request-context.js';
 import { ShutdownState } from './common/shutdown.js';
+import { clientIp } from './common/net/client-ip.js';
 import { PubSub } from './common/cache/pubsub.js';
 import { ExactValidationPipe } from './common/validation.js';
 
@@ -121,7 +122,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   // the raw request too, so the response hook (outside this async context) can audit it.
   fastify.addHook('onRequest', (request, _reply, done) => {
     const raw = request.raw as IncomingMessage & { context?: RequestFields };
-    raw.context = { requestId: request.id, ip: request.ip };
+    raw.context = { requestId: request.id, ip: clientIp(request) };
     RequestContext.run(raw.context, done);
   });
   // Forms only at /oauth/*: elsewhere a body that is not JSON is 415 before guards and handlers (a matched route's body, once parsed).

@@ -100,6 +100,19 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
       }, { timeout: 5000 })
       .toEqual([DIRECT, '203.0.113.50']);
   });
+
+  it('a forwarded entry that is not an address (the proxy passed on what the client wrote) is never taken as the client: the proxy is', async () => {
+    const h = await world(t);
+    for (const junk of ['not-an-address', `${'9'.repeat(200)}`, '203.0.113.60 , <script>']) {
+      expect((await send(port, PROXY, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': junk })).status, junk).toBe(200);
+    }
+    await expect
+      .poll(async () => {
+        const { events } = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request' }).set(bearer(h.tenant.apiKey)).expect(200)).body as { events: { action: string; ip: string | null }[] };
+        return events.filter((e) => e.action === 'GET /v1/whoami').map((e) => e.ip);
+      }, { timeout: 5000 })
+      .toEqual([PROXY, PROXY, PROXY]);
+  });
 });
 
 describe('without TRUST_PROXY, X-Forwarded-For is ignored', () => {

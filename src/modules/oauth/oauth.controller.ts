@@ -1,4 +1,5 @@
-import { Body, Controller, Get, Headers, HttpCode, Ip, Post, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Headers, HttpCode, Post, Res, UseGuards } from '@nestjs/common';
+import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiBasicAuth, ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { ApiOAuthErrors, ApiProblemResponses, type SchemaObject } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
@@ -75,7 +76,7 @@ export class OAuthController {
     @Headers('authorization') authorization: string | undefined,
     @Headers('dpop') dpop: string | string[] | undefined,
     @Body() body: unknown,
-    @Ip() ip: string, // Fastify's request.ip: the TCP peer, or the client a TRUST_PROXY proxy names
+    @ClientIp() ip: string, // the TCP peer, or the client a TRUST_PROXY proxy names
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TokenResponse | Record<string, unknown>> {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
@@ -105,7 +106,7 @@ export class OAuthController {
   @ApiBody({ schema: { type: 'object', required: ['token'], properties: { token: { type: 'string' }, token_type_hint: { type: 'string' }, client_id: { type: 'string' }, client_secret: { type: 'string' }, client_assertion_type: { type: 'string' }, client_assertion: { type: 'string' } } } })
   @ApiOkResponse({ schema: { type: 'object', additionalProperties: false, description: 'Empty: revoked, or unknown/invalid (RFC 7009 §2.2)' } })
   @ApiOAuthErrors(400, 401, 429)
-  async revoke(@Headers('authorization') authorization: string | undefined, @Body() body: unknown, @Ip() ip: string): Promise<Record<string, never>> {
+  async revoke(@Headers('authorization') authorization: string | undefined, @Body() body: unknown, @ClientIp() ip: string): Promise<Record<string, never>> {
     await this.oauth.revoke(authorization, formBody(body), ip);
     return {};
   }

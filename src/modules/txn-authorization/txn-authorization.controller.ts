@@ -1,4 +1,5 @@
-import { Body, Controller, Headers, HttpCode, Ip, Post, Res } from '@nestjs/common';
+import { Body, Controller, Headers, HttpCode, Post, Res } from '@nestjs/common';
+import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiOAuthErrors } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
@@ -35,7 +36,7 @@ export class TxnAuthorizationController {
     @Headers('authorization') authorization: string | undefined,
     @Headers('dpop') dpop: string | string[] | undefined,
     @Body() body: unknown,
-    @Ip() ip: string,
+    @ClientIp() ip: string,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TxnAuthorizationPending | TxnAuthorizationToken> {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');

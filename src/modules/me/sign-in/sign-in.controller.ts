@@ -1,4 +1,5 @@
-import { Body, Controller, Get, HttpCode, Ip, Param, Post, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Res, UseGuards } from '@nestjs/common';
+import { ClientIp } from '../../../common/net/client-ip.js';
 import { type ApiResponseNoStatusOptions, ApiBearerAuth, ApiCreatedResponse, ApiExcludeEndpoint, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
@@ -89,7 +90,7 @@ export class SignInController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Request options for passkey sign-in without a link (discoverable credentials: no allowCredentials)' })
   @ApiOkResponse(OPTIONS_SCHEMA)
-  loginOptions(@Ip() ip: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  loginOptions(@ClientIp() ip: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
     return this.signIn.loginOptions(ip);
   }
 
@@ -98,7 +99,7 @@ export class SignInController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Sign in with a discoverable passkey; sets the session cookie' })
   @ApiOkResponse({ type: SignedInDto })
-  async loginVerify(@Body() dto: AssertionDto, @Ip() ip: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<SignedInDto> {
+  async loginVerify(@Body() dto: AssertionDto, @ClientIp() ip: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<SignedInDto> {
     return signedIn(reply, await this.signIn.loginVerify(dto.response, ip));
   }
 }

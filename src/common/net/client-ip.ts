@@ -1,0 +1,16 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { isIP } from 'node:net';
+
+/**
+ * The client's address: the TCP peer, or for a request from a TRUST_PROXY proxy the client its
+ * X-Forwarded-For names. Should that entry not be an address (a proxy passing on what the client
+ * wrote instead of appending what it saw), the proxy's own address: never text the client chose.
+ */
+export function clientIp(request: FastifyRequest): string {
+  const ip = request.ip;
+  return isIP(ip) ? ip : (request.raw.socket?.remoteAddress ?? '');
+}
+
+/** `clientIp` as a handler parameter (per-source budgets). */
+export const ClientIp = createParamDecorator((_: unknown, ctx: ExecutionContext): string => clientIp(ctx.switchToHttp().getRequest<FastifyRequest>()));
