@@ -1,8 +1,8 @@
 import { decodeJwt } from 'jose';
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type TestApp } from './support/app.js';
+import { requestFrom, statuses, times, type SourcedResponse } from './support/sources.js';
 import { bearer, createAgent, createTenant, createUser, type AgentFixture, type Tenant } from './support/fixtures.js';
 
 /** The documented budgets (BUCKETS in src/modules/rate-limit/buckets.ts). */
@@ -27,11 +27,7 @@ afterAll(async () => {
   await t?.close();
 });
 
-interface Res {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Record<string, unknown>;
-}
+type Res = SourcedResponse;
 
 /** POST /oauth/token with client_secret_basic, from the given local address. */
 function tokenFrom(source: string, clientId: string, secret: string, form: Record<string, string> = {}): Promise<Res> {
@@ -55,45 +51,8 @@ function postJson(source: string, authorization: string | undefined, json: Recor
 }
 
 function send(source: string, authorization: string | undefined, contentType: string, body: string, path = '/oauth/token'): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        localAddress: source,
-        method: 'POST',
-        path,
-        agent: false,
-        headers: {
-          ...(authorization === undefined ? {} : { Authorization: authorization }),
-          'Content-Type': contentType,
-          'Content-Length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-          } catch (err) {
-            reject(err);
-          }
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+  return requestFrom({ port, from: source, method: 'POST', path, body, headers: { ...(authorization === undefined ? {} : { Authorization: authorization }), 'Content-Type': contentType } });
 }
-
-async function statuses(n: number, send: () => Promise<Res>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push((await send()).status);
-  return out;
-}
-
-const times = <T>(n: number, v: T): T[] => Array.from({ length: n }, () => v);
 
 describe('/oauth/token: failed client authentication is throttled per (client, source), never a right credential, apart from issuance', () => {
   let tenant: Tenant;

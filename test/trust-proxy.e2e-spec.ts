@@ -1,7 +1,7 @@
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type TestApp } from './support/app.js';
+import { requestFrom, statuses, times, type SourcedResponse } from './support/sources.js';
 import { bearer, world } from './support/fixtures.js';
 
 /**
@@ -13,32 +13,8 @@ const DIRECT = '127.0.0.1';
 /** The documented budget of passkey sign-in challenges per source (BUCKETS.loginChallenges). */
 const CHALLENGES_PER_SOURCE = 30;
 
-interface Res {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-function send(port: number, from: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const body = method === 'POST' ? '{}' : '';
-    const req = httpRequest(
-      { host: '127.0.0.1', port, localAddress: from, method, path, agent: false, headers: { ...headers, ...(body ? { 'Content-Type': 'application/json', 'Content-Length': String(body.length) } : {}) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-          } catch (err) {
-            reject(err);
-          }
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const send = (port: number, from: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>): Promise<SourcedResponse> =>
+  requestFrom({ port, from, method, path, ...(method === 'POST' ? { body: '{}', headers: { ...headers, 'Content-Type': 'application/json' } } : { headers }) });
 
 async function listening(env: Record<string, string>): Promise<{ t: TestApp; port: number }> {
   const t = await startApp(env);
@@ -50,26 +26,18 @@ async function listening(env: Record<string, string>): Promise<{ t: TestApp; por
 const loginOptions = (port: number, from: string, forwardedFor?: string) =>
   send(port, from, 'POST', '/v1/me/login/webauthn/options', { 'X-Requested-With': 'mfa-proxy', ...(forwardedFor ? { 'X-Forwarded-For': forwardedFor } : {}) });
 
-async function spend(n: number, call: () => Promise<Res>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push((await call()).status);
-  return out;
-}
-
-const times = <T>(n: number, v: T): T[] => Array.from({ length: n }, () => v);
-
 describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows are the client’s', () => {
   let t: TestApp;
   let port: number;
   beforeAll(async () => {
-    ({ t, port } = await listening({ TRUST_PROXY: `${PROXY}` }));
+    ({ t, port } = await listening({ TRUST_PROXY: PROXY }));
   });
   afterAll(async () => {
     await t?.close();
   });
 
   it('clients behind the trusted proxy each have their own budget', async () => {
-    expect(await spend(CHALLENGES_PER_SOURCE, () => loginOptions(port, PROXY, '203.0.113.7'))).toEqual(times(CHALLENGES_PER_SOURCE, 200));
+    expect(await statuses(CHALLENGES_PER_SOURCE, () => loginOptions(port, PROXY, '203.0.113.7'))).toEqual(times(CHALLENGES_PER_SOURCE, 200));
     expect((await loginOptions(port, PROXY, '203.0.113.7')).status).toBe(429);
     // Another client through the same proxy, and the proxy's own requests, are not held back.
     expect((await loginOptions(port, PROXY, '203.0.113.8')).status).toBe(200);
