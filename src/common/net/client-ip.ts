@@ -8,8 +8,10 @@ import { isIP } from 'node:net';
  * wrote instead of appending what it saw), the proxy's own address: never text the client chose.
  */
 export function clientIp(request: FastifyRequest): string {
+  const peer = request.raw.socket?.remoteAddress ?? '';
   const ip = request.ip;
-  return isIP(ip) ? ip : (request.raw.socket?.remoteAddress ?? '');
+  // Without TRUST_PROXY (or from a peer not listed) request.ip is the peer: nothing to check.
+  return ip === peer || isIP(ip) ? ip : peer;
 }
 
 /** `clientIp` as a handler parameter (per-source budgets). */
