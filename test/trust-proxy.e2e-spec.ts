@@ -10,15 +10,16 @@ import { bearer, world } from './support/fixtures.js';
  */
 const PROXY = '127.0.0.2';
 const DIRECT = '127.0.0.1';
-/** The documented budget of passkey sign-in challenges per source (BUCKETS.loginChallenges). */
+/** The documented budgets per source (BUCKETS.loginChallenges, BUCKETS.oauthTokenFailures). */
 const CHALLENGES_PER_SOURCE = 30;
+const FAILURES_PER_SOURCE = 20;
 
 const send = (port: number, from: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>): Promise<SourcedResponse> =>
   requestFrom({ port, from, method, path, ...(method === 'POST' ? { body: '{}', headers: { ...headers, 'Content-Type': 'application/json' } } : { headers }) });
 
-async function listening(env: Record<string, string>): Promise<{ t: TestApp; port: number }> {
+async function listening(env: Record<string, string>, host = '0.0.0.0'): Promise<{ t: TestApp; port: number }> {
   const t = await startApp(env);
-  await t.app.listen(0, '0.0.0.0');
+  await t.app.listen(0, host);
   return { t, port: (t.app.getHttpServer().address() as AddressInfo).port };
 }
 
@@ -52,9 +53,9 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
 
   it('X-Forwarded-For from a peer that is not a trusted proxy is ignored', async () => {
     const forged = (i: number) => `192.0.2.${i}`;
-    const statuses: number[] = [];
-    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) statuses.push((await loginOptions(port, DIRECT, forged(i))).status);
-    expect(statuses).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+    const answers: number[] = [];
+    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) answers.push((await loginOptions(port, DIRECT, forged(i))).status);
+    expect(answers).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
   });
 
   it('the audit row records the client the proxy names', async () => {
@@ -71,7 +72,9 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
 
   it('a forwarded entry that is not an address (the proxy passed on what the client wrote) is never taken as the client: the proxy is', async () => {
     const h = await world(t);
-    for (const junk of ['not-an-address', `${'9'.repeat(200)}`, '203.0.113.60 , <script>']) {
+    // A zone id passes Node's isIP whatever its text (fe80::1%<anything>): it is not taken either.
+    const junks = ['not-an-address', `${'9'.repeat(200)}`, '203.0.113.60 , <script>', `fe80::1%${'a'.repeat(100)}`, 'fe80::1%eth0'];
+    for (const junk of junks) {
       expect((await send(port, PROXY, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': junk })).status, junk).toBe(200);
     }
     await expect
@@ -79,7 +82,32 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
         const { events } = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request' }).set(bearer(h.tenant.apiKey)).expect(200)).body as { events: { action: string; ip: string | null }[] };
         return events.filter((e) => e.action === 'GET /v1/whoami').map((e) => e.ip);
       }, { timeout: 5000 })
-      .toEqual([PROXY, PROXY, PROXY]);
+      .toEqual(times(junks.length, PROXY));
+  });
+
+  it('the port some proxies append to the address (a.b.c.d:port, [v6]:port) is not part of it', async () => {
+    const h = await world(t);
+    for (const entry of ['203.0.113.70:51234', '[2001:db8:7::1]:443', '[2001:db8:7::2]']) {
+      expect((await send(port, PROXY, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': entry })).status, entry).toBe(200);
+    }
+    await expect
+      .poll(async () => {
+        const { events } = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request' }).set(bearer(h.tenant.apiKey)).expect(200)).body as { events: { action: string; ip: string | null }[] };
+        return events.filter((e) => e.action === 'GET /v1/whoami').map((e) => e.ip).sort();
+      }, { timeout: 5000 })
+      .toEqual(['2001:db8:7::1', '2001:db8:7::2', '203.0.113.70']);
+  });
+
+  it('failed client authentications are budgeted per client behind the proxy, and the right secret still passes', async () => {
+    const h = await world(t);
+    const token = (clientIp: string, secret: string) =>
+      requestFrom({
+        port, from: PROXY, method: 'POST', path: '/oauth/token', body: 'grant_type=client_credentials',
+        headers: { Authorization: `Basic ${Buffer.from(`${h.agent.id}:${secret}`).toString('base64')}`, 'Content-Type': 'application/x-www-form-urlencoded', 'X-Forwarded-For': clientIp },
+      });
+    expect(await statuses(FAILURES_PER_SOURCE + 1, () => token('203.0.113.80', 'wrong-secret'))).toEqual([...times(FAILURES_PER_SOURCE, 401), 429]);
+    expect((await token('203.0.113.81', 'wrong-secret')).status).toBe(401);
+    expect((await token('203.0.113.80', h.agent.clientSecret)).status).toBe(200);
   });
 });
 
@@ -94,9 +122,26 @@ describe('without TRUST_PROXY, X-Forwarded-For is ignored', () => {
   });
 
   it('every request of a peer spends the peer’s budget, whatever it forwards', async () => {
-    const statuses: number[] = [];
-    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) statuses.push((await loginOptions(port, PROXY, `203.0.113.${i}`)).status);
-    expect(statuses).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+    const answers: number[] = [];
+    for (let i = 0; i < CHALLENGES_PER_SOURCE + 1; i++) answers.push((await loginOptions(port, PROXY, `203.0.113.${i}`)).status);
+    expect(answers).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
     expect((await loginOptions(port, DIRECT, '203.0.113.200')).status).toBe(200);
+  });
+});
+
+describe('TRUST_PROXY on a dual-stack listener (IPv4 peers seen as ::ffff:a.b.c.d)', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    ({ t, port } = await listening({ TRUST_PROXY: PROXY }, '::'));
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('an IPv4 entry matches the proxy, and clients behind it keep their own budgets', async () => {
+    expect(await statuses(CHALLENGES_PER_SOURCE + 1, () => loginOptions(port, PROXY, '203.0.113.90'))).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+    expect((await loginOptions(port, PROXY, '203.0.113.91')).status).toBe(200);
+    expect((await loginOptions(port, DIRECT, '203.0.113.92')).status).toBe(200);
   });
 });

@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -18,17 +18,24 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /**
- * One entry of TRUST_PROXY: a range name, an address, or an address/prefix. Prefix 0 (everyone)
- * is refused: it would let every client choose the source address its budgets are kept under.
+ * One entry of TRUST_PROXY: a range name, an address, or an address/prefix. A range holding every
+ * address (prefix 0), or every IPv4 address as IPv4-mapped IPv6 (::ffff:0:0/96 or wider), is
+ * refused: it would let every client choose the source address its budgets are kept under.
  */
 function trustedProxyEntry(entry: string): string | null {
   if (PROXY_RANGE_NAMES.has(entry)) return null;
   const [address, prefix, extra] = entry.split('/');
   const family = isIP(address);
-  if (!family || extra !== undefined) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
+  if (!family || address.includes('%') || extra !== undefined) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
   if (prefix === undefined) return null;
+  const max = family === 4 ? 32 : 128;
   const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
-  if (!(bits >= 1 && bits <= (family === 4 ? 32 : 128))) return `"${entry}": the prefix must be 1 to ${family === 4 ? 32 : 128} (0 would trust every client)`;
+  if (!(bits >= 0 && bits <= max)) return `"${entry}": the prefix must be a number from 1 to ${max}`;
+  const range = new BlockList();
+  range.addSubnet(address, bits, family === 4 ? 'ipv4' : 'ipv6');
+  if (bits === 0 || (family === 6 && range.check('::ffff:0.0.0.0', 'ipv6') && range.check('::ffff:255.255.255.255', 'ipv6'))) {
+    return `"${entry}" holds every ${bits === 0 ? '' : 'IPv4 '}address: list the proxies, not their clients`;
+  }
   return null;
 }
 
@@ -68,7 +75,7 @@ export const envSchema = z.object({
    * The reverse proxies and load balancers in front of the service, comma-separated (addresses,
    * address/prefix, loopback, linklocal, uniquelocal): a request from one of them is taken to come
    * from the client its X-Forwarded-For names (the last address not in the list), for per-source
-   * budgets, audit rows and logs. Unset: the TCP peer, and X-Forwarded-For is ignored.
+   * budgets and audit rows. Unset: the TCP peer, and X-Forwarded-For is ignored.
    */
   TRUST_PROXY: z
     .string()

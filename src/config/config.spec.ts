@@ -145,17 +145,24 @@ describe('TRUST_PROXY', () => {
 
   it('takes addresses, prefixes and range names', () => {
     expect(load(' 10.0.0.1 , 10.1.0.0/16,fd00::/8, loopback,uniquelocal ')).toEqual(['10.0.0.1', '10.1.0.0/16', 'fd00::/8', 'loopback', 'uniquelocal']);
+    expect(load('::ffff:10.0.0.0/104,2001:db8::/32')).toEqual(['::ffff:10.0.0.0/104', '2001:db8::/32']);
     expect(loadConfig(base).trustedProxies).toEqual([]);
   });
 
   it.each([
     ['true', /not an address/],
     ['*', /not an address/],
-    ['0.0.0.0/0', /prefix must be 1 to 32/],
-    ['::/0', /prefix must be 1 to 128/],
-    ['10.0.0.0/33', /prefix must be 1 to 32/],
+    ['0.0.0.0/0', /holds every address/],
+    ['::/0', /holds every address/],
+    ['0::0/00', /holds every address/],
+    ['::ffff:0:0/96', /holds every IPv4 address/],
+    ['::ffff:0.0.0.0/96', /holds every IPv4 address/],
+    ['::ffff:10.0.0.0/8', /holds every IPv4 address/],
+    ['::/80', /holds every IPv4 address/],
+    ['10.0.0.0/33', /prefix must be a number from 1 to 32/],
     ['10.0.0.0/8/1', /not an address/],
-    ['10.0.0.0/x', /prefix must be 1 to 32/],
+    ['10.0.0.0/x', /prefix must be a number from 1 to 32/],
+    ['fe80::1%eth0', /not an address/],
     ['example.com', /not an address/],
     [' , ', /at least one/],
   ])('refuses %j', (value, message) => {

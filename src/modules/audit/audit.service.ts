@@ -154,7 +154,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   carried(ctx: RequestFields, at: number): (string | null)[] {
     // Cleaned here as build() cleans them (a NUL byte would fail the whole statement); insertSelectSql's cut is then a no-op on them.
     return [
-      newEventId(at), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip ?? null, ctx.userId ?? null, ctx.agentId ?? null,
+      newEventId(at), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip?.slice(0, 64) ?? null, ctx.userId ?? null, ctx.agentId ?? null,
       safeText(ctx.model, TEXT_MAX.model), safeText(ctx.taskId, TEXT_MAX.taskId),
     ];
   }
@@ -251,7 +251,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
       resource: safeText(input.resource, TEXT_MAX.resource),
       outcome: input.outcome,
       status: input.status ?? null,
-      ip: ctx.ip ?? null,
+      ip: ctx.ip?.slice(0, 64) ?? null, // the column's width: one row can never fail a batch
       details: input.details ?? null,
       seq: null,
       prevHash: null,

@@ -79,11 +79,15 @@ export function sourceKey(ip: string): string {
   if (mapped && isIPv4(mapped[1])) return mapped[1];
   if (!isIPv6(ip)) return ip.slice(0, 64);
   const [head, tail] = ip.split('::') as [string, string | undefined];
-  const groups = (part: string | undefined) => (part ? part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const dotted = (g: string) => g.split('.').map(Number);
+  const groups = (part: string | undefined) =>
+    part ? part.split(':').flatMap((g) => (g.includes('.') ? [(dotted(g)[0]! << 8) | dotted(g)[1]!, (dotted(g)[2]! << 8) | dotted(g)[3]!] : [parseInt(g, 16)])) : [];
   const left = groups(head);
   const right = groups(tail);
-  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const all = tail === undefined ? left : [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+  // IPv4-mapped in any spelling (0:0:0:0:0:ffff:a.b.c.d, ::ffff:c633:640a): the IPv4 address.
+  if (all.slice(0, 5).every((g) => g === 0) && all[5] === 0xffff) return [all[6]! >> 8, all[6]! & 255, all[7]! >> 8, all[7]! & 255].join('.');
+  return `${all.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }
 
 export const loginChallengesKey = (ip: string) => `ip:${sourceKey(ip)}`;
