@@ -20,6 +20,7 @@ import { AuditService } from './modules/audit/audit.service.js';
 import { RequestContext, type RequestFields } from './common/request-context.js';
 import { ShutdownState } from './common/shutdown.js';
 import { clientIp } from './common/net/client-ip.js';
+import { proxyTrust } from './common/net/proxies.js';
 import { PubSub } from './common/cache/pubsub.js';
 import { ExactValidationPipe } from './common/validation.js';
 
@@ -77,7 +78,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     genReqId: (req: unknown) => requestIdOf(req as IncomingMessage),
     // TRUST_PROXY: requests from these proxies come from the client their X-Forwarded-For names
     // (request.ip); otherwise the TCP peer is the client and X-Forwarded-* are ignored.
-    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    trustProxy: config.trustedProxies.length > 0 ? proxyTrust(config.trustedProxies) : false,
     // Long ids are answered 404 by the handlers; longer ones (and undecodable paths) 404 by onFrameworkError.
     routerOptions: { maxParamLength: 1000 },
     frameworkErrors: onFrameworkError,

@@ -127,6 +127,21 @@ describe('audit trail', () => {
   });
 });
 
+describe('an over-long ip in a request’s context', () => {
+  it('is cut to the column’s width: the batch it is written in keeps every event (PostgreSQL refused the whole insert)', async () => {
+    const a = await world(t);
+    const b = await world(t);
+    const audit = t.app.get(AuditService);
+    const context = (h: typeof a, ip: string) => ({ appId: h.tenant.appId, requestId: `req-ip-${ip.length}`, actorType: 'agent' as const, actorId: h.agent.id, agentId: h.agent.id, ip });
+    audit.recordRequest(context(a, `2001:db8::1%${'z'.repeat(200)}`), '/v1/ip-width', 'GET', 200);
+    audit.recordRequest(context(b, '203.0.113.9'), '/v1/ip-width', 'GET', 200);
+    await audit.flushRequests();
+    const ipsOf = async (h: typeof a) => ((await events(h, { type: 'http.request' })).events as { action: string; ip: string }[]).filter((e) => e.action === 'GET /v1/ip-width').map((e) => e.ip);
+    expect(await ipsOf(a)).toEqual([`2001:db8::1%${'z'.repeat(64 - 12)}`]);
+    expect(await ipsOf(b)).toEqual(['203.0.113.9']);
+  });
+});
+
 describe('the sealer’s list of apps with unsealed events (both databases)', () => {
   let s: TestApp;
   beforeAll(async () => {

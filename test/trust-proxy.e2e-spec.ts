@@ -31,7 +31,8 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
   let t: TestApp;
   let port: number;
   beforeAll(async () => {
-    ({ t, port } = await listening({ TRUST_PROXY: PROXY }));
+    // 192.0.2.10: a second proxy in front of the first (a CDN before the load balancer).
+    ({ t, port } = await listening({ TRUST_PROXY: `${PROXY},192.0.2.10` }));
   });
   afterAll(async () => {
     await t?.close();
@@ -85,9 +86,9 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
       .toEqual(times(junks.length, PROXY));
   });
 
-  it('the port some proxies append to the address (a.b.c.d:port, [v6]:port) is not part of it', async () => {
+  it('the address is stored canonical, without the port some proxies append (a.b.c.d:port, [v6]:port)', async () => {
     const h = await world(t);
-    for (const entry of ['203.0.113.70:51234', '[2001:db8:7::1]:443', '[2001:db8:7::2]']) {
+    for (const entry of ['203.0.113.70:51234', '[2001:db8:7::1]:443', '[2001:DB8:7:0::2]', '::FFFF:CB00:7147']) {
       expect((await send(port, PROXY, 'GET', '/v1/whoami', { ...bearer(h.token), 'X-Forwarded-For': entry })).status, entry).toBe(200);
     }
     await expect
@@ -95,7 +96,15 @@ describe('TRUST_PROXY: behind a load balancer, per-source budgets and audit rows
         const { events } = (await t.http.get('/v1/audit-events').query({ agentId: h.agent.id, type: 'http.request' }).set(bearer(h.tenant.apiKey)).expect(200)).body as { events: { action: string; ip: string | null }[] };
         return events.filter((e) => e.action === 'GET /v1/whoami').map((e) => e.ip).sort();
       }, { timeout: 5000 })
-      .toEqual(['2001:db8:7::1', '2001:db8:7::2', '203.0.113.70']);
+      .toEqual(['2001:db8:7::1', '2001:db8:7::2', '203.0.113.70', '203.0.113.71']);
+  });
+
+  it('behind two proxies that both append ports, each client keeps its own budget', async () => {
+    const chain = (client: string) => `${client}:51000, 192.0.2.10:443`;
+    expect(await statuses(CHALLENGES_PER_SOURCE + 1, () => loginOptions(port, PROXY, chain('198.51.100.7')))).toEqual([...times(CHALLENGES_PER_SOURCE, 200), 429]);
+    expect((await loginOptions(port, PROXY, chain('198.51.100.8'))).status).toBe(200);
+    // The outer proxy's own requests are its own too.
+    expect((await loginOptions(port, PROXY, '192.0.2.10:443')).status).toBe(200);
   });
 
   it('failed client authentications are budgeted per client behind the proxy, and the right secret still passes', async () => {

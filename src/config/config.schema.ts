@@ -1,5 +1,5 @@
-import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import { trustedProxyProblem } from '../common/net/proxies.js';
 
 /**
  * Every environment variable the service reads, with its meaning and default.
@@ -13,31 +13,6 @@ const bool = z
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-
-/** proxy-addr's names for reserved ranges, as Fastify's trustProxy takes them. */
-const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
-
-/**
- * One entry of TRUST_PROXY: a range name, an address, or an address/prefix. A range holding every
- * address (prefix 0), or every IPv4 address as IPv4-mapped IPv6 (::ffff:0:0/96 or wider), is
- * refused: it would let every client choose the source address its budgets are kept under.
- */
-function trustedProxyEntry(entry: string): string | null {
-  if (PROXY_RANGE_NAMES.has(entry)) return null;
-  const [address, prefix, extra] = entry.split('/');
-  const family = isIP(address);
-  if (!family || address.includes('%') || extra !== undefined) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
-  if (prefix === undefined) return null;
-  const max = family === 4 ? 32 : 128;
-  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
-  if (!(bits >= 0 && bits <= max)) return `"${entry}": the prefix must be a number from 1 to ${max}`;
-  const range = new BlockList();
-  range.addSubnet(address, bits, family === 4 ? 'ipv4' : 'ipv6');
-  if (bits === 0 || (family === 6 && range.check('::ffff:0.0.0.0', 'ipv6') && range.check('::ffff:255.255.255.255', 'ipv6'))) {
-    return `"${entry}" holds every ${bits === 0 ? '' : 'IPv4 '}address: list the proxies, not their clients`;
-  }
-  return null;
-}
 
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -82,7 +57,7 @@ export const envSchema = z.object({
     .transform((v) => v.split(',').map((e) => e.trim()).filter((e) => e !== ''))
     .superRefine((entries, ctx) => {
       if (entries.length === 0) ctx.addIssue({ code: 'custom', message: 'must list at least one proxy address' });
-      for (const problem of entries.map(trustedProxyEntry)) if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      for (const problem of entries.map(trustedProxyProblem)) if (problem) ctx.addIssue({ code: 'custom', message: problem });
     })
     .optional(),
   WEBHOOK_ALLOW_PRIVATE: bool.optional(),

@@ -144,26 +144,32 @@ describe('TRUST_PROXY', () => {
   const load = (value: string) => loadConfig({ ...base, TRUST_PROXY: value }).trustedProxies;
 
   it('takes addresses, prefixes and range names', () => {
-    expect(load(' 10.0.0.1 , 10.1.0.0/16,fd00::/8, loopback,uniquelocal ')).toEqual(['10.0.0.1', '10.1.0.0/16', 'fd00::/8', 'loopback', 'uniquelocal']);
-    expect(load('::ffff:10.0.0.0/104,2001:db8::/32')).toEqual(['::ffff:10.0.0.0/104', '2001:db8::/32']);
+    expect(load(' 10.0.0.1 , 10.1.0.0/16,fd12:3456::/32, loopback,uniquelocal ')).toEqual(['10.0.0.1', '10.1.0.0/16', 'fd12:3456::/32', 'loopback', 'uniquelocal']);
+    expect(load('::ffff:10.0.0.0/104,::10.0.0.0/104,2001:db8::/32,10.0.0.0/8')).toEqual(['::ffff:10.0.0.0/104', '::10.0.0.0/104', '2001:db8::/32', '10.0.0.0/8']);
     expect(loadConfig(base).trustedProxies).toEqual([]);
   });
 
   it.each([
     ['true', /not an address/],
     ['*', /not an address/],
-    ['0.0.0.0/0', /holds every address/],
-    ['::/0', /holds every address/],
-    ['0::0/00', /holds every address/],
-    ['::ffff:0:0/96', /holds every IPv4 address/],
-    ['::ffff:0.0.0.0/96', /holds every IPv4 address/],
-    ['::ffff:10.0.0.0/8', /holds every IPv4 address/],
-    ['::/80', /holds every IPv4 address/],
-    ['10.0.0.0/33', /prefix must be a number from 1 to 32/],
-    ['10.0.0.0/8/1', /not an address/],
-    ['10.0.0.0/x', /prefix must be a number from 1 to 32/],
-    ['fe80::1%eth0', /not an address/],
     ['example.com', /not an address/],
+    ['fe80::1%eth0', /not an address/],
+    ['10.0.0.0/8/1', /not an address/],
+    ['10.0.0.0/33', /prefix must be a number from 1 to 32/],
+    ['10.0.0.0/x', /prefix must be a number from 1 to 32/],
+    ['10.0.0.0/255.0.0.0', /prefix must be a number from 1 to 32/],
+    ['0.0.0.0/0', /prefix must be a number from 1 to 32/],
+    ['::/0', /prefix must be a number from 1 to 128/],
+    // Every IPv4 address, however it is spelled, alone or by halves; then more than a /16 of IPv6.
+    ['0.0.0.0/1,128.0.0.0/1', /holds more than a \/8 of IPv4/],
+    ['10.0.0.0/7', /holds more than a \/8 of IPv4/],
+    ['::ffff:0:0/96', /holds more than a \/8 of IPv4/],
+    ['::ffff:0.0.0.0/96', /holds more than a \/8 of IPv4/],
+    ['::0.0.0.0/96', /holds more than a \/8 of IPv4/],
+    ['::0.0.0.0/97,::128.0.0.0/97', /holds more than a \/8 of IPv4/],
+    ['::ffff:10.0.0.0/8', /holds more than a \/16 of IPv6/],
+    ['2000::/3', /holds more than a \/16 of IPv6/],
+    ['fd00::/8', /holds more than a \/16 of IPv6/],
     [' , ', /at least one/],
   ])('refuses %j', (value, message) => {
     expect(() => load(value)).toThrow(ConfigError);

@@ -1,19 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { isIP } from 'node:net';
-
-const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
-const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/;
-
-/**
- * A forwarded entry as a client address: bare, or with the port some proxies append
- * (`a.b.c.d:port`, `[v6]:port`). Anything else, a zone id included (`fe80::1%<any text>` passes
- * isIP), is not one.
- */
-function forwardedAddress(entry: string): string | null {
-  const address = IPV4_WITH_PORT.exec(entry)?.[1] ?? BRACKETED_IPV6.exec(entry)?.[1] ?? entry;
-  return isIP(address) && !address.includes('%') ? address : null;
-}
+import { forwardedAddress } from './proxies.js';
 
 /**
  * The client's address: the TCP peer, or for a request from a TRUST_PROXY proxy the client its

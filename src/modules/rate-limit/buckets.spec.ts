@@ -22,6 +22,9 @@ describe('per-source keys of the unauthenticated login buckets', () => {
     expect(loginChallengesKey('::ffff:203.0.113.7')).toBe('ip:203.0.113.7');
     for (const ip of ['0:0:0:0:0:ffff:203.0.113.7', '::ffff:cb00:7107', '::FFFF:CB00:7107', '0:0:0:0:0:FFFF:cb00:7107', '::0:ffff:203.0.113.7']) expect(loginChallengesKey(ip), ip).toBe('ip:203.0.113.7');
     expect(loginChallengesKey('::fffe:cb00:7107')).toBe('ip:0:0:0:0::/64');
+    // A zone id is not part of the address.
+    expect(loginChallengesKey('::ffff:203.0.113.7%x')).toBe('ip:203.0.113.7');
+    expect(loginChallengesKey('2001:db8:1:2::1%eth0')).toBe('ip:2001:db8:1:2::/64');
     expect(loginChallengesKey('203.0.113.8')).not.toBe(loginChallengesKey('203.0.113.7'));
     expect(loginChallengesKey('x'.repeat(100))).toBe(`ip:${'x'.repeat(64)}`);
   });

@@ -74,7 +74,8 @@ export const signInAttemptsKey = (linkId: string) => `sil:${linkId}`;
  * the smallest prefix one subscriber gets (RFC 6177), so one host cannot mint a bucket per address.
  * Anything else as given (capped).
  */
-export function sourceKey(ip: string): string {
+export function sourceKey(address: string): string {
+  const ip = address.replace(/%.*$/s, ''); // a zone id is not part of the address
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped && isIPv4(mapped[1])) return mapped[1];
   if (!isIPv6(ip)) return ip.slice(0, 64);
