@@ -1,6 +1,6 @@
 import { Body, Controller, Headers, HttpCode, Post, Res } from '@nestjs/common';
-import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiOAuthErrors } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
 import { OAuthError } from '../../common/errors/app-error.js';

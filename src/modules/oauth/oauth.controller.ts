@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Headers, HttpCode, Post, Res, UseGuards } from '@nestjs/common';
-import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiBasicAuth, ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ClientIp } from '../../common/net/client-ip.js';
 import { ApiOAuthErrors, ApiProblemResponses, type SchemaObject } from '../../common/openapi.js';
 import type { FastifyReply } from 'fastify';
 import { CurrentAgent, CurrentApp, type AgentPrincipal, type AppPrincipal } from '../../common/auth/principals.js';

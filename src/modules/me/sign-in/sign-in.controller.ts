@@ -1,8 +1,8 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res, UseGuards } from '@nestjs/common';
-import { ClientIp } from '../../../common/net/client-ip.js';
 import { type ApiResponseNoStatusOptions, ApiBearerAuth, ApiCreatedResponse, ApiExcludeEndpoint, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { FastifyReply } from 'fastify';
+import { ClientIp } from '../../../common/net/client-ip.js';
 import { CurrentApp, type AppPrincipal } from '../../../common/auth/principals.js';
 import { ApiProblemResponses } from '../../../common/openapi.js';
 import { sendPage } from '../../../web/html.js';
