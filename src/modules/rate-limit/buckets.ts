@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { ErrorCode } from '../../common/errors/error-codes.js';
 
@@ -76,19 +77,12 @@ export const signInAttemptsKey = (linkId: string) => `sil:${linkId}`;
  */
 export function sourceKey(address: string): string {
   const ip = address.replace(/%.*$/s, ''); // a zone id is not part of the address
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped && isIPv4(mapped[1])) return mapped[1];
+  if (isIPv4(ip)) return ip;
   if (!isIPv6(ip)) return ip.slice(0, 64);
-  const [head, tail] = ip.split('::') as [string, string | undefined];
-  const dotted = (g: string) => g.split('.').map(Number);
-  const groups = (part: string | undefined) =>
-    part ? part.split(':').flatMap((g) => (g.includes('.') ? [(dotted(g)[0]! << 8) | dotted(g)[1]!, (dotted(g)[2]! << 8) | dotted(g)[3]!] : [parseInt(g, 16)])) : [];
-  const left = groups(head);
-  const right = groups(tail);
-  const all = tail === undefined ? left : [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
-  // IPv4-mapped in any spelling (0:0:0:0:0:ffff:a.b.c.d, ::ffff:c633:640a): the IPv4 address.
-  if (all.slice(0, 5).every((g) => g === 0) && all[5] === 0xffff) return [all[6]! >> 8, all[6]! & 255, all[7]! >> 8, all[7]! & 255].join('.');
-  return `${all.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+  // IPv4-mapped in any spelling (::ffff:a.b.c.d, 0:0:0:0:0:ffff:c633:640a): the IPv4 address.
+  const parsed = ipaddr.process(ip);
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  return `${(parsed as ipaddr.IPv6).parts.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }
 
 export const loginChallengesKey = (ip: string) => `ip:${sourceKey(ip)}`;
