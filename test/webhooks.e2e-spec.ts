@@ -95,8 +95,10 @@ describe('webhooks', () => {
       await expect.poll(() => rx.received.length, { timeout: 10_000 }).toBe(1);
       expect(rx.attempts).toHaveLength(3);
       expect(new Set(rx.attempts).size).toBe(1);
-      const deliveries = (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries;
-      expect(deliveries[0]).toMatchObject({ eventId: rx.attempts[0], type: 'step_up.created', status: 'delivered', attempts: 3, deliveredAt: expect.any(String) });
+      // The receiver has answered 2xx; the service records the delivery once that answer is read, so poll for it.
+      const delivery = async () => (await t.http.get('/v1/webhook-deliveries').set(bearer(h.tenant.apiKey)).expect(200)).body.deliveries[0];
+      await expect.poll(async () => (await delivery()).status, { timeout: 5_000 }).toBe('delivered');
+      expect(await delivery()).toMatchObject({ eventId: rx.attempts[0], type: 'step_up.created', status: 'delivered', attempts: 3, deliveredAt: expect.any(String) });
       await new Promise((r) => setTimeout(r, 1500));
       expect(rx.attempts).toHaveLength(3);
     } finally {
