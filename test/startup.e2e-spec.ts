@@ -79,3 +79,22 @@ describe('production without its secrets', () => {
     expect(stderr).toMatch(/NODE_ENV=production requires MASTER_KEY and PUBLIC_URL/);
   });
 });
+
+describe('a TRUST_PROXY that would trust everyone', () => {
+  it('refuses to start (exit 78), names the setting, and creates no database', () => {
+    for (const value of ['0.0.0.0/0', '::ffff:0:0/96', '10.0.0.1, nonsense']) {
+      const cwd = mkdtempSync(join(tmpdir(), 'mpx-proxy-'));
+      let stderr = '';
+      let status: number | null = 0;
+      try {
+        execFileSync(process.execPath, [main], { cwd, env: { PATH: process.env.PATH, TRUST_PROXY: value }, stdio: 'pipe', timeout: 20_000 });
+      } catch (err) {
+        stderr = String((err as { stderr: Buffer }).stderr);
+        status = (err as { status: number | null }).status;
+      }
+      expect(status, value).toBe(78);
+      expect(stderr, value).toMatch(/invalid configuration:[\s\S]*TRUST_PROXY/);
+      expect(existsSync(join(cwd, 'data')), value).toBe(false);
+    }
+  });
+});
