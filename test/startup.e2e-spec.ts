@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -81,20 +81,34 @@ describe('production without its secrets', () => {
 });
 
 describe('a TRUST_PROXY that would trust everyone', () => {
-  it('refuses to start (exit 78), names the setting, and creates no database', () => {
-    for (const value of ['0.0.0.0/0', '::ffff:0:0/96', '10.0.0.1, nonsense']) {
+  it('refuses to start (exit 78), says why, and writes nothing', () => {
+    const refused: [string, RegExp][] = [
+      ['0.0.0.0/1', /TRUST_PROXY: "0\.0\.0\.0\/1" holds more than a \/8 of IPv4 addresses/],
+      ['::/1', /TRUST_PROXY: "::\/1" holds more than a \/16 of IPv6 addresses/],
+      // Every IPv4 client, spelled as IPv6.
+      ['::ffff:0:0/96', /TRUST_PROXY: "::ffff:0:0\/96" holds more than a \/8 of IPv4 addresses/],
+      ['0.0.0.0/0', /TRUST_PROXY: "0\.0\.0\.0\/0": the prefix must be a number from 1 to 32/],
+      ['10.0.0.1, nonsense', /TRUST_PROXY: "nonsense" is not an address/],
+    ];
+    for (const [value, reason] of refused) {
       const cwd = mkdtempSync(join(tmpdir(), 'mpx-proxy-'));
-      let stderr = '';
-      let status: number | null = 0;
       try {
-        execFileSync(process.execPath, [main], { cwd, env: { PATH: process.env.PATH, TRUST_PROXY: value }, stdio: 'pipe', timeout: 20_000 });
-      } catch (err) {
-        stderr = String((err as { stderr: Buffer }).stderr);
-        status = (err as { status: number | null }).status;
+        let stderr = '';
+        let status: number | null = 0;
+        try {
+          execFileSync(process.execPath, [main], { cwd, env: { PATH: process.env.PATH, TRUST_PROXY: value }, stdio: 'pipe', timeout: 20_000 });
+        } catch (err) {
+          stderr = String((err as { stderr: Buffer }).stderr);
+          status = (err as { status: number | null }).status;
+        }
+        expect(status, value).toBe(78);
+        expect(stderr, value).toMatch(/^mfa-proxy: invalid configuration:/);
+        expect(stderr, value).toMatch(reason);
+        // No data directory, database or generated key: the working directory (where they would go) is as it was.
+        expect(readdirSync(cwd), value).toEqual([]);
+      } finally {
+        rmSync(cwd, { recursive: true, force: true });
       }
-      expect(status, value).toBe(78);
-      expect(stderr, value).toMatch(/invalid configuration:[\s\S]*TRUST_PROXY/);
-      expect(existsSync(join(cwd, 'data')), value).toBe(false);
     }
   });
 });
