@@ -16,14 +16,19 @@ const MIN_PREFIX = { ipv4: 8, ipv6: 16 } as const;
 const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
 const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/;
 
+/** An IP address as both Node and ipaddr.js (what proxy-addr parses with) read it, without a zone id (`fe80::1%<any text>` passes isIP). */
+function plainAddress(text: string): boolean {
+  return isIP(text) !== 0 && !text.includes('%') && ipaddr.isValid(text);
+}
+
 /**
  * A forwarded entry as an address, canonical (IPv4-mapped IPv6 as IPv4, lower case, shortest
  * form): bare, or with the port some proxies append (`a.b.c.d:port`, `[v6]:port`). Anything else
- * is not one, a zone id included (`fe80::1%<any text>` passes isIP).
+ * is not one, a zone id included.
  */
 export function forwardedAddress(entry: string): string | null {
   const address = IPV4_WITH_PORT.exec(entry)?.[1] ?? BRACKETED_IPV6.exec(entry)?.[1] ?? entry;
-  if (!isIP(address) || address.includes('%') || !ipaddr.isValid(address)) return null;
+  if (!plainAddress(address)) return null;
   return ipaddr.process(address).toString();
 }
 
@@ -32,7 +37,7 @@ export function trustedProxyProblem(entry: string): string | null {
   if (RANGE_NAMES.has(entry)) return null;
   const slash = entry.lastIndexOf('/');
   const address = slash === -1 ? entry : entry.slice(0, slash);
-  if (!isIP(address) || address.includes('%') || !ipaddr.isValid(address)) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
+  if (!plainAddress(address)) return `"${entry}" is not an address, an address/prefix, loopback, linklocal or uniquelocal`;
   const ip = ipaddr.parse(address);
   const max = ip.kind() === 'ipv4' ? 32 : 128;
   const prefixText = slash === -1 ? String(max) : entry.slice(slash + 1);

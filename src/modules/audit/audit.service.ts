@@ -42,6 +42,8 @@ function safeTextSql(expr: string, max: number): string {
 
 /** The most characters an event keeps of each free text (safeText). */
 const TEXT_MAX = { model: 200, taskId: 128, action: 64, resource: 512 } as const;
+/** audit_events.ip's width: a longer value (only a context ip can be one) would fail the whole batch it is written in. */
+const IP_MAX = 64;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
@@ -154,7 +156,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
   carried(ctx: RequestFields, at: number): (string | null)[] {
     // Cleaned here as build() cleans them (a NUL byte would fail the whole statement); insertSelectSql's cut is then a no-op on them.
     return [
-      newEventId(at), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip?.slice(0, 64) ?? null, ctx.userId ?? null, ctx.agentId ?? null,
+      newEventId(at), ctx.requestId ?? null, ctx.actorType ?? 'system', ctx.actorId ?? null, ctx.ip?.slice(0, IP_MAX) ?? null, ctx.userId ?? null, ctx.agentId ?? null,
       safeText(ctx.model, TEXT_MAX.model), safeText(ctx.taskId, TEXT_MAX.taskId),
     ];
   }
@@ -251,7 +253,7 @@ export class AuditService implements AuditLog, OnApplicationBootstrap, BeforeApp
       resource: safeText(input.resource, TEXT_MAX.resource),
       outcome: input.outcome,
       status: input.status ?? null,
-      ip: ctx.ip?.slice(0, 64) ?? null, // the column's width: one row can never fail a batch
+      ip: ctx.ip?.slice(0, IP_MAX) ?? null,
       details: input.details ?? null,
       seq: null,
       prevHash: null,
