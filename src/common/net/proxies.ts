@@ -16,6 +16,28 @@ const MIN_PREFIX = { ipv4: 8, ipv6: 16 } as const;
 const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
 const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/;
 
+/** The longest entry that can be an address: `[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535`. */
+const MAX_ADDRESS_ENTRY = 53;
+/** How many entries' results are kept (they are X-Forwarded-For text, the client's to write: emptied when full). */
+const REMEMBERED_ENTRIES = 10_000;
+
+/**
+ * `compute` remembered per entry: behind a load balancer the same few addresses (the proxies', the
+ * busiest clients') come with every request, and parsing one costs microseconds (ipaddr.js).
+ */
+function remembered<T>(compute: (entry: string) => T): (entry: string) => T {
+  const known = new Map<string, T>();
+  return (entry) => {
+    let value = known.get(entry);
+    if (value === undefined) {
+      value = compute(entry);
+      if (known.size >= REMEMBERED_ENTRIES) known.clear();
+      known.set(entry, value);
+    }
+    return value;
+  };
+}
+
 /** An IP address as both Node and ipaddr.js (what proxy-addr parses with) read it, without a zone id (`fe80::1%<any text>` passes isIP). */
 function plainAddress(text: string): boolean {
   return isIP(text) !== 0 && !text.includes('%') && ipaddr.isValid(text);
@@ -27,10 +49,13 @@ function plainAddress(text: string): boolean {
  * is not one, a zone id included.
  */
 export function forwardedAddress(entry: string): string | null {
-  const address = IPV4_WITH_PORT.exec(entry)?.[1] ?? BRACKETED_IPV6.exec(entry)?.[1] ?? entry;
-  if (!plainAddress(address)) return null;
-  return ipaddr.process(address).toString();
+  return entry.length > MAX_ADDRESS_ENTRY ? null : canonicalAddress(entry);
 }
+
+const canonicalAddress = remembered((entry: string): string | null => {
+  const address = IPV4_WITH_PORT.exec(entry)?.[1] ?? BRACKETED_IPV6.exec(entry)?.[1] ?? entry;
+  return plainAddress(address) ? ipaddr.process(address).toString() : null;
+});
 
 /** Why `entry` cannot be a TRUST_PROXY entry, or null when it can. */
 export function trustedProxyProblem(entry: string): string | null {
@@ -57,11 +82,14 @@ export function trustedProxyProblem(entry: string): string | null {
 /**
  * Fastify's trustProxy for TRUST_PROXY: a hop is a proxy when its entry is an address (ports
  * dropped, as for the client) in the list. An entry that is not an address ends the walk there.
+ * A list's answer does not depend on the hop (proxy-addr's compiled lists ignore it), so it is
+ * remembered per entry: the proxy's own address is asked about on every request.
  */
 export function proxyTrust(entries: string[]): (address: string, hop: number) => boolean {
   const trusted = proxyAddr.compile(entries);
-  return (address, hop) => {
-    const a = forwardedAddress(address);
-    return a !== null && trusted(a, hop);
-  };
+  const isProxy = remembered((entry: string): boolean => {
+    const a = forwardedAddress(entry);
+    return a !== null && trusted(a, 0);
+  });
+  return (address) => address.length <= MAX_ADDRESS_ENTRY && isProxy(address);
 }
