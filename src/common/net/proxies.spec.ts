@@ -39,6 +39,8 @@ describe('proxyTrust', () => {
       expect(trust('10.1.2.3%x', hop)).toBe(false);
       expect(trust(`10.1.2.3:${'1'.repeat(60)}`, hop)).toBe(false);
     }
+    // A peer that has reset its connection has no address (socket.remoteAddress is undefined).
+    expect(trust(undefined as unknown as string, 0)).toBe(false);
     // Another list remembers its own answers.
     expect(proxyTrust(['192.0.2.1'])('10.1.2.3', 0)).toBe(false);
     expect(trust('10.1.2.3', 0)).toBe(true);

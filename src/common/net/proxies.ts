@@ -16,7 +16,11 @@ const MIN_PREFIX = { ipv4: 8, ipv6: 16 } as const;
 const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
 const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/;
 
-/** The longest entry that can be an address: `[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535`. */
+/**
+ * The longest entry that can be an address: `[0000:0000:0000:0000:0000:0000:255.255.255.255]:65535`
+ * (Node's isIP takes no longer spelling). Should a later Node take longer ones, they would count as
+ * the proxy itself: safe, never a client choosing its key.
+ */
 const MAX_ADDRESS_ENTRY = 53;
 /** How many entries' results are kept (they are X-Forwarded-For text, the client's to write: emptied when full). */
 const REMEMBERED_ENTRIES = 10_000;
@@ -91,5 +95,6 @@ export function proxyTrust(entries: string[]): (address: string, hop: number) =>
     const a = forwardedAddress(entry);
     return a !== null && trusted(a, 0);
   });
-  return (address) => address.length <= MAX_ADDRESS_ENTRY && isProxy(address);
+  // The peer's address is undefined once it has reset the connection: not a proxy.
+  return (address) => typeof address === 'string' && address.length <= MAX_ADDRESS_ENTRY && isProxy(address);
 }
