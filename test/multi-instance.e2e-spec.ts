@@ -8,6 +8,7 @@ import { createRedis } from '../src/common/redis.js';
 import { startApp, usingPostgres, type TestApp } from './support/app.js';
 import { WebhookTargets } from '../src/modules/events/webhook-targets.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
+import { approveWithCode, createStepUp, human } from './support/step-up.js';
 
 // Two instances need a shared database and Redis: this runs in CI's PostgreSQL + Redis pass.
 const shared = usingPostgres() && !!process.env.TEST_REDIS_URL;
@@ -149,6 +150,59 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       direct.disconnect();
     }
   }, 60_000);
+
+  it('Redis goes silent under an instance (the link stays open, nothing comes back): its requests are answered after REDIS_COMMAND_TIMEOUT_MS, failing open or closed, and it recovers when Redis speaks again', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    await proxy.open();
+    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '500', PRINCIPAL_CACHE_SECONDS: '2' });
+    const failedOpen = async () => Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec((await c.http.get('/metrics').expect(200)).text)?.[1] ?? 0);
+    try {
+      const h = await human(c);
+      await c.http.get('/v1/whoami').set(bearer(h.token)).expect(200);
+      const stepUp = await createStepUp(c, h).expect(201);
+      expect(await failedOpen()).toBe(0);
+
+      proxy.silence(true);
+      // Before: the agent's rate-limit command waited on the silent socket, and so did the request (minutes).
+      let started = Date.now();
+      await c.http.get('/v1/whoami').set(bearer(h.token)).timeout(5_000).expect(200);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(await failedOpen()).toBeGreaterThanOrEqual(1);
+      await c.http.post('/oauth/token').auth(h.agent.id, h.agent.clientSecret).type('form').send({ grant_type: 'client_credentials' }).timeout(5_000).expect(200);
+      // Code attempts are budgeted fail-closed: no answer from Redis is a 503, not a code checked unbudgeted.
+      const code = await approveWithCode(c, h, stepUp.body.approvalUrl);
+      expect(code.status).toBe(503);
+      expect(code.body.code).toBe('service_unavailable');
+      // A suspends the agent; its announcement cannot reach C: C's cache gives it up within PRINCIPAL_CACHE_SECONDS.
+      await a.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
+      started = Date.now();
+      let status = 200;
+      while (status === 200 && Date.now() - started < 6_000) status = (await c.http.get('/v1/whoami').set(bearer(h.token)).timeout(5_000)).status;
+      expect(status).toBe(401);
+      expect(Date.now() - started).toBeLessThan(2_000 + 1_500);
+
+      proxy.silence(false);
+      // The silent connection was dropped and opened again: commands are answered, nothing fails open any more.
+      const other = await createAgent(c, h.tenant, h.userId);
+      const otherToken = await agentToken(c, other);
+      const failsOpen = async () => {
+        const n = await failedOpen();
+        await c.http.get('/v1/whoami').set(bearer(otherToken)).expect(200);
+        return (await failedOpen()) > n;
+      };
+      let stillFailing = await failsOpen();
+      for (const deadline = Date.now() + 15_000; stillFailing && Date.now() < deadline; stillFailing = await failsOpen()) await new Promise((r) => setTimeout(r, 200));
+      expect(stillFailing).toBe(false);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await c.close();
+      await proxy.close();
+    }
+  }, 60_000);
 });
 
 describe.runIf(shared)('pub/sub when Redis flaps', () => {
@@ -159,7 +213,7 @@ describe.runIf(shared)('pub/sub when Redis flaps', () => {
     const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
     await proxy.open();
     const prefix = `mpx-flap-${randomBytes(4).toString('hex')}:`;
-    const config = { redis: { url: `redis://127.0.0.1:${proxy.port}`, keyPrefix: prefix } } as Parameters<typeof createRedis>[0];
+    const config = { redis: { url: `redis://127.0.0.1:${proxy.port}`, keyPrefix: prefix, commandTimeoutMs: 2_000 } } as Parameters<typeof createRedis>[0];
     const sub = createRedis(config, 'subscriber')!;
     const direct = new Redis(process.env.TEST_REDIS_URL!);
     const heard: unknown[] = [];
@@ -192,11 +246,13 @@ describe.runIf(shared)('pub/sub when Redis flaps', () => {
 /**
  * A TCP port that refuses connections until `open()`, then forwards them to `target` (Redis coming
  * back). `flap()` cuts every connection now, and the next connection that sends a SUBSCRIBE is cut
- * as it does, with the port refusing connections for 1.5 s after that (Redis flapping).
+ * as it does, with the port refusing connections for 1.5 s after that (Redis flapping). `silence(true)`
+ * drops every byte either way while connections stay open, new ones included (a partition, a wedged Redis).
  */
-async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; flap(): void; close(): Promise<void> }> {
+async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; flap(): void; silence(quiet: boolean): void; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   let cutOnSubscribe = false;
+  let quiet = false;
   const cutAll = () => {
     for (const s of sockets) s.destroy();
   };
@@ -214,9 +270,11 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
         setTimeout(() => server.listen(port, '127.0.0.1'), 1_500);
         return;
       }
-      upstream.write(chunk);
+      if (!quiet) upstream.write(chunk);
     });
-    upstream.pipe(client);
+    upstream.on('data', (chunk: Buffer) => {
+      if (!quiet) client.write(chunk);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -229,6 +287,9 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
     flap: () => {
       cutOnSubscribe = true;
       cutAll();
+    },
+    silence: (on: boolean) => {
+      quiet = on;
     },
     close: async () => {
       cutAll();

@@ -11,6 +11,11 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
     // Fail fast instead of queueing forever: callers decide whether to fail open or closed.
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
+    // A link that goes silent instead of closing never fails a command by itself: each command
+    // fails after this long (queued ones too), and a connection that has received nothing for this
+    // long while commands wait on it is destroyed, so that ioredis connects again.
+    commandTimeout: config.redis.commandTimeoutMs,
+    socketTimeout: config.redis.commandTimeoutMs,
     lazyConnect: false,
     // Commands issued in one event-loop turn (every request's rate-limit check, replay claims) go
     // to Redis as one pipeline: one write and one read for many requests. Not for the subscriber.

@@ -32,6 +32,13 @@ export const envSchema = z.object({
   DATABASE_POOL_TIMEOUT_MS: int(100, 600_000).default(10_000),
   REDIS_URL: z.string().regex(/^rediss?:\/\/.+/, 'must be redis://... or rediss://...').optional(),
   REDIS_KEY_PREFIX: z.string().max(64).default('mpx:'),
+  /**
+   * How long a Redis command may go unanswered: it then fails (the caller fails open or closed, as
+   * when Redis is down), and a connection that has received nothing for that long while commands
+   * wait is dropped and opened again. Without it, a link that goes silent rather than closing (a
+   * partition, a wedged server) held every agent request on it indefinitely.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: int(100, 60_000).default(2_000),
   MASTER_KEY: z
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
@@ -118,7 +125,7 @@ export interface AppConfig {
   issuer: string;
   rpId: string;
   database: { type: 'sqlite'; path: string } | { type: 'postgres'; url: string; poolMax: number; poolTimeoutMs: number };
-  redis?: { url: string; keyPrefix: string };
+  redis?: { url: string; keyPrefix: string; commandTimeoutMs: number };
   masterKey: Buffer;
   /** Former master keys (MASTER_KEY_PREVIOUS): accepted for decryption only, never to encrypt. */
   masterKeysPrevious: Buffer[];

@@ -164,7 +164,7 @@ export function loadConfig(
     issuer: publicUrl,
     rpId: new URL(publicUrl).hostname,
     database,
-    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : undefined,
+    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS } : undefined,
     masterKey,
     masterKeysPrevious,
     adminTokenHash: hashSecret(adminToken),
