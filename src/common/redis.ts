@@ -6,16 +6,19 @@ export const REDIS = Symbol('REDIS');
 /** A Redis connection when REDIS_URL is set, else null (everything then runs in-process). */
 export function createRedis(config: AppConfig, role: string): Redis | null {
   if (!config.redis) return null;
+  const timeoutMs = config.redis.commandTimeoutMs;
   const client = new Redis(config.redis.url, {
     connectionName: `mfa-proxy:${role}`,
-    // Fail fast instead of queueing forever: callers decide whether to fail open or closed.
+    // Fail fast instead of waiting: callers decide whether to fail open or closed. A command is
+    // never run later than its caller was answered: none waits for a connection (no offline queue),
+    // none is sent again on the next connection (a replay claim run after its request was refused
+    // would refuse the client's retry as a replay), and each fails after timeoutMs unanswered.
+    // The subscriber's SUBSCRIBEs may wait for the connection (they are idempotent): boot waits
+    // for them (RedisPubSub.subscribed), up to timeoutMs.
     maxRetriesPerRequest: 1,
-    enableOfflineQueue: true,
-    // A link that goes silent instead of closing never fails a command by itself: each command
-    // fails after this long (queued ones too), and a connection that has received nothing for this
-    // long while commands wait on it is destroyed, so that ioredis connects again.
-    commandTimeout: config.redis.commandTimeoutMs,
-    socketTimeout: config.redis.commandTimeoutMs,
+    enableOfflineQueue: role === 'subscriber',
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: timeoutMs,
     lazyConnect: false,
     // Commands issued in one event-loop turn (every request's rate-limit check, replay claims) go
     // to Redis as one pipeline: one write and one read for many requests. Not for the subscriber.
@@ -27,5 +30,25 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
     autoResubscribe: role !== 'subscriber',
   });
   client.on('error', () => undefined); // reported through readiness and by the callers that fail
+  reconnectWhenSilent(client, timeoutMs);
   return client;
+}
+
+/**
+ * A connection whose link goes silent instead of closing (a partition, a peer gone without a FIN)
+ * fails its commands by their timeout but is never closed by itself, and the subscriber, which
+ * sends nothing once subscribed, would not even notice: it would miss every cache invalidation for
+ * as long as TCP keepalive takes (hours). A PING every `timeoutMs` (allowed in subscriber mode)
+ * that goes unanswered drops the connection, and ioredis opens a new one (the subscriber then
+ * subscribes again and its caches are reset).
+ */
+function reconnectWhenSilent(client: Redis, timeoutMs: number): void {
+  const timer = setInterval(() => {
+    if (client.status !== 'ready') return;
+    client.ping().catch(() => {
+      if (client.status === 'ready') client.disconnect(true);
+    });
+  }, timeoutMs);
+  timer.unref();
+  client.once('end', () => clearInterval(timer));
 }

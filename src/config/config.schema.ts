@@ -34,11 +34,12 @@ export const envSchema = z.object({
   REDIS_KEY_PREFIX: z.string().max(64).default('mpx:'),
   /**
    * How long a Redis command may go unanswered: it then fails (the caller fails open or closed, as
-   * when Redis is down), and a connection that has received nothing for that long while commands
-   * wait is dropped and opened again. Without it, a link that goes silent rather than closing (a
-   * partition, a wedged server) held every agent request on it indefinitely.
+   * when Redis is down), and a connection whose PING (one every this long) goes unanswered is
+   * dropped and opened again. Without it, a link that goes silent rather than closing (a partition,
+   * a wedged server) held every agent request on it indefinitely. Not below 500 ms: an event loop
+   * held that long (a GC pause) would fail commands Redis had answered.
    */
-  REDIS_COMMAND_TIMEOUT_MS: int(100, 60_000).default(2_000),
+  REDIS_COMMAND_TIMEOUT_MS: int(500, 60_000).default(2_000),
   MASTER_KEY: z
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
