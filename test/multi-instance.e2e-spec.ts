@@ -10,6 +10,7 @@ import { PUBLIC_URL, startApp, usingPostgres, type TestApp } from './support/app
 import { WebhookTargets } from '../src/modules/events/webhook-targets.js';
 import { agentToken, bearer, createAgent, createTenant, createUser } from './support/fixtures.js';
 import { approveWithCode, createStepUp, human, type Human } from './support/step-up.js';
+import { freePort } from './support/browser.js';
 
 // Two instances need a shared database and Redis: this runs in CI's PostgreSQL + Redis pass.
 const shared = usingPostgres() && !!process.env.TEST_REDIS_URL;
@@ -159,6 +160,8 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
     await proxy.open();
     const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const port = await freePort();
+    await c.app.listen({ port, host: '127.0.0.1' });
     const direct = new Redis(process.env.TEST_REDIS_URL!);
     const failedOpen = async () => Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec((await c.http.get('/metrics').expect(200)).text)?.[1] ?? 0);
     const issue = (h: Human, dpop?: string) => {
@@ -174,6 +177,17 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
         .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK(publicKey) })
         .sign(privateKey);
       expect(await failedOpen()).toBe(0);
+      // An event stream on C under a second key of the app, which A will revoke while C cannot hear it.
+      const key = (await a.http.post(`/v1/apps/${h.tenant.appId}/api-keys`).set(bearer(a.adminToken)).expect(201)).body as { id: string; apiKey: string };
+      const stream = await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${key.apiKey}` } });
+      expect(stream.status).toBe(200);
+      let streamEnded = false;
+      const reader = stream.body!.getReader();
+      void (async () => {
+        while (!(await reader.read()).done);
+      })()
+        .catch(() => undefined)
+        .finally(() => (streamEnded = true));
 
       proxy.silence(true);
       // Before REDIS_COMMAND_TIMEOUT_MS, the agent's rate-limit command waited on the dead link, and so did the request (minutes).
@@ -186,6 +200,9 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       const code = await approveWithCode(c, h, stepUp.body.approvalUrl);
       expect(code.status).toBe(503);
       expect(code.body.code).toBe('service_unavailable');
+      await a.http.delete(`/v1/apps/${h.tenant.appId}/api-keys/${key.id}`).set(bearer(a.adminToken)).expect(204);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(streamEnded).toBe(false); // the revocation did not reach C
 
       proxy.silence(false);
       // The dead connections are dropped (their PING goes unanswered) and opened again: commands are answered, nothing fails open.
@@ -217,6 +234,9 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       const subscribers = async () => Number(((await direct.pubsub('NUMSUB', prefix + AGENT_CHANGED)) as [string, number])[1]);
       for (const deadline = Date.now() + 15_000; (await subscribers()) < 3 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
       expect(await subscribers()).toBe(3); // A's, B's and C's
+      // Back in touch, C ended its streams (the revocation may have been announced meanwhile), and the revoked key opens none.
+      await expect.poll(() => streamEnded, { timeout: 2_000 }).toBe(true);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${key.apiKey}` } })).status).toBe(401);
       await a.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
       await expect.poll(async () => (await c.http.get('/v1/whoami').set(bearer(h.token))).status, { timeout: 1_000, interval: 20 }).toBe(401);
       expect(unhandled).toEqual([]);

@@ -80,6 +80,9 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
     this.unsubscribe.push(
       this.pubsub.subscribe(OUTBOX_PUBLISHED, () => this.wake()),
       this.pubsub.subscribe(KEY_REVOKED, (m) => this.closeWhere((s) => s.keyId === m.keyId)),
+      // Reconnected to Redis: a key revoked meanwhile was announced while we could not hear it.
+      // Every stream ends; its client resumes from its Last-Event-ID and authenticates again.
+      this.pubsub.subscribe('cache.reset', () => this.closeWhere(() => true)),
       this.shutdown.onClosing(() => this.closeWhere(() => true)),
     );
   }
