@@ -153,6 +153,37 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     }
   }, 60_000);
 
+  it('a Redis connection reset (a restart, a load balancer): requests wait for the reconnect, nothing fails open, nothing waits out the command timeout', async () => {
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    await proxy.open();
+    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    const failedOpen = async () => Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec((await c.http.get('/metrics').expect(200)).text)?.[1] ?? 0);
+    try {
+      const tenant = await createTenant(c);
+      const token = await agentToken(c, await createAgent(c, tenant, await createUser(c, tenant)));
+      await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+      for (let i = 0; i < 3; i++) {
+        // The connections close with a command on its way (unanswered), and requests come right after.
+        proxy.cutOnNextCommand();
+        const started = Date.now();
+        await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+        const after = await Promise.all(Array.from({ length: 5 }, () => c.http.get('/v1/whoami').set(bearer(token))));
+        expect(after.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+        expect(Date.now() - started).toBeLessThan(1_000); // REDIS_COMMAND_TIMEOUT_MS is 2000
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      // Only the command cut off failed (open): those after it waited for the new connection.
+      expect(await failedOpen()).toBeLessThanOrEqual(3);
+      const before = await failedOpen();
+      proxy.cut();
+      await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+      expect(await failedOpen()).toBe(before);
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  }, 60_000);
+
   it('Redis gone silent under an instance (its connections half-open): requests are answered within the command timeout, failing open or closed; a silent subscriber is noticed; nothing refused then runs later; all recovers', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => void unhandled.push(reason);
@@ -188,6 +219,15 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       })()
         .catch(() => undefined)
         .finally(() => (streamEnded = true));
+      // And one under the app's first key, which stays valid.
+      const kept = await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${h.tenant.apiKey}` } });
+      let keptEnded = false;
+      const keptReader = kept.body!.getReader();
+      void (async () => {
+        while (!(await keptReader.read()).done);
+      })()
+        .catch(() => undefined)
+        .finally(() => (keptEnded = true));
 
       proxy.silence(true);
       // Before REDIS_COMMAND_TIMEOUT_MS, the agent's rate-limit command waited on the dead link, and so did the request (minutes).
@@ -237,6 +277,8 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       // Back in touch, C ended its streams (the revocation may have been announced meanwhile), and the revoked key opens none.
       await expect.poll(() => streamEnded, { timeout: 2_000 }).toBe(true);
       expect((await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${key.apiKey}` } })).status).toBe(401);
+      expect(keptEnded).toBe(false);
+      await keptReader.cancel();
       await a.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
       await expect.poll(async () => (await c.http.get('/v1/whoami').set(bearer(h.token))).status, { timeout: 1_000, interval: 20 }).toBe(401);
       expect(unhandled).toEqual([]);
@@ -290,16 +332,18 @@ describe.runIf(shared)('pub/sub when Redis flaps', () => {
 /**
  * A TCP port that refuses connections until `open()`, then forwards them to `target` (Redis coming
  * back). `flap()` cuts every connection now, and the next connection that sends a SUBSCRIBE is cut
- * as it does, with the port refusing connections for 1.5 s after that (Redis flapping).
- * `silence(true)` is a peer gone without a word (a partition, a host that died): every connection's
+ * as it does, with the port refusing connections for 1.5 s after that (Redis flapping). `cut()`
+ * closes every connection (a Redis restart, a load balancer's reset); `cutOnNextCommand()` does so as the
+ * next command arrives, unanswered. `silence(true)` is a peer gone without a word (a partition, a host that died): every connection's
  * Redis side is closed while the client's side stays open and hears nothing, and new connections
  * are accepted and never answered; `silence(false)` lets new connections through again (the old
  * ones stay dead, as half-open TCP connections do).
  */
-async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; flap(): void; silence(on: boolean): void; close(): Promise<void> }> {
+async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promise<void>; cut(): void; cutOnNextCommand(): void; flap(): void; silence(on: boolean): void; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const deaden = new Set<() => void>();
   let cutOnSubscribe = false;
+  let cutOnCommand = false;
   let quiet = false;
   const cutAll = () => {
     for (const s of sockets) s.destroy();
@@ -321,6 +365,11 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
     deaden.add(kill);
     client.on('data', (chunk: Buffer) => {
       if (dead) return;
+      if (cutOnCommand) {
+        cutOnCommand = false;
+        cutAll();
+        return;
+      }
       if (cutOnSubscribe && /\$9\r\nsubscribe\r\n/i.test(chunk.toString('latin1'))) {
         cutOnSubscribe = false;
         server.close();
@@ -343,6 +392,10 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
   return {
     port,
     open: () => new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve())),
+    cut: cutAll,
+    cutOnNextCommand: () => {
+      cutOnCommand = true;
+    },
     flap: () => {
       cutOnSubscribe = true;
       cutAll();

@@ -56,6 +56,7 @@ export class CoreModule implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     this.subscriber?.disconnect();
-    await this.redis?.quit().catch(() => undefined);
+    // QUIT lets what was sent be answered; when it cannot be sent (Redis unreachable), stop reconnecting.
+    await this.redis?.quit().catch(() => this.redis?.disconnect());
   }
 }

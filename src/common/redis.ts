@@ -9,14 +9,15 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
   const timeoutMs = config.redis.commandTimeoutMs;
   const client = new Redis(config.redis.url, {
     connectionName: `mfa-proxy:${role}`,
-    // Fail fast instead of waiting: callers decide whether to fail open or closed. A command is
-    // never run later than its caller was answered: none waits for a connection (no offline queue),
-    // none is sent again on the next connection (a replay claim run after its request was refused
-    // would refuse the client's retry as a replay), and each fails after timeoutMs unanswered.
-    // The subscriber's SUBSCRIBEs may wait for the connection (they are idempotent): boot waits
-    // for them (RedisPubSub.subscribed), up to timeoutMs.
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: role === 'subscriber',
+    // Callers decide whether to fail open or closed; a command waits for a connection at most
+    // timeoutMs (commandTimeout, below), so that a reconnect of a few ms costs nothing. A connection
+    // that closes fails what was sent on it or queued for it at once (maxRetriesPerRequest 0), and
+    // nothing is sent again on the next one (a replay claim run after its request was refused would
+    // refuse the client's retry as a replay). What can still run after its caller saw it fail: a
+    // command Redis got but did not answer in time, and one queued for a connection that took
+    // longer than timeoutMs to open.
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: true,
     autoResendUnfulfilledCommands: false,
     commandTimeout: timeoutMs,
     lazyConnect: false,

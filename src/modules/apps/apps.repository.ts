@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, IsNull, type EntityManager } from 'typeorm';
+import { DataSource, In, IsNull, type EntityManager } from 'typeorm';
 import type { SqliteSession } from '../../database/sqlite-serial.js';
 import { AppApiKeyEntity, AppEntity } from './app.entity.js';
 
@@ -56,6 +56,12 @@ export class AppsRepository {
 
   activeKeys(appId: string): Promise<AppApiKeyEntity[]> {
     return this.ds.getRepository(AppApiKeyEntity).find({ where: { appId, revokedAt: IsNull() }, order: { createdAt: 'ASC' } });
+  }
+
+  /** Of these key ids, those not revoked. */
+  async activeKeyIds(keyIds: string[]): Promise<Set<string>> {
+    const rows = await this.ds.getRepository(AppApiKeyEntity).find({ select: { id: true }, where: { id: In(keyIds), revokedAt: IsNull() } });
+    return new Set(rows.map((r) => r.id));
   }
 
   findActiveKeyByHash(keyHash: string): Promise<AppApiKeyEntity | null> {

@@ -2,7 +2,7 @@ import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } fro
 import { AsyncResource } from 'node:async_hooks';
 import { PubSub } from '../../common/cache/pubsub.js';
 import { ShutdownState } from '../../common/shutdown.js';
-import { KEY_REVOKED } from '../apps/apps.service.js';
+import { AppsService, KEY_REVOKED } from '../apps/apps.service.js';
 import { OUTBOX_PUBLISHED } from './outbox-publisher.js';
 import type { OutboxEntity } from './outbox.entity.js';
 import { OutboxRepository } from './outbox.repository.js';
@@ -74,6 +74,7 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
     private readonly outbox: OutboxService,
     private readonly pubsub: PubSub,
     private readonly shutdown: ShutdownState,
+    private readonly apps: AppsService,
   ) {}
 
   onModuleInit(): void {
@@ -81,8 +82,7 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
       this.pubsub.subscribe(OUTBOX_PUBLISHED, () => this.wake()),
       this.pubsub.subscribe(KEY_REVOKED, (m) => this.closeWhere((s) => s.keyId === m.keyId)),
       // Reconnected to Redis: a key revoked meanwhile was announced while we could not hear it.
-      // Every stream ends; its client resumes from its Last-Event-ID and authenticates again.
-      this.pubsub.subscribe('cache.reset', () => this.closeWhere(() => true)),
+      this.pubsub.subscribe('cache.reset', () => void this.closeRevoked()),
       this.shutdown.onClosing(() => this.closeWhere(() => true)),
     );
   }
@@ -130,6 +130,23 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
     if (this.count === 0) {
       this.stopTimers();
       this.head = null;
+    }
+  }
+
+  /**
+   * Ends the streams whose API key has been revoked, as read from the database; when it cannot be
+   * read, every stream (its client resumes from its Last-Event-ID and authenticates again).
+   */
+  private async closeRevoked(): Promise<void> {
+    const keyIds = new Set<string>();
+    this.forEach((s) => keyIds.add(s.keyId));
+    if (keyIds.size === 0) return;
+    try {
+      const active = await this.apps.activeKeyIds([...keyIds]);
+      this.closeWhere((s) => keyIds.has(s.keyId) && !active.has(s.keyId));
+    } catch (err) {
+      this.logger.warn({ err: String(err) }, 'API keys of open event streams could not be checked: ending them all');
+      this.closeWhere(() => true);
     }
   }
 
