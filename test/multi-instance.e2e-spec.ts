@@ -153,7 +153,7 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     }
   }, 60_000);
 
-  it('a Redis connection reset (a restart, a load balancer): requests wait for the reconnect, nothing fails open, nothing waits out the command timeout', async () => {
+  it('a Redis connection reset (a restart, a load balancer): requests wait for the reconnect, nothing fails open, nothing waits out the command timeout; Redis down: requests fail open at once', async () => {
     const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
     await proxy.open();
     const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
@@ -178,11 +178,55 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       proxy.cut();
       await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
       expect(await failedOpen()).toBe(before);
+
+      // Redis down (connections refused) for a while: past the first reconnect attempt, requests
+      // fail open at once instead of each waiting for the next attempt (which come up to 2 s apart).
+      await proxy.close();
+      await new Promise((r) => setTimeout(r, 5_000));
+      const started = Date.now();
+      for (let i = 0; i < 10; i++) await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+      expect(Date.now() - started).toBeLessThan(500);
+      expect(await failedOpen()).toBeGreaterThanOrEqual(before + 10);
+      await proxy.open();
+      await expect
+        .poll(
+          async () => {
+            const m = await failedOpen();
+            await c.http.get('/v1/whoami').set(bearer(token)).expect(200);
+            return (await failedOpen()) === m;
+          },
+          { timeout: 10_000, interval: 100 },
+        )
+        .toBe(true);
     } finally {
       await c.close();
       await proxy.close();
     }
   }, 60_000);
+
+  it('an API key revoked on an instance that cannot publish it: another instance ends its event streams within a heartbeat (15 s)', async () => {
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    await proxy.open();
+    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const port = await freePort();
+    await b.app.listen({ port, host: '127.0.0.1' });
+    try {
+      const tenant = await createTenant(a);
+      const key = (await a.http.post(`/v1/apps/${tenant.appId}/api-keys`).set(bearer(a.adminToken)).expect(201)).body as { id: string; apiKey: string };
+      const revoked = await watchStream(port, key.apiKey);
+      const kept = await watchStream(port, tenant.apiKey);
+      proxy.silence(true);
+      await c.http.delete(`/v1/apps/${tenant.appId}/api-keys/${key.id}`).set(bearer(c.adminToken)).expect(204); // its announcement is lost
+      await new Promise((r) => setTimeout(r, 300));
+      expect(revoked.ended()).toBe(false);
+      await expect.poll(() => revoked.ended(), { timeout: 17_000, interval: 100 }).toBe(true);
+      expect(kept.ended()).toBe(false);
+      await kept.cancel();
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  }, 40_000);
 
   it('Redis gone silent under an instance (its connections half-open): requests are answered within the command timeout, failing open or closed; a silent subscriber is noticed; nothing refused then runs later; all recovers', async () => {
     const unhandled: unknown[] = [];
@@ -210,24 +254,9 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       expect(await failedOpen()).toBe(0);
       // An event stream on C under a second key of the app, which A will revoke while C cannot hear it.
       const key = (await a.http.post(`/v1/apps/${h.tenant.appId}/api-keys`).set(bearer(a.adminToken)).expect(201)).body as { id: string; apiKey: string };
-      const stream = await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${key.apiKey}` } });
-      expect(stream.status).toBe(200);
-      let streamEnded = false;
-      const reader = stream.body!.getReader();
-      void (async () => {
-        while (!(await reader.read()).done);
-      })()
-        .catch(() => undefined)
-        .finally(() => (streamEnded = true));
+      const stream = await watchStream(port, key.apiKey);
       // And one under the app's first key, which stays valid.
-      const kept = await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${h.tenant.apiKey}` } });
-      let keptEnded = false;
-      const keptReader = kept.body!.getReader();
-      void (async () => {
-        while (!(await keptReader.read()).done);
-      })()
-        .catch(() => undefined)
-        .finally(() => (keptEnded = true));
+      const kept = await watchStream(port, h.tenant.apiKey);
 
       proxy.silence(true);
       // Before REDIS_COMMAND_TIMEOUT_MS, the agent's rate-limit command waited on the dead link, and so did the request (minutes).
@@ -242,7 +271,7 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       expect(code.body.code).toBe('service_unavailable');
       await a.http.delete(`/v1/apps/${h.tenant.appId}/api-keys/${key.id}`).set(bearer(a.adminToken)).expect(204);
       await new Promise((r) => setTimeout(r, 200));
-      expect(streamEnded).toBe(false); // the revocation did not reach C
+      expect(stream.ended()).toBe(false); // the revocation did not reach C
 
       proxy.silence(false);
       // The dead connections are dropped (their PING goes unanswered) and opened again: commands are answered, nothing fails open.
@@ -275,10 +304,10 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
       for (const deadline = Date.now() + 15_000; (await subscribers()) < 3 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
       expect(await subscribers()).toBe(3); // A's, B's and C's
       // Back in touch, C ended its streams (the revocation may have been announced meanwhile), and the revoked key opens none.
-      await expect.poll(() => streamEnded, { timeout: 2_000 }).toBe(true);
+      await expect.poll(() => stream.ended(), { timeout: 2_000 }).toBe(true);
       expect((await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${key.apiKey}` } })).status).toBe(401);
-      expect(keptEnded).toBe(false);
-      await keptReader.cancel();
+      expect(kept.ended()).toBe(false);
+      await kept.cancel();
       await a.http.patch(`/v1/agents/${h.agent.id}`).set(bearer(h.tenant.apiKey)).send({ status: 'suspended' }).expect(200);
       await expect.poll(async () => (await c.http.get('/v1/whoami').set(bearer(h.token))).status, { timeout: 1_000, interval: 20 }).toBe(401);
       expect(unhandled).toEqual([]);
@@ -409,4 +438,18 @@ async function closedProxyTo(target: URL): Promise<{ port: number; open(): Promi
       await new Promise((resolve) => server.close(() => resolve(undefined)));
     },
   };
+}
+
+/** An SSE client of `GET /v1/events/stream` on 127.0.0.1:`port` that only notes when the stream ends. */
+async function watchStream(port: number, apiKey: string): Promise<{ ended(): boolean; cancel(): Promise<void> }> {
+  const res = await fetch(`http://127.0.0.1:${port}/v1/events/stream`, { headers: { authorization: `Bearer ${apiKey}` } });
+  expect(res.status).toBe(200);
+  let ended = false;
+  const reader = res.body!.getReader();
+  void (async () => {
+    while (!(await reader.read()).done);
+  })()
+    .catch(() => undefined)
+    .finally(() => (ended = true));
+  return { ended: () => ended, cancel: () => reader.cancel() };
 }

@@ -9,17 +9,19 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
   const timeoutMs = config.redis.commandTimeoutMs;
   const client = new Redis(config.redis.url, {
     connectionName: `mfa-proxy:${role}`,
-    // Callers decide whether to fail open or closed; a command waits for a connection at most
-    // timeoutMs (commandTimeout, below), so that a reconnect of a few ms costs nothing. A connection
+    // Callers decide whether to fail open or closed; a command waits for a reconnect at most
+    // timeoutMs (commandTimeout, below), and only for the first attempt (queueOnlyForFirstReconnect),
+    // so that a reconnect of a few ms costs nothing and an outage fails fast. A connection
     // that closes fails what was sent on it or queued for it at once (maxRetriesPerRequest 0), and
     // nothing is sent again on the next one (a replay claim run after its request was refused would
     // refuse the client's retry as a replay). What can still run after its caller saw it fail: a
-    // command Redis got but did not answer in time, and one queued for a connection that took
-    // longer than timeoutMs to open.
+    // command Redis got but did not answer in time, and one queued for a first reconnect that took
+    // longer than timeoutMs to become ready (connectTimeout bounds the TCP part).
     maxRetriesPerRequest: 0,
     enableOfflineQueue: true,
     autoResendUnfulfilledCommands: false,
     commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
     lazyConnect: false,
     // Commands issued in one event-loop turn (every request's rate-limit check, replay claims) go
     // to Redis as one pipeline: one write and one read for many requests. Not for the subscriber.
@@ -31,8 +33,26 @@ export function createRedis(config: AppConfig, role: string): Redis | null {
     autoResubscribe: role !== 'subscriber',
   });
   client.on('error', () => undefined); // reported through readiness and by the callers that fail
+  queueOnlyForFirstReconnect(client);
   reconnectWhenSilent(client, timeoutMs);
   return client;
+}
+
+/**
+ * Commands wait for the first reconnect attempt only (a restart, a reset: a few ms). Once it has
+ * failed, Redis is down: commands fail at once until a connection is ready again, instead of each
+ * waiting for the next attempt (up to 2 s apart) or its timeout.
+ */
+function queueOnlyForFirstReconnect(client: Redis): void {
+  let attempts = 0;
+  client.on('reconnecting', () => {
+    attempts++;
+    client.options.enableOfflineQueue = attempts <= 1;
+  });
+  client.on('ready', () => {
+    attempts = 0;
+    client.options.enableOfflineQueue = true;
+  });
 }
 
 /**

@@ -58,10 +58,14 @@ export class AppsRepository {
     return this.ds.getRepository(AppApiKeyEntity).find({ where: { appId, revokedAt: IsNull() }, order: { createdAt: 'ASC' } });
   }
 
-  /** Of these key ids, those not revoked. */
+  /** Of these key ids, those not revoked (read 1,000 at a time: bind parameters are bounded). */
   async activeKeyIds(keyIds: string[]): Promise<Set<string>> {
-    const rows = await this.ds.getRepository(AppApiKeyEntity).find({ select: { id: true }, where: { id: In(keyIds), revokedAt: IsNull() } });
-    return new Set(rows.map((r) => r.id));
+    const active = new Set<string>();
+    for (let i = 0; i < keyIds.length; i += 1_000) {
+      const rows = await this.ds.getRepository(AppApiKeyEntity).find({ select: { id: true }, where: { id: In(keyIds.slice(i, i + 1_000)), revokedAt: IsNull() } });
+      for (const r of rows) active.add(r.id);
+    }
+    return active;
   }
 
   findActiveKeyByHash(keyHash: string): Promise<AppApiKeyEntity | null> {

@@ -120,12 +120,12 @@ export class AppsService implements OnModuleInit {
     await this.pubsub.publish(KEY_REVOKED, { keyId });
   }
 
-  /** The app behind an API key, or null. The key is looked up by its SHA-256 only. */
   /** Of these API key ids, those not revoked (read from the database, not the cache). */
   activeKeyIds(keyIds: string[]): Promise<Set<string>> {
     return this.repo.activeKeyIds(keyIds);
   }
 
+  /** The app behind an API key, or null. The key is looked up by its SHA-256 only. */
   async authenticate(apiKey: string): Promise<AppPrincipal | null> {
     if (!apiKey.startsWith(TOKEN_PREFIX.appKey)) return null;
     return this.keyCache.get(hashSecret(apiKey));

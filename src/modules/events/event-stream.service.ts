@@ -134,8 +134,10 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Ends the streams whose API key has been revoked, as read from the database; when it cannot be
-   * read, every stream (its client resumes from its Last-Event-ID and authenticates again).
+   * Ends the streams whose API key has been revoked, as read from the database: after a reconnect
+   * to Redis (an announcement may have been lost meanwhile) and with every heartbeat (one lost on
+   * the revoking instance's side, which could not publish it), so a revoked key's streams end
+   * within HEARTBEAT_MS on every instance whatever Redis did. A failed read is retried then.
    */
   private async closeRevoked(): Promise<void> {
     const keyIds = new Set<string>();
@@ -145,8 +147,7 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
       const active = await this.apps.activeKeyIds([...keyIds]);
       this.closeWhere((s) => keyIds.has(s.keyId) && !active.has(s.keyId));
     } catch (err) {
-      this.logger.warn({ err: String(err) }, 'API keys of open event streams could not be checked: ending them all');
-      this.closeWhere(() => true);
+      this.logger.warn({ err: String(err) }, 'API keys of open event streams could not be checked; the next heartbeat tries again');
     }
   }
 
@@ -160,7 +161,10 @@ export class EventStreamService implements OnModuleInit, OnApplicationShutdown {
       this.fallback.unref();
     }
     if (!this.heartbeat) {
-      this.heartbeat = setInterval(() => this.forEach((s) => s.sink.write(': heartbeat\n\n')), HEARTBEAT_MS);
+      this.heartbeat = setInterval(() => {
+        this.forEach((s) => s.sink.write(': heartbeat\n\n'));
+        void this.closeRevoked();
+      }, HEARTBEAT_MS);
       this.heartbeat.unref();
     }
   }
