@@ -23,6 +23,12 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     a = await startApp({ REDIS_KEY_PREFIX: prefix });
     b = await startApp({ REDIS_KEY_PREFIX: prefix });
   });
+  /** A third instance, C, whose Redis connections go through a proxy the test controls (open). */
+  const behindProxy = async (env: Record<string, string> = {}) => {
+    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
+    await proxy.open();
+    return { proxy, c: await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...env }) };
+  };
   afterAll(async () => {
     await a?.close();
     await b?.close();
@@ -154,10 +160,8 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
   }, 60_000);
 
   it('a Redis connection reset (a restart, a load balancer): requests wait for the reconnect, nothing fails open, nothing waits out the command timeout; Redis down: requests fail open at once', async () => {
-    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
-    await proxy.open();
-    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
-    const failedOpen = async () => Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec((await c.http.get('/metrics').expect(200)).text)?.[1] ?? 0);
+    const { proxy, c } = await behindProxy();
+    const failedOpen = () => agentRequestsFailedOpen(c);
     try {
       const tenant = await createTenant(c);
       const token = await agentToken(c, await createAgent(c, tenant, await createUser(c, tenant)));
@@ -205,9 +209,7 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
   }, 60_000);
 
   it('an API key revoked on an instance that cannot publish it: another instance ends its event streams within a heartbeat (15 s)', async () => {
-    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
-    await proxy.open();
-    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const { proxy, c } = await behindProxy({ REDIS_COMMAND_TIMEOUT_MS: '500' });
     const port = await freePort();
     await b.app.listen({ port, host: '127.0.0.1' });
     try {
@@ -232,13 +234,11 @@ describe.runIf(shared)('two instances on one PostgreSQL and one Redis', () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => void unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    const proxy = await closedProxyTo(new URL(process.env.TEST_REDIS_URL!));
-    await proxy.open();
-    const c = await startApp({ REDIS_KEY_PREFIX: prefix, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const { proxy, c } = await behindProxy({ REDIS_COMMAND_TIMEOUT_MS: '500' });
     const port = await freePort();
     await c.app.listen({ port, host: '127.0.0.1' });
     const direct = new Redis(process.env.TEST_REDIS_URL!);
-    const failedOpen = async () => Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec((await c.http.get('/metrics').expect(200)).text)?.[1] ?? 0);
+    const failedOpen = () => agentRequestsFailedOpen(c);
     const issue = (h: Human, dpop?: string) => {
       const req = c.http.post('/oauth/token').auth(h.agent.id, h.agent.clientSecret).type('form');
       return (dpop ? req.set('DPoP', dpop) : req).send({ grant_type: 'client_credentials' }).timeout(5_000);
@@ -452,4 +452,10 @@ async function watchStream(port: number, apiKey: string): Promise<{ ended(): boo
     .catch(() => undefined)
     .finally(() => (ended = true));
   return { ended: () => ended, cancel: () => reader.cancel() };
+}
+
+/** How many agent requests this instance let through unbudgeted because Redis did not answer. */
+async function agentRequestsFailedOpen(t: TestApp): Promise<number> {
+  const metrics = (await t.http.get('/metrics').expect(200)).text;
+  return Number(/mfa_proxy_fail_open_total\{component="rate-limit:agentRequests"\} (\d+)/.exec(metrics)?.[1] ?? 0);
 }
